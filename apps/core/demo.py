@@ -1,0 +1,16 @@
+"""Demo data seeders for `make run`: each app that has demo data lists its function here.
+
+A seeder takes the demo merchant's live and sandbox rows and must be idempotent.
+"""
+
+from importlib import import_module
+
+SEEDERS: list[str] = []
+
+
+def demo_seeders():
+    result = []
+    for dotted in SEEDERS:
+        module, _, name = dotted.rpartition(".")
+        result.append(getattr(import_module(module), name))
+    return result

@@ -1,0 +1,53 @@
+import uuid
+
+from django.db import models
+
+
+class BaseModel(models.Model):
+    """UUID primary key and created/updated timestamps, for every model of the platform."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+
+
+class TenantModel(BaseModel):
+    """A row owned by one merchant (live or sandbox): every selector filters on `merchant`."""
+
+    merchant = models.ForeignKey("merchants.Merchant", on_delete=models.PROTECT, related_name="+")
+
+    class Meta:
+        abstract = True
+
+    @property
+    def livemode(self) -> bool:
+        return self.merchant.livemode
+
+
+class IdempotencyRecord(TenantModel):
+    """The stored first response of a POST sent with an Idempotency-Key header."""
+
+    class Status(models.TextChoices):
+        IN_PROGRESS = "in_progress"
+        COMPLETED = "completed"
+
+    key = models.CharField(max_length=255)
+    request_method = models.CharField(max_length=10)
+    request_path = models.CharField(max_length=2048)
+    request_hash = models.CharField(max_length=64)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.IN_PROGRESS)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.BinaryField(null=True, blank=True)
+    response_content_type = models.CharField(max_length=100, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["merchant", "key"], name="idempotency_unique_merchant_key"),
+        ]
+
+    def __str__(self):
+        return f"{self.key} ({self.status})"

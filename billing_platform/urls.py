@@ -1,0 +1,27 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from apps.core.views import healthz, readyz
+from apps.merchants.views import admin_switch_mode
+
+v0_patterns = [
+    path("schema", SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]), name="schema"),
+    path(
+        "docs",
+        SpectacularSwaggerView.as_view(url_name="schema", authentication_classes=[], permission_classes=[]),
+        name="docs",
+    ),
+    path("", include("apps.merchants.urls")),
+]
+
+urlpatterns = [
+    path("admin/mode", admin_switch_mode, name="admin-switch-mode"),
+    path("admin/", admin.site.urls),
+    path("v0/", include(v0_patterns)),
+    path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
+]
+
+handler404 = "apps.core.errors.json_not_found"
+handler500 = "apps.core.errors.json_server_error"

@@ -1,0 +1,66 @@
+import pytest
+from rest_framework.test import APIClient
+
+from tests.factories import MerchantFactory, issue_key, sandbox_of
+
+
+class Api:
+    """An API client for one key: `api.post("/v0/widgets", {...})` sends JSON with the key."""
+
+    def __init__(self, secret: str, merchant):
+        self.secret = secret
+        self.merchant = merchant
+        self.client = APIClient()
+        self.client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+
+    def get(self, path, params=None, **extra):
+        return self.client.get(path, params or {}, **extra)
+
+    def post(self, path, data=None, **extra):
+        return self.client.post(path, data if data is not None else {}, format="json", **extra)
+
+    def patch(self, path, data=None, **extra):
+        return self.client.patch(path, data if data is not None else {}, format="json", **extra)
+
+    def delete(self, path, **extra):
+        return self.client.delete(path, **extra)
+
+
+@pytest.fixture
+def merchant(db):
+    return MerchantFactory()
+
+
+@pytest.fixture
+def sandbox(merchant):
+    return sandbox_of(merchant)
+
+
+@pytest.fixture
+def api(merchant):
+    """The live key of `merchant`."""
+    return Api(issue_key(merchant), merchant)
+
+
+@pytest.fixture
+def test_api(sandbox):
+    """The sandbox (sk_test_) key of `merchant`."""
+    return Api(issue_key(sandbox), sandbox)
+
+
+@pytest.fixture
+def other_api(db):
+    """The live key of another merchant."""
+    other = MerchantFactory()
+    return Api(issue_key(other), other)
+
+
+@pytest.fixture(autouse=True)
+def _clear_redis_counters():
+    """Rate-limit counters live in Redis; start each test without any."""
+    from apps.core.redis import get_redis
+
+    client = get_redis()
+    for key in client.scan_iter("ratelimit:*"):
+        client.delete(key)
+    yield

@@ -1,0 +1,10 @@
+from django.contrib import admin
+
+from apps.core.admin import TenantAdmin
+from tests.tenancy_app.models import Widget
+
+
+@admin.register(Widget)
+class WidgetAdmin(TenantAdmin):
+    list_display = ("name",)
+    fields = ("merchant", "name", "parent")
