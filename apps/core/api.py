@@ -7,7 +7,15 @@ from django.http import HttpResponse
 from rest_framework.views import APIView
 
 from apps.core.errors import Forbidden
-from apps.core.idempotency import HEADER, Replay, idempotency_claim, idempotency_complete, request_fingerprint, validate_key
+from apps.core.idempotency import (
+    HEADER,
+    Replay,
+    idempotency_claim,
+    idempotency_complete,
+    request_fingerprint,
+    validate_key,
+)
+from apps.core.pagination import LimitOffsetListPagination
 
 IDEMPOTENT_METHODS = ("POST",)
 
@@ -32,6 +40,12 @@ class ApiView(APIView):
     """Views set `idempotent = False` where the header does not apply (usage has its own keys)."""
 
     idempotent = True
+
+    def paginated_response(self, queryset, serialize):
+        """The contract's list envelope for `queryset`; `serialize(rows)` renders one page."""
+        paginator = LimitOffsetListPagination()
+        page = paginator.paginate_queryset(queryset, self.request, view=self)
+        return paginator.get_paginated_response(serialize(page))
 
     def initial(self, request, *args, **kwargs):
         self._idempotency_record = None

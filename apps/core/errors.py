@@ -157,10 +157,16 @@ def api_exception_handler(exc, context):
     if isinstance(exc, drf_exceptions.ValidationError):
         return Response(validation_body(exc.detail), status=400)
     if isinstance(exc, drf_exceptions.ParseError):
-        return Response(error_body("invalid_request", f"The body is not valid JSON: {exc.detail}", "MALFORMED_JSON"), status=400)
+        return Response(
+            error_body("invalid_request", f"The body is not valid JSON: {exc.detail}", "MALFORMED_JSON"), status=400
+        )
     if isinstance(exc, drf_exceptions.UnsupportedMediaType):
         return Response(
-            error_body("invalid_request", "Send the body as JSON with Content-Type: application/json.", "UNSUPPORTED_MEDIA_TYPE"),
+            error_body(
+                "invalid_request",
+                "Send the body as JSON with Content-Type: application/json.",
+                "UNSUPPORTED_MEDIA_TYPE",
+            ),
             status=415,
         )
     if isinstance(exc, (drf_exceptions.NotAuthenticated, drf_exceptions.AuthenticationFailed)):
@@ -170,7 +176,12 @@ def api_exception_handler(exc, context):
     if isinstance(exc, drf_exceptions.Throttled):
         wait = max(1, int(exc.wait or 1))
         response = Response(
-            error_body("rate_limited", f"Too many requests for this API key; retry in {wait} s.", "RATE_LIMITED", {"retryAfter": wait}),
+            error_body(
+                "rate_limited",
+                f"Too many requests for this API key; retry in {wait} s.",
+                "RATE_LIMITED",
+                {"retryAfter": wait},
+            ),
             status=429,
         )
         response["Retry-After"] = str(wait)
@@ -182,15 +193,21 @@ def api_exception_handler(exc, context):
     if isinstance(exc, drf_exceptions.NotFound):
         return Response(error_body("not_found", str(exc.detail), "NOT_FOUND"), status=404)
     if isinstance(exc, drf_exceptions.APIException):
-        return Response(error_body("invalid_request", str(exc.detail), str(exc.default_code).upper()), status=exc.status_code)
+        return Response(
+            error_body("invalid_request", str(exc.detail), str(exc.default_code).upper()), status=exc.status_code
+        )
     logger.exception("unhandled error in %s", context.get("view").__class__.__name__ if context.get("view") else "api")
-    return Response(error_body("api_error", "An internal error occurred; it has been logged.", "INTERNAL_ERROR"), status=500)
+    return Response(
+        error_body("api_error", "An internal error occurred; it has been logged.", "INTERNAL_ERROR"), status=500
+    )
 
 
 def json_not_found(request, exception=None):
     """404 for URLs that match no route: JSON under /v0, a plain page elsewhere."""
     if request.path.startswith("/v0"):
-        return JsonResponse(error_body("not_found", f"No endpoint {request.method} {request.path}.", "NOT_FOUND"), status=404)
+        return JsonResponse(
+            error_body("not_found", f"No endpoint {request.method} {request.path}.", "NOT_FOUND"), status=404
+        )
     from django.views.defaults import page_not_found
 
     return page_not_found(request, exception)
@@ -198,7 +215,9 @@ def json_not_found(request, exception=None):
 
 def json_server_error(request):
     if request.path.startswith("/v0"):
-        return JsonResponse(error_body("api_error", "An internal error occurred; it has been logged.", "INTERNAL_ERROR"), status=500)
+        return JsonResponse(
+            error_body("api_error", "An internal error occurred; it has been logged.", "INTERNAL_ERROR"), status=500
+        )
     from django.views.defaults import server_error
 
     return server_error(request)

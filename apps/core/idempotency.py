@@ -50,7 +50,9 @@ def validate_key(raw: str) -> str:
     if not key:
         raise FieldError(HEADER, "must not be empty", code="INVALID_IDEMPOTENCY_KEY")
     if len(key) > MAX_KEY_LENGTH:
-        raise FieldError(HEADER, f"must be at most {MAX_KEY_LENGTH} characters, got {len(key)}", code="INVALID_IDEMPOTENCY_KEY")
+        raise FieldError(
+            HEADER, f"must be at most {MAX_KEY_LENGTH} characters, got {len(key)}", code="INVALID_IDEMPOTENCY_KEY"
+        )
     return key
 
 
@@ -66,7 +68,11 @@ def idempotency_claim(*, merchant, key: str, method: str, path: str, request_has
         try:
             with transaction.atomic():
                 return IdempotencyRecord.objects.create(
-                    merchant=merchant, key=key, request_method=method, request_path=path[:2048], request_hash=request_hash
+                    merchant=merchant,
+                    key=key,
+                    request_method=method,
+                    request_path=path[:2048],
+                    request_hash=request_hash,
                 )
         except IntegrityError:
             pass
@@ -90,7 +96,11 @@ def idempotency_claim(*, merchant, key: str, method: str, path: str, request_has
                 f"A request with idempotency key {key!r} is still being processed; retry shortly to get its response.",
                 code="IDEMPOTENCY_KEY_IN_USE",
             )
-        return Replay(status=existing.response_status, body=bytes(existing.response_body or b""), content_type=existing.response_content_type)
+        return Replay(
+            status=existing.response_status,
+            body=bytes(existing.response_body or b""),
+            content_type=existing.response_content_type,
+        )
     raise Conflict(
         f"Idempotency key {key!r} is contended; retry shortly.",
         code="IDEMPOTENCY_KEY_IN_USE",

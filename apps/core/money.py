@@ -24,6 +24,7 @@ def money_context():
     """`with money_context(): ...` runs Decimal arithmetic in MONEY_CONTEXT."""
     return localcontext(MONEY_CONTEXT)
 
+
 # Minor units of each currency the platform bills in.
 CURRENCY_DECIMALS = {
     "USDC": 6,
@@ -69,15 +70,15 @@ def split_commission(charge: Decimal, rate: Decimal) -> tuple[Decimal, Decimal]:
 
 def parse_amount(raw, *, field: str = "amount") -> Decimal:
     """Parse an amount from a string or int (never a float). Raises ValueError with a message."""
-    if isinstance(raw, bool) or isinstance(raw, float):
-        raise ValueError(f"{field} must be a string of decimal digits, such as \"10.50\", not a JSON number")
+    if isinstance(raw, (bool, float)):
+        raise ValueError(f'{field} must be a string of decimal digits, such as "10.50", not a JSON number')
     if isinstance(raw, Decimal):
         value = raw
     elif isinstance(raw, (int, str)):
         try:
             value = Decimal(str(raw).strip())
         except InvalidOperation:
-            raise ValueError(f"{field} must be a decimal number such as \"10.50\"; got {raw!r}") from None
+            raise ValueError(f'{field} must be a decimal number such as "10.50"; got {raw!r}') from None
     else:
         raise ValueError(f"{field} must be a string of decimal digits")
     if not value.is_finite():

@@ -21,7 +21,10 @@ class Merchant(BaseModel):
     class Meta:
         constraints = [
             models.CheckConstraint(
-                condition=(models.Q(livemode=True, live_merchant__isnull=True) | models.Q(livemode=False, live_merchant__isnull=False)),
+                condition=(
+                    models.Q(livemode=True, live_merchant__isnull=True)
+                    | models.Q(livemode=False, live_merchant__isnull=False)
+                ),
                 name="merchant_sandbox_has_live_twin",
             ),
             models.CheckConstraint(

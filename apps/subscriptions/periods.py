@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 
-class Interval(str, enum.Enum):
+class Interval(enum.StrEnum):
     DAILY = "daily"
     WEEKLY = "weekly"
     MONTHLY = "monthly"
@@ -60,9 +60,7 @@ def _interval(value: str) -> Interval:
         return Interval(value)
     except ValueError:
         allowed = ", ".join(INTERVALS)
-        raise ValueError(
-            f"unknown billing interval {value!r}; expected one of: {allowed}"
-        ) from None
+        raise ValueError(f"unknown billing interval {value!r}; expected one of: {allowed}") from None
 
 
 def _utc(value: datetime, name: str) -> datetime:
@@ -89,9 +87,7 @@ def _shift(anchor: datetime, interval: Interval, n: int) -> datetime:
         try:
             return anchor + _FIXED_LENGTHS[interval] * n
         except OverflowError:
-            raise ValueError(
-                f"{n} {interval.value} periods after {anchor.isoformat()} is out of range"
-            ) from None
+            raise ValueError(f"{n} {interval.value} periods after {anchor.isoformat()} is out of range") from None
     return _add_months(anchor, _MONTH_COUNTS[interval] * n)
 
 
@@ -125,9 +121,7 @@ def period_index_at(anchor: datetime, interval: str, at: datetime) -> int:
     return _index(_utc(anchor, "anchor"), _interval(interval), _utc(at, "at"))
 
 
-def period_at(
-    anchor: datetime, interval: str, at: datetime
-) -> tuple[datetime, datetime]:
+def period_at(anchor: datetime, interval: str, at: datetime) -> tuple[datetime, datetime]:
     """The ``[start, end)`` period containing ``at``; a boundary opens a new period."""
     anchor = _utc(anchor, "anchor")
     interval = _interval(interval)
@@ -135,9 +129,7 @@ def period_at(
     return _shift(anchor, interval, n), _shift(anchor, interval, n + 1)
 
 
-def periods_between(
-    anchor: datetime, interval: str, start: datetime, end: datetime
-) -> list[tuple[datetime, datetime]]:
+def periods_between(anchor: datetime, interval: str, start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
     """Every ``[start, end)`` period that overlaps ``[start, end)``, in order.
 
     No period exists before the anchor, so a range reaching back before it
@@ -162,9 +154,7 @@ def periods_between(
     return periods
 
 
-def proration_fraction(
-    period_start: datetime, period_end: datetime, at: datetime
-) -> Fraction:
+def proration_fraction(period_start: datetime, period_end: datetime, at: datetime) -> Fraction:
     """The share of ``[period_start, period_end)`` remaining after ``at``.
 
     1 at the start, 0 at the end. A ``Fraction`` (remaining microseconds over
@@ -175,16 +165,10 @@ def proration_fraction(
     period_end = _utc(period_end, "period_end")
     at = _utc(at, "at")
     if period_end <= period_start:
-        raise ValueError(
-            f"period_end {period_end.isoformat()} must be after "
-            f"period_start {period_start.isoformat()}"
-        )
+        raise ValueError(f"period_end {period_end.isoformat()} must be after period_start {period_start.isoformat()}")
     if not period_start <= at <= period_end:
         raise ValueError(
-            f"{at.isoformat()} is outside the period "
-            f"[{period_start.isoformat()}, {period_end.isoformat()}]"
+            f"{at.isoformat()} is outside the period [{period_start.isoformat()}, {period_end.isoformat()}]"
         )
     microsecond = timedelta(microseconds=1)
-    return Fraction(
-        (period_end - at) // microsecond, (period_end - period_start) // microsecond
-    )
+    return Fraction((period_end - at) // microsecond, (period_end - period_start) // microsecond)

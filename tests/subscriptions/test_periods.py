@@ -107,9 +107,7 @@ ADD_INTERVALS_CASES = [
 
 
 @pytest.mark.parametrize(("anchor", "interval", "n", "expected"), ADD_INTERVALS_CASES)
-def test_add_intervals_adds_to_the_anchor_and_clamps_to_month_end(
-    anchor, interval, n, expected
-):
+def test_add_intervals_adds_to_the_anchor_and_clamps_to_month_end(anchor, interval, n, expected):
     result = add_intervals(anchor, interval, n)
     assert result == expected
     assert result.tzinfo is UTC
@@ -402,15 +400,9 @@ AWARE = utc(2024, 1, 31)
         pytest.param(lambda: period_at(AWARE, "monthly", NAIVE), id="period_at-at"),
         pytest.param(lambda: period_index_at(NAIVE, "daily", AWARE), id="index-anchor"),
         pytest.param(lambda: period_index_at(AWARE, "daily", NAIVE), id="index-at"),
-        pytest.param(
-            lambda: periods_between(NAIVE, "weekly", AWARE, AWARE), id="between-anchor"
-        ),
-        pytest.param(
-            lambda: periods_between(AWARE, "weekly", NAIVE, AWARE), id="between-start"
-        ),
-        pytest.param(
-            lambda: periods_between(AWARE, "weekly", AWARE, NAIVE), id="between-end"
-        ),
+        pytest.param(lambda: periods_between(NAIVE, "weekly", AWARE, AWARE), id="between-anchor"),
+        pytest.param(lambda: periods_between(AWARE, "weekly", NAIVE, AWARE), id="between-start"),
+        pytest.param(lambda: periods_between(AWARE, "weekly", AWARE, NAIVE), id="between-end"),
         pytest.param(
             lambda: proration_fraction(NAIVE, utc(2024, 2, 1), AWARE),
             id="proration-start",
@@ -419,9 +411,7 @@ AWARE = utc(2024, 1, 31)
             lambda: proration_fraction(AWARE, datetime(2024, 2, 1), AWARE),
             id="proration-end",
         ),
-        pytest.param(
-            lambda: proration_fraction(AWARE, utc(2024, 2, 1), NAIVE), id="proration-at"
-        ),
+        pytest.param(lambda: proration_fraction(AWARE, utc(2024, 2, 1), NAIVE), id="proration-at"),
     ],
 )
 def test_naive_datetimes_are_rejected(call):
@@ -579,12 +569,8 @@ PERIODS_BETWEEN_CASES = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("anchor", "interval", "start", "end", "expected"), PERIODS_BETWEEN_CASES
-)
-def test_periods_between_lists_the_overlapping_periods(
-    anchor, interval, start, end, expected
-):
+@pytest.mark.parametrize(("anchor", "interval", "start", "end", "expected"), PERIODS_BETWEEN_CASES)
+def test_periods_between_lists_the_overlapping_periods(anchor, interval, start, end, expected):
     assert periods_between(anchor, interval, start, end) == expected
 
 
@@ -594,12 +580,8 @@ def test_periods_between_rejects_a_reversed_range():
 
 
 PRORATION_CASES = [
-    pytest.param(
-        utc(2024, 2, 29), utc(2024, 3, 31), utc(2024, 2, 29), Fraction(1), id="at-start"
-    ),
-    pytest.param(
-        utc(2024, 2, 29), utc(2024, 3, 31), utc(2024, 3, 31), Fraction(0), id="at-end"
-    ),
+    pytest.param(utc(2024, 2, 29), utc(2024, 3, 31), utc(2024, 2, 29), Fraction(1), id="at-start"),
+    pytest.param(utc(2024, 2, 29), utc(2024, 3, 31), utc(2024, 3, 31), Fraction(0), id="at-end"),
     pytest.param(
         utc(2024, 2, 29),
         utc(2024, 3, 31),

@@ -26,9 +26,7 @@ class WidgetListApi(ApiView):
 
     def get(self, request):
         queryset = Widget.objects.filter(merchant=request.merchant).order_by("created_at")
-        paginator = self.pagination_class()
-        page = paginator.paginate_queryset(queryset, request, view=self)
-        return paginator.get_paginated_response(WidgetSerializer(page, many=True).data)
+        return self.paginated_response(queryset, lambda rows: WidgetSerializer(rows, many=True).data)
 
     def post(self, request):
         data = self.InputSerializer(data=request.data)

@@ -1,0 +1,567 @@
+from decimal import Decimal
+
+import pytest
+
+from apps.catalog.pricing import (
+    PRICE_MODELS,
+    PriceConfigError,
+    PricingResult,
+    price_quantity,
+    validate_properties,
+)
+
+D = Decimal
+
+GRADUATED = {
+    "tiers": [
+        {"upTo": 100, "unitPrice": "0.01"},
+        {"upTo": "1000", "unitPrice": "0.008"},
+        {"upTo": None, "unitPrice": "0.005"},
+    ]
+}
+GRADUATED_WITH_FEES = {
+    "tiers": [
+        {"upTo": "10", "unitPrice": "1", "flatFee": "5"},
+        {"upTo": None, "unitPrice": "0.5", "flatFee": "3"},
+    ]
+}
+GRADUATED_12_PLACES = {
+    "tiers": [
+        {"upTo": "0.75", "unitPrice": "123456789012.123456789012", "flatFee": "0.000000000001"},
+        {"upTo": "2.5", "unitPrice": "0.333333333333", "flatFee": "1"},
+        {"upTo": None, "unitPrice": "0.000000000007"},
+    ]
+}
+SMALLEST_PRICE = {"tiers": [{"upTo": None, "unitPrice": "0.000000000001"}]}
+VOLUME = {
+    "tiers": [
+        {"upTo": "100", "unitPrice": "0.01"},
+        {"upTo": "1000", "unitPrice": "0.008", "flatFee": "2"},
+        {"upTo": None, "unitPrice": "0.005", "flatFee": "5"},
+    ]
+}
+PACKAGE = {"packageSize": 100, "packagePrice": "5"}
+PERCENTAGE = {"percentage": "2.5"}
+PERCENTAGE_CLAMPED = {"percentage": "2.5", "minCharge": "0.30", "maxCharge": "10"}
+
+
+@pytest.mark.parametrize(
+    ("unit_price", "quantity", "expected"),
+    [
+        ("0.01", D(0), D(0)),
+        ("0.01", D(7), D("0.07")),
+        ("0.01", D("2.5"), D("0.025")),
+        ("0.000000000001", D(1), D("0.000000000001")),
+        ("0.000000000001", D(10**20), D("100000000")),
+        ("0.000000000001", D("0.5"), D(0)),
+        ("0.000000000001", D("1.5"), D("0.000000000002")),
+        ("0.000000000001", D("2.5"), D("0.000000000002")),
+        ("123456789012.123456789012", D(1), D("123456789012.123456789012")),
+        ("123456789012.123456789012", D("0.5"), D("61728394506.061728394506")),
+        ("123456789012.123456789012", D(10**14), D("12345678901212345678901200")),
+        ("123456789012.123456789012", D("0.000000000001"), D("0.123456789012")),
+        ("0.999999999999", D(10**26 - 1), D("99999999999899999999999999.000000000001")),
+    ],
+)
+def test_standard_charges_quantity_times_unit_price_rounded_half_even_once(unit_price, quantity, expected):
+    result = price_quantity("standard", {"unitPrice": unit_price}, quantity)
+
+    assert result.amount == expected
+    assert result.billable_quantity == quantity
+    assert result.unit_price == (D(unit_price) if quantity else D(0))
+    assert result.tiers == ()
+
+
+@pytest.mark.parametrize(
+    ("quantity", "units_before", "expected", "tier_units"),
+    [
+        (D(0), D(0), D(0), ()),
+        (D(1), D(0), D("0.01"), ((0, D(1)),)),
+        (D(100), D(0), D("1"), ((0, D(100)),)),
+        (D(101), D(0), D("1.008"), ((0, D(100)), (1, D(1)))),
+        (D("100.5"), D(0), D("1.004"), ((0, D(100)), (1, D("0.5")))),
+        (D("100.000000000001"), D(0), D("1.000000000000"), ((0, D(100)), (1, D("0.000000000001")))),
+        (D(1000), D(0), D("8.2"), ((0, D(100)), (1, D(900)))),
+        (D(1001), D(0), D("8.205"), ((0, D(100)), (1, D(900)), (2, D(1)))),
+        (D(10**20), D(0), D("500000000000000003.2"), ((0, D(100)), (1, D(900)), (2, D(10**20 - 1000)))),
+        (D(1), D(99), D("0.01"), ((0, D(1)),)),
+        (D(1), D(100), D("0.008"), ((1, D(1)),)),
+        (D(20), D(90), D("0.18"), ((0, D(10)), (1, D(10)))),
+        (D("0.5"), D("99.75"), D("0.0045"), ((0, D("0.25")), (1, D("0.25")))),
+        (D(2000), D(50), D("12.95"), ((0, D(50)), (1, D(900)), (2, D(1050)))),
+        (D(0), D(100), D(0), ()),
+    ],
+)
+def test_graduated_charges_the_running_total_split_at_inclusive_tier_edges(
+    quantity, units_before, expected, tier_units
+):
+    result = price_quantity("graduated", GRADUATED, quantity, units_before=units_before)
+
+    assert result.amount == expected
+    assert tuple((tier.index, tier.units) for tier in result.tiers) == tier_units
+    assert sum((tier.amount for tier in result.tiers), D(0)) == result.amount
+
+
+@pytest.mark.parametrize(
+    ("quantity", "units_before", "expected", "tier_fees"),
+    [
+        (D(0), D(0), D(0), ()),
+        (D("0.5"), D(0), D("5.5"), ((0, D(5)),)),
+        (D(1), D(0), D(6), ((0, D(5)),)),
+        (D(10), D(0), D(15), ((0, D(5)),)),
+        (D(11), D(0), D("18.5"), ((0, D(5)), (1, D(3)))),
+        (D(1), D(9), D(1), ((0, D(0)),)),
+        (D(1), D(10), D("3.5"), ((1, D(3)),)),
+        (D(1), D(11), D("0.5"), ((1, D(0)),)),
+        (D(10), D(5), D("10.5"), ((0, D(0)), (1, D(3)))),
+    ],
+)
+def test_graduated_flat_fee_is_charged_once_by_the_event_entering_the_tier(quantity, units_before, expected, tier_fees):
+    result = price_quantity("graduated", GRADUATED_WITH_FEES, quantity, units_before=units_before)
+
+    assert result.amount == expected
+    assert tuple((tier.index, tier.flat_fee) for tier in result.tiers) == tier_fees
+    assert all(tier.amount == tier.units * tier.unit_price + tier.flat_fee for tier in result.tiers)
+
+
+@pytest.mark.parametrize(
+    ("properties", "free_units", "events"),
+    [
+        (GRADUATED, D(0), [D(40), D(40), D(40)]),
+        (GRADUATED, D(0), [D(99), D(1), D(1), D(899), D(1), D(5000)]),
+        (GRADUATED, D(50), [D(60), D(100), D(900), D(3)]),
+        (GRADUATED, D(0), [D("0.3"), D("99.7"), D("0.000000000001"), D("1234.5")]),
+        (GRADUATED_WITH_FEES, D(0), [D(3), D(7), D(1), D(4)]),
+        (GRADUATED_WITH_FEES, D(12), [D(5), D(5), D("2.5"), D(1), D(10)]),
+        (GRADUATED_12_PLACES, D(0), [D("0.3"), D("0.7"), D(1), D("0.123456"), D(5)]),
+        (GRADUATED_12_PLACES, D("0.1"), [D("0.05"), D("0.05"), D("0.333"), D("2.9999999999999")]),
+        (SMALLEST_PRICE, D(0), [D("0.5")] * 4),
+        (GRADUATED, D(0), [D(10**20), D(10**20)]),
+    ],
+)
+def test_instant_graduated_charges_sum_to_the_graduated_price_of_the_total(properties, free_units, events):
+    charged = D(0)
+    units_before = D(0)
+    for quantity in events:
+        result = price_quantity("graduated", properties, quantity, free_units=free_units, units_before=units_before)
+        charged += result.amount
+        units_before += quantity
+
+    period = price_quantity("graduated", properties, units_before, free_units=free_units)
+
+    assert charged == period.amount
+
+
+def test_instant_graduated_charges_telescope_where_each_event_alone_would_round_away():
+    amounts = []
+    for units_before in (D(0), D("0.5"), D(1), D("1.5")):
+        amounts.append(price_quantity("graduated", SMALLEST_PRICE, D("0.5"), units_before=units_before).amount)
+
+    assert amounts == [D(0), D("0.000000000001"), D("0.000000000001"), D(0)]
+    assert price_quantity("graduated", SMALLEST_PRICE, D(2)).amount == D("0.000000000002")
+
+
+@pytest.mark.parametrize(
+    ("model", "properties", "free_units", "events", "expected_billable", "expected_amounts"),
+    [
+        (
+            "standard",
+            {"unitPrice": "0.01"},
+            D(100),
+            [D(40), D(40), D(40), D(40)],
+            [D(0), D(0), D(20), D(40)],
+            [D(0), D(0), D("0.2"), D("0.4")],
+        ),
+        (
+            "graduated",
+            GRADUATED,
+            D(50),
+            [D(30), D(30), D(100)],
+            [D(0), D(10), D(100)],
+            [D(0), D("0.1"), D("0.98")],
+        ),
+        (
+            "package",
+            PACKAGE,
+            D(150),
+            [D(100), D(100), D(100)],
+            [D(0), D(50), D(100)],
+            [D(0), D(5), D(5)],
+        ),
+        (
+            "percentage",
+            PERCENTAGE,
+            D("10.5"),
+            [D(10), D(10)],
+            [D(0), D("9.5")],
+            [D(0), D("0.2375")],
+        ),
+    ],
+)
+def test_free_units_are_used_up_across_the_events_of_a_period(
+    model, properties, free_units, events, expected_billable, expected_amounts
+):
+    units_before = D(0)
+    results = []
+    for quantity in events:
+        results.append(price_quantity(model, properties, quantity, free_units=free_units, units_before=units_before))
+        units_before += quantity
+
+    assert [result.billable_quantity for result in results] == expected_billable
+    assert [result.amount for result in results] == expected_amounts
+
+
+@pytest.mark.parametrize(
+    ("quantity", "expected", "tier_index", "unit_price"),
+    [
+        (D(0), D(0), None, D(0)),
+        (D(1), D("0.01"), 0, D("0.01")),
+        (D(100), D(1), 0, D("0.01")),
+        (D(101), D("2.808"), 1, D("0.027801980198")),
+        (D("100.000000000001"), D("2.8"), 1, D("0.028")),
+        (D(1000), D(10), 1, D("0.01")),
+        (D(1001), D("10.005"), 2, D("0.009995004995")),
+        (D(10**20), D("500000000000000005"), 2, D("0.005")),
+    ],
+)
+def test_volume_prices_all_units_at_the_tier_the_quantity_falls_in(quantity, expected, tier_index, unit_price):
+    result = price_quantity("volume", VOLUME, quantity)
+
+    assert result.amount == expected
+    assert result.unit_price == unit_price
+    assert tuple(tier.index for tier in result.tiers) == (() if tier_index is None else (tier_index,))
+
+
+def test_volume_prices_the_quantity_given_without_a_running_total():
+    result = price_quantity("volume", VOLUME, D(50), units_before=D(500))
+
+    assert result.amount == D("0.5")
+    assert result.tiers[0].index == 0
+
+
+@pytest.mark.parametrize(
+    ("properties", "quantity", "free_units", "expected"),
+    [
+        (PACKAGE, D(0), D(0), D(0)),
+        (PACKAGE, D(1), D(0), D(5)),
+        (PACKAGE, D(100), D(0), D(5)),
+        (PACKAGE, D(101), D(0), D(10)),
+        (PACKAGE, D("100.5"), D(0), D(10)),
+        (PACKAGE, D(200), D(0), D(10)),
+        (PACKAGE, D(110), D(10), D(5)),
+        (PACKAGE, D(10**20), D(0), D("5000000000000000000")),
+        ({"packageSize": 3, "packagePrice": "0.000000000001"}, D(10**20 + 1), D(0), D("33333333.333333333334")),
+    ],
+)
+def test_package_charges_every_started_package_whole(properties, quantity, free_units, expected):
+    result = price_quantity("package", properties, quantity, free_units=free_units)
+
+    assert result.amount == expected
+
+
+@pytest.mark.parametrize(
+    ("properties", "quantity", "expected", "unit_price"),
+    [
+        (PERCENTAGE, D(0), D(0), D(0)),
+        (PERCENTAGE, D(100), D("2.5"), D("0.025")),
+        (PERCENTAGE, D("0.01"), D("0.00025"), D("0.025")),
+        (PERCENTAGE, D("0.333333333333"), D("0.008333333333"), D("0.025")),
+        ({"percentage": "100"}, D(7), D(7), D(1)),
+        (PERCENTAGE_CLAMPED, D(0), D(0), D(0)),
+        (PERCENTAGE_CLAMPED, D(10), D("0.3"), D("0.03")),
+        (PERCENTAGE_CLAMPED, D("0.000000000001"), D("0.3"), D("300000000000")),
+        (PERCENTAGE_CLAMPED, D(12), D("0.3"), D("0.025")),
+        (PERCENTAGE_CLAMPED, D(100), D("2.5"), D("0.025")),
+        (PERCENTAGE_CLAMPED, D(400), D(10), D("0.025")),
+        (PERCENTAGE_CLAMPED, D(1000), D(10), D("0.01")),
+    ],
+)
+def test_percentage_is_clamped_to_min_and_max_charge(properties, quantity, expected, unit_price):
+    result = price_quantity("percentage", properties, quantity)
+
+    assert result.amount == expected
+    assert result.unit_price == unit_price
+
+
+@pytest.mark.parametrize(
+    ("model", "properties", "quantity", "unit_price"),
+    [
+        ("standard", {"unitPrice": "0.000000000001"}, D("0.5"), D("0.000000000001")),
+        ("graduated", GRADUATED, D(50), D("0.01")),
+        ("graduated", GRADUATED, D(150), D("0.009333333333")),
+        ("graduated", GRADUATED_WITH_FEES, D(2), D("3.5")),
+        ("package", PACKAGE, D(150), D("0.066666666667")),
+    ],
+)
+def test_unit_price_is_the_configured_price_where_exact_else_amount_over_quantity(
+    model, properties, quantity, unit_price
+):
+    assert price_quantity(model, properties, quantity).unit_price == unit_price
+
+
+@pytest.mark.parametrize("model", PRICE_MODELS)
+def test_zero_quantity_costs_nothing_for_every_model(model):
+    properties = {
+        "standard": {"unitPrice": "1"},
+        "graduated": GRADUATED_WITH_FEES,
+        "volume": VOLUME,
+        "package": PACKAGE,
+        "percentage": PERCENTAGE_CLAMPED,
+    }[model]
+
+    assert price_quantity(model, properties, D(0)) == PricingResult(
+        amount=D(0), billable_quantity=D(0), unit_price=D(0), tiers=()
+    )
+
+
+@pytest.mark.parametrize(
+    ("model", "properties", "normalized"),
+    [
+        ("standard", {"unitPrice": "0.0010"}, {"unitPrice": "0.001"}),
+        ("standard", {"unitPrice": 5}, {"unitPrice": "5"}),
+        ("standard", {"unitPrice": "1E+2"}, {"unitPrice": "100"}),
+        ("standard", {"unitPrice": D("0.000")}, {"unitPrice": "0"}),
+        (
+            "standard",
+            {"unitPrice": "99999999999999999999999999.999999999999"},
+            {"unitPrice": "99999999999999999999999999.999999999999"},
+        ),
+        (
+            "graduated",
+            {"tiers": [{"upTo": 100, "unitPrice": "0.010"}, {"unitPrice": "0.005", "flatFee": "2.50"}]},
+            {
+                "tiers": [
+                    {"upTo": "100", "unitPrice": "0.01", "flatFee": "0"},
+                    {"upTo": None, "unitPrice": "0.005", "flatFee": "2.5"},
+                ]
+            },
+        ),
+        (
+            "volume",
+            {"tiers": [{"upTo": "0.5", "unitPrice": "1"}, {"upTo": None, "unitPrice": "0", "flatFee": None}]},
+            {
+                "tiers": [
+                    {"upTo": "0.5", "unitPrice": "1", "flatFee": "0"},
+                    {"upTo": None, "unitPrice": "0", "flatFee": "0"},
+                ]
+            },
+        ),
+        ("package", {"packageSize": "100", "packagePrice": "5.00"}, {"packageSize": 100, "packagePrice": "5"}),
+        (
+            "percentage",
+            {"percentage": "2.50"},
+            {"percentage": "2.5", "minCharge": None, "maxCharge": None},
+        ),
+        (
+            "percentage",
+            {"percentage": 100, "minCharge": "0.10", "maxCharge": "0.1"},
+            {"percentage": "100", "minCharge": "0.1", "maxCharge": "0.1"},
+        ),
+    ],
+)
+def test_validate_properties_returns_a_canonical_copy_that_validates_again(model, properties, normalized):
+    assert validate_properties(model, properties) == normalized
+    assert validate_properties(model, normalized) == normalized
+
+
+@pytest.mark.parametrize(
+    ("model", "properties", "quantity"),
+    [
+        ("graduated", GRADUATED_WITH_FEES, D("12.5")),
+        ("volume", VOLUME, D(1001)),
+        ("package", PACKAGE, D(101)),
+        ("percentage", PERCENTAGE_CLAMPED, D(50)),
+    ],
+)
+def test_price_quantity_accepts_normalized_properties(model, properties, quantity):
+    normalized = validate_properties(model, properties)
+
+    assert price_quantity(model, normalized, quantity) == price_quantity(model, properties, quantity)
+
+
+def tiers(*tier_list):
+    return {"tiers": list(tier_list)}
+
+
+@pytest.mark.parametrize(
+    ("model", "properties", "field", "code"),
+    [
+        ("tiered", {"unitPrice": "1"}, "model", "UNKNOWN_MODEL"),
+        (None, {"unitPrice": "1"}, "model", "UNKNOWN_MODEL"),
+        ("standard", [], "properties", "INVALID_PROPERTIES"),
+        ("standard", {}, "properties.unitPrice", "FIELD_REQUIRED"),
+        ("standard", {"unitPrice": None}, "properties.unitPrice", "FIELD_REQUIRED"),
+        ("standard", {"unitPrice": "1", "unit_price": "1"}, "properties.unit_price", "UNKNOWN_FIELD"),
+        ("standard", {"unitPrice": 0.001}, "properties.unitPrice", "FLOAT_NOT_ALLOWED"),
+        ("standard", {"unitPrice": 1.0}, "properties.unitPrice", "FLOAT_NOT_ALLOWED"),
+        ("standard", {"unitPrice": "-0.01"}, "properties.unitPrice", "INVALID_UNIT_PRICE"),
+        ("standard", {"unitPrice": "0.0000000000001"}, "properties.unitPrice", "INVALID_UNIT_PRICE"),
+        ("standard", {"unitPrice": str(10**26)}, "properties.unitPrice", "INVALID_UNIT_PRICE"),
+        ("standard", {"unitPrice": "abc"}, "properties.unitPrice", "INVALID_UNIT_PRICE"),
+        ("standard", {"unitPrice": "NaN"}, "properties.unitPrice", "INVALID_UNIT_PRICE"),
+        ("standard", {"unitPrice": "Infinity"}, "properties.unitPrice", "INVALID_UNIT_PRICE"),
+        ("standard", {"unitPrice": True}, "properties.unitPrice", "INVALID_UNIT_PRICE"),
+        ("standard", {"unitPrice": ["1"]}, "properties.unitPrice", "INVALID_UNIT_PRICE"),
+        ("graduated", {}, "properties.tiers", "FIELD_REQUIRED"),
+        ("graduated", {"tiers": {"upTo": None}}, "properties.tiers", "INVALID_TIERS"),
+        ("graduated", tiers(), "properties.tiers", "TIERS_REQUIRED"),
+        ("graduated", tiers("0.01"), "properties.tiers[0]", "INVALID_PROPERTIES"),
+        ("graduated", tiers({"upTo": None}), "properties.tiers[0].unitPrice", "FIELD_REQUIRED"),
+        (
+            "graduated",
+            tiers({"upTo": None, "unitPrice": "1", "up_to": 5}),
+            "properties.tiers[0].up_to",
+            "UNKNOWN_FIELD",
+        ),
+        (
+            "graduated",
+            tiers({"upTo": 100, "unitPrice": "1"}, {"upTo": 100, "unitPrice": "1"}, {"unitPrice": "1"}),
+            "properties.tiers[1].upTo",
+            "TIERS_OVERLAP",
+        ),
+        (
+            "graduated",
+            tiers({"upTo": 100, "unitPrice": "1"}, {"upTo": 1000, "unitPrice": "1"}, {"upTo": 500, "unitPrice": "1"}),
+            "properties.tiers[2].upTo",
+            "TIERS_OVERLAP",
+        ),
+        (
+            "volume",
+            tiers({"upTo": "10.5", "unitPrice": "1"}, {"upTo": "10.25", "unitPrice": "1"}, {"unitPrice": "1"}),
+            "properties.tiers[1].upTo",
+            "TIERS_OVERLAP",
+        ),
+        (
+            "graduated",
+            tiers({"upTo": None, "unitPrice": "1"}, {"upTo": None, "unitPrice": "1"}),
+            "properties.tiers[0].upTo",
+            "TIERS_GAP",
+        ),
+        (
+            "volume",
+            tiers({"upTo": 100, "unitPrice": "1"}, {"upTo": 1000, "unitPrice": "1"}),
+            "properties.tiers[1].upTo",
+            "TIERS_GAP",
+        ),
+        (
+            "graduated",
+            tiers({"upTo": 0, "unitPrice": "1"}, {"unitPrice": "1"}),
+            "properties.tiers[0].upTo",
+            "INVALID_UP_TO",
+        ),
+        (
+            "graduated",
+            tiers({"upTo": "-5", "unitPrice": "1"}, {"unitPrice": "1"}),
+            "properties.tiers[0].upTo",
+            "INVALID_UP_TO",
+        ),
+        (
+            "graduated",
+            tiers({"upTo": 10.5, "unitPrice": "1"}, {"unitPrice": "1"}),
+            "properties.tiers[0].upTo",
+            "FLOAT_NOT_ALLOWED",
+        ),
+        (
+            "graduated",
+            tiers({"upTo": 10, "unitPrice": "1"}, {"unitPrice": 0.5}),
+            "properties.tiers[1].unitPrice",
+            "FLOAT_NOT_ALLOWED",
+        ),
+        (
+            "graduated",
+            tiers({"upTo": 10, "unitPrice": "1", "flatFee": "-1"}, {"unitPrice": "1"}),
+            "properties.tiers[0].flatFee",
+            "INVALID_FLAT_FEE",
+        ),
+        (
+            "volume",
+            tiers({"upTo": 10, "unitPrice": "1"}, {"unitPrice": "1.0000000000001"}),
+            "properties.tiers[1].unitPrice",
+            "INVALID_UNIT_PRICE",
+        ),
+        ("package", {"packagePrice": "5"}, "properties.packageSize", "FIELD_REQUIRED"),
+        ("package", {"packageSize": 0, "packagePrice": "5"}, "properties.packageSize", "INVALID_PACKAGE_SIZE"),
+        ("package", {"packageSize": "1.5", "packagePrice": "5"}, "properties.packageSize", "INVALID_PACKAGE_SIZE"),
+        ("package", {"packageSize": -100, "packagePrice": "5"}, "properties.packageSize", "INVALID_PACKAGE_SIZE"),
+        ("package", {"packageSize": 100.0, "packagePrice": "5"}, "properties.packageSize", "FLOAT_NOT_ALLOWED"),
+        ("package", {"packageSize": 100, "packagePrice": "-5"}, "properties.packagePrice", "INVALID_PACKAGE_PRICE"),
+        ("percentage", {"percentage": "0"}, "properties.percentage", "INVALID_PERCENTAGE"),
+        ("percentage", {"percentage": "100.01"}, "properties.percentage", "INVALID_PERCENTAGE"),
+        ("percentage", {"percentage": "-2.5"}, "properties.percentage", "INVALID_PERCENTAGE"),
+        ("percentage", {"percentage": 2.5}, "properties.percentage", "FLOAT_NOT_ALLOWED"),
+        ("percentage", {"percentage": "2.5", "minCharge": 0.3}, "properties.minCharge", "FLOAT_NOT_ALLOWED"),
+        ("percentage", {"percentage": "2.5", "maxCharge": "-1"}, "properties.maxCharge", "INVALID_MAX_CHARGE"),
+        (
+            "percentage",
+            {"percentage": "2.5", "minCharge": "10", "maxCharge": "9.99"},
+            "properties.minCharge",
+            "MIN_CHARGE_ABOVE_MAX_CHARGE",
+        ),
+    ],
+)
+def test_validate_properties_rejects_unusable_prices_naming_field_and_code(model, properties, field, code):
+    with pytest.raises(PriceConfigError) as excinfo:
+        validate_properties(model, properties)
+
+    assert (excinfo.value.field, excinfo.value.code) == (field, code)
+    assert excinfo.value.as_dict() == {"field": field, "message": excinfo.value.message, "code": code}
+    assert isinstance(excinfo.value, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("properties", "fragments"),
+    [
+        (
+            tiers({"upTo": 100, "unitPrice": "1"}, {"upTo": 50, "unitPrice": "1"}, {"unitPrice": "1"}),
+            ["tiers[1]", "upTo 50", "tiers[0]", "upTo 100", "overlaps"],
+        ),
+        (
+            tiers({"upTo": 100, "unitPrice": "1"}, {"upTo": "1000.50", "unitPrice": "1"}),
+            ["tiers[1]", "last tier", "above 1000.5", "null"],
+        ),
+        (
+            tiers({"upTo": 100, "unitPrice": "1"}, {"unitPrice": "1"}, {"unitPrice": "1"}),
+            ["tiers[1]", "no upTo", "tiers[2]", "never apply"],
+        ),
+        (tiers({"unitPrice": 0.001}), ["properties.tiers[0].unitPrice", "string", "0.001"]),
+        (tiers({"unitPrice": "0.1234567890123"}), ["properties.tiers[0].unitPrice", "13 digits", "12"]),
+    ],
+)
+def test_validation_messages_name_the_tier_and_its_values(properties, fragments):
+    with pytest.raises(PriceConfigError) as excinfo:
+        validate_properties("graduated", properties)
+
+    for fragment in fragments:
+        assert fragment in excinfo.value.message
+    assert str(excinfo.value) == excinfo.value.message
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"quantity": D(-1)}, ValueError, "quantity must be 0 or more"),
+        ({"quantity": D("-0.000000000001")}, ValueError, "quantity must be 0 or more"),
+        ({"quantity": D(1), "free_units": D(-1)}, ValueError, "free_units must be 0 or more"),
+        ({"quantity": D(1), "units_before": D(-1)}, ValueError, "units_before must be 0 or more"),
+        ({"quantity": D("NaN")}, ValueError, "quantity must be a finite number"),
+        ({"quantity": 1.5}, TypeError, "quantity must be a Decimal or an int, not float"),
+        ({"quantity": True}, TypeError, "quantity must be a Decimal or an int, not bool"),
+    ],
+)
+def test_price_quantity_refuses_quantities_it_cannot_price(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        price_quantity("standard", {"unitPrice": "1"}, **kwargs)
+
+
+def test_price_quantity_refuses_invalid_properties_like_validation_does():
+    with pytest.raises(PriceConfigError) as excinfo:
+        price_quantity("graduated", tiers({"upTo": 10, "unitPrice": "1"}), D(1))
+
+    assert (excinfo.value.field, excinfo.value.code) == ("properties.tiers[0].upTo", "TIERS_GAP")
+
+
+def test_price_quantity_accepts_int_quantities():
+    result = price_quantity("standard", {"unitPrice": "0.5"}, 3, free_units=1, units_before=0)
+
+    assert result.amount == D(1)
+    assert result.billable_quantity == D(2)
