@@ -44,6 +44,10 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "apps.core",
     "apps.merchants",
+    "apps.catalog",
+    "apps.customers",
+    "apps.ledger",
+    "apps.subscriptions",
 ]
 
 MIDDLEWARE = [

@@ -13,6 +13,10 @@ v0_patterns = [
         name="docs",
     ),
     path("", include("apps.merchants.urls")),
+    path("", include("apps.catalog.urls")),
+    path("", include("apps.customers.urls")),
+    path("", include("apps.ledger.urls")),
+    path("", include("apps.subscriptions.urls")),
 ]
 
 urlpatterns = [

@@ -20,3 +20,6 @@ STORAGES = {
 # Unit tests run tasks inline; integration tests start a real worker on Redis.
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_EAGER_PROPAGATES = True
+
+# One test database per run, so that several suites can share one server at once.
+DATABASES["default"]["TEST"] = {"NAME": os.environ.get("TEST_DATABASE_NAME", f"test_billing_{os.getpid()}")}  # noqa: F405

@@ -47,11 +47,10 @@ def test_every_unique_constraint_of_a_tenant_model_includes_merchant():
         if not issubclass(model, TenantModel):
             continue
         for constraint in model._meta.constraints:
-            if (
-                isinstance(constraint, models.UniqueConstraint)
-                and constraint.fields
-                and "merchant" not in constraint.fields
-            ):
+            if not isinstance(constraint, models.UniqueConstraint):
+                continue
+            columns = set(constraint.fields) | {getattr(e, "name", None) for e in constraint.expressions}
+            if "merchant" not in columns:
                 offenders.append(f"{label(model)}.{constraint.name}")
         for together in model._meta.unique_together:
             if "merchant" not in together:
