@@ -1,0 +1,87 @@
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db import connection
+from django.db.models import Sum
+
+from apps.core.money import ZERO
+from apps.ledger.models import Account, Balance, Entry, LedgerTransaction, Wallet
+
+
+def account_balance(*, account: Account) -> Decimal:
+    """The account's balance: the sum of its shard rows."""
+    return Balance.objects.filter(account=account).aggregate(total=Sum("amount"))["total"] or ZERO
+
+
+@dataclass(frozen=True)
+class WalletBalances:
+    available: Decimal
+    held: Decimal
+
+
+def wallet_balances(*, wallet: Wallet) -> WalletBalances:
+    rows = dict(
+        Balance.objects.filter(account_id__in=[wallet.available_account_id, wallet.held_account_id]).values_list(
+            "account_id", "amount"
+        )
+    )
+    return WalletBalances(
+        available=rows.get(wallet.available_account_id, ZERO), held=rows.get(wallet.held_account_id, ZERO)
+    )
+
+
+def wallets_for_customer(*, customer) -> list[tuple[Wallet, WalletBalances]]:
+    wallets = list(Wallet.objects.filter(customer=customer).order_by("currency"))
+    if not wallets:
+        return []
+    ids = [w.available_account_id for w in wallets] + [w.held_account_id for w in wallets]
+    amounts = dict(Balance.objects.filter(account_id__in=ids).values_list("account_id", "amount"))
+    return [
+        (
+            w,
+            WalletBalances(
+                available=amounts.get(w.available_account_id, ZERO), held=amounts.get(w.held_account_id, ZERO)
+            ),
+        )
+        for w in wallets
+    ]
+
+
+def ledger_check() -> list[str]:
+    """Recompute every balance from the entries and report each difference.
+
+    Also reports transactions whose entries do not sum to zero, or that have none.
+    An empty list means the ledger is consistent.
+    """
+    problems: list[str] = []
+    entry_table = Entry._meta.db_table
+    balance_table = Balance._meta.db_table
+    txn_table = LedgerTransaction._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT COALESCE(b.account_id, e.account_id), COALESCE(b.shard, e.shard),
+                   COALESCE(b.amount, 0), COALESCE(e.total, 0)
+            FROM {balance_table} b
+            FULL OUTER JOIN (
+                SELECT account_id, shard, SUM(amount) AS total FROM {entry_table} GROUP BY account_id, shard
+            ) e ON e.account_id = b.account_id AND e.shard = b.shard
+            WHERE COALESCE(b.amount, 0) <> COALESCE(e.total, 0) OR b.id IS NULL
+            ORDER BY 1, 2
+            """  # noqa: S608 (table names only)
+        )
+        for account_id, shard, stored, computed in cursor.fetchall():
+            problems.append(
+                f"account {account_id} shard {shard}: balance row says {stored}, entries sum to {computed}"
+                f" (difference {stored - computed})"
+            )
+        cursor.execute(
+            f"""
+            SELECT t.id, COALESCE(SUM(e.amount), 0), COUNT(e.id)
+            FROM {txn_table} t LEFT JOIN {entry_table} e ON e.transaction_id = t.id
+            GROUP BY t.id HAVING COALESCE(SUM(e.amount), 0) <> 0 OR COUNT(e.id) < 2
+            """  # noqa: S608 (table names only)
+        )
+        for txn_id, total, count in cursor.fetchall():
+            problems.append(f"transaction {txn_id}: {count} entries summing to {total}, not a balanced transaction")
+    return problems

@@ -1,0 +1,178 @@
+"""Ledger writes: accounts, wallets, balanced transactions, reversals."""
+
+import secrets
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db import IntegrityError, connection, transaction
+
+from apps.core.money import ZERO, round_amount
+from apps.ledger.lock_objects import lock_balances
+from apps.ledger.models import Account, Balance, Entry, LedgerTransaction, Wallet
+
+# Shared accounts (revenue, commission, clearing) are touched by every charge; their
+# balance is spread over this many rows so that concurrent charges do not queue on one.
+SHARED_ACCOUNT_SHARDS = 16
+
+
+class LedgerError(Exception):
+    """A programming error: an unbalanced or malformed posting. Never a user's fault."""
+
+
+@dataclass(frozen=True)
+class Posting:
+    account: Account
+    amount: Decimal
+    shard: int | None = None
+
+
+def _account_get_or_create(*, merchant, kind, currency, customer=None, source="") -> Account:
+    shards = 1 if kind in Account.WALLET_KINDS else SHARED_ACCOUNT_SHARDS
+    lookup = {"merchant": merchant, "kind": kind, "currency": currency, "customer": customer, "source": source}
+    account = Account.objects.filter(**lookup).first()
+    if account is not None:
+        return account
+    try:
+        with transaction.atomic():
+            account = Account.objects.create(**lookup, shard_count=shards)
+            Balance.objects.bulk_create([Balance(account=account, shard=s) for s in range(shards)])
+            return account
+    except IntegrityError:
+        return Account.objects.get(**lookup)
+
+
+def platform_commission_account(*, currency: str) -> Account:
+    return _account_get_or_create(merchant=None, kind=Account.Kind.PLATFORM_COMMISSION, currency=currency)
+
+
+def clearing_account(*, source: str, currency: str) -> Account:
+    """The platform's account for money arriving from one funding source (stripe, chain:<name>, test)."""
+    return _account_get_or_create(merchant=None, kind=Account.Kind.CLEARING, currency=currency, source=source)
+
+
+def merchant_revenue_account(*, merchant, currency: str) -> Account:
+    return _account_get_or_create(merchant=merchant, kind=Account.Kind.MERCHANT_REVENUE, currency=currency)
+
+
+def wallet_get_or_create(*, merchant, customer, currency: str) -> Wallet:
+    """The customer's wallet in `currency`, created when first needed."""
+    wallet = Wallet.objects.filter(merchant=merchant, customer=customer, currency=currency).first()
+    if wallet is not None:
+        return wallet
+    try:
+        with transaction.atomic():
+            available = _account_get_or_create(
+                merchant=merchant, kind=Account.Kind.WALLET_AVAILABLE, currency=currency, customer=customer
+            )
+            held = _account_get_or_create(
+                merchant=merchant, kind=Account.Kind.WALLET_HELD, currency=currency, customer=customer
+            )
+            return Wallet.objects.create(
+                merchant=merchant, customer=customer, currency=currency, available_account=available, held_account=held
+            )
+    except IntegrityError:
+        return Wallet.objects.get(merchant=merchant, customer=customer, currency=currency)
+
+
+def _shard_for(posting: Posting) -> int:
+    if posting.shard is not None:
+        if not 0 <= posting.shard < posting.account.shard_count:
+            raise LedgerError(f"shard {posting.shard} out of range for {posting.account}")
+        return posting.shard
+    if posting.account.shard_count == 1:
+        return 0
+    return secrets.randbelow(posting.account.shard_count)
+
+
+def ledger_post(
+    *,
+    merchant,
+    kind: str,
+    currency: str,
+    postings: Sequence[Posting],
+    reference: str | None = None,
+    description: str = "",
+    reverses: LedgerTransaction | None = None,
+    metadata: dict | None = None,
+) -> LedgerTransaction:
+    """Write one balanced transaction and move the balances it explains.
+
+    Callers that check a wallet's limit lock its balance rows first
+    (`lock_objects.lock_wallet_balances`) and call this in the same atomic block.
+    A duplicate `reference` raises IntegrityError: the event was already posted.
+    """
+    if len(postings) < 2:
+        raise LedgerError("a transaction needs at least two postings")
+    total = ZERO
+    for posting in postings:
+        if posting.account.currency != currency:
+            raise LedgerError(f"{posting.account} is not in {currency}")
+        if round_amount(posting.amount) != posting.amount:
+            raise LedgerError(f"amount {posting.amount} has more than 12 fractional digits")
+        total += posting.amount
+    if total != ZERO:
+        raise LedgerError(f"postings sum to {total}, not zero")
+
+    with transaction.atomic():
+        txn = LedgerTransaction.objects.create(
+            merchant=merchant,
+            kind=kind,
+            currency=currency,
+            reference=reference,
+            description=description[:500],
+            reverses=reverses,
+            metadata=metadata or {},
+        )
+        entries = [
+            Entry(merchant=merchant, transaction=txn, account=p.account, shard=_shard_for(p), amount=p.amount)
+            for p in postings
+        ]
+        deltas: dict[tuple, Decimal] = defaultdict(lambda: ZERO)
+        for entry in entries:
+            deltas[(entry.account_id, entry.shard)] += entry.amount
+        wallet_keys = [(e.account_id, e.shard) for e in entries if e.account.kind in Account.WALLET_KINDS]
+        shared_keys = [(e.account_id, e.shard) for e in entries if e.account.kind not in Account.WALLET_KINDS]
+        lock_balances(wallet_keys)
+        lock_balances(shared_keys)
+        Entry.objects.bulk_create(entries)
+        _apply_deltas(deltas)
+    return txn
+
+
+def _apply_deltas(deltas: dict[tuple, Decimal]) -> None:
+    rows = [(str(account_id), shard, str(delta)) for (account_id, shard), delta in deltas.items() if delta != ZERO]
+    if not rows:
+        return
+    values = ", ".join(["(%s::uuid, %s::int, %s::numeric)"] * len(rows))
+    params = [value for row in rows for value in row]
+    table = Balance._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} AS b SET amount = b.amount + v.delta "  # noqa: S608 (no user input)
+            f"FROM (VALUES {values}) AS v(account_id, shard, delta) "
+            "WHERE b.account_id = v.account_id AND b.shard = v.shard",
+            params,
+        )
+        if cursor.rowcount != len(rows):
+            raise LedgerError(f"expected {len(rows)} balance rows, updated {cursor.rowcount}")
+
+
+def ledger_reverse(
+    *, original: LedgerTransaction, description: str = "", reference: str | None = None, kind: str | None = None
+) -> LedgerTransaction:
+    """Post the exact opposite of `original`, once (a second reversal raises IntegrityError)."""
+    postings = [
+        Posting(account=e.account, amount=-e.amount, shard=e.shard)
+        for e in original.entries.select_related("account").order_by("id")
+    ]
+    return ledger_post(
+        merchant=original.merchant,
+        kind=kind or LedgerTransaction.Kind.REVERSAL,
+        currency=original.currency,
+        postings=postings,
+        reference=reference,
+        description=description or f"reversal of {original.id}",
+        reverses=original,
+    )
