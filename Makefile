@@ -32,7 +32,7 @@ deploy-check: install
 	$(PY) manage.py check --deploy --fail-level WARNING
 
 test: lint dockerfile-check deploy-check
-	$(PY) -m billing_platform.devservers test
+	$(PY) -m billing_platform.devservers test -q
 
 clean:
 	rm -rf $(VENV) .run staticfiles

@@ -48,6 +48,8 @@ INSTALLED_APPS = [
     "apps.customers",
     "apps.ledger",
     "apps.subscriptions",
+    "apps.entitlements",
+    "apps.usage",
 ]
 
 MIDDLEWARE = [
@@ -147,7 +149,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "apps.core.pagination.LimitOffsetListPagination",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "apps.core.schema.ApiAutoSchema",
     "EXCEPTION_HANDLER": "apps.core.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
     "COERCE_DECIMAL_TO_STRING": True,
@@ -164,11 +166,16 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "SCHEMA_PATH_PREFIX": r"/v0",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {"CurrencyEnum": ["USDC", "USD"]},
 }
 
 # Platform rules the operator sets.
 DEFAULT_COMMISSION_RATE = Decimal(env.str("DEFAULT_COMMISSION_RATE", default="0.05"))
 API_DEFAULT_RATE_LIMIT = env.int("API_DEFAULT_RATE_LIMIT", default=0)
+PAYMENT_SESSION_TTL_SECONDS = env.int("PAYMENT_SESSION_TTL_SECONDS", default=24 * 3600)
+# Usage may still be reported for the previous period this long after it ends (until its invoice is final).
+USAGE_GRACE_PERIOD_SECONDS = env.int("USAGE_GRACE_PERIOD_SECONDS", default=3600)
+ENTITLEMENT_DEFAULT_TTL_SECONDS = env.int("ENTITLEMENT_DEFAULT_TTL_SECONDS", default=3600)
 IDEMPOTENCY_KEY_TTL_HOURS = env.int("IDEMPOTENCY_KEY_TTL_HOURS", default=24)
 # A request that claimed an idempotency key and then died (process killed) frees the key after this.
 IDEMPOTENCY_LOCK_TIMEOUT_SECONDS = env.int("IDEMPOTENCY_LOCK_TIMEOUT_SECONDS", default=300)
@@ -184,6 +191,14 @@ CELERY_BEAT_SCHEDULE_FILENAME = env.str(
     "CELERY_BEAT_SCHEDULE_FILENAME", default=str(BASE_DIR / ".run" / "celerybeat-schedule")
 )
 CELERY_BEAT_SCHEDULE = {
+    "release-expired-entitlements": {
+        "task": "apps.entitlements.tasks.release_expired_entitlements",
+        "schedule": crontab(minute="*"),
+    },
+    "expire-payment-sessions": {
+        "task": "apps.subscriptions.tasks.expire_payment_sessions",
+        "schedule": crontab(minute="*"),
+    },
     "purge-expired-idempotency-keys": {
         "task": "apps.core.tasks.purge_expired_idempotency_keys",
         "schedule": crontab(minute="*/15"),

@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from apps.core.views import healthz, readyz
 from apps.merchants.views import admin_switch_mode
+from apps.subscriptions.views import checkout_page, checkout_test_payment
 
 v0_patterns = [
     path("schema", SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]), name="schema"),
@@ -17,12 +18,16 @@ v0_patterns = [
     path("", include("apps.customers.urls")),
     path("", include("apps.ledger.urls")),
     path("", include("apps.subscriptions.urls")),
+    path("", include("apps.entitlements.urls")),
+    path("", include("apps.usage.urls")),
 ]
 
 urlpatterns = [
     path("admin/mode", admin_switch_mode, name="admin-switch-mode"),
     path("admin/", admin.site.urls),
     path("v0/", include(v0_patterns)),
+    path("checkout/<uuid:session_id>", checkout_page, name="checkout"),
+    path("checkout/<uuid:session_id>/test-payment", checkout_test_payment, name="checkout-test-payment"),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
 ]

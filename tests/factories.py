@@ -25,3 +25,26 @@ def sandbox_of(merchant: Merchant) -> Merchant:
 def issue_key(merchant: Merchant, **kwargs) -> str:
     _, secret = api_key_create(merchant=merchant, **kwargs)
     return secret
+
+
+def make_plan(merchant, *, currency="USDC", interval="monthly", code=None, prices=()):
+    """A plan straight in the database (catalog validation is tested in tests/catalog)."""
+    from apps.catalog.models import Plan, Product
+
+    product = Product.objects.create(merchant=merchant, name="API")
+    plan = Plan.objects.create(
+        merchant=merchant,
+        name=f"Plan {code or interval}",
+        code=code or f"plan-{Plan.objects.filter(merchant=merchant).count() + 1}",
+        product=product,
+        currency=currency,
+        billing_interval=interval,
+    )
+    plan.prices.set(prices)
+    return plan
+
+
+def make_customer(merchant, email="customer@example.com", **fields):
+    from apps.customers.models import Customer
+
+    return Customer.objects.create(merchant=merchant, email=email, **fields)

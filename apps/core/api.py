@@ -2,11 +2,12 @@
 Idempotency-Key handling on POST."""
 
 import json
+import uuid
 
 from django.http import HttpResponse
 from rest_framework.views import APIView
 
-from apps.core.errors import Forbidden
+from apps.core.errors import FieldError, Forbidden
 from apps.core.idempotency import (
     HEADER,
     Replay,
@@ -18,6 +19,26 @@ from apps.core.idempotency import (
 from apps.core.pagination import LimitOffsetListPagination
 
 IDEMPOTENT_METHODS = ("POST",)
+
+
+def uuid_param(request, name: str):
+    """A query parameter that must be an id, or None when absent; 400 naming it when malformed."""
+    raw = request.query_params.get(name)
+    if not raw:
+        return None
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise FieldError(name, f"must be an id (UUID), got {raw!r}", code="INVALID_ID") from None
+
+
+def choice_param(request, name: str, choices) -> str | None:
+    raw = request.query_params.get(name)
+    if not raw:
+        return None
+    if raw not in choices:
+        raise FieldError(name, f"must be one of {', '.join(choices)}; got {raw!r}", code="INVALID_CHOICE")
+    return raw
 
 
 class _ReplayResponse(Exception):

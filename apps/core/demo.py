@@ -5,7 +5,7 @@ A seeder takes the demo merchant's live and sandbox rows and must be idempotent.
 
 from importlib import import_module
 
-SEEDERS: list[str] = []
+SEEDERS: list[str] = ["apps.catalog.demo.seed"]
 
 
 def demo_seeders():

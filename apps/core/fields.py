@@ -5,6 +5,13 @@ from django.db import models
 from apps.core.money import AMOUNT_DECIMAL_PLACES, AMOUNT_MAX_DIGITS, RATE_DECIMAL_PLACES, RATE_MAX_DIGITS
 
 
+class Currency(models.TextChoices):
+    """The currencies the platform bills in (their minor units are in apps.core.money)."""
+
+    USDC = "USDC", "USDC"
+    USD = "USD", "USD"
+
+
 class AmountField(models.DecimalField):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("max_digits", AMOUNT_MAX_DIGITS)

@@ -32,12 +32,6 @@ CURRENCY_DECIMALS = {
 }
 
 
-class Currency:
-    USDC = "USDC"
-    USD = "USD"
-    CHOICES = [("USDC", "USDC"), ("USD", "USD")]
-
-
 def round_half_even(value: Decimal, places: int = AMOUNT_DECIMAL_PLACES) -> Decimal:
     """The one rounding function: half-even to `places` fractional digits."""
     if not isinstance(value, Decimal):
@@ -93,6 +87,8 @@ def format_amount(value: Decimal | None, currency: str | None = None) -> str | N
     """
     if value is None:
         return None
+    if isinstance(value, int):
+        value = Decimal(value)
     minimum = CURRENCY_DECIMALS.get(currency, 2) if currency else 2
     normalized = value.normalize()
     exponent = normalized.as_tuple().exponent

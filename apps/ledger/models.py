@@ -13,9 +13,8 @@ row; their balance is the sum of the shards.
 
 from django.db import models
 
-from apps.core.fields import AmountField
+from apps.core.fields import AmountField, Currency
 from apps.core.models import BaseModel, TenantModel
-from apps.core.money import Currency
 
 
 class Account(BaseModel):
@@ -34,7 +33,7 @@ class Account(BaseModel):
         "merchants.Merchant", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     kind = models.CharField(max_length=32, choices=Kind.choices)
-    currency = models.CharField(max_length=8, choices=Currency.CHOICES)
+    currency = models.CharField(max_length=8, choices=Currency.choices)
     customer = models.ForeignKey(
         "customers.Customer", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
@@ -94,7 +93,7 @@ class LedgerTransaction(TenantModel):
         FEE = "fee"
 
     kind = models.CharField(max_length=32, choices=Kind.choices)
-    currency = models.CharField(max_length=8, choices=Currency.CHOICES)
+    currency = models.CharField(max_length=8, choices=Currency.choices)
     description = models.CharField(max_length=500, blank=True)
     # What this transaction settles, unique per merchant (e.g. "payment_session:<id>"), so that the
     # same business event can never post twice.
@@ -129,7 +128,7 @@ class Wallet(TenantModel):
     """A customer's balance in one currency: an available and a held account."""
 
     customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="wallets")
-    currency = models.CharField(max_length=8, choices=Currency.CHOICES)
+    currency = models.CharField(max_length=8, choices=Currency.choices)
     available_account = models.OneToOneField(Account, on_delete=models.PROTECT, related_name="+")
     held_account = models.OneToOneField(Account, on_delete=models.PROTECT, related_name="+")
 
@@ -142,3 +141,22 @@ class Wallet(TenantModel):
 
     def __str__(self):
         return f"{self.customer} {self.currency}"
+
+
+class Adjustment(TenantModel):
+    """A merchant's credit (positive) or debit (negative) of a customer's wallet, taken from or
+    returned to the merchant's revenue account."""
+
+    customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="adjustments")
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="adjustments")
+    amount = AmountField()
+    currency = models.CharField(max_length=8, choices=Currency.choices)
+    reason = models.CharField(max_length=500)
+    actor = models.CharField(max_length=200, blank=True, help_text="Who made it: the API, or an admin user.")
+    ledger_transaction = models.OneToOneField(LedgerTransaction, on_delete=models.PROTECT, related_name="+")
+
+    class Meta:
+        indexes = [models.Index(fields=["customer", "created_at"], name="adjustment_customer_created")]
+
+    def __str__(self):
+        return f"{self.amount} {self.currency} ({self.reason})"

@@ -8,9 +8,10 @@ from decimal import Decimal
 
 from django.db import IntegrityError, connection, transaction
 
-from apps.core.money import ZERO, round_amount
-from apps.ledger.lock_objects import lock_balances
-from apps.ledger.models import Account, Balance, Entry, LedgerTransaction, Wallet
+from apps.core.errors import PaymentRequired, Unprocessable
+from apps.core.money import ZERO, format_amount, round_amount
+from apps.ledger.lock_objects import lock_balances, lock_wallet_balances
+from apps.ledger.models import Account, Adjustment, Balance, Entry, LedgerTransaction, Wallet
 
 # Shared accounts (revenue, commission, clearing) are touched by every charge; their
 # balance is spread over this many rows so that concurrent charges do not queue on one.
@@ -86,6 +87,70 @@ def _shard_for(posting: Posting) -> int:
     return secrets.randbelow(posting.account.shard_count)
 
 
+@dataclass
+class TransactionSpec:
+    """One transaction to post: see `ledger_post`."""
+
+    merchant: object
+    kind: str
+    currency: str
+    postings: Sequence[Posting]
+    reference: str | None = None
+    description: str = ""
+    reverses: LedgerTransaction | None = None
+    metadata: dict | None = None
+
+
+def _check(spec: TransactionSpec) -> None:
+    if len(spec.postings) < 2:
+        raise LedgerError("a transaction needs at least two postings")
+    total = ZERO
+    for posting in spec.postings:
+        if posting.account.currency != spec.currency:
+            raise LedgerError(f"{posting.account} is not in {spec.currency}")
+        if round_amount(posting.amount) != posting.amount:
+            raise LedgerError(f"amount {posting.amount} has more than 12 fractional digits")
+        total += posting.amount
+    if total != ZERO:
+        raise LedgerError(f"postings sum to {total}, not zero")
+
+
+def ledger_post_many(specs: Sequence[TransactionSpec]) -> list[LedgerTransaction]:
+    """Write several balanced transactions in a few statements (a usage batch posts one per
+    customer), and move the balances they explain. See `ledger_post`."""
+    for spec in specs:
+        _check(spec)
+    with transaction.atomic():
+        txns = [
+            LedgerTransaction(
+                merchant=spec.merchant,
+                kind=spec.kind,
+                currency=spec.currency,
+                reference=spec.reference,
+                description=spec.description[:500],
+                reverses=spec.reverses,
+                metadata=spec.metadata or {},
+            )
+            for spec in specs
+        ]
+        LedgerTransaction.objects.bulk_create(txns)
+        entries = [
+            Entry(merchant=spec.merchant, transaction=txn, account=p.account, shard=_shard_for(p), amount=p.amount)
+            for spec, txn in zip(specs, txns, strict=True)
+            for p in spec.postings
+        ]
+        deltas: dict[tuple, Decimal] = defaultdict(lambda: ZERO)
+        for entry in entries:
+            deltas[(entry.account_id, entry.shard)] += entry.amount
+        wallet_keys = [(e.account_id, e.shard) for e in entries if e.account.kind in Account.WALLET_KINDS]
+        shared_keys = [(e.account_id, e.shard) for e in entries if e.account.kind not in Account.WALLET_KINDS]
+        lock_balances(wallet_keys)
+        lock_balances(shared_keys)
+        Entry.objects.bulk_create(entries)
+        _apply_deltas(deltas)
+    return txns
+
+
 def ledger_post(
     *,
     merchant,
@@ -103,42 +168,8 @@ def ledger_post(
     (`lock_objects.lock_wallet_balances`) and call this in the same atomic block.
     A duplicate `reference` raises IntegrityError: the event was already posted.
     """
-    if len(postings) < 2:
-        raise LedgerError("a transaction needs at least two postings")
-    total = ZERO
-    for posting in postings:
-        if posting.account.currency != currency:
-            raise LedgerError(f"{posting.account} is not in {currency}")
-        if round_amount(posting.amount) != posting.amount:
-            raise LedgerError(f"amount {posting.amount} has more than 12 fractional digits")
-        total += posting.amount
-    if total != ZERO:
-        raise LedgerError(f"postings sum to {total}, not zero")
-
-    with transaction.atomic():
-        txn = LedgerTransaction.objects.create(
-            merchant=merchant,
-            kind=kind,
-            currency=currency,
-            reference=reference,
-            description=description[:500],
-            reverses=reverses,
-            metadata=metadata or {},
-        )
-        entries = [
-            Entry(merchant=merchant, transaction=txn, account=p.account, shard=_shard_for(p), amount=p.amount)
-            for p in postings
-        ]
-        deltas: dict[tuple, Decimal] = defaultdict(lambda: ZERO)
-        for entry in entries:
-            deltas[(entry.account_id, entry.shard)] += entry.amount
-        wallet_keys = [(e.account_id, e.shard) for e in entries if e.account.kind in Account.WALLET_KINDS]
-        shared_keys = [(e.account_id, e.shard) for e in entries if e.account.kind not in Account.WALLET_KINDS]
-        lock_balances(wallet_keys)
-        lock_balances(shared_keys)
-        Entry.objects.bulk_create(entries)
-        _apply_deltas(deltas)
-    return txn
+    spec = TransactionSpec(merchant, kind, currency, postings, reference, description, reverses, metadata)
+    return ledger_post_many([spec])[0]
 
 
 def _apply_deltas(deltas: dict[tuple, Decimal]) -> None:
@@ -176,3 +207,51 @@ def ledger_reverse(
         description=description or f"reversal of {original.id}",
         reverses=original,
     )
+
+
+def wallet_adjust(*, merchant, customer, amount: Decimal, currency: str, reason: str, actor: str = "api"):
+    """Credit (positive) or debit (negative) the customer's wallet from the merchant's revenue.
+
+    A debit may not take the available balance below zero (402 INSUFFICIENT_BALANCE).
+    The merchant's revenue account may go below zero: the merchant then owes the platform.
+    """
+    if amount == ZERO:
+        raise Unprocessable(
+            "An adjustment of 0 moves nothing; send a positive credit or a negative debit.", code="ZERO_ADJUSTMENT"
+        )
+    if customer.archived_at is not None:
+        raise Unprocessable(
+            f"Customer {customer.id} is archived; its wallet cannot be adjusted.", code="CUSTOMER_ARCHIVED"
+        )
+    wallet = wallet_get_or_create(merchant=merchant, customer=customer, currency=currency)
+    with transaction.atomic():
+        locked = lock_wallet_balances([wallet])
+        available = locked[(wallet.available_account_id, 0)].amount
+        if available + amount < ZERO:
+            raise PaymentRequired(
+                f"The wallet has {format_amount(available, currency)} {currency} available; a debit of "
+                f"{format_amount(-amount, currency)} would take it below zero.",
+                code="INSUFFICIENT_BALANCE",
+                details={"available": format_amount(available, currency), "currency": currency},
+            )
+        txn = ledger_post(
+            merchant=merchant,
+            kind=LedgerTransaction.Kind.ADJUSTMENT,
+            currency=currency,
+            postings=[
+                Posting(merchant_revenue_account(merchant=merchant, currency=currency), -amount),
+                Posting(wallet.available_account, amount),
+            ],
+            description=reason,
+            metadata={"customerId": str(customer.id), "actor": actor},
+        )
+        return Adjustment.objects.create(
+            merchant=merchant,
+            customer=customer,
+            wallet=wallet,
+            amount=amount,
+            currency=currency,
+            reason=reason,
+            actor=actor,
+            ledger_transaction=txn,
+        )

@@ -1,1 +1,7 @@
-urlpatterns: list = []
+from django.urls import path
+
+from apps.ledger.apis import CustomerAdjustmentListApi
+
+urlpatterns = [
+    path("customers/<uuid:customer_id>/adjustments", CustomerAdjustmentListApi.as_view(), name="customer-adjustments"),
+]

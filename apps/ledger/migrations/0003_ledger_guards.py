@@ -45,6 +45,6 @@ DROP FUNCTION IF EXISTS ledger_forbid_change();
 
 
 class Migration(migrations.Migration):
-    dependencies = [("ledger", "0001_initial")]
+    dependencies = [("ledger", "0002_initial")]
 
     operations = [migrations.RunSQL(FORWARD, BACKWARD)]

@@ -1,0 +1,59 @@
+"""Input fields shared by every /v0 endpoint."""
+
+from decimal import Decimal
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from apps.core.fields import Currency
+from apps.core.money import AMOUNT_DECIMAL_PLACES, AMOUNT_MAX_DIGITS, parse_amount
+
+MAX_INTEGER_DIGITS = AMOUNT_MAX_DIGITS - AMOUNT_DECIMAL_PLACES
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class AmountInputField(serializers.Field):
+    """A money amount sent as a string of decimal digits (never a JSON float), with at most
+    12 fractional and 26 integer digits. `minimum`/`positive` bound it."""
+
+    default_error_messages = {
+        "invalid": "{message}",
+        "places": "must have at most 12 digits after the decimal point, got {places}",
+        "digits": "must have at most 26 digits before the decimal point",
+        "positive": "must be greater than 0",
+        "minimum": "must be at least {minimum}",
+    }
+
+    def __init__(self, *, positive: bool = False, minimum: Decimal | None = None, **kwargs):
+        self.positive = positive
+        self.minimum = minimum
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data) -> Decimal:
+        try:
+            value = parse_amount(data, field=self.field_name or "amount")
+        except ValueError as exc:
+            message = str(exc)
+            prefix = f"{self.field_name} "
+            self.fail("invalid", message=message.removeprefix(prefix))
+        exponent = value.as_tuple().exponent
+        places = -exponent if isinstance(exponent, int) and exponent < 0 else 0
+        if places > AMOUNT_DECIMAL_PLACES:
+            self.fail("places", places=places)
+        if value.adjusted() >= MAX_INTEGER_DIGITS:
+            self.fail("digits")
+        if self.positive and value <= 0:
+            self.fail("positive")
+        if self.minimum is not None and value < self.minimum:
+            self.fail("minimum", minimum=self.minimum)
+        return value
+
+    def to_representation(self, value):
+        return str(value)
+
+
+class CurrencyInputField(serializers.ChoiceField):
+    def __init__(self, **kwargs):
+
+        super().__init__(choices=[c for c, _ in Currency.choices], **kwargs)

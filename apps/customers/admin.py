@@ -1,0 +1,148 @@
+from django import forms
+from django.contrib import admin, messages
+from rest_framework import serializers
+
+from apps.core.admin import TenantAdmin, TenantModelForm, admin_tenant
+from apps.customers.inputs import AddressInputSerializer, MetadataField, address_from_input
+from apps.customers.models import Customer
+from apps.customers.selectors import customer_find_active_by_email
+from apps.customers.services import customer_archive, customer_create, customer_update
+
+
+class ArchivedFilter(admin.SimpleListFilter):
+    title = "archived"
+    parameter_name = "archived"
+
+    def lookups(self, request, model_admin):
+        return (("no", "Active"), ("yes", "Archived"))
+
+    def queryset(self, request, queryset):
+        if self.value() == "no":
+            return queryset.filter(archived_at__isnull=True)
+        if self.value() == "yes":
+            return queryset.filter(archived_at__isnull=False)
+        return queryset
+
+
+class CustomerAdminForm(TenantModelForm):
+    """The same rules as the API: the address and metadata shapes, and one active customer per email."""
+
+    tenant = None  # the admin user's merchant row, set by CustomerAdmin.get_form
+
+    class Meta:
+        model = Customer
+        fields = "__all__"
+
+    def clean_address(self):
+        value = self.cleaned_data.get("address") or {}
+        serializer = AddressInputSerializer(data=value)
+        if not serializer.is_valid():
+            raise forms.ValidationError(
+                [
+                    f"{field}: {error}" if field != "non_field_errors" else str(error)
+                    for field, errors in serializer.errors.items()
+                    for error in errors
+                ]
+            )
+        return address_from_input(serializer.validated_data)
+
+    def clean_metadata(self):
+        value = self.cleaned_data.get("metadata") or {}
+        try:
+            return MetadataField().run_validation(value)
+        except serializers.ValidationError as error:
+            raise forms.ValidationError([str(message) for message in error.detail]) from None
+
+    def clean(self):
+        cleaned = super().clean()
+        if not self.instance._state.adding:
+            return cleaned
+        merchant = self.tenant or cleaned.get("merchant")
+        email = cleaned.get("email")
+        if merchant is not None and email and customer_find_active_by_email(merchant=merchant, email=email):
+            self.add_error("email", "A customer of this merchant already has this email.")
+        return cleaned
+
+
+@admin.register(Customer)
+class CustomerAdmin(TenantAdmin):
+    form = CustomerAdminForm
+    list_display = ("email", "name", "external_id", "archived_at", "created_at")
+    list_filter = (ArchivedFilter,)
+    search_fields = ("email", "name", "external_id")
+    ordering = ("-created_at",)
+    fields = (
+        "merchant",
+        "email",
+        "name",
+        "phone",
+        "address",
+        "external_id",
+        "metadata",
+        "id",
+        "archived_at",
+        "created_at",
+        "updated_at",
+    )
+    actions = ("archive_customers",)
+
+    def get_fields(self, request, obj=None):
+        fields = list(super().get_fields(request, obj))
+        if obj is None:
+            fields = [f for f in fields if f not in ("id", "archived_at", "created_at", "updated_at")]
+        return fields
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return ()
+        # The email is the customer's identity per merchant; the merchant never changes.
+        return ("merchant", "email", "id", "archived_at", "created_at", "updated_at")
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        return type(form.__name__, (form,), {"tenant": admin_tenant(request)})
+
+    def has_change_permission(self, request, obj=None):
+        if obj is not None and obj.archived_at is not None:
+            return False  # archived customers are kept as they were; they can be viewed
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # customers are archived (the action below), never deleted: the ledger keeps their history
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        if change:
+            customer_update(
+                merchant=obj.merchant,
+                customer=obj,
+                name=data.get("name", ""),
+                phone=data.get("phone", ""),
+                address={key: (data.get("address") or {}).get(key) for key in AddressInputSerializer().fields},
+                external_id=data.get("external_id", ""),
+                metadata=data.get("metadata") or {},
+            )
+            return
+        merchant = admin_tenant(request) or data["merchant"]
+        customer, created = customer_create(
+            merchant=merchant,
+            email=data["email"],
+            name=data.get("name", ""),
+            phone=data.get("phone", ""),
+            address=data.get("address") or {},
+            external_id=data.get("external_id", ""),
+            metadata=data.get("metadata") or {},
+        )
+        if not created:
+            # Another request created this email between the form check and the save.
+            messages.warning(request, f"A customer with {customer.email} already existed; it was left unchanged.")
+        obj.pk, obj.merchant, obj.email = customer.pk, customer.merchant, customer.email
+        obj._state.adding = False
+
+    @admin.action(description="Archive the selected customers")
+    def archive_customers(self, request, queryset):
+        count = 0
+        for customer in queryset.select_related("merchant"):
+            customer_archive(merchant=customer.merchant, customer=customer)
+            count += 1
+        self.message_user(request, f"Archived {count} customer(s).")

@@ -1,0 +1,173 @@
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.response import Response
+
+from apps.core.api import ApiView
+from apps.customers.inputs import (
+    ADDRESS_KEYS,
+    ConsumerInputSerializer,
+    MetadataField,
+    StrictCharField,
+    address_from_input,
+)
+from apps.customers.selectors import customer_get, customer_list
+from apps.customers.serializers import CustomerSerializer
+from apps.customers.services import customer_archive, customer_create, customer_update
+
+TAGS = ["customers"]
+
+CUSTOMER_LIST = inline_serializer(
+    name="CustomerList",
+    fields={
+        "object": serializers.CharField(default="list"),
+        "data": CustomerSerializer(many=True),
+        "pagination": inline_serializer(
+            name="Pagination",
+            fields={
+                "limit": serializers.IntegerField(),
+                "offset": serializers.IntegerField(),
+                "total": serializers.IntegerField(),
+            },
+        ),
+    },
+)
+
+
+def _external_id_field() -> StrictCharField:
+    return StrictCharField(max_length=255, required=False, allow_blank=True, allow_null=True)
+
+
+# The input serializers are named at module level (and bound as each view's InputSerializer) so that
+# the OpenAPI components get distinct names, also for subclasses in other apps.
+class CustomerCreateInput(serializers.Serializer):
+    """The body of POST /v0/customers."""
+
+    merchantId = serializers.CharField(required=False, help_text="Where given, the key's merchant.")
+    consumer = ConsumerInputSerializer()
+    externalId = _external_id_field()
+    metadata = MetadataField(required=False)
+
+
+class CustomerUpdateInput(serializers.Serializer):
+    """Only the fields given change. `consumer.address` is merged key by key (null or "" clears a
+    key; null for the whole address clears it); `metadata` replaces the stored object."""
+
+    consumer = ConsumerInputSerializer(required=False)
+    externalId = _external_id_field()
+    metadata = MetadataField(required=False, allow_null=True)
+
+
+class CustomerListApi(ApiView):
+    InputSerializer = CustomerCreateInput
+
+    @extend_schema(
+        operation_id="customers_create",
+        description=(
+            "Create a customer. Idempotent by email: when a customer of this merchant (in this mode) that is "
+            "not archived already has the email, compared without case, it is returned unchanged with 200."
+        ),
+        request=InputSerializer,
+        responses={
+            201: OpenApiResponse(CustomerSerializer, description="Created."),
+            200: OpenApiResponse(
+                CustomerSerializer,
+                description="A customer of this merchant already has this email (without case); returned unchanged.",
+            ),
+        },
+        tags=TAGS,
+    )
+    def post(self, request):
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        consumer = data["consumer"]
+        customer, created = customer_create(
+            merchant=request.merchant,
+            email=consumer["email"],
+            name=consumer.get("name") or "",
+            phone=consumer.get("phone") or "",
+            address=address_from_input(consumer.get("address") or {}),
+            external_id=data.get("externalId") or "",
+            metadata=data.get("metadata") or {},
+        )
+        return Response(CustomerSerializer(customer).data, status=201 if created else 200)
+
+    @extend_schema(
+        operation_id="customers_list",
+        description="The customers that are not archived, newest first.",
+        parameters=[
+            OpenApiParameter("email", str, description="Exact email, compared without case."),
+            OpenApiParameter("externalId", str, description="Exact external id."),
+        ],
+        responses=CUSTOMER_LIST,
+        tags=TAGS,
+    )
+    def get(self, request):
+        filters = {
+            "email": request.query_params.get("email", "").strip(),
+            "external_id": request.query_params.get("externalId", ""),
+        }
+        queryset = customer_list(merchant=request.merchant, filters=filters)
+        return self.paginated_response(queryset, lambda rows: CustomerSerializer(rows, many=True).data)
+
+
+class CustomerDetailApi(ApiView):
+    InputSerializer = CustomerUpdateInput
+
+    @extend_schema(
+        operation_id="customers_retrieve",
+        description="One customer, archived ones included (with archivedAt set).",
+        responses=CustomerSerializer,
+        tags=TAGS,
+    )
+    def get(self, request, customer_id):
+        customer = customer_get(merchant=request.merchant, customer_id=customer_id)
+        return Response(CustomerSerializer(customer).data)
+
+    @extend_schema(
+        operation_id="customers_update",
+        description=(
+            "Change the given fields. Only the fields given change; consumer.address is merged key by key "
+            "(null or an empty string clears a key; null for the whole address clears it); metadata is replaced."
+        ),
+        request=InputSerializer,
+        responses={
+            200: CustomerSerializer,
+            409: OpenApiResponse(description="CUSTOMER_EMAIL_TAKEN or CUSTOMER_ARCHIVED."),
+        },
+        tags=TAGS,
+    )
+    def patch(self, request, customer_id):
+        customer = customer_get(merchant=request.merchant, customer_id=customer_id)
+        serializer = self.InputSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        changes = {}
+        consumer = data.get("consumer") or {}
+        for field in ("email", "name", "phone"):
+            if field in consumer:
+                changes[field] = consumer[field]
+        if "address" in consumer:
+            address = consumer["address"]
+            changes["address"] = None if address is None else {k: v for k, v in address.items() if k in ADDRESS_KEYS}
+        if "externalId" in data:
+            changes["external_id"] = data["externalId"]
+        if "metadata" in data:
+            changes["metadata"] = data["metadata"]
+        customer = customer_update(merchant=request.merchant, customer=customer, **changes)
+        return Response(CustomerSerializer(customer).data)
+
+    @extend_schema(
+        operation_id="customers_archive",
+        description=(
+            "Archive the customer: it leaves the lists, stays readable by id, and its email can be used by a new "
+            "customer. Archiving again returns the archived customer unchanged."
+        ),
+        request=None,
+        responses={200: OpenApiResponse(CustomerSerializer, description="The archived customer.")},
+        tags=TAGS,
+    )
+    def delete(self, request, customer_id):
+        customer = customer_get(merchant=request.merchant, customer_id=customer_id)
+        customer = customer_archive(merchant=request.merchant, customer=customer)
+        return Response(CustomerSerializer(customer).data)

@@ -1,0 +1,134 @@
+"""Validation and normalization of customer input, shared by the /v0 views and the admin.
+
+`normalize_email` is the one place where an email address is normalized; every write and
+every lookup by email goes through it.
+"""
+
+import re
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from apps.customers.countries import ISO_3166_ALPHA2
+
+EMAIL_MAX_LENGTH = 320
+ADDRESS_KEYS = ("line1", "line2", "city", "state", "country", "zipCode")
+METADATA_MAX_KEYS = 50
+METADATA_KEY_MAX_LENGTH = 40
+METADATA_VALUE_MAX_LENGTH = 500
+
+_COUNTRY_SHAPE = re.compile(r"^[A-Za-z]{2}$")
+
+
+def normalize_email(email: str) -> str:
+    """Surrounding whitespace removed and the domain lower-cased (domains have no case).
+
+    The local part keeps its case as given; uniqueness compares whole addresses without case
+    (the partial unique index on lower(email)), and lookups use `iexact`.
+    """
+    email = (email or "").strip()
+    local, at, domain = email.rpartition("@")
+    if not at:
+        return email
+    return f"{local}@{domain.lower()}"
+
+
+class StrictCharField(serializers.CharField):
+    """A CharField that refuses numbers and booleans instead of turning them into text."""
+
+    default_error_messages = {"invalid": "Must be a string."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictEmailField(serializers.EmailField):
+    default_error_messages = {"invalid": "Enter a valid email address.", "not_a_string": "Must be a string."}
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_length", EMAIL_MAX_LENGTH)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("not_a_string")
+        return normalize_email(super().to_internal_value(data))
+
+
+def _optional_text(max_length: int, **kwargs) -> StrictCharField:
+    return StrictCharField(max_length=max_length, required=False, allow_blank=True, allow_null=True, **kwargs)
+
+
+class AddressInputSerializer(serializers.Serializer):
+    """A postal address. Unknown keys are refused; `country` is ISO 3166-1 alpha-2.
+
+    Null or an empty string for a key means "not set" (and, in a PATCH, clears it).
+    """
+
+    line1 = _optional_text(200)
+    line2 = _optional_text(200)
+    city = _optional_text(200)
+    state = _optional_text(200)
+    country = _optional_text(2, help_text="ISO 3166-1 alpha-2 code, e.g. US; upper-cased.")
+    zipCode = _optional_text(32)
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = sorted(str(key) for key in data if key not in self.fields)
+            if unknown:
+                raise serializers.ValidationError(
+                    {key: [serializers.ErrorDetail("Unknown address field.", code="unknown_field")] for key in unknown}
+                )
+        return super().to_internal_value(data)
+
+    def validate_country(self, value):
+        if value in (None, ""):
+            return value
+        if not _COUNTRY_SHAPE.match(value) or value.upper() not in ISO_3166_ALPHA2:
+            raise serializers.ValidationError(
+                f"{value!r} is not an ISO 3166-1 alpha-2 country code (two letters, e.g. US).", code="invalid_country"
+            )
+        return value.upper()
+
+
+def address_from_input(validated: dict) -> dict:
+    """The stored form of a validated address: only the keys that are set."""
+    return {key: value for key, value in validated.items() if key in ADDRESS_KEYS and value not in (None, "")}
+
+
+@extend_schema_field({"type": "object", "additionalProperties": {"type": "string", "maxLength": 500}})
+class MetadataField(serializers.Field):
+    """A JSON object of up to 50 string keys (at most 40 characters) to string values (at most 500)."""
+
+    default_error_messages = {
+        "not_an_object": "Must be a JSON object of string keys to string values.",
+        "too_many_keys": f"At most {METADATA_MAX_KEYS} keys.",
+        "bad_key": f"Keys must be non-empty strings of at most {METADATA_KEY_MAX_LENGTH} characters.",
+        "bad_value": f"Values must be strings of at most {METADATA_VALUE_MAX_LENGTH} characters.",
+    }
+
+    def to_internal_value(self, data):
+        if not isinstance(data, dict):
+            self.fail("not_an_object")
+        if len(data) > METADATA_MAX_KEYS:
+            self.fail("too_many_keys")
+        for key, value in data.items():
+            if not isinstance(key, str) or not key or len(key) > METADATA_KEY_MAX_LENGTH:
+                self.fail("bad_key")
+            if not isinstance(value, str) or len(value) > METADATA_VALUE_MAX_LENGTH:
+                self.fail("bad_value")
+        return dict(data)
+
+    def to_representation(self, value):
+        return value
+
+
+class ConsumerInputSerializer(serializers.Serializer):
+    """The contract's `consumer`: who the customer is. `email` is required on create."""
+
+    name = _optional_text(200)
+    email = StrictEmailField()
+    phone = _optional_text(40)
+    address = AddressInputSerializer(required=False, allow_null=True)

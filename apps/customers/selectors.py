@@ -1,0 +1,59 @@
+import uuid
+
+from django.db.models import QuerySet, Value
+from django.db.models.functions import Lower
+
+from apps.core.errors import NotFound
+from apps.customers.inputs import normalize_email
+from apps.customers.models import Customer
+from apps.merchants.models import Merchant
+
+
+def customer_list(*, merchant: Merchant, filters: dict | None = None) -> QuerySet[Customer]:
+    """The merchant's customers that are not archived, newest first.
+
+    filters: `email` (exact, without case), `external_id` (exact).
+    """
+    filters = filters or {}
+    queryset = Customer.objects.select_related("merchant").filter(merchant=merchant, archived_at__isnull=True)
+    if filters.get("email"):
+        queryset = _with_email(queryset, filters["email"])
+    if filters.get("external_id"):
+        queryset = queryset.filter(external_id=filters["external_id"])
+    return queryset.order_by("-created_at", "-id")
+
+
+def customer_get(*, merchant: Merchant, customer_id) -> Customer:
+    """One customer of this merchant row (archived ones too); NotFound for any other tenant's id,
+    the other mode's, or an id that is not a UUID."""
+    try:
+        pk = uuid.UUID(str(customer_id))
+    except ValueError:
+        pk = None
+    customer = Customer.objects.select_related("merchant").filter(merchant=merchant, pk=pk).first() if pk else None
+    if customer is None:
+        raise NotFound(f"No customer {customer_id}.", details={"customerId": str(customer_id)})
+    return customer
+
+
+def customer_find_active_by_email(*, merchant: Merchant, email: str) -> Customer | None:
+    """The customer that is not archived with this email (compared without case), if any."""
+    active = Customer.objects.select_related("merchant").filter(merchant=merchant, archived_at__isnull=True)
+    return _with_email(active, email).first()
+
+
+def _with_email(queryset: QuerySet[Customer], email: str) -> QuerySet[Customer]:
+    """Rows whose email equals `email` without case: lower(email) = lower(%s), the expression of
+    the unique index, so that the lookup uses it and agrees with it."""
+    return queryset.alias(email_lower=Lower("email")).filter(email_lower=Lower(Value(normalize_email(email))))
+
+
+def customer_wallets(customer: Customer) -> list[dict]:
+    """The customer's wallets as the API shows them: `[{"id", "object", "currency", "balance",
+    "held"}]`, where `balance` is the available amount and `held` the amount reserved by
+    entitlements. CustomerSerializer (and with it every API response, webhook and portal
+    view of a customer) takes the wallets only from here."""
+    from apps.ledger.selectors import wallets_for_customer
+    from apps.ledger.serializers import wallet_data
+
+    return [wallet_data(wallet, balances) for wallet, balances in wallets_for_customer(customer=customer)]

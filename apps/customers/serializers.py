@@ -1,0 +1,72 @@
+"""The public shape of a customer, shared by the API, outbound webhooks and the portal."""
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from apps.customers.models import Customer
+from apps.customers.selectors import customer_wallets
+
+
+class AddressSerializer(serializers.Serializer):
+    """Keys that are not set are null."""
+
+    line1 = serializers.CharField(allow_null=True)
+    line2 = serializers.CharField(allow_null=True)
+    city = serializers.CharField(allow_null=True)
+    state = serializers.CharField(allow_null=True)
+    country = serializers.CharField(allow_null=True, help_text="ISO 3166-1 alpha-2.")
+    zipCode = serializers.CharField(allow_null=True)
+
+
+class ConsumerSerializer(serializers.Serializer):
+    name = serializers.SerializerMethodField()
+    email = serializers.EmailField()
+    phone = serializers.SerializerMethodField()
+    address = serializers.SerializerMethodField()
+
+    def get_name(self, obj: Customer) -> str | None:
+        return obj.name or None
+
+    def get_phone(self, obj: Customer) -> str | None:
+        return obj.phone or None
+
+    @extend_schema_field(AddressSerializer)
+    def get_address(self, obj: Customer) -> dict:
+        return AddressSerializer(obj.address or {}).data
+
+
+class WalletSummarySerializer(serializers.Serializer):
+    """A wallet as a customer shows it (filled in by the ledger; see selectors.customer_wallets)."""
+
+    id = serializers.CharField()
+    currency = serializers.CharField()
+    balance = serializers.CharField(help_text="Available balance, a decimal string.")
+    held = serializers.CharField(help_text="Reserved by entitlements, a decimal string.")
+
+
+class CustomerSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    customerId = serializers.UUIDField(source="id", help_text="The same value as id.")
+    object = serializers.SerializerMethodField()
+    livemode = serializers.BooleanField()
+    merchantId = serializers.SerializerMethodField()
+    consumer = ConsumerSerializer(source="*")
+    externalId = serializers.SerializerMethodField()
+    metadata = serializers.DictField(child=serializers.CharField())
+    wallets = serializers.SerializerMethodField()
+    archivedAt = serializers.DateTimeField(source="archived_at", allow_null=True)
+    createdAt = serializers.DateTimeField(source="created_at")
+    updatedAt = serializers.DateTimeField(source="updated_at")
+
+    def get_object(self, obj: Customer) -> str:
+        return "customer"
+
+    def get_merchantId(self, obj: Customer) -> str:
+        return str(obj.merchant.public_id)
+
+    def get_externalId(self, obj: Customer) -> str | None:
+        return obj.external_id or None
+
+    @extend_schema_field(WalletSummarySerializer(many=True))
+    def get_wallets(self, obj: Customer) -> list:
+        return customer_wallets(obj)

@@ -1,0 +1,228 @@
+"""Entitlements: pre-authorizations that hold wallet funds for N units of usage.
+
+Creating one moves the priced amount from the wallet's available balance to held
+(402 INSUFFICIENT_BALANCE, nothing written, when it is not there). Usage that names
+it is charged from the hold (apps.usage.services). Releasing it (DELETE, expiry,
+exhaustion) moves what is left back to available, once.
+"""
+
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from apps.catalog.models import BillableMetric, PaymentTerm
+from apps.catalog.pricing import price_quantity
+from apps.core.errors import NotFound, PaymentRequired, Unprocessable
+from apps.core.jobs import job_lock
+from apps.core.money import ZERO, format_amount
+from apps.entitlements.models import Entitlement, EntitlementItem
+from apps.ledger.lock_objects import lock_wallet_balances
+from apps.ledger.models import LedgerTransaction
+from apps.ledger.services import Posting, ledger_post
+from apps.subscriptions.models import Subscription
+from apps.subscriptions.periods import period_at
+from apps.subscriptions.selectors import choose_subscription, usage_subscriptions
+from apps.usage.models import UsageCounter
+
+MAX_EXPIRES_IN = 30 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class EntitlementRequest:
+    billable_metric_id: object
+    quantity: Decimal
+    price: Decimal | None
+
+
+def _reserved_amount(*, price, quantity: Decimal, override: Decimal | None, units_before: Decimal) -> Decimal:
+    if override is not None:
+        return price_quantity(
+            "standard", {"unitPrice": str(override)}, quantity, free_units=price.free_units, units_before=units_before
+        ).amount
+    return price_quantity(
+        price.model, price.properties, quantity, free_units=price.free_units, units_before=units_before
+    ).amount
+
+
+def entitlement_create(
+    *,
+    merchant,
+    customer,
+    requests: list[EntitlementRequest],
+    max_uses: int | None = None,
+    expires_in: int | None = None,
+) -> Entitlement:
+    if customer.archived_at is not None:
+        raise Unprocessable(f"Customer {customer.id} is archived.", code="CUSTOMER_ARCHIVED")
+    metric_ids = [r.billable_metric_id for r in requests]
+    metrics = {m.id: m for m in BillableMetric.objects.filter(merchant=merchant, pk__in=metric_ids)}
+    for index, request in enumerate(requests):
+        if request.billable_metric_id not in metrics:
+            raise NotFound(
+                f"entitlementData[{index}].billableMetricId: no billable metric {request.billable_metric_id}.",
+                code="BILLABLE_METRIC_NOT_FOUND",
+            )
+    subscriptions = usage_subscriptions(merchant=merchant, customer_ids=[customer.id])
+    subscription = choose_subscription(customer_id=customer.id, metric_ids=metric_ids, subscriptions=subscriptions)
+    now = timezone.now()
+    period_start, _ = period_at(subscription.started_at, subscription.plan.billing_interval, now)
+    wallet = subscription.wallet
+    expires_at = now + timedelta(seconds=expires_in or settings.ENTITLEMENT_DEFAULT_TTL_SECONDS)
+
+    with transaction.atomic():
+        balances = lock_wallet_balances([wallet])
+        available = balances[(wallet.available_account_id, 0)].amount
+        items, total = [], ZERO
+        for index, request in enumerate(requests):
+            price = subscription.metric_prices.get(request.billable_metric_id)
+            field = f"entitlementData[{index}]"
+            if price is None:
+                raise Unprocessable(
+                    f"{field}: the plan of subscription {subscription.id} does not price billable metric "
+                    f"{request.billable_metric_id}.",
+                    code="METRIC_NOT_PRICED",
+                )
+            if price.payment_term != PaymentTerm.INSTANT:
+                raise Unprocessable(
+                    f"{field}: billable metric {request.billable_metric_id} is billed {price.payment_term}, at the "
+                    "period's end; only instant prices can be reserved.",
+                    code="PRICE_NOT_INSTANT",
+                )
+            if request.price is not None and not price.allow_price_override:
+                raise Unprocessable(
+                    f"{field}.price: price {price.id} does not allow a per-event price.",
+                    code="PRICE_OVERRIDE_NOT_ALLOWED",
+                )
+            counter = UsageCounter.objects.filter(
+                merchant=merchant, subscription=subscription, price=price, period_start=period_start
+            ).first()
+            amount = _reserved_amount(
+                price=price,
+                quantity=request.quantity,
+                override=request.price,
+                units_before=counter.units if counter else ZERO,
+            )
+            total += amount
+            items.append((request, price, amount))
+        minimum = (
+            Subscription.objects.filter(wallet=wallet, status=Subscription.Status.ACTIVE).aggregate(
+                m=Max("minimum_account_balance")
+            )["m"]
+            or ZERO
+        )
+        if available - total < minimum:
+            currency = wallet.currency
+            raise PaymentRequired(
+                f"The wallet has {format_amount(available, currency)} {currency} available and must keep "
+                f"{format_amount(minimum, currency)}; reserving this usage needs {format_amount(total, currency)}.",
+                code="INSUFFICIENT_BALANCE",
+                details={
+                    "available": format_amount(available, currency),
+                    "required": format_amount(total, currency),
+                    "currency": currency,
+                },
+            )
+        hold = None
+        if total > ZERO:
+            hold = ledger_post(
+                merchant=merchant,
+                kind=LedgerTransaction.Kind.HOLD,
+                currency=wallet.currency,
+                postings=[Posting(wallet.available_account, -total), Posting(wallet.held_account, total)],
+                description="entitlement hold",
+                metadata={"customerId": str(customer.id)},
+            )
+        entitlement = Entitlement.objects.create(
+            merchant=merchant,
+            customer=customer,
+            wallet=wallet,
+            subscription=subscription,
+            currency=wallet.currency,
+            reserved_amount=total,
+            remaining_amount=total,
+            max_uses=max_uses,
+            expires_at=expires_at,
+            hold_transaction=hold,
+        )
+        EntitlementItem.objects.bulk_create(
+            [
+                EntitlementItem(
+                    merchant=merchant,
+                    entitlement=entitlement,
+                    billable_metric=metrics[request.billable_metric_id],
+                    price=price,
+                    unit_price_override=request.price,
+                    quantity=request.quantity,
+                    remaining_quantity=request.quantity,
+                    reserved_amount=amount,
+                )
+                for request, price, amount in items
+            ]
+        )
+    return entitlement
+
+
+def _release(entitlement: Entitlement, status: str, now) -> None:
+    """Move what is left on the hold back to available; the wallet and entitlement are locked."""
+    if entitlement.remaining_amount > ZERO:
+        wallet = entitlement.wallet
+        entitlement.release_transaction = ledger_post(
+            merchant=entitlement.merchant,
+            kind=LedgerTransaction.Kind.HOLD_RELEASE,
+            currency=entitlement.currency,
+            postings=[
+                Posting(wallet.held_account, -entitlement.remaining_amount),
+                Posting(wallet.available_account, entitlement.remaining_amount),
+            ],
+            description=f"entitlement {status}",
+            metadata={"entitlementId": str(entitlement.id)},
+        )
+        entitlement.remaining_amount = ZERO
+    entitlement.status = status
+    entitlement.released_at = now
+
+
+def entitlement_after_use(*, entitlement: Entitlement) -> None:
+    """Save an entitlement after usage was charged from it (inside that transaction, under
+    its wallet's lock, its items already saved); once no use or unit is left, it is
+    exhausted and what remains of the hold goes back to available."""
+    used_up = entitlement.max_uses is not None and entitlement.used_count >= entitlement.max_uses
+    no_units = not EntitlementItem.objects.filter(entitlement=entitlement, remaining_quantity__gt=0).exists()
+    if entitlement.status == Entitlement.Status.ACTIVE and (used_up or no_units):
+        _release(entitlement, Entitlement.Status.EXHAUSTED, timezone.now())
+    entitlement.save(
+        update_fields=["remaining_amount", "used_count", "status", "released_at", "release_transaction", "updated_at"]
+    )
+
+
+def entitlement_release(*, entitlement: Entitlement, status: str = Entitlement.Status.RELEASED) -> Entitlement:
+    """Release what is left (DELETE, or expiry with status expired). Releasing twice changes nothing."""
+    with transaction.atomic():
+        lock_wallet_balances([entitlement.wallet])
+        locked = Entitlement.objects.select_for_update().select_related("wallet", "merchant").get(pk=entitlement.pk)
+        if locked.status == Entitlement.Status.ACTIVE:
+            _release(locked, status, timezone.now())
+            locked.save(
+                update_fields=["remaining_amount", "status", "released_at", "release_transaction", "updated_at"]
+            )
+    return locked
+
+
+def entitlement_release_expired(*, limit: int = 500) -> int:
+    """Release the holds of active entitlements past their expiry (a beat task)."""
+    released = 0
+    with job_lock("entitlements.release_expired") as acquired:
+        if not acquired:
+            return 0
+        due = Entitlement.objects.filter(
+            status=Entitlement.Status.ACTIVE, expires_at__lte=timezone.now()
+        ).select_related("wallet")[:limit]
+        for entitlement in due:
+            if entitlement_release(entitlement=entitlement, status=Entitlement.Status.EXPIRED).status == "expired":
+                released += 1
+    return released

@@ -1,0 +1,184 @@
+from decimal import Decimal
+
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.response import Response
+
+from apps.catalog.selectors import plan_get
+from apps.core.api import ApiView, choice_param, uuid_param
+from apps.core.errors import NotFound
+from apps.core.inputs import AmountInputField, CurrencyInputField
+from apps.customers.apis import CustomerListApi
+from apps.customers.inputs import address_from_input
+from apps.customers.selectors import customer_get
+from apps.customers.services import customer_create
+from apps.subscriptions.models import Subscription
+from apps.subscriptions.selectors import payment_session_get, subscription_get, subscription_list
+from apps.subscriptions.serializers import PaymentSessionSerializer, SubscriptionSerializer
+from apps.subscriptions.services import (
+    payment_session_pay,
+    subscription_create,
+    subscription_terminate,
+    topup_session_create,
+)
+from apps.subscriptions.services.payment_sessions import TEST_SOURCE
+
+TAGS = ["subscriptions"]
+
+
+class RedirectUrlsInput(serializers.Serializer):
+    onSuccess = serializers.URLField(max_length=2000, required=False, allow_blank=True)
+    onFailure = serializers.URLField(max_length=2000, required=False, allow_blank=True)
+
+
+class InlineCustomerInput(CustomerListApi.InputSerializer):
+    """The body of POST /v0/customers, to create (or find by email) the customer inline."""
+
+
+class SubscriptionListApi(ApiView):
+    class InputSerializer(serializers.Serializer):
+        merchantId = serializers.CharField(required=False)
+        customerId = serializers.UUIDField(required=False)
+        customer = InlineCustomerInput(required=False)
+        planId = serializers.UUIDField()
+        name = serializers.CharField(max_length=200, required=False, allow_blank=True)
+        startedAt = serializers.DateTimeField(required=False)
+        prefundAmount = AmountInputField(required=False, allow_null=True, minimum=0)
+        minimumAccountBalance = AmountInputField(required=False)
+        redirectUrls = RedirectUrlsInput(required=False)
+
+        def validate(self, attrs):
+            if bool(attrs.get("customerId")) == bool(attrs.get("customer")):
+                raise serializers.ValidationError(
+                    {"customerId": "Give either customerId or an inline customer, not both and not neither."}
+                )
+            started = attrs.get("startedAt")
+            if started and started > timezone.now():
+                raise serializers.ValidationError({"startedAt": "must not be in the future"})
+            return attrs
+
+    @extend_schema(
+        operation_id="subscriptions_create",
+        request=InputSerializer,
+        responses={201: SubscriptionSerializer},
+        tags=TAGS,
+    )
+    def post(self, request):
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        plan = plan_get(merchant=request.merchant, id=data["planId"], field="planId")
+        if data.get("customerId"):
+            customer = customer_get(merchant=request.merchant, customer_id=data["customerId"])
+        else:
+            inline = data["customer"]
+            consumer = inline["consumer"]
+            customer, _ = customer_create(
+                merchant=request.merchant,
+                email=consumer["email"],
+                name=consumer.get("name") or "",
+                phone=consumer.get("phone") or "",
+                address=address_from_input(consumer.get("address") or {}),
+                external_id=inline.get("externalId") or "",
+                metadata=inline.get("metadata") or {},
+            )
+        redirects = data.get("redirectUrls") or {}
+        subscription = subscription_create(
+            merchant=request.merchant,
+            customer=customer,
+            plan=plan,
+            name=data.get("name") or "",
+            started_at=data.get("startedAt"),
+            prefund_amount=data.get("prefundAmount"),
+            minimum_account_balance=data.get("minimumAccountBalance") or Decimal("0"),
+            success_url=redirects.get("onSuccess") or "",
+            failure_url=redirects.get("onFailure") or "",
+        )
+        return Response(SubscriptionSerializer(subscription).data, status=201)
+
+    @extend_schema(
+        operation_id="subscriptions_list",
+        parameters=[
+            OpenApiParameter("customerId", str),
+            OpenApiParameter("planId", str),
+            OpenApiParameter("status", str, enum=[s for s, _ in Subscription.Status.choices]),
+            OpenApiParameter("limit", int),
+            OpenApiParameter("offset", int),
+        ],
+        responses=SubscriptionSerializer(many=True),
+        tags=TAGS,
+    )
+    def get(self, request):
+        filters = {
+            "customer_id": uuid_param(request, "customerId"),
+            "plan_id": uuid_param(request, "planId"),
+            "status": choice_param(request, "status", Subscription.Status.values),
+        }
+        queryset = subscription_list(merchant=request.merchant, filters=filters)
+        return self.paginated_response(queryset, lambda rows: SubscriptionSerializer(rows, many=True).data)
+
+
+class SubscriptionDetailApi(ApiView):
+    @extend_schema(operation_id="subscriptions_get", responses=SubscriptionSerializer, tags=TAGS)
+    def get(self, request, subscription_id):
+        subscription = subscription_get(merchant=request.merchant, subscription_id=subscription_id)
+        return Response(SubscriptionSerializer(subscription).data)
+
+
+class SubscriptionTerminationApi(ApiView):
+    class InputSerializer(serializers.Serializer):
+        reason = serializers.CharField(max_length=500, required=False, allow_blank=True)
+
+    @extend_schema(
+        operation_id="subscriptions_terminate", request=InputSerializer, responses=SubscriptionSerializer, tags=TAGS
+    )
+    def post(self, request, subscription_id):
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        subscription = subscription_get(merchant=request.merchant, subscription_id=subscription_id)
+        subscription = subscription_terminate(
+            merchant=request.merchant, subscription=subscription, reason=serializer.validated_data.get("reason", "")
+        )
+        return Response(SubscriptionSerializer(subscription).data)
+
+
+class CustomerTopupApi(ApiView):
+    class InputSerializer(serializers.Serializer):
+        amount = AmountInputField(positive=True)
+        currency = CurrencyInputField()
+
+    @extend_schema(
+        operation_id="customers_topups_create",
+        request=InputSerializer,
+        responses={201: PaymentSessionSerializer},
+        tags=["customers"],
+    )
+    def post(self, request, customer_id):
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        customer = customer_get(merchant=request.merchant, customer_id=customer_id)
+        session = topup_session_create(
+            merchant=request.merchant,
+            customer=customer,
+            amount=serializer.validated_data["amount"],
+            currency=serializer.validated_data["currency"],
+        )
+        return Response(PaymentSessionSerializer(session).data, status=201)
+
+
+class TestHelperPaySessionApi(ApiView):
+    """Sandbox only: pay a session as if the customer had paid (live keys get 404)."""
+
+    @extend_schema(
+        operation_id="test_helpers_payment_sessions_pay",
+        request=None,
+        responses={200: PaymentSessionSerializer, 404: OpenApiResponse(description="Live key, or no such session.")},
+        tags=["testHelpers"],
+    )
+    def post(self, request, session_id):
+        if request.merchant.livemode:
+            raise NotFound("Test helpers exist only in the sandbox: use an sk_test_ key.", code="NOT_FOUND")
+        session = payment_session_get(merchant=request.merchant, session_id=session_id)
+        session, _ = payment_session_pay(session_id=session.id, source=TEST_SOURCE, merchant=request.merchant)
+        return Response(PaymentSessionSerializer(session).data)

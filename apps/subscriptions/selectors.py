@@ -1,0 +1,109 @@
+from django.db.models import QuerySet
+
+from apps.core.errors import NotFound
+from apps.subscriptions.models import PaymentSession, Subscription
+
+
+def subscription_list(*, merchant, filters: dict | None = None) -> QuerySet[Subscription]:
+    filters = filters or {}
+    queryset = (
+        Subscription.objects.filter(merchant=merchant).select_related("merchant", "wallet").order_by("-created_at")
+    )
+    if filters.get("customer_id"):
+        queryset = queryset.filter(customer_id=filters["customer_id"])
+    if filters.get("plan_id"):
+        queryset = queryset.filter(plan_id=filters["plan_id"])
+    if filters.get("status"):
+        queryset = queryset.filter(status=filters["status"])
+    return queryset
+
+
+def subscription_get(*, merchant, subscription_id) -> Subscription:
+    subscription = (
+        Subscription.objects.select_related("merchant", "wallet", "plan", "customer")
+        .filter(merchant=merchant, pk=subscription_id)
+        .first()
+    )
+    if subscription is None:
+        raise NotFound(f"No subscription {subscription_id}.", code="SUBSCRIPTION_NOT_FOUND")
+    return subscription
+
+
+def payment_session_get(*, merchant, session_id) -> PaymentSession:
+    session = PaymentSession.objects.select_related("merchant").filter(merchant=merchant, pk=session_id).first()
+    if session is None:
+        raise NotFound(f"No payment session {session_id}.", code="PAYMENT_SESSION_NOT_FOUND")
+    return session
+
+
+def customer_has_live_subscription(*, customer) -> bool:
+    """Whether the customer has a subscription that is not terminated."""
+    return Subscription.objects.filter(customer=customer).exclude(status=Subscription.Status.TERMINATED).exists()
+
+
+def usage_subscriptions(*, merchant, customer_ids, explicit_ids=()) -> dict:
+    """The customers' active subscriptions and the ones named explicitly, by id, each with
+    `metric_prices`: {billable_metric_id: its live (not archived) price on the plan}."""
+    from django.db.models import Prefetch, Q
+
+    from apps.catalog.models import Price
+
+    prices = Price.objects.filter(archived_at__isnull=True, billable_metric__isnull=False)
+    queryset = (
+        Subscription.objects.filter(merchant=merchant, customer_id__in=customer_ids)
+        .filter(Q(status=Subscription.Status.ACTIVE) | Q(pk__in=list(explicit_ids)))
+        .select_related("plan", "wallet", "wallet__available_account", "wallet__held_account")
+        .prefetch_related(Prefetch("plan__prices", queryset=prices, to_attr="live_prices"))
+    )
+    result = {}
+    for subscription in queryset:
+        subscription.metric_prices = {p.billable_metric_id: p for p in subscription.plan.live_prices}
+        result[subscription.id] = subscription
+    return result
+
+
+def choose_subscription(*, customer_id, metric_ids, subscriptions, explicit_id=None) -> Subscription:
+    """The subscription that usage of `metric_ids` by the customer is charged to.
+
+    `subscriptions` comes from `usage_subscriptions`. The one named, else the customer's
+    only active subscription whose plan prices the metrics (409 NO_ACTIVE_SUBSCRIPTION,
+    409 AMBIGUOUS_SUBSCRIPTION, 422 METRIC_NOT_PRICED otherwise).
+    """
+    from apps.core.errors import Conflict, Unprocessable
+
+    if explicit_id is not None:
+        explicit = subscriptions.get(explicit_id)
+        if explicit is None or explicit.customer_id != customer_id:
+            raise NotFound(
+                f"subscriptionId: no subscription {explicit_id} of customer {customer_id}.",
+                code="SUBSCRIPTION_NOT_FOUND",
+            )
+        if explicit.status != Subscription.Status.ACTIVE:
+            raise Conflict(
+                f"Subscription {explicit.id} is {explicit.status}; usage is charged to an active subscription.",
+                code="NO_ACTIVE_SUBSCRIPTION",
+            )
+        return explicit
+    active = [
+        s for s in subscriptions.values() if s.customer_id == customer_id and s.status == Subscription.Status.ACTIVE
+    ]
+    if not active:
+        raise Conflict(
+            f"Customer {customer_id} has no active subscription to charge this usage to.",
+            code="NO_ACTIVE_SUBSCRIPTION",
+        )
+    candidates = [s for s in active if any(m in s.metric_prices for m in metric_ids)]
+    if len(candidates) > 1:
+        raise Conflict(
+            f"Customer {customer_id} has {len(candidates)} active subscriptions whose plans price these metrics "
+            f"({', '.join(str(s.id) for s in candidates)}); name one with subscriptionId.",
+            code="AMBIGUOUS_SUBSCRIPTION",
+            details={"subscriptionIds": [str(s.id) for s in candidates]},
+        )
+    if not candidates:
+        raise Unprocessable(
+            f"No active subscription of customer {customer_id} prices billable metric {metric_ids[0]}; "
+            "add a price for it to the plan.",
+            code="METRIC_NOT_PRICED",
+        )
+    return candidates[0]

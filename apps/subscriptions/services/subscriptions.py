@@ -1,0 +1,83 @@
+from decimal import Decimal
+
+from django.db import transaction
+from django.utils import timezone
+
+from apps.core.errors import Conflict, Unprocessable
+from apps.ledger.services import wallet_get_or_create
+from apps.subscriptions.models import PaymentSession, Subscription
+from apps.subscriptions.periods import period_at
+from apps.subscriptions.services.payment_sessions import payment_session_create
+
+
+def subscription_create(
+    *,
+    merchant,
+    customer,
+    plan,
+    name: str = "",
+    started_at=None,
+    prefund_amount: Decimal | None = None,
+    minimum_account_balance: Decimal = Decimal("0"),
+    success_url: str = "",
+    failure_url: str = "",
+) -> Subscription:
+    """Subscribe the customer to the plan. With a prefund it waits for payment of its
+    activation session (pending_payment); without one it is active at once."""
+    if customer.archived_at is not None:
+        raise Unprocessable(f"Customer {customer.id} is archived; it cannot subscribe.", code="CUSTOMER_ARCHIVED")
+    now = timezone.now()
+    started_at = started_at or now
+    period_start, period_end = period_at(started_at, plan.billing_interval, max(now, started_at))
+    needs_payment = prefund_amount is not None and prefund_amount > 0
+    with transaction.atomic():
+        wallet = wallet_get_or_create(merchant=merchant, customer=customer, currency=plan.currency)
+        subscription = Subscription.objects.create(
+            merchant=merchant,
+            customer=customer,
+            plan=plan,
+            wallet=wallet,
+            name=name or plan.name,
+            status=Subscription.Status.PENDING_PAYMENT if needs_payment else Subscription.Status.ACTIVE,
+            started_at=started_at,
+            current_period_start=period_start,
+            current_period_end=period_end,
+            prefund_amount=prefund_amount,
+            minimum_account_balance=minimum_account_balance,
+            success_url=success_url,
+            failure_url=failure_url,
+            activated_at=None if needs_payment else now,
+        )
+        if needs_payment:
+            payment_session_create(
+                merchant=merchant,
+                purpose=PaymentSession.Purpose.ACTIVATION,
+                amount=prefund_amount,
+                currency=plan.currency,
+                customer=customer,
+                wallet=wallet,
+                subscription=subscription,
+                success_url=success_url,
+                cancel_url=failure_url,
+            )
+    return subscription
+
+
+def subscription_terminate(*, merchant, subscription: Subscription, reason: str = "") -> Subscription:
+    """End the subscription now; its pending payment sessions can no longer be paid."""
+    with transaction.atomic():
+        locked = Subscription.objects.select_for_update().get(pk=subscription.pk, merchant=merchant)
+        if locked.status == Subscription.Status.TERMINATED:
+            raise Conflict(
+                f"Subscription {locked.id} was already terminated at {locked.terminated_at.isoformat()}.",
+                code="SUBSCRIPTION_ALREADY_TERMINATED",
+            )
+        now = timezone.now()
+        locked.status = Subscription.Status.TERMINATED
+        locked.terminated_at = now
+        locked.termination_reason = reason
+        locked.save(update_fields=["status", "terminated_at", "termination_reason", "updated_at"])
+        PaymentSession.objects.filter(subscription=locked, status=PaymentSession.Status.PENDING).update(
+            status=PaymentSession.Status.EXPIRED, expires_at=now, updated_at=now
+        )
+    return locked

@@ -1,0 +1,8 @@
+from celery import shared_task
+
+from apps.subscriptions.services import payment_session_expire_due
+
+
+@shared_task
+def expire_payment_sessions() -> int:
+    return payment_session_expire_due()

@@ -1,0 +1,63 @@
+"""The hosted checkout page, /checkout/{paymentSessionId}: what is due and how to pay it."""
+
+from django.http import Http404, HttpResponseNotAllowed
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods
+
+from apps.core.errors import ApiError
+from apps.core.money import format_amount
+from apps.subscriptions.checkout import payment_methods
+from apps.subscriptions.models import PaymentSession
+from apps.subscriptions.serializers import session_status
+from apps.subscriptions.services import payment_session_pay
+from apps.subscriptions.services.payment_sessions import TEST_SOURCE
+
+PURPOSE_TITLES = {
+    PaymentSession.Purpose.ACTIVATION: "Activate your subscription",
+    PaymentSession.Purpose.TOP_UP: "Top up your balance",
+    PaymentSession.Purpose.INVOICE: "Pay your invoice",
+    PaymentSession.Purpose.SETUP: "Save a payment method",
+}
+
+
+def _session_or_404(session_id) -> PaymentSession:
+    session = (
+        PaymentSession.objects.select_related("merchant", "customer", "subscription__plan")
+        .filter(pk=session_id)
+        .first()
+    )
+    if session is None:
+        raise Http404("No such payment session.")
+    return session
+
+
+@require_http_methods(["GET"])
+def checkout_page(request, session_id):
+    session = _session_or_404(session_id)
+    status = session_status(session)
+    context = {
+        "session": session,
+        "status": status,
+        "title": PURPOSE_TITLES[session.purpose],
+        "amount": format_amount(session.amount, session.currency),
+        "merchant_name": session.merchant.name,
+        "methods": payment_methods(session) if status == PaymentSession.Status.PENDING else [],
+        "error": request.GET.get("error", ""),
+    }
+    return render(request, "checkout/session.html", context, status=200)
+
+
+def checkout_test_payment(request, session_id):
+    """The sandbox's test payment, from the checkout page's button."""
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    session = _session_or_404(session_id)
+    if session.merchant.livemode:
+        raise Http404("Test payments exist only in the sandbox.")
+    try:
+        payment_session_pay(session_id=session.id, source=TEST_SOURCE)
+    except ApiError as exc:
+        return redirect(f"/checkout/{session.id}?error={exc.code}")
+    if session.success_url:
+        return redirect(session.success_url)
+    return redirect(f"/checkout/{session.id}")

@@ -1,0 +1,378 @@
+"""The usage endpoints of /v0."""
+
+import datetime as dt
+
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.response import Response
+
+from apps.catalog.selectors import billable_metric_get
+from apps.core.api import ApiView, choice_param, uuid_param
+from apps.core.errors import FieldError
+from apps.usage.aggregation import MAX_WINDOWS, TooManyWindows, WindowSize, aggregate, format_value
+from apps.usage.models import Dispute
+from apps.usage.selectors import dispute_get, usage_event_get, usage_events
+from apps.usage.serializers import DisputeSerializer, UsageEventSchema, usage_event_detail
+from apps.usage.services import (
+    MAX_BATCH_EVENTS,
+    dispute_accept,
+    dispute_decline,
+    dispute_open,
+    usage_record,
+    usage_record_batch,
+    usage_refund,
+)
+
+# --- meter: GET /v0/billableMetrics/{id}/meter ------------------------------------------------
+
+METER_DEFAULT_RANGE = dt.timedelta(days=30)
+METER_MAX_HOURLY_RANGE = dt.timedelta(days=366)
+
+METER_RESPONSE = inline_serializer(
+    name="Meter",
+    fields={
+        "object": serializers.CharField(default="meter"),
+        "billableMetricId": serializers.UUIDField(),
+        "aggregation": serializers.CharField(),
+        "from": serializers.DateTimeField(),
+        "to": serializers.DateTimeField(),
+        "windowSize": serializers.ChoiceField(choices=WindowSize.CHOICES, allow_null=True),
+        "totalValue": serializers.CharField(
+            allow_null=True, help_text="A decimal string; null for AVG/MIN/MAX/LATEST without usage."
+        ),
+        "windowedValues": inline_serializer(
+            name="MeterWindow",
+            many=True,
+            fields={
+                "windowStart": serializers.DateTimeField(),
+                "windowEnd": serializers.DateTimeField(),
+                "value": serializers.CharField(allow_null=True),
+            },
+        ),
+        "groupedValues": inline_serializer(
+            name="MeterGroup",
+            many=True,
+            fields={
+                "group": serializers.DictField(child=serializers.CharField(allow_null=True)),
+                "value": serializers.CharField(allow_null=True),
+            },
+        ),
+    },
+)
+
+
+class MeterInput(serializers.Serializer):
+    """The query of GET /v0/billableMetrics/{id}/meter."""
+
+    customerId = serializers.UUIDField(
+        required=False, error_messages={"invalid": 'must be an id (a UUID); got "{value}".'}
+    )
+    # `from` is a Python keyword: declared through the class namespace.
+    locals()["from"] = serializers.DateTimeField(required=False)
+    to = serializers.DateTimeField(required=False)
+    windowSize = serializers.ChoiceField(
+        choices=WindowSize.CHOICES,
+        required=False,
+        error_messages={"invalid_choice": f'must be one of {", ".join(WindowSize.CHOICES)}; got "{{input}}".'},
+    )
+    groupBy = serializers.CharField(required=False)
+
+    def validate(self, data):
+        end = data.get("to") or timezone.now()
+        start = data.get("from") or end - METER_DEFAULT_RANGE
+        if start >= end:
+            raise FieldError("from", f"must be before `to` ({end.isoformat()}).", code="INVALID_RANGE")
+        window = data.get("windowSize")
+        if window == WindowSize.HOUR and end - start > METER_MAX_HOURLY_RANGE:
+            raise FieldError(
+                "windowSize",
+                f"HOUR windows cover at most {METER_MAX_HOURLY_RANGE.days} days; use DAY or MONTH, or a shorter range.",
+                code="RANGE_TOO_LONG",
+            )
+        keys = []
+        for key in (data.get("groupBy") or "").split(","):
+            key = key.strip()
+            if key and key not in keys:
+                keys.append(key)
+        return {
+            "customer_id": data.get("customerId"),
+            "start": start,
+            "end": end,
+            "window": window,
+            "group_by": keys,
+        }
+
+
+class BillableMetricMeterApi(ApiView):
+    InputSerializer = MeterInput
+
+    @extend_schema(
+        operation_id="billable_metrics_meter",
+        parameters=[
+            OpenApiParameter("customerId", OpenApiTypes.UUID, description="Only this customer's usage."),
+            OpenApiParameter("from", OpenApiTypes.DATETIME, description="Inclusive; default 30 days before `to`."),
+            OpenApiParameter("to", OpenApiTypes.DATETIME, description="Exclusive; default now."),
+            OpenApiParameter(
+                "windowSize",
+                OpenApiTypes.STR,
+                enum=list(WindowSize.CHOICES),
+                description="UTC-aligned windows; the first and last are clipped to [from, to).",
+            ),
+            OpenApiParameter(
+                "groupBy", OpenApiTypes.STR, description="Comma-separated keys among the metric's groupBy."
+            ),
+        ],
+        responses=METER_RESPONSE,
+        tags=["catalog"],
+    )
+    def get(self, request, metric_id):
+        params = {key: value for key, value in request.query_params.items() if value != ""}
+        serializer = self.InputSerializer(data=params)
+        serializer.is_valid(raise_exception=True)
+        query = serializer.validated_data
+        metric = billable_metric_get(merchant=request.merchant, id=metric_id)
+        for key in query["group_by"]:
+            if key not in metric.group_by:
+                allowed = ", ".join(metric.group_by) or "none"
+                raise FieldError(
+                    "groupBy",
+                    f"{key!r} is not a groupBy key of this billable metric (its keys: {allowed}).",
+                    code="UNKNOWN_GROUP_BY_KEY",
+                )
+        try:
+            result = aggregate(
+                merchant=request.merchant,
+                metric=metric,
+                start=query["start"],
+                end=query["end"],
+                customer_id=query["customer_id"],
+                group_by=query["group_by"] or None,
+                window=query["window"],
+            )
+        except TooManyWindows:
+            raise FieldError(
+                "windowSize",
+                f"the range holds more than {MAX_WINDOWS} {query['window']} windows; use a larger window size "
+                "or a shorter range.",
+                code="RANGE_TOO_LONG",
+            ) from None
+        timestamp = serializers.DateTimeField().to_representation
+        return Response(
+            {
+                "object": "meter",
+                "billableMetricId": str(metric.id),
+                "aggregation": metric.aggregation,
+                "from": timestamp(query["start"]),
+                "to": timestamp(query["end"]),
+                "windowSize": query["window"],
+                "totalValue": format_value(result.total),
+                "windowedValues": [
+                    {"windowStart": timestamp(start), "windowEnd": timestamp(end), "value": format_value(value)}
+                    for start, end, value in result.windows
+                ],
+                "groupedValues": [
+                    {"group": group["group"], "value": format_value(group["value"])} for group in result.groups
+                ],
+            }
+        )
+
+
+# --- usage: POST/GET /v0/usage, /v0/usage/batch, /v0/usage/{id}; disputes ---------------------
+
+TAGS = ["usage"]
+
+
+def _datetime_param(request, name: str):
+    raw = request.query_params.get(name)
+    if not raw:
+        return None
+    value = parse_datetime(raw)
+    if value is None or value.tzinfo is None:
+        raise FieldError(name, f"must be an ISO 8601 date-time with a time zone, got {raw!r}", code="INVALID_TIMESTAMP")
+    return value
+
+
+class UsageApi(ApiView):
+    """Usage carries its own idempotencyKey in the body; the header does not apply."""
+
+    idempotent = False
+
+    @extend_schema(
+        operation_id="usage_create",
+        request=inline_serializer(
+            "UsageEventInput",
+            {
+                "idempotencyKey": serializers.CharField(),
+                "customerId": serializers.UUIDField(),
+                "merchantId": serializers.CharField(required=False),
+                "timestamp": serializers.DateTimeField(required=False),
+                "properties": serializers.ListField(child=serializers.DictField()),
+                "entitlementId": serializers.UUIDField(required=False),
+                "subscriptionId": serializers.UUIDField(required=False),
+                "metadata": serializers.DictField(required=False),
+            },
+        ),
+        responses={201: UsageEventSchema},
+        tags=TAGS,
+    )
+    def post(self, request):
+        return Response(usage_record(merchant=request.merchant, raw=request.data), status=201)
+
+    @extend_schema(
+        operation_id="usage_list",
+        parameters=[
+            OpenApiParameter("customerId", str),
+            OpenApiParameter("billableMetricId", str),
+            OpenApiParameter("subscriptionId", str),
+            OpenApiParameter("from", str, description="ISO 8601, inclusive"),
+            OpenApiParameter("to", str, description="ISO 8601, exclusive"),
+            OpenApiParameter("limit", int),
+            OpenApiParameter("offset", int),
+        ],
+        responses=UsageEventSchema(many=True),
+        tags=TAGS,
+    )
+    def get(self, request):
+        queryset = usage_events(merchant=request.merchant).order_by("-timestamp", "-created_at")
+        customer_id = uuid_param(request, "customerId")
+        if customer_id:
+            queryset = queryset.filter(customer_id=customer_id)
+        subscription_id = uuid_param(request, "subscriptionId")
+        if subscription_id:
+            queryset = queryset.filter(subscription_id=subscription_id)
+        metric_id = uuid_param(request, "billableMetricId")
+        if metric_id:
+            queryset = queryset.filter(lines__billable_metric_id=metric_id).distinct()
+        start, end = _datetime_param(request, "from"), _datetime_param(request, "to")
+        if start and end and start >= end:
+            raise FieldError("from", "must be before to", code="INVALID_RANGE")
+        if start:
+            queryset = queryset.filter(timestamp__gte=start)
+        if end:
+            queryset = queryset.filter(timestamp__lt=end)
+        return self.paginated_response(
+            queryset, lambda rows: [usage_event_detail(e, list(e.lines.all())) for e in rows]
+        )
+
+
+class UsageBatchApi(ApiView):
+    idempotent = False
+
+    @extend_schema(
+        operation_id="usage_batch_create",
+        request=inline_serializer("UsageBatchInput", {"events": serializers.ListField(child=serializers.DictField())}),
+        responses={
+            201: inline_serializer(
+                "UsageBatchResult",
+                {
+                    "object": serializers.CharField(),
+                    "successful": UsageEventSchema(many=True),
+                    "failed": serializers.ListField(child=serializers.DictField()),
+                    "summary": serializers.DictField(),
+                },
+            )
+        },
+        tags=TAGS,
+        description=f"Up to {MAX_BATCH_EVENTS} events; 201 when all succeed, 207 with each failure by index otherwise.",
+    )
+    def post(self, request):
+        data = request.data
+        if not isinstance(data, dict):
+            raise FieldError("body", 'must be a JSON object {"events": [...]}', code="INVALID_BODY")
+        status, body = usage_record_batch(merchant=request.merchant, raw_events=data.get("events"))
+        return Response(body, status=status)
+
+
+class UsageDetailApi(ApiView):
+    class InputSerializer(serializers.Serializer):
+        refund = serializers.BooleanField()
+        reason = serializers.CharField(max_length=500, required=False, allow_blank=True)
+
+        def validate_refund(self, value):
+            if value is not True:
+                raise serializers.ValidationError('only {"refund": true} can be sent: a refund cannot be undone.')
+            return value
+
+    @extend_schema(operation_id="usage_get", responses=UsageEventSchema, tags=TAGS)
+    def get(self, request, event_id):
+        event = usage_event_get(merchant=request.merchant, event_id=event_id)
+        return Response(usage_event_detail(event, list(event.lines.all())))
+
+    @extend_schema(operation_id="usage_refund", request=InputSerializer, responses=UsageEventSchema, tags=TAGS)
+    def patch(self, request, event_id):
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        event = usage_event_get(merchant=request.merchant, event_id=event_id)
+        usage_refund(merchant=request.merchant, event=event, reason=serializer.validated_data.get("reason", ""))
+        event = usage_event_get(merchant=request.merchant, event_id=event_id)
+        return Response(usage_event_detail(event, list(event.lines.all())))
+
+
+class DisputeListApi(ApiView):
+    class InputSerializer(serializers.Serializer):
+        usageEventId = serializers.UUIDField()
+        message = serializers.CharField(max_length=5000)
+
+    @extend_schema(
+        operation_id="disputes_create", request=InputSerializer, responses={201: DisputeSerializer}, tags=["disputes"]
+    )
+    def post(self, request):
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        event = usage_event_get(merchant=request.merchant, event_id=serializer.validated_data["usageEventId"])
+        dispute = dispute_open(merchant=request.merchant, event=event, message=serializer.validated_data["message"])
+        return Response(DisputeSerializer(dispute).data, status=201)
+
+    @extend_schema(
+        operation_id="disputes_list",
+        parameters=[
+            OpenApiParameter("status", str, enum=Dispute.Status.values),
+            OpenApiParameter("customerId", str),
+            OpenApiParameter("limit", int),
+            OpenApiParameter("offset", int),
+        ],
+        responses=DisputeSerializer(many=True),
+        tags=["disputes"],
+    )
+    def get(self, request):
+        queryset = Dispute.objects.filter(merchant=request.merchant).select_related("merchant").order_by("-created_at")
+        status = choice_param(request, "status", Dispute.Status.values)
+        if status:
+            queryset = queryset.filter(status=status)
+        customer_id = uuid_param(request, "customerId")
+        if customer_id:
+            queryset = queryset.filter(customer_id=customer_id)
+        return self.paginated_response(queryset, lambda rows: DisputeSerializer(rows, many=True).data)
+
+
+class DisputeDetailApi(ApiView):
+    @extend_schema(operation_id="disputes_get", responses=DisputeSerializer, tags=["disputes"])
+    def get(self, request, dispute_id):
+        return Response(DisputeSerializer(dispute_get(merchant=request.merchant, dispute_id=dispute_id)).data)
+
+
+class DisputeAcceptApi(ApiView):
+    @extend_schema(operation_id="disputes_accept", request=None, responses=DisputeSerializer, tags=["disputes"])
+    def post(self, request, dispute_id):
+        dispute = dispute_get(merchant=request.merchant, dispute_id=dispute_id)
+        return Response(DisputeSerializer(dispute_accept(merchant=request.merchant, dispute=dispute)).data)
+
+
+class DisputeDeclineApi(ApiView):
+    class InputSerializer(serializers.Serializer):
+        reason = serializers.CharField(max_length=500)
+
+    @extend_schema(
+        operation_id="disputes_decline", request=InputSerializer, responses=DisputeSerializer, tags=["disputes"]
+    )
+    def post(self, request, dispute_id):
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        dispute = dispute_get(merchant=request.merchant, dispute_id=dispute_id)
+        dispute = dispute_decline(
+            merchant=request.merchant, dispute=dispute, reason=serializer.validated_data["reason"]
+        )
+        return Response(DisputeSerializer(dispute).data)

@@ -1,0 +1,130 @@
+"""Usage events, their priced lines, the period counters of instant prices, disputes."""
+
+from django.db import models
+
+from apps.core.fields import AmountField, Currency
+from apps.core.models import TenantModel
+
+
+class UsageEvent(TenantModel):
+    """One reported usage event, identified for good by (merchant, idempotency_key).
+
+    It keeps its own figures: the total charged now (instant lines), the commission
+    and the owner's share, and the wallet's available balance after the charge.
+    """
+
+    idempotency_key = models.CharField(max_length=255)
+    request_hash = models.CharField(max_length=64)
+    customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="usage_events")
+    subscription = models.ForeignKey(
+        "subscriptions.Subscription", on_delete=models.PROTECT, related_name="usage_events"
+    )
+    entitlement = models.ForeignKey(
+        "entitlements.Entitlement", null=True, blank=True, on_delete=models.PROTECT, related_name="usage_events"
+    )
+    timestamp = models.DateTimeField()
+    currency = models.CharField(max_length=8, choices=Currency.choices)
+    amount = AmountField(help_text="Total charged now (instant lines).")
+    commission_amount = AmountField()
+    owner_revenue_amount = AmountField()
+    balance_after = AmountField(null=True, blank=True)
+    ledger_transaction = models.ForeignKey(
+        "ledger.LedgerTransaction", null=True, blank=True, on_delete=models.PROTECT, related_name="usage_events"
+    )
+    invoice_id = models.UUIDField(null=True, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    refunded_at = models.DateTimeField(null=True, blank=True)
+    refund_reason = models.CharField(max_length=500, blank=True)
+    refund_transaction = models.OneToOneField(
+        "ledger.LedgerTransaction", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["merchant", "idempotency_key"], name="usage_event_unique_idempotency_key"),
+        ]
+        indexes = [
+            models.Index(fields=["merchant", "timestamp"], name="usage_event_merchant_time"),
+            models.Index(fields=["merchant", "customer", "timestamp"], name="usage_event_customer_time"),
+        ]
+
+    def __str__(self):
+        return f"usage {self.idempotency_key} ({self.amount} {self.currency})"
+
+
+class UsageLine(TenantModel):
+    """One property of an event: a metric, its quantity and value, and its price."""
+
+    event = models.ForeignKey(UsageEvent, on_delete=models.PROTECT, related_name="lines")
+    position = models.PositiveSmallIntegerField()
+    billable_metric = models.ForeignKey("catalog.BillableMetric", on_delete=models.PROTECT, related_name="+")
+    price = models.ForeignKey("catalog.Price", on_delete=models.PROTECT, related_name="+")
+    # Copied from the event so that meters aggregate from this table alone.
+    customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="+")
+    subscription = models.ForeignKey("subscriptions.Subscription", on_delete=models.PROTECT, related_name="+")
+    timestamp = models.DateTimeField()
+    quantity = AmountField()
+    # The metric's value: the quantity, or the number under the metric's valueProperty;
+    # value_text keeps the raw value for UNIQUE_COUNT (an id, a name).
+    value = AmountField(null=True, blank=True)
+    value_text = models.CharField(max_length=255, blank=True)
+    payment_term = models.CharField(max_length=16)
+    unit_price = AmountField(null=True, blank=True)
+    amount = AmountField(null=True, blank=True, help_text="Charged now; empty for in_arrears (priced at period close).")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["merchant", "event", "position"], name="usage_line_unique_position"),
+        ]
+        indexes = [
+            models.Index(fields=["merchant", "billable_metric", "timestamp"], name="usage_line_metric_time"),
+            models.Index(fields=["subscription", "billable_metric", "timestamp"], name="usage_line_sub_metric_time"),
+        ]
+
+
+class UsageCounter(TenantModel):
+    """Units already charged in one period for one instant price of one subscription: the
+    running total that graduated tiers and free units need. Read and written under the
+    wallet's lock."""
+
+    subscription = models.ForeignKey("subscriptions.Subscription", on_delete=models.PROTECT, related_name="+")
+    price = models.ForeignKey("catalog.Price", on_delete=models.PROTECT, related_name="+")
+    period_start = models.DateTimeField()
+    units = AmountField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["merchant", "subscription", "price", "period_start"], name="usage_counter_unique_period"
+            ),
+        ]
+
+
+class Dispute(TenantModel):
+    class Status(models.TextChoices):
+        OPEN = "open"
+        ACCEPTED = "accepted"
+        DECLINED = "declined"
+
+    class OpenedBy(models.TextChoices):
+        MERCHANT = "merchant"
+        CUSTOMER = "customer"
+
+    usage_event = models.ForeignKey(UsageEvent, on_delete=models.PROTECT, related_name="disputes")
+    customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="disputes")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    opened_by = models.CharField(max_length=16, choices=OpenedBy.choices, default=OpenedBy.MERCHANT)
+    message = models.TextField()
+    decline_reason = models.CharField(max_length=500, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            # One open dispute per event at a time.
+            models.UniqueConstraint(
+                fields=["merchant", "usage_event"],
+                condition=models.Q(status="open"),
+                name="dispute_one_open_per_event",
+            ),
+        ]
+        indexes = [models.Index(fields=["merchant", "status", "created_at"], name="dispute_merchant_status")]

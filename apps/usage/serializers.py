@@ -1,0 +1,132 @@
+"""Public shapes of usage events and disputes (API, webhooks, portal)."""
+
+from datetime import UTC
+
+from rest_framework import serializers
+
+from apps.core.money import format_amount
+
+
+def iso(value) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def quantity_str(value) -> str:
+    """A quantity exactly, without padding: 1, 1.5, 100."""
+    return format(value.normalize(), "f")
+
+
+def usage_event_data(event, lines) -> dict:
+    """The response to a usage report, the same for the first request and every replay
+    (built from the stored rows' values only)."""
+    currency = event.currency
+    return {
+        "id": str(event.id),
+        "object": "usageEvent",
+        "livemode": event.merchant.livemode,
+        "idempotencyKey": event.idempotency_key,
+        "customerId": str(event.customer_id),
+        "consumerId": str(event.customer_id),
+        "subscriptionId": str(event.subscription_id),
+        "entitlementId": str(event.entitlement_id) if event.entitlement_id else None,
+        "timestamp": iso(event.timestamp),
+        "metadata": event.metadata,
+        "billing": {
+            "price": format_amount(event.amount, currency),
+            "totalAmount": format_amount(event.amount, currency),
+            "currency": currency,
+            "lines": [
+                {
+                    "billableMetricId": str(line.billable_metric_id),
+                    "priceId": str(line.price_id),
+                    "quantity": quantity_str(line.quantity),
+                    "unitPrice": format_amount(line.unit_price, currency),
+                    "amount": format_amount(line.amount, currency),
+                    "paymentTerm": line.payment_term,
+                }
+                for line in sorted(lines, key=lambda line: line.position)
+            ],
+            "billingEventId": str(event.ledger_transaction_id) if event.ledger_transaction_id else None,
+            "invoiceId": str(event.invoice_id) if event.invoice_id else None,
+        },
+        "settlement": {
+            "priceAmount": format_amount(event.amount, currency),
+            "commissionAmount": format_amount(event.commission_amount, currency),
+            "ownerRevenueAmount": format_amount(event.owner_revenue_amount, currency),
+            "balanceAfter": format_amount(event.balance_after, currency),
+        },
+        "createdAt": iso(event.created_at),
+    }
+
+
+def usage_event_detail(event, lines) -> dict:
+    """A stored event as GET /v0/usage/{id} shows it: the report's response plus its refund."""
+    data = usage_event_data(event, lines)
+    data["refunded"] = event.refunded_at is not None
+    data["refundedAt"] = iso(event.refunded_at)
+    data["refundReason"] = event.refund_reason or None
+    return data
+
+
+class UsageLineSchema(serializers.Serializer):
+    billableMetricId = serializers.UUIDField()
+    priceId = serializers.UUIDField()
+    quantity = serializers.CharField()
+    unitPrice = serializers.CharField(allow_null=True, help_text="Null for in_arrears lines (priced at period close).")
+    amount = serializers.CharField(allow_null=True, help_text="Charged now; null for in_arrears lines.")
+    paymentTerm = serializers.CharField()
+
+
+class UsageBillingSchema(serializers.Serializer):
+    price = serializers.CharField(help_text="The total charged now.")
+    totalAmount = serializers.CharField()
+    currency = serializers.CharField()
+    lines = UsageLineSchema(many=True)
+    billingEventId = serializers.UUIDField(
+        allow_null=True, help_text="The ledger transaction; null when nothing moved."
+    )
+    invoiceId = serializers.UUIDField(allow_null=True)
+
+
+class UsageSettlementSchema(serializers.Serializer):
+    priceAmount = serializers.CharField()
+    commissionAmount = serializers.CharField()
+    ownerRevenueAmount = serializers.CharField()
+    balanceAfter = serializers.CharField(allow_null=True)
+
+
+class UsageEventSchema(serializers.Serializer):
+    """Schema of `usage_event_data` (for the OpenAPI document)."""
+
+    id = serializers.UUIDField()
+    object = serializers.CharField()
+    livemode = serializers.BooleanField()
+    idempotencyKey = serializers.CharField()
+    customerId = serializers.UUIDField()
+    consumerId = serializers.UUIDField()
+    subscriptionId = serializers.UUIDField()
+    entitlementId = serializers.UUIDField(allow_null=True)
+    timestamp = serializers.DateTimeField()
+    metadata = serializers.DictField()
+    billing = UsageBillingSchema()
+    settlement = UsageSettlementSchema()
+    createdAt = serializers.DateTimeField()
+
+
+class DisputeSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    object = serializers.SerializerMethodField()
+    livemode = serializers.BooleanField()
+    usageEventId = serializers.UUIDField(source="usage_event_id")
+    customerId = serializers.UUIDField(source="customer_id")
+    status = serializers.CharField()
+    openedBy = serializers.CharField(source="opened_by")
+    message = serializers.CharField()
+    declineReason = serializers.CharField(source="decline_reason")
+    resolvedAt = serializers.DateTimeField(source="resolved_at")
+    createdAt = serializers.DateTimeField(source="created_at")
+
+    def get_object(self, obj) -> str:
+        return "dispute"

@@ -1,0 +1,650 @@
+"""Real-time usage charging: each reported event is priced and paid for exactly once.
+
+One code path serves single events and batches:
+
+1. `parse_usage_event` judges each event from the request alone (400s).
+2. `_resolve` loads what the events name (customers, metrics, subscriptions, prices,
+   entitlements) in a few queries and applies the rules that depend on stored data
+   (404, 409, 422).
+3. `_charge` prices and charges them in one database transaction: the wallets'
+   balance rows are locked first (in one order), each event is priced (instant
+   graduated prices continue from the period's running total, read under that
+   lock), checked against the wallet's minimum balance or the entitlement's hold
+   (402, nothing written), then the events, their lines and one balanced ledger
+   transaction per wallet are written. A response is returned only after commit.
+
+An event's `idempotencyKey` is its identity for good: a replay returns the first
+response and moves nothing; a concurrent duplicate waits on the unique index until
+the first commits, then returns its response; another body under the same key is 409.
+"""
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Max, Prefetch
+from django.utils import timezone
+
+from apps.catalog.models import BillableMetric, PaymentTerm, Price
+from apps.catalog.pricing import price_quantity
+from apps.core.errors import ApiError, Conflict, FieldError, Forbidden, NotFound, PaymentRequired, Unprocessable
+from apps.core.money import ZERO, format_amount, round_amount, split_commission
+from apps.customers.models import Customer
+from apps.entitlements.models import Entitlement, EntitlementItem
+from apps.entitlements.services import entitlement_after_use
+from apps.ledger.lock_objects import lock_wallet_balances
+from apps.ledger.models import LedgerTransaction
+from apps.ledger.services import (
+    Posting,
+    TransactionSpec,
+    ledger_post_many,
+    merchant_revenue_account,
+    platform_commission_account,
+)
+from apps.subscriptions.models import Subscription
+from apps.subscriptions.periods import add_intervals, period_at, period_index_at
+from apps.subscriptions.selectors import choose_subscription, usage_subscriptions
+from apps.usage.inputs import UsageInput, parse_number, parse_usage_event
+from apps.usage.models import UsageCounter, UsageEvent, UsageLine
+from apps.usage.serializers import usage_event_data
+
+MAX_BATCH_EVENTS = 1000
+IDEMPOTENCY_CONSTRAINT = "usage_event_unique_idempotency_key"
+CONFLICT_RETRIES = 3
+
+
+@dataclass
+class ResolvedLine:
+    metric: BillableMetric
+    price: Price
+    quantity: Decimal
+    value: Decimal | None
+    value_text: str
+    unit_price_override: Decimal | None
+    entitlement_item: EntitlementItem | None = None
+    # Filled in by _charge.
+    unit_price: Decimal | None = None
+    amount: Decimal | None = None
+
+
+@dataclass
+class ResolvedEvent:
+    input: UsageInput
+    customer: Customer
+    subscription: Subscription
+    period_start: object
+    lines: list[ResolvedLine]
+    entitlement: Entitlement | None = None
+    # Filled in by _charge.
+    amount: Decimal = ZERO
+    commission: Decimal = ZERO
+    owner_revenue: Decimal = ZERO
+    balance_after: Decimal | None = None
+    row: UsageEvent | None = None
+    line_rows: list[UsageLine] = field(default_factory=list)
+
+
+class _DuplicateRace(Exception):
+    """A concurrent request stored one of these keys first: start again, it is now a replay."""
+
+
+# ---------------------------------------------------------------------------- replays
+
+
+def _replay(event: UsageEvent, request_hash: str) -> dict:
+    if event.request_hash != request_hash:
+        raise Conflict(
+            f"idempotencyKey {event.idempotency_key!r} was already used for another usage event "
+            f"({event.id}) with a different body; a key identifies one event for good.",
+            code="IDEMPOTENCY_KEY_REUSED",
+            details={"usageEventId": str(event.id)},
+        )
+    return usage_event_data(event, list(event.lines.all()))
+
+
+def _existing_events(merchant, keys) -> dict[str, UsageEvent]:
+    if not keys:
+        return {}
+    queryset = (
+        UsageEvent.objects.filter(merchant=merchant, idempotency_key__in=list(keys))
+        .select_related("merchant")
+        .prefetch_related(Prefetch("lines", queryset=UsageLine.objects.order_by("position")))
+    )
+    return {event.idempotency_key: event for event in queryset}
+
+
+# ---------------------------------------------------------------------------- resolution
+
+
+def _metric_value(metric: BillableMetric, quantity: Decimal, metadata: dict, field_name: str):
+    """(value, value_text) of a line: the quantity, or what the metric's valueProperty names."""
+    if not metric.value_property:
+        return quantity, ""
+    if metric.value_property not in metadata:
+        raise Unprocessable(
+            f"{field_name}: billable metric {metric.id} ({metric.name}) aggregates metadata.{metric.value_property}; "
+            "send it in the event's metadata.",
+            code="METRIC_VALUE_MISSING",
+            details={"field": f"metadata.{metric.value_property}"},
+        )
+    raw = metadata[metric.value_property]
+    if metric.aggregation == "UNIQUE_COUNT":
+        return None, str(raw)[:255]
+    try:
+        value = parse_number(raw, f"metadata.{metric.value_property}", allow_negative=True)
+    except FieldError:
+        raise Unprocessable(
+            f"metadata.{metric.value_property} must be a number for billable metric {metric.id} ({metric.aggregation}); "
+            f"got {raw!r}.",
+            code="METRIC_VALUE_NOT_NUMERIC",
+        ) from None
+    return value, str(raw)[:255]
+
+
+def _open_window(subscription: Subscription, now):
+    """[start, end) of the periods open to usage now: the current one, and the previous one
+    while it is within its grace period (late usage is accepted until its invoice is final)."""
+    interval = subscription.plan.billing_interval
+    anchor = subscription.started_at
+    if now < anchor:
+        return anchor, add_intervals(anchor, interval, 1)
+    index = period_index_at(anchor, interval, now)
+    start, end = period_at(anchor, interval, now)
+    grace = timedelta(seconds=settings.USAGE_GRACE_PERIOD_SECONDS)
+    if index > 0 and now < start + grace:
+        start = add_intervals(anchor, interval, index - 1)
+    return start, end
+
+
+def _resolve(merchant, inputs: list[UsageInput], now) -> list:
+    """ResolvedEvent for each input, or the ApiError that refuses it."""
+    customer_ids = {i.customer_id for i in inputs}
+    metric_ids = {p.billable_metric_id for i in inputs for p in i.properties}
+    explicit_ids = {i.subscription_id for i in inputs if i.subscription_id}
+    entitlement_ids = {i.entitlement_id for i in inputs if i.entitlement_id}
+
+    customers = {c.id: c for c in Customer.objects.filter(merchant=merchant, pk__in=customer_ids)}
+    metrics = {m.id: m for m in BillableMetric.objects.filter(merchant=merchant, pk__in=metric_ids)}
+    subscriptions = usage_subscriptions(merchant=merchant, customer_ids=customer_ids, explicit_ids=explicit_ids)
+    entitlements = {
+        e.id: e for e in Entitlement.objects.filter(merchant=merchant, pk__in=entitlement_ids).prefetch_related("items")
+    }
+
+    resolved = []
+    for event in inputs:
+        try:
+            resolved.append(_resolve_one(merchant, event, now, customers, metrics, subscriptions, entitlements))
+        except ApiError as error:
+            resolved.append(error)
+    return resolved
+
+
+def _resolve_one(merchant, event, now, customers, metrics, subscriptions, entitlements):
+    if event.merchant_id is not None and event.merchant_id != str(merchant.public_id):
+        raise Forbidden(
+            f"merchantId {event.merchant_id} is not the merchant of this API key ({merchant.public_id}).",
+            code="MERCHANT_MISMATCH",
+        )
+    customer = customers.get(event.customer_id)
+    if customer is None:
+        raise NotFound(f"customerId: no customer {event.customer_id}.", code="CUSTOMER_NOT_FOUND")
+    if customer.archived_at is not None:
+        raise Unprocessable(f"Customer {customer.id} is archived; it cannot report usage.", code="CUSTOMER_ARCHIVED")
+    for index, prop in enumerate(event.properties):
+        if prop.billable_metric_id not in metrics:
+            raise NotFound(
+                f"properties[{index}].billableMetricId: no billable metric {prop.billable_metric_id}.",
+                code="BILLABLE_METRIC_NOT_FOUND",
+            )
+    subscription = choose_subscription(
+        customer_id=customer.id,
+        metric_ids=[p.billable_metric_id for p in event.properties],
+        subscriptions=subscriptions,
+        explicit_id=event.subscription_id,
+    )
+
+    window_start, window_end = _open_window(subscription, now)
+    if not window_start <= event.timestamp < max(window_end, now + timedelta(minutes=5)):
+        raise Unprocessable(
+            f"timestamp {event.timestamp.isoformat()} is outside the periods open to usage of subscription "
+            f"{subscription.id}: [{window_start.isoformat()}, {window_end.isoformat()}).",
+            code="USAGE_OUTSIDE_OPEN_PERIOD",
+            details={"windowStart": window_start.isoformat(), "windowEnd": window_end.isoformat()},
+        )
+    period_start, _ = period_at(subscription.started_at, subscription.plan.billing_interval, event.timestamp)
+
+    entitlement = None
+    if event.entitlement_id:
+        entitlement = entitlements.get(event.entitlement_id)
+        if entitlement is None or entitlement.customer_id != customer.id:
+            raise NotFound(
+                f"entitlementId: no entitlement {event.entitlement_id} of customer {customer.id}.",
+                code="ENTITLEMENT_NOT_FOUND",
+            )
+        if entitlement.subscription_id != subscription.id:
+            raise Unprocessable(
+                f"Entitlement {entitlement.id} belongs to subscription {entitlement.subscription_id}, "
+                f"not to {subscription.id} which prices this usage.",
+                code="ENTITLEMENT_SUBSCRIPTION_MISMATCH",
+            )
+    entitled_items = {item.billable_metric_id: item for item in entitlement.items.all()} if entitlement else {}
+
+    lines = []
+    for index, prop in enumerate(event.properties):
+        metric = metrics[prop.billable_metric_id]
+        price = subscription.metric_prices.get(metric.id)
+        if price is None:
+            raise Unprocessable(
+                f"properties[{index}]: the plan of subscription {subscription.id} does not price billable metric "
+                f"{metric.id} ({metric.name}); all properties of one event belong to one subscription.",
+                code="METRIC_NOT_PRICED",
+            )
+        if prop.price is not None and not price.allow_price_override:
+            raise Unprocessable(
+                f"properties[{index}].price: price {price.id} of billable metric {metric.id} does not allow a "
+                "per-event price; set allowPriceOverride on the price, or leave price out.",
+                code="PRICE_OVERRIDE_NOT_ALLOWED",
+            )
+        item = None
+        if entitlement is not None:
+            item = entitled_items.get(metric.id)
+            if item is None:
+                raise Unprocessable(
+                    f"properties[{index}]: entitlement {entitlement.id} reserves nothing for billable metric {metric.id}.",
+                    code="METRIC_NOT_ENTITLED",
+                )
+        value, value_text = _metric_value(metric, prop.quantity, event.metadata, f"properties[{index}]")
+        lines.append(ResolvedLine(metric, price, prop.quantity, value, value_text, prop.price, item))
+    return ResolvedEvent(event, customer, subscription, period_start, lines, entitlement)
+
+
+# ---------------------------------------------------------------------------- charging
+
+
+def _needs_counter(price: Price) -> bool:
+    return price.payment_term == PaymentTerm.INSTANT and (price.model == "graduated" or price.free_units > 0)
+
+
+def _price_line(line: ResolvedLine, units_before: Decimal) -> None:
+    if line.price.payment_term != PaymentTerm.INSTANT:
+        line.unit_price = None
+        line.amount = None
+        return
+    if line.unit_price_override is not None:
+        result = price_quantity(
+            "standard",
+            {"unitPrice": str(line.unit_price_override)},
+            line.quantity,
+            free_units=line.price.free_units,
+            units_before=units_before,
+        )
+    else:
+        result = price_quantity(
+            line.price.model,
+            line.price.properties,
+            line.quantity,
+            free_units=line.price.free_units,
+            units_before=units_before,
+        )
+    line.amount = result.amount
+    line.unit_price = result.unit_price
+
+
+def _entitlement_refusal(entitlement: Entitlement, event: ResolvedEvent, now) -> str | None:
+    if entitlement.status != Entitlement.Status.ACTIVE:
+        return f"entitlement {entitlement.id} is {entitlement.status}"
+    if entitlement.expires_at <= now:
+        return f"entitlement {entitlement.id} expired at {entitlement.expires_at.isoformat()}"
+    if entitlement.max_uses is not None and entitlement.used_count >= entitlement.max_uses:
+        return f"entitlement {entitlement.id} was used {entitlement.used_count} of {entitlement.max_uses} times"
+    for line in event.lines:
+        if line.quantity > line.entitlement_item.remaining_quantity:
+            return (
+                f"entitlement {entitlement.id} has {line.entitlement_item.remaining_quantity} units of billable metric "
+                f"{line.metric.id} left, not {line.quantity}"
+            )
+    if event.amount > entitlement.remaining_amount:
+        return (
+            f"entitlement {entitlement.id} holds {format_amount(entitlement.remaining_amount, entitlement.currency)} "
+            f"{entitlement.currency}, not {format_amount(event.amount, entitlement.currency)}"
+        )
+    return None
+
+
+def _charge(merchant, events: list[ResolvedEvent], now) -> list:
+    """Price, check and write `events` in one transaction; returns, per event, itself or its refusal."""
+    outcomes: list = list(events)
+    with transaction.atomic():
+        wallets = {e.subscription.wallet_id: e.subscription.wallet for e in events}
+        balances = lock_wallet_balances(wallets.values())
+        available = {w.id: balances[(w.available_account_id, 0)].amount for w in wallets.values()}
+        minimums = dict(
+            Subscription.objects.filter(wallet_id__in=wallets, status=Subscription.Status.ACTIVE)
+            .values("wallet_id")
+            .annotate(minimum=Max("minimum_account_balance"))
+            .values_list("wallet_id", "minimum")
+        )
+        entitlement_ids = sorted({e.entitlement.id for e in events if e.entitlement}, key=str)
+        locked_entitlements = {
+            e.id: e for e in Entitlement.objects.select_for_update().filter(pk__in=entitlement_ids).order_by("id")
+        }
+        items = {item.id: item for item in EntitlementItem.objects.filter(entitlement_id__in=entitlement_ids)}
+        counter_keys = {
+            (e.subscription.id, line.price.id, e.period_start)
+            for e in events
+            for line in e.lines
+            if _needs_counter(line.price)
+        }
+        counters = {}
+        if counter_keys:
+            rows = UsageCounter.objects.filter(
+                merchant=merchant,
+                subscription_id__in={k[0] for k in counter_keys},
+                price_id__in={k[1] for k in counter_keys},
+                period_start__in={k[2] for k in counter_keys},
+            )
+            counters = {(r.subscription_id, r.price_id, r.period_start): r.units for r in rows}
+        touched_counters = set()
+
+        for index, event in enumerate(events):
+            if event.entitlement is not None:
+                event.entitlement = locked_entitlements[event.entitlement.id]
+                for line in event.lines:
+                    line.entitlement_item = items[line.entitlement_item.id]
+            pending_counters = {}
+            for line in event.lines:
+                key = (event.subscription.id, line.price.id, event.period_start)
+                before = pending_counters.get(key, counters.get(key, ZERO))
+                _price_line(line, before)
+                if _needs_counter(line.price):
+                    pending_counters[key] = before + line.quantity
+            event.amount = sum((line.amount for line in event.lines if line.amount is not None), ZERO)
+            event.commission, event.owner_revenue = split_commission(event.amount, merchant.commission_rate)
+            wallet_id = event.subscription.wallet_id
+            if event.entitlement is not None:
+                refusal = _entitlement_refusal(event.entitlement, event, now)
+                if refusal:
+                    outcomes[index] = PaymentRequired(
+                        f"This usage exceeds its entitlement: {refusal}.", code="ENTITLEMENT_EXHAUSTED"
+                    )
+                    continue
+                entitlement = event.entitlement
+                entitlement.remaining_amount -= event.amount
+                entitlement.used_count += 1
+                for line in event.lines:
+                    line.entitlement_item.remaining_quantity -= line.quantity
+            else:
+                minimum = minimums.get(wallet_id, ZERO)
+                if available[wallet_id] - event.amount < minimum:
+                    currency = event.subscription.wallet.currency
+                    outcomes[index] = PaymentRequired(
+                        f"The wallet has {format_amount(available[wallet_id], currency)} {currency} available and "
+                        f"must keep {format_amount(minimum, currency)}; this usage costs "
+                        f"{format_amount(event.amount, currency)}. Top up the wallet and retry with the same "
+                        "idempotencyKey.",
+                        code="INSUFFICIENT_BALANCE",
+                        details={
+                            "available": format_amount(available[wallet_id], currency),
+                            "required": format_amount(event.amount, currency),
+                            "minimumBalance": format_amount(minimum, currency),
+                            "currency": currency,
+                        },
+                    )
+                    continue
+                available[wallet_id] -= event.amount
+            counters.update(pending_counters)
+            touched_counters.update(pending_counters)
+            event.balance_after = available[wallet_id]
+
+        charged = [e for e in outcomes if isinstance(e, ResolvedEvent)]
+        if not charged:
+            return outcomes
+        _write(merchant, charged, counters, touched_counters, now)
+    return outcomes
+
+
+def _write(merchant, charged: list[ResolvedEvent], counters, touched_counters, now) -> None:
+    """Write the charged events, their lines, counters, entitlements and ledger transactions."""
+    groups: dict = defaultdict(list)
+    for event in charged:
+        if event.amount > ZERO:
+            source = (
+                event.subscription.wallet.held_account
+                if event.entitlement is not None
+                else event.subscription.wallet.available_account
+            )
+            groups[(event.subscription.wallet_id, source.id)].append((event, source))
+    specs, grouped = [], []
+    for members in groups.values():
+        source = members[0][1]
+        currency = source.currency
+        total = sum((e.amount for e, _ in members), ZERO)
+        commission = sum((e.commission for e, _ in members), ZERO)
+        specs.append(
+            TransactionSpec(
+                merchant=merchant,
+                kind=LedgerTransaction.Kind.USAGE,
+                currency=currency,
+                postings=[
+                    Posting(source, -total),
+                    Posting(merchant_revenue_account(merchant=merchant, currency=currency), total - commission),
+                    Posting(platform_commission_account(currency=currency), commission),
+                ],
+                description=f"usage: {len(members)} event(s)",
+                metadata={"events": len(members)},
+            )
+        )
+        grouped.append(members)
+    txns = ledger_post_many(specs) if specs else []
+    for txn, members in zip(txns, grouped, strict=True):
+        for event, _ in members:
+            event.transaction = txn
+
+    rows = []
+    for event in charged:
+        event.row = UsageEvent(
+            merchant=merchant,
+            idempotency_key=event.input.idempotency_key,
+            request_hash=event.input.request_hash,
+            customer=event.customer,
+            subscription=event.subscription,
+            entitlement=event.entitlement,
+            timestamp=event.input.timestamp,
+            currency=event.subscription.wallet.currency,
+            amount=event.amount,
+            commission_amount=event.commission,
+            owner_revenue_amount=event.owner_revenue,
+            balance_after=event.balance_after,
+            ledger_transaction=getattr(event, "transaction", None),
+            metadata=event.input.metadata,
+        )
+        rows.append(event.row)
+    try:
+        with transaction.atomic():
+            UsageEvent.objects.bulk_create(rows)
+    except IntegrityError as exc:
+        if IDEMPOTENCY_CONSTRAINT not in str(exc):
+            raise
+        raise _DuplicateRace() from exc
+
+    line_rows = []
+    for event in charged:
+        event.line_rows = [
+            UsageLine(
+                merchant=merchant,
+                event=event.row,
+                position=position,
+                billable_metric=line.metric,
+                price=line.price,
+                customer=event.customer,
+                subscription=event.subscription,
+                timestamp=event.input.timestamp,
+                quantity=line.quantity,
+                value=line.value,
+                value_text=line.value_text,
+                payment_term=line.price.payment_term,
+                unit_price=line.unit_price,
+                amount=line.amount,
+            )
+            for position, line in enumerate(event.lines)
+        ]
+        line_rows.extend(event.line_rows)
+    UsageLine.objects.bulk_create(line_rows)
+
+    if touched_counters:
+        UsageCounter.objects.bulk_create(
+            [
+                UsageCounter(
+                    merchant=merchant, subscription_id=key[0], price_id=key[1], period_start=key[2], units=counters[key]
+                )
+                for key in sorted(touched_counters, key=str)
+            ],
+            update_conflicts=True,
+            unique_fields=["merchant", "subscription", "price", "period_start"],
+            update_fields=["units", "updated_at"],
+        )
+    entitlements = {e.entitlement.id: e.entitlement for e in charged if e.entitlement is not None}
+    items = {line.entitlement_item.id: line.entitlement_item for e in charged if e.entitlement for line in e.lines}
+    for item in items.values():
+        item.save(update_fields=["remaining_quantity", "updated_at"])
+    for entitlement in entitlements.values():
+        entitlement_after_use(
+            entitlement=entitlement, items=[i for i in items.values() if i.entitlement_id == entitlement.id]
+        )
+
+
+# ---------------------------------------------------------------------------- public services
+
+
+def usage_record(*, merchant, raw: dict) -> dict:
+    """Charge one usage event (or replay it). Raises the ApiError that refuses it."""
+    now = timezone.now()
+    event = parse_usage_event(raw, now=now)
+    for _ in range(CONFLICT_RETRIES):
+        existing = _existing_events(merchant, [event.idempotency_key])
+        if event.idempotency_key in existing:
+            return _replay(existing[event.idempotency_key], event.request_hash)
+        resolved = _resolve(merchant, [event], now)[0]
+        if isinstance(resolved, ApiError):
+            raise resolved
+        try:
+            outcome = _charge(merchant, [resolved], now)[0]
+        except _DuplicateRace:
+            continue
+        if isinstance(outcome, ApiError):
+            raise outcome
+        return usage_event_data(outcome.row, outcome.line_rows)
+    raise Conflict(f"idempotencyKey {event.idempotency_key!r} is contended; retry.", code="IDEMPOTENCY_KEY_IN_USE")
+
+
+def _failure(index: int, key, error: ApiError) -> dict:
+    body = error.as_body()
+    body["status"] = error.status_code
+    return {"index": index, "idempotencyKey": key, "error": body}
+
+
+def usage_record_batch(*, merchant, raw_events) -> tuple[int, dict]:
+    """Charge up to 1,000 events; each succeeds or fails on its own. Returns (status, body)."""
+    if not isinstance(raw_events, list) or not raw_events:
+        raise FieldError("events", "must be a non-empty list of usage events", code="REQUIRED")
+    if len(raw_events) > MAX_BATCH_EVENTS:
+        raise FieldError(
+            "events", f"holds {len(raw_events)} events; a batch holds at most {MAX_BATCH_EVENTS}", code="TOO_MANY"
+        )
+    now = timezone.now()
+    results: dict[int, dict] = {}
+    failures: dict[int, dict] = {}
+    parsed: dict[int, UsageInput] = {}
+    for index, raw in enumerate(raw_events):
+        try:
+            parsed[index] = parse_usage_event(raw, prefix=f"events[{index}].", now=now)
+        except ApiError as error:
+            key = raw.get("idempotencyKey") if isinstance(raw, dict) else None
+            failures[index] = _failure(index, key, error)
+    # The same key twice in one batch: the later one is a replay of the first (or a 409).
+    first_index: dict[str, int] = {}
+    duplicates_in_batch: dict[int, int] = {}
+    for index, event in parsed.items():
+        if event.idempotency_key in first_index:
+            duplicates_in_batch[index] = first_index[event.idempotency_key]
+        else:
+            first_index[event.idempotency_key] = index
+
+    for _ in range(CONFLICT_RETRIES):
+        pending = {
+            i: e for i, e in parsed.items() if i not in duplicates_in_batch and i not in results and i not in failures
+        }
+        existing = _existing_events(merchant, {e.idempotency_key for e in pending.values()})
+        for index, event in list(pending.items()):
+            if event.idempotency_key in existing:
+                try:
+                    results[index] = _replay(existing[event.idempotency_key], event.request_hash)
+                except ApiError as error:
+                    failures[index] = _failure(index, event.idempotency_key, error)
+                del pending[index]
+        if not pending:
+            break
+        indexes = list(pending)
+        resolved = _resolve(merchant, [pending[i] for i in indexes], now)
+        to_charge = []
+        for index, outcome in zip(indexes, resolved, strict=True):
+            if isinstance(outcome, ApiError):
+                failures[index] = _failure(index, pending[index].idempotency_key, outcome)
+            else:
+                to_charge.append((index, outcome))
+        if not to_charge:
+            break
+        try:
+            outcomes = _charge(merchant, [r for _, r in to_charge], now)
+        except _DuplicateRace:
+            continue
+        for (index, _), outcome in zip(to_charge, outcomes, strict=True):
+            if isinstance(outcome, ApiError):
+                failures[index] = _failure(index, pending[index].idempotency_key, outcome)
+            else:
+                results[index] = usage_event_data(outcome.row, outcome.line_rows)
+        break
+    else:
+        for index, event in parsed.items():
+            if index not in results and index not in failures and index not in duplicates_in_batch:
+                failures[index] = _failure(
+                    index,
+                    event.idempotency_key,
+                    Conflict("This event's key is contended; retry.", code="IDEMPOTENCY_KEY_IN_USE"),
+                )
+
+    for index, first in duplicates_in_batch.items():
+        event = parsed[index]
+        if first in results and parsed[first].request_hash == event.request_hash:
+            results[index] = results[first]
+        elif first in failures and parsed[first].request_hash == event.request_hash:
+            failures[index] = {**failures[first], "index": index}
+        else:
+            failures[index] = _failure(
+                index,
+                event.idempotency_key,
+                Conflict(
+                    f"idempotencyKey {event.idempotency_key!r} appears earlier in this batch (events[{first}]) with a "
+                    "different body.",
+                    code="IDEMPOTENCY_KEY_REUSED",
+                ),
+            )
+
+    successful = [results[i] for i in sorted(results)]
+    failed = [failures[i] for i in sorted(failures)]
+    charged_total: dict[str, Decimal] = defaultdict(lambda: ZERO)
+    for body in successful:
+        charged_total[body["billing"]["currency"]] += Decimal(body["billing"]["totalAmount"])
+    summary = {
+        "total": len(raw_events),
+        "succeeded": len(successful),
+        "failed": len(failed),
+        "charged": {
+            currency: format_amount(round_amount(amount), currency) for currency, amount in charged_total.items()
+        },
+    }
+    status = 201 if not failed else 207
+    return status, {"object": "usageBatch", "successful": successful, "failed": failed, "summary": summary}

@@ -1,0 +1,116 @@
+"""Refunds and disputes of usage events.
+
+A refund posts one transaction that reverses the event's own figures (the wallet gets
+the price back, the merchant's revenue and the platform's commission give back their
+shares), once: its ledger reference is unique per event. Events charged in a batch
+share a ledger transaction, so a refund reverses the event's share, not the whole
+transaction.
+"""
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from apps.core.errors import Conflict
+from apps.ledger.lock_objects import lock_wallet_balances
+from apps.ledger.models import LedgerTransaction
+from apps.ledger.services import Posting, ledger_post, merchant_revenue_account, platform_commission_account
+from apps.usage.models import Dispute, UsageEvent
+
+
+def _already_refunded(event: UsageEvent) -> Conflict:
+    return Conflict(
+        f"Usage event {event.id} was already refunded at {event.refunded_at.isoformat()}.",
+        code="USAGE_ALREADY_REFUNDED",
+    )
+
+
+def usage_refund(*, merchant, event: UsageEvent, reason: str = "") -> UsageEvent:
+    wallet = event.subscription.wallet
+    with transaction.atomic():
+        lock_wallet_balances([wallet])
+        locked = UsageEvent.objects.select_for_update().select_related("merchant").get(pk=event.pk, merchant=merchant)
+        if locked.refunded_at is not None:
+            raise _already_refunded(locked)
+        if locked.amount > 0:
+            currency = locked.currency
+            try:
+                with transaction.atomic():
+                    locked.refund_transaction = ledger_post(
+                        merchant=merchant,
+                        kind=LedgerTransaction.Kind.REVERSAL,
+                        currency=currency,
+                        postings=[
+                            Posting(wallet.available_account, locked.amount),
+                            Posting(
+                                merchant_revenue_account(merchant=merchant, currency=currency),
+                                -locked.owner_revenue_amount,
+                            ),
+                            Posting(platform_commission_account(currency=currency), -locked.commission_amount),
+                        ],
+                        reference=f"usage_refund:{locked.id}",
+                        description=f"refund of usage {locked.idempotency_key}: {reason}"[:500],
+                        metadata={"usageEventId": str(locked.id)},
+                    )
+            except IntegrityError:
+                raise Conflict(
+                    f"Usage event {locked.id} was already refunded.", code="USAGE_ALREADY_REFUNDED"
+                ) from None
+        locked.refunded_at = timezone.now()
+        locked.refund_reason = reason
+        locked.save(update_fields=["refunded_at", "refund_reason", "refund_transaction", "updated_at"])
+    return locked
+
+
+def dispute_open(*, merchant, event: UsageEvent, message: str, opened_by: str = Dispute.OpenedBy.MERCHANT) -> Dispute:
+    if event.refunded_at is not None:
+        raise Conflict(
+            f"Usage event {event.id} was refunded at {event.refunded_at.isoformat()}; there is nothing to dispute.",
+            code="USAGE_ALREADY_REFUNDED",
+        )
+    try:
+        with transaction.atomic():
+            return Dispute.objects.create(
+                merchant=merchant,
+                usage_event=event,
+                customer_id=event.customer_id,
+                message=message,
+                opened_by=opened_by,
+            )
+    except IntegrityError:
+        existing = Dispute.objects.filter(merchant=merchant, usage_event=event, status=Dispute.Status.OPEN).first()
+        raise Conflict(
+            f"Usage event {event.id} already has an open dispute ({existing.id if existing else 'being opened'}).",
+            code="DISPUTE_ALREADY_OPEN",
+        ) from None
+
+
+def _lock_open(merchant, dispute: Dispute) -> Dispute:
+    locked = Dispute.objects.select_for_update().get(pk=dispute.pk, merchant=merchant)
+    if locked.status != Dispute.Status.OPEN:
+        raise Conflict(f"Dispute {locked.id} is already {locked.status}.", code="DISPUTE_NOT_OPEN")
+    return locked
+
+
+def dispute_accept(*, merchant, dispute: Dispute) -> Dispute:
+    """Accept the dispute: the event is refunded (if it was not already), once."""
+    event = dispute.usage_event
+    with transaction.atomic():
+        lock_wallet_balances([event.subscription.wallet])
+        locked = _lock_open(merchant, dispute)
+        event.refresh_from_db()
+        if event.refunded_at is None:
+            usage_refund(merchant=merchant, event=event, reason=f"dispute {locked.id} accepted")
+        locked.status = Dispute.Status.ACCEPTED
+        locked.resolved_at = timezone.now()
+        locked.save(update_fields=["status", "resolved_at", "updated_at"])
+    return locked
+
+
+def dispute_decline(*, merchant, dispute: Dispute, reason: str) -> Dispute:
+    with transaction.atomic():
+        locked = _lock_open(merchant, dispute)
+        locked.status = Dispute.Status.DECLINED
+        locked.decline_reason = reason
+        locked.resolved_at = timezone.now()
+        locked.save(update_fields=["status", "decline_reason", "resolved_at", "updated_at"])
+    return locked

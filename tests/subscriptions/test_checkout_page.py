@@ -1,0 +1,73 @@
+"""The hosted checkout page for pending, paid and expired sessions."""
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from apps.subscriptions.models import PaymentSession
+from apps.subscriptions.services import payment_session_pay, subscription_create, topup_session_create
+from tests.factories import make_customer, make_plan
+
+
+@pytest.fixture
+def session(sandbox):
+    plan = make_plan(sandbox)
+    customer = make_customer(sandbox)
+    subscription = subscription_create(
+        merchant=sandbox,
+        customer=customer,
+        plan=plan,
+        prefund_amount=Decimal("20"),
+        success_url="https://shop.example/ok",
+    )
+    return PaymentSession.objects.get(subscription=subscription)
+
+
+def test_pending_session_shows_what_is_due_and_each_way_of_paying(client, session):
+    response = client.get(f"/checkout/{session.id}")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Activate your subscription" in html
+    assert "20.000000" in html and "USDC" in html
+    assert "Due now" in html
+    assert "USDC payments are not yet available" in html
+    assert "test-payment" in html  # the sandbox offers its test payment
+    assert "Sandbox" in html
+
+
+def test_paid_session_says_so(client, session):
+    payment_session_pay(session_id=session.id, source="test")
+    html = client.get(f"/checkout/{session.id}").content.decode()
+    assert "Paid on" in html
+    assert "test-payment" not in html
+
+
+def test_expired_session_says_so(client, session):
+    PaymentSession.objects.filter(pk=session.id).update(expires_at=timezone.now() - timedelta(minutes=1))
+    html = client.get(f"/checkout/{session.id}").content.decode()
+    assert "expired" in html
+    assert "test-payment" not in html
+
+
+def test_the_test_payment_button_pays_and_redirects(client, session):
+    response = client.post(f"/checkout/{session.id}/test-payment")
+    assert response.status_code == 302
+    assert response["Location"] == "https://shop.example/ok"
+    session.refresh_from_db()
+    assert session.status == "paid"
+    assert session.subscription.status == "active"
+
+
+def test_live_sessions_have_no_test_payment(client, merchant):
+    customer = make_customer(merchant)
+    live = topup_session_create(merchant=merchant, customer=customer, amount=Decimal("5"), currency="USD")
+    html = client.get(f"/checkout/{live.id}").content.decode()
+    assert "test-payment" not in html
+    assert "Card payments are not yet available" in html
+    assert client.post(f"/checkout/{live.id}/test-payment").status_code == 404
+
+
+def test_unknown_session_is_404(client, db):
+    assert client.get("/checkout/00000000-0000-0000-0000-000000000000").status_code == 404

@@ -1,0 +1,93 @@
+"""Limits and idempotency under real concurrency, against PostgreSQL with real threads."""
+
+import threading
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+
+from apps.ledger.models import LedgerTransaction
+from apps.ledger.selectors import ledger_check
+from apps.usage.models import UsageEvent
+from tests.conftest import Api
+from tests.factories import MerchantFactory, issue_key
+from tests.usage.world import Billing
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def run_threads(count, target):
+    barrier = threading.Barrier(count)
+    results = [None] * count
+
+    def worker(index):
+        barrier.wait()
+        try:
+            results[index] = target(index)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def test_50_concurrent_reports_against_a_wallet_covering_20_succeed_20_times():
+    merchant = MerchantFactory()
+    secret = issue_key(merchant)
+    billing = Billing(merchant)
+    metric = billing.metric(properties={"unitPrice": "0.05"})
+    billing.fund("1")  # exactly 20 x 0.05
+
+    def report(index):
+        response = Api(secret, merchant).post("/v0/usage", billing.event(f"evt-{index}", metric))
+        return response.status_code, response.json()
+
+    results = run_threads(50, report)
+    statuses = [status for status, _ in results]
+    assert statuses.count(201) == 20
+    assert statuses.count(402) == 30
+    assert {body["code"] for status, body in results if status == 402} == {"INSUFFICIENT_BALANCE"}
+    assert billing.available() == Decimal("0")
+    assert UsageEvent.objects.count() == 20
+    assert billing.revenue() + billing.commission() == Decimal("1")
+    assert ledger_check() == []
+
+
+def test_one_key_sent_20_times_at_once_charges_once():
+    merchant = MerchantFactory()
+    secret = issue_key(merchant)
+    billing = Billing(merchant)
+    metric = billing.metric(properties={"unitPrice": "0.05"})
+    billing.fund("1")
+
+    def report(index):
+        response = Api(secret, merchant).post("/v0/usage", billing.event("the-one-key", metric))
+        return response.status_code, response.json()
+
+    results = run_threads(20, report)
+    assert {status for status, _ in results} == {201}
+    assert len({body["id"] for _, body in results}) == 1
+    assert len({body["settlement"]["balanceAfter"] for _, body in results}) == 1
+    assert UsageEvent.objects.count() == 1
+    assert LedgerTransaction.objects.filter(kind="usage").count() == 1
+    assert billing.available() == Decimal("0.95")
+    assert ledger_check() == []
+
+
+def test_a_negative_minimum_is_never_crossed_under_concurrency():
+    merchant = MerchantFactory()
+    secret = issue_key(merchant)
+    billing = Billing(merchant, minimum="-0.5")
+    metric = billing.metric(properties={"unitPrice": "0.1"})
+
+    def report(index):
+        return Api(secret, merchant).post("/v0/usage", billing.event(f"credit-{index}", metric)).status_code
+
+    results = run_threads(12, report)
+    assert results.count(201) == 5
+    assert billing.available() == Decimal("-0.5")
+    assert ledger_check() == []
