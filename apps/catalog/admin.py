@@ -146,6 +146,7 @@ class BillableMetricForm(CatalogForm):
             name=cleaned["name"],
             aggregation=cleaned["aggregation"],
             group_by=cleaned.get("group_by"),
+            value_property=cleaned.get("value_property") or "",
         )
 
 
@@ -174,7 +175,7 @@ PROPERTIES_HELP = (
     'JSON, with amounts as strings. standard: {"unitPrice": "0.001"}; graduated or volume: '
     '{"tiers": [{"upTo": "1000", "unitPrice": "0.002", "flatFee": "0"}, {"upTo": null, "unitPrice": "0.001"}]} '
     '(upTo is inclusive; the last tier has upTo null); package: {"packageSize": "100", "packagePrice": "1"}; '
-    'percentage: {"percentage": "0.02", "minCharge": null, "maxCharge": null}. Empty for a fee.'
+    'percentage (in percent): {"percentage": "2.5", "minCharge": null, "maxCharge": null}. Empty for a fee.'
 )
 PRICE_FIELDS = (
     "billable_metric",

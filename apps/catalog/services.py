@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from apps.catalog.models import (
     ADDITIVE_AGGREGATIONS,
+    Aggregation,
     BillableMetric,
     BillingInterval,
     PaymentTerm,
@@ -32,6 +33,7 @@ from apps.catalog.pricing.base import parse_decimal
 from apps.catalog.selectors import reference_not_found
 from apps.core.errors import Conflict, FieldError, Unprocessable
 from apps.merchants.models import Merchant
+from apps.usage.models import UsageLine
 
 PLAN_CODE_CONSTRAINT = "plan_unique_merchant_code"
 FEATURE_LIMITS = ("rateLimit", "monthlyQueryLimit")
@@ -155,12 +157,29 @@ def billable_metric_clean(
     name: str,
     aggregation: str,
     group_by: Any,
+    value_property: str = "",
     metric: BillableMetric | None = None,
 ) -> list[str]:
     """Validate a metric as a whole (a new one, or `metric` changed); return its group_by."""
     _owned(product, merchant=merchant, noun="product", field="productId")
     _require_text(name, field="name")
     group_by = billable_metric_group_by_clean(group_by)
+    if aggregation == Aggregation.UNIQUE_COUNT and not value_property:
+        raise FieldError(
+            "valueProperty",
+            "a UNIQUE_COUNT metric counts the distinct values of a usage metadata key; name that key here.",
+            code="VALUE_PROPERTY_REQUIRED",
+        )
+    measure_changed = metric is not None and (
+        aggregation != metric.aggregation or value_property != metric.value_property
+    )
+    if measure_changed and UsageLine.objects.filter(billable_metric=metric).exists():
+        raise Conflict(
+            f"Billable metric {metric.id} already has usage, measured with aggregation {metric.aggregation} "
+            f"and valueProperty {metric.value_property!r}; changing them would rewrite past meters. "
+            "Create a new metric instead.",
+            code="METRIC_HAS_USAGE",
+        )
     if metric is not None and aggregation != metric.aggregation:
         _check_instant_prices_allow(metric=metric, aggregation=aggregation)
     return group_by
@@ -178,7 +197,12 @@ def billable_metric_create(
     group_by: list[str] | None = None,
 ) -> BillableMetric:
     group_by = billable_metric_clean(
-        merchant=merchant, product=product, name=name, aggregation=aggregation, group_by=group_by
+        merchant=merchant,
+        product=product,
+        name=name,
+        aggregation=aggregation,
+        group_by=group_by,
+        value_property=value_property,
     )
     with transaction.atomic():
         return BillableMetric.objects.create(
@@ -203,6 +227,7 @@ def billable_metric_update(*, metric: BillableMetric, **changes: Any) -> Billabl
             name=changes.get("name", metric.name),
             aggregation=changes.get("aggregation", metric.aggregation),
             group_by=changes.get("group_by", metric.group_by),
+            value_property=changes.get("value_property", metric.value_property),
         )
         for name, value in changes.items():
             setattr(metric, name, value)

@@ -113,6 +113,9 @@ def _flatten_validation(detail, prefix: str = "") -> list[dict]:
     items: list[dict] = []
     if isinstance(detail, dict):
         for key, value in detail.items():
+            if isinstance(key, int):
+                items.extend(_flatten_validation(value, f"{prefix}[{key}]"))
+                continue
             name = "" if key == "non_field_errors" else str(key)
             field = f"{prefix}.{name}" if prefix and name else (prefix or name)
             items.extend(_flatten_validation(value, field))

@@ -23,6 +23,8 @@ def make_product(api, **overrides):
 
 def make_metric(api, product_id, **overrides):
     body = {"productId": product_id, "name": "Searches", "unit": "search", "aggregation": "COUNT", **overrides}
+    if body["aggregation"] == "UNIQUE_COUNT":
+        body.setdefault("valueProperty", "userId")
     return create(api, "/v0/billableMetrics", body)
 
 

@@ -116,3 +116,21 @@ def test_another_merchant_and_other_mode_get_404(api, test_api, other_api, metri
     assert_error(other_api.get(f"/v0/billableMetrics/{metric['id']}"), 404, "NOT_FOUND")
     assert_error(test_api.patch(f"/v0/billableMetrics/{metric['id']}", {"name": "x"}), 404, "NOT_FOUND")
     assert test_api.get("/v0/billableMetrics").json()["data"] == []
+
+
+def test_unique_count_needs_a_value_property(api, product):
+    response = api.post("/v0/billableMetrics", {"productId": product["id"], "name": "Users", "aggregation": "UNIQUE_COUNT"})
+    assert_field_error(response, "valueProperty", "VALUE_PROPERTY_REQUIRED")
+
+
+def test_a_metric_with_usage_keeps_its_measure(api):
+    from tests.usage.world import Billing
+
+    billing = Billing(api.merchant)
+    metric = billing.metric()
+    billing.fund("1")
+    assert api.post("/v0/usage", billing.event("one", metric)).status_code == 201
+    response = api.patch(f"/v0/billableMetrics/{metric.id}", {"aggregation": "SUM"})
+    assert response.status_code == 409
+    assert response.json()["code"] == "METRIC_HAS_USAGE"
+    assert api.patch(f"/v0/billableMetrics/{metric.id}", {"name": "Renamed"}).status_code == 200

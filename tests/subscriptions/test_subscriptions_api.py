@@ -239,3 +239,21 @@ def test_paying_one_session_from_20_threads_credits_once_and_activates_once():
     assert wallet_balances(wallet=subscription.wallet).available == Decimal("7")
     assert LedgerTransaction.objects.filter(kind="payment").count() == 1
     assert ledger_check() == []
+
+
+def test_deleting_a_customer_with_a_live_subscription_is_409(test_api, plan, customer):
+    body = create(test_api, customerId=str(customer.id), planId=str(plan.id)).json()
+    refused = test_api.delete(f"/v0/customers/{customer.id}")
+    assert refused.status_code == 409
+    assert refused.json()["code"] == "CUSTOMER_HAS_ACTIVE_SUBSCRIPTION"
+    test_api.post(f"/v0/subscriptions/{body['id']}/termination", {})
+    assert test_api.delete(f"/v0/customers/{customer.id}").status_code == 200
+
+
+def test_customer_shows_its_wallets_with_balances(test_api, plan, customer):
+    body = create(test_api, customerId=str(customer.id), planId=str(plan.id), prefundAmount="3").json()
+    test_api.post(f"/v0/testHelpers/paymentSessions/{body['payment']['paymentSessionId']}/pay")
+    wallets = test_api.get(f"/v0/customers/{customer.id}").json()["wallets"]
+    assert wallets == [
+        {"id": body["walletId"], "object": "wallet", "currency": "USDC", "balance": "3.000000", "held": "0.000000"}
+    ]

@@ -511,9 +511,7 @@ def _write(merchant, charged: list[ResolvedEvent], counters, touched_counters, n
     for item in items.values():
         item.save(update_fields=["remaining_quantity", "updated_at"])
     for entitlement in entitlements.values():
-        entitlement_after_use(
-            entitlement=entitlement, items=[i for i in items.values() if i.entitlement_id == entitlement.id]
-        )
+        entitlement_after_use(entitlement=entitlement)
 
 
 # ---------------------------------------------------------------------------- public services
