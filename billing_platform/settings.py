@@ -172,6 +172,7 @@ SPECTACULAR_SETTINGS = {
 # Platform rules the operator sets.
 DEFAULT_COMMISSION_RATE = Decimal(env.str("DEFAULT_COMMISSION_RATE", default="0.05"))
 API_DEFAULT_RATE_LIMIT = env.int("API_DEFAULT_RATE_LIMIT", default=0)
+API_KEY_CACHE_SECONDS = env.float("API_KEY_CACHE_SECONDS", default=5.0)
 PAYMENT_SESSION_TTL_SECONDS = env.int("PAYMENT_SESSION_TTL_SECONDS", default=24 * 3600)
 # Usage may still be reported for the previous period this long after it ends (until its invoice is final).
 USAGE_GRACE_PERIOD_SECONDS = env.int("USAGE_GRACE_PERIOD_SECONDS", default=3600)

@@ -56,6 +56,16 @@ def other_api(db):
 
 
 @pytest.fixture(autouse=True)
+def _clear_process_caches():
+    """Cached keys and accounts would outlive the rows that each test rolls back."""
+    from apps.core.process_cache import clear_process_caches
+
+    clear_process_caches()
+    yield
+    clear_process_caches()
+
+
+@pytest.fixture(autouse=True)
 def _clear_redis_counters():
     """Rate-limit counters live in Redis; start each test without any."""
     from apps.core.redis import get_redis

@@ -121,6 +121,19 @@ class TenantScopedMixin:
         return self._staff_allowed(request) or super().has_delete_permission(request, obj)
 
 
+class ReadOnlyMixin:
+    """For admins of rows written only by services (the ledger, usage): view, never edit."""
+
+    def has_add_permission(self, request, *args):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 class TenantAdmin(TenantScopedMixin, admin.ModelAdmin):
     form = TenantModelForm
 

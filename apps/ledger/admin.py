@@ -5,7 +5,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 
-from apps.core.admin import TenantAdmin, TenantTabularInline, admin_tenant
+from apps.core.admin import ReadOnlyMixin, TenantAdmin, TenantTabularInline, admin_tenant
 from apps.core.errors import ApiError
 from apps.core.fields import Currency
 from apps.core.money import format_amount
@@ -13,17 +13,6 @@ from apps.customers.models import Customer
 from apps.ledger.models import Account, Adjustment, Entry, LedgerTransaction, Wallet
 from apps.ledger.selectors import account_balance, wallet_balances
 from apps.ledger.services import wallet_adjust
-
-
-class ReadOnlyMixin:
-    def has_add_permission(self, request, *args):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class EntryInline(ReadOnlyMixin, TenantTabularInline):

@@ -10,6 +10,7 @@ from django.db import IntegrityError, connection, transaction
 
 from apps.core.errors import PaymentRequired, Unprocessable
 from apps.core.money import ZERO, format_amount, round_amount
+from apps.core.process_cache import ProcessCache
 from apps.ledger.lock_objects import lock_balances, lock_wallet_balances
 from apps.ledger.models import Account, Adjustment, Balance, Entry, LedgerTransaction, Wallet
 
@@ -29,7 +30,27 @@ class Posting:
     shard: int | None = None
 
 
+# Accounts never change once created; shared ones (revenue, commission, clearing) are
+# remembered per process, since every charge needs them.
+_shared_accounts = ProcessCache(ttl_seconds=None)
+
+
 def _account_get_or_create(*, merchant, kind, currency, customer=None, source="") -> Account:
+    shared = kind not in Account.WALLET_KINDS
+    cache_key = (getattr(merchant, "pk", None), kind, currency, source)
+    if shared:
+        cached = _shared_accounts.get(cache_key)
+        if cached is not None:
+            return cached
+    account = _account_fetch_or_create(
+        merchant=merchant, kind=kind, currency=currency, customer=customer, source=source
+    )
+    if shared:
+        _shared_accounts.set(cache_key, account)
+    return account
+
+
+def _account_fetch_or_create(*, merchant, kind, currency, customer, source) -> Account:
     shards = 1 if kind in Account.WALLET_KINDS else SHARED_ACCOUNT_SHARDS
     lookup = {"merchant": merchant, "kind": kind, "currency": currency, "customer": customer, "source": source}
     account = Account.objects.filter(**lookup).first()
@@ -115,12 +136,16 @@ def _check(spec: TransactionSpec) -> None:
         raise LedgerError(f"postings sum to {total}, not zero")
 
 
-def ledger_post_many(specs: Sequence[TransactionSpec]) -> list[LedgerTransaction]:
+def ledger_post_many(specs: Sequence[TransactionSpec], *, wallets_locked: bool = False) -> list[LedgerTransaction]:
     """Write several balanced transactions in a few statements (a usage batch posts one per
-    customer), and move the balances they explain. See `ledger_post`."""
+    customer), and move the balances they explain. See `ledger_post`.
+
+    `wallets_locked`: the caller already holds the wallet rows (lock_wallet_balances).
+    """
     for spec in specs:
         _check(spec)
-    with transaction.atomic():
+    # Inside a caller's transaction no savepoint is needed: any error aborts the whole of it.
+    with transaction.atomic(savepoint=False):
         txns = [
             LedgerTransaction(
                 merchant=spec.merchant,
@@ -144,7 +169,8 @@ def ledger_post_many(specs: Sequence[TransactionSpec]) -> list[LedgerTransaction
             deltas[(entry.account_id, entry.shard)] += entry.amount
         wallet_keys = [(e.account_id, e.shard) for e in entries if e.account.kind in Account.WALLET_KINDS]
         shared_keys = [(e.account_id, e.shard) for e in entries if e.account.kind not in Account.WALLET_KINDS]
-        lock_balances(wallet_keys)
+        if not wallets_locked:
+            lock_balances(wallet_keys)
         lock_balances(shared_keys)
         Entry.objects.bulk_create(entries)
         _apply_deltas(deltas)

@@ -1,7 +1,18 @@
+from django.conf import settings
+
+from apps.core.process_cache import ProcessCache
 from apps.core.secrets import PREFIX_RANDOM_LENGTH, secret_matches
 from apps.merchants.models import ApiKey, Merchant
 
 KEY_MODES = ("sk_live_", "sk_test_")
+
+# Keys are looked up on every request; each process remembers them briefly, so a
+# revocation or a new rate limit reaches every process within API_KEY_CACHE_SECONDS.
+_keys_by_prefix = ProcessCache(ttl_seconds=settings.API_KEY_CACHE_SECONDS)
+
+
+def api_key_forget(*, prefix: str) -> None:
+    _keys_by_prefix.discard(prefix)
 
 
 def api_key_for_secret(*, secret: str) -> ApiKey | None:
@@ -10,8 +21,13 @@ def api_key_for_secret(*, secret: str) -> ApiKey | None:
     if mode is None or len(secret) < len(mode) + PREFIX_RANDOM_LENGTH:
         return None
     prefix = secret[: len(mode) + PREFIX_RANDOM_LENGTH]
-    key = ApiKey.objects.select_related("merchant").filter(prefix=prefix).first()
-    if key is None or not secret_matches(secret, key.secret_hash):
+    key = _keys_by_prefix.get(prefix)
+    if key is None:
+        key = ApiKey.objects.select_related("merchant").filter(prefix=prefix).first()
+        if key is None:
+            return None
+        _keys_by_prefix.set(prefix, key)
+    if not secret_matches(secret, key.secret_hash):
         return None
     return key
 

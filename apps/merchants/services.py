@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from apps.core.secrets import PREFIX_RANDOM_LENGTH, hash_secret, random_token
 from apps.merchants.models import ApiKey, Merchant, User
+from apps.merchants.selectors import api_key_forget
 
 LAST_USED_RESOLUTION = timedelta(seconds=60)
 
@@ -86,6 +87,7 @@ def api_key_revoke(*, key: ApiKey) -> ApiKey:
     if key.revoked_at is None:
         ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
         key.refresh_from_db()
+    api_key_forget(prefix=key.prefix)
     return key
 
 

@@ -48,11 +48,13 @@ def usage_subscriptions(*, merchant, customer_ids, explicit_ids=()) -> dict:
 
     from apps.catalog.models import Price
 
-    prices = Price.objects.filter(archived_at__isnull=True, billable_metric__isnull=False)
+    prices = Price.objects.filter(archived_at__isnull=True, billable_metric__isnull=False).select_related(
+        "billable_metric"
+    )
     queryset = (
         Subscription.objects.filter(merchant=merchant, customer_id__in=customer_ids)
         .filter(Q(status=Subscription.Status.ACTIVE) | Q(pk__in=list(explicit_ids)))
-        .select_related("plan", "wallet", "wallet__available_account", "wallet__held_account")
+        .select_related("customer", "plan", "wallet", "wallet__available_account", "wallet__held_account")
         .prefetch_related(Prefetch("plan__prices", queryset=prices, to_attr="live_prices"))
     )
     result = {}

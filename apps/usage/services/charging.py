@@ -25,7 +25,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Max, Prefetch
+from django.db.models import Prefetch
 from django.utils import timezone
 
 from apps.catalog.models import BillableMetric, PaymentTerm, Price
@@ -78,6 +78,8 @@ class ResolvedEvent:
     period_start: object
     lines: list[ResolvedLine]
     entitlement: Entitlement | None = None
+    # The highest minimumAccountBalance of the active subscriptions sharing the wallet.
+    wallet_minimum: Decimal = ZERO
     # Filled in by _charge.
     amount: Decimal = ZERO
     commission: Decimal = ZERO
@@ -166,9 +168,21 @@ def _resolve(merchant, inputs: list[UsageInput], now) -> list:
     explicit_ids = {i.subscription_id for i in inputs if i.subscription_id}
     entitlement_ids = {i.entitlement_id for i in inputs if i.entitlement_id}
 
-    customers = {c.id: c for c in Customer.objects.filter(merchant=merchant, pk__in=customer_ids)}
-    metrics = {m.id: m for m in BillableMetric.objects.filter(merchant=merchant, pk__in=metric_ids)}
+    # The subscriptions bring their customers and their plans' prices with the metrics, so
+    # that the usual event needs no other read; the rest is loaded only when missing.
     subscriptions = usage_subscriptions(merchant=merchant, customer_ids=customer_ids, explicit_ids=explicit_ids)
+    customers = {s.customer_id: s.customer for s in subscriptions.values()}
+    metrics = {
+        price.billable_metric_id: price.billable_metric
+        for s in subscriptions.values()
+        for price in s.metric_prices.values()
+    }
+    missing_customers = customer_ids - customers.keys()
+    if missing_customers:
+        customers.update({c.id: c for c in Customer.objects.filter(merchant=merchant, pk__in=missing_customers)})
+    missing_metrics = metric_ids - metrics.keys()
+    if missing_metrics:
+        metrics.update({m.id: m for m in BillableMetric.objects.filter(merchant=merchant, pk__in=missing_metrics)})
     entitlements = {
         e.id: e for e in Entitlement.objects.filter(merchant=merchant, pk__in=entitlement_ids).prefetch_related("items")
     }
@@ -258,7 +272,12 @@ def _resolve_one(merchant, event, now, customers, metrics, subscriptions, entitl
                 )
         value, value_text = _metric_value(metric, prop.quantity, event.metadata, f"properties[{index}]")
         lines.append(ResolvedLine(metric, price, prop.quantity, value, value_text, prop.price, item))
-    return ResolvedEvent(event, customer, subscription, period_start, lines, entitlement)
+    wallet_minimum = max(
+        s.minimum_account_balance
+        for s in subscriptions.values()
+        if s.wallet_id == subscription.wallet_id and s.status == Subscription.Status.ACTIVE
+    )
+    return ResolvedEvent(event, customer, subscription, period_start, lines, entitlement, wallet_minimum)
 
 
 # ---------------------------------------------------------------------------- charging
@@ -321,12 +340,7 @@ def _charge(merchant, events: list[ResolvedEvent], now) -> list:
         wallets = {e.subscription.wallet_id: e.subscription.wallet for e in events}
         balances = lock_wallet_balances(wallets.values())
         available = {w.id: balances[(w.available_account_id, 0)].amount for w in wallets.values()}
-        minimums = dict(
-            Subscription.objects.filter(wallet_id__in=wallets, status=Subscription.Status.ACTIVE)
-            .values("wallet_id")
-            .annotate(minimum=Max("minimum_account_balance"))
-            .values_list("wallet_id", "minimum")
-        )
+        minimums = {e.subscription.wallet_id: e.wallet_minimum for e in events}
         entitlement_ids = sorted({e.entitlement.id for e in events if e.entitlement}, key=str)
         locked_entitlements = {
             e.id: e for e in Entitlement.objects.select_for_update().filter(pk__in=entitlement_ids).order_by("id")
@@ -438,7 +452,7 @@ def _write(merchant, charged: list[ResolvedEvent], counters, touched_counters, n
             )
         )
         grouped.append(members)
-    txns = ledger_post_many(specs) if specs else []
+    txns = ledger_post_many(specs, wallets_locked=True) if specs else []
     for txn, members in zip(txns, grouped, strict=True):
         for event, _ in members:
             event.transaction = txn
@@ -463,8 +477,9 @@ def _write(merchant, charged: list[ResolvedEvent], counters, touched_counters, n
         )
         rows.append(event.row)
     try:
-        with transaction.atomic():
-            UsageEvent.objects.bulk_create(rows)
+        # No savepoint: a duplicate key aborts the whole transaction, and the caller starts
+        # again (the other request's event is then a replay).
+        UsageEvent.objects.bulk_create(rows)
     except IntegrityError as exc:
         if IDEMPOTENCY_CONSTRAINT not in str(exc):
             raise

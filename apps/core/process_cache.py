@@ -1,0 +1,46 @@
+"""Small in-process caches for the hot path (API keys, ledger accounts).
+
+Each process keeps its own; entries expire after their TTL, and
+`clear_process_caches()` empties them all (the tests call it between tests, since
+their database is rolled back under the cached rows).
+"""
+
+import threading
+import time
+
+_registry: list["ProcessCache"] = []
+
+
+class ProcessCache:
+    def __init__(self, ttl_seconds: float | None):
+        self.ttl = ttl_seconds
+        self._data: dict = {}
+        self._lock = threading.Lock()
+        _registry.append(self)
+
+    def get(self, key):
+        entry = self._data.get(key)
+        if entry is None:
+            return None
+        expires, value = entry
+        if expires is not None and expires < time.monotonic():
+            self._data.pop(key, None)
+            return None
+        return value
+
+    def set(self, key, value) -> None:
+        expires = None if self.ttl is None else time.monotonic() + self.ttl
+        with self._lock:
+            self._data[key] = (expires, value)
+
+    def discard(self, key) -> None:
+        self._data.pop(key, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+
+def clear_process_caches() -> None:
+    for cache in _registry:
+        cache.clear()
