@@ -2,12 +2,13 @@
 Idempotency-Key handling on POST."""
 
 import json
+import logging
 import uuid
 
 from django.http import HttpResponse
 from rest_framework.views import APIView
 
-from apps.core.errors import FieldError, Forbidden
+from apps.core.errors import ApiError, BadRequest, FieldError, Forbidden, RateLimited, error_body
 from apps.core.idempotency import (
     HEADER,
     Replay,
@@ -17,8 +18,11 @@ from apps.core.idempotency import (
     validate_key,
 )
 from apps.core.pagination import LimitOffsetListPagination
+from apps.merchants.authentication import authenticate_header
+from apps.merchants.throttling import rate_limit_wait
 
 IDEMPOTENT_METHODS = ("POST",)
+logger = logging.getLogger(__name__)
 
 
 def uuid_param(request, name: str):
@@ -55,6 +59,47 @@ def check_merchant_id(request, value) -> None:
             f"merchantId {value} is not the merchant of this API key ({request.merchant.public_id}).",
             code="MERCHANT_MISMATCH",
         )
+
+
+def plain_json_post(request, handle) -> HttpResponse:
+    """A POST served without DRF's generic machinery, for the ingestion hot path, with the
+    same authentication, rate limit, merchantId rule and error envelope as every ApiView.
+
+    `handle(merchant, data)` returns (status, body).
+    """
+    try:
+        key = authenticate_header(request.META.get("HTTP_AUTHORIZATION", ""))
+        wait = rate_limit_wait(key)
+        if wait is not None:
+            raise RateLimited(
+                f"Too many requests for this API key; retry in {wait} s.",
+                details={"retryAfter": wait},
+                headers={"Retry-After": str(wait)},
+            )
+        try:
+            data = json.loads(request.body) if request.body else None
+        except ValueError as exc:
+            raise BadRequest(f"The body is not valid JSON: {exc}", code="MALFORMED_JSON") from None
+        if isinstance(data, dict):
+            check_merchant_id(_MerchantRequest(key.merchant), data.get("merchantId"))
+        status, body = handle(key.merchant, data)
+        return HttpResponse(json.dumps(body), status=status, content_type="application/json")
+    except ApiError as exc:
+        response = HttpResponse(json.dumps(exc.as_body()), status=exc.status_code, content_type="application/json")
+        for name, value in exc.headers.items():
+            response[name] = value
+        if exc.status_code == 401:
+            response["WWW-Authenticate"] = 'Bearer realm="api"'
+        return response
+    except Exception:
+        logger.exception("unhandled error in %s", request.path)
+        body = error_body("api_error", "An internal error occurred; it has been logged.", "INTERNAL_ERROR")
+        return HttpResponse(json.dumps(body), status=500, content_type="application/json")
+
+
+class _MerchantRequest:
+    def __init__(self, merchant):
+        self.merchant = merchant
 
 
 class ApiView(APIView):

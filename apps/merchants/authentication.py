@@ -4,8 +4,37 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
 
 from apps.core.errors import Unauthenticated
+from apps.merchants.models import ApiKey
 from apps.merchants.selectors import api_key_for_secret
 from apps.merchants.services import api_key_touch
+
+MISSING_KEY_MESSAGE = "Missing API key: send `Authorization: Bearer <secret key>` with a key from the dashboard."
+
+
+def authenticate_header(header: str) -> ApiKey:
+    """The active key an Authorization header presents; Unauthenticated (401) otherwise."""
+    if not header:
+        raise Unauthenticated(MISSING_KEY_MESSAGE, code="MISSING_API_KEY")
+    scheme, _, secret = header.partition(" ")
+    secret = secret.strip()
+    if scheme.lower() != "bearer" or not secret:
+        raise Unauthenticated(
+            "The Authorization header must be `Bearer <secret key>`, with a key that starts sk_live_ or sk_test_.",
+            code="MALFORMED_AUTHORIZATION",
+        )
+    key = api_key_for_secret(secret=secret)
+    if key is None:
+        raise Unauthenticated(
+            "This API key is not valid. Check that it was copied whole; keys are shown once, when created.",
+            code="INVALID_API_KEY",
+        )
+    if key.revoked_at is not None:
+        raise Unauthenticated(
+            f"This API key was revoked at {key.revoked_at.isoformat()}; use an active key or create a new one.",
+            code="API_KEY_REVOKED",
+        )
+    api_key_touch(key=key)
+    return key
 
 
 class ApiKeyPrincipal:
@@ -29,25 +58,7 @@ class MerchantKeyAuthentication(BaseAuthentication):
         header = request.META.get("HTTP_AUTHORIZATION", "")
         if not header:
             return None
-        scheme, _, secret = header.partition(" ")
-        secret = secret.strip()
-        if scheme.lower() != "bearer" or not secret:
-            raise Unauthenticated(
-                "The Authorization header must be `Bearer <secret key>`, with a key that starts sk_live_ or sk_test_.",
-                code="MALFORMED_AUTHORIZATION",
-            )
-        key = api_key_for_secret(secret=secret)
-        if key is None:
-            raise Unauthenticated(
-                "This API key is not valid. Check that it was copied whole; keys are shown once, when created.",
-                code="INVALID_API_KEY",
-            )
-        if key.revoked_at is not None:
-            raise Unauthenticated(
-                f"This API key was revoked at {key.revoked_at.isoformat()}; use an active key or create a new one.",
-                code="API_KEY_REVOKED",
-            )
-        api_key_touch(key=key)
+        key = authenticate_header(header)
         request._request.merchant = key.merchant
         request._request.api_key = key
         return ApiKeyPrincipal(key), key
@@ -59,8 +70,5 @@ class MerchantKeyAuthentication(BaseAuthentication):
 class IsMerchant(BasePermission):
     def has_permission(self, request, view):
         if getattr(request, "merchant", None) is None:
-            raise Unauthenticated(
-                "Missing API key: send `Authorization: Bearer <secret key>` with a key from the dashboard.",
-                code="MISSING_API_KEY",
-            )
+            raise Unauthenticated(MISSING_KEY_MESSAGE, code="MISSING_API_KEY")
         return True

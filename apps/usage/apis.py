@@ -10,7 +10,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 
 from apps.catalog.selectors import billable_metric_get
-from apps.core.api import ApiView, choice_param, uuid_param
+from apps.core.api import ApiView, choice_param, plain_json_post, uuid_param
 from apps.core.errors import FieldError
 from apps.usage.aggregation import MAX_WINDOWS, TooManyWindows, WindowSize, aggregate, format_value
 from apps.usage.models import Dispute
@@ -218,7 +218,13 @@ class UsageApi(ApiView):
         responses={201: UsageEventSchema},
         tags=TAGS,
     )
+    def dispatch(self, request, *args, **kwargs):
+        if request.method == "POST":
+            return plain_json_post(request, lambda merchant, data: (201, usage_record(merchant=merchant, raw=data)))
+        return super().dispatch(request, *args, **kwargs)
+
     def post(self, request):
+        """Served by `dispatch` without DRF (the hot path); kept for the OpenAPI document."""
         return Response(usage_record(merchant=request.merchant, raw=request.data), status=201)
 
     @extend_schema(
@@ -278,12 +284,21 @@ class UsageBatchApi(ApiView):
         tags=TAGS,
         description=f"Up to {MAX_BATCH_EVENTS} events; 201 when all succeed, 207 with each failure by index otherwise.",
     )
+    def dispatch(self, request, *args, **kwargs):
+        if request.method == "POST":
+            return plain_json_post(request, _record_batch)
+        return super().dispatch(request, *args, **kwargs)
+
     def post(self, request):
-        data = request.data
-        if not isinstance(data, dict):
-            raise FieldError("body", 'must be a JSON object {"events": [...]}', code="INVALID_BODY")
-        status, body = usage_record_batch(merchant=request.merchant, raw_events=data.get("events"))
+        """Served by `dispatch` without DRF (the hot path); kept for the OpenAPI document."""
+        status, body = _record_batch(request.merchant, request.data)
         return Response(body, status=status)
+
+
+def _record_batch(merchant, data):
+    if not isinstance(data, dict):
+        raise FieldError("body", 'must be a JSON object {"events": [...]}', code="INVALID_BODY")
+    return usage_record_batch(merchant=merchant, raw_events=data.get("events"))
 
 
 class UsageDetailApi(ApiView):

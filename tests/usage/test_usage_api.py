@@ -342,3 +342,26 @@ def test_list_get_and_filters(api, billing, other_api):
     assert one["billing"] == created["billing"]
     assert one["refunded"] is False
     assert other_api.get(f"/v0/usage/{created['id']}").status_code == 404
+
+
+def test_the_hot_path_keeps_the_api_rules(api, billing, client, time_machine):
+    from apps.core.process_cache import clear_process_caches
+    from apps.merchants.models import ApiKey
+
+    metric = billing.metric()
+    billing.fund("1")
+    missing = client.post("/v0/usage", data="{}", content_type="application/json")
+    assert missing.status_code == 401
+    assert missing.json()["code"] == "MISSING_API_KEY"
+    malformed = api.client.post("/v0/usage", data="{nope", content_type="application/json")
+    assert malformed.status_code == 400
+    assert malformed.json()["code"] == "MALFORMED_JSON"
+    ApiKey.objects.filter(merchant=api.merchant).update(rate_limit=1)
+    clear_process_caches()
+    second_start = (timezone.now() + timedelta(seconds=2)).replace(microsecond=100_000)
+    time_machine.move_to(second_start, tick=False)
+    assert api.post("/v0/usage", billing.event("rl-1", metric)).status_code == 201
+    limited = api.post("/v0/usage", billing.event("rl-2", metric))
+    assert limited.status_code == 429
+    assert limited["Retry-After"] == "1"
+    assert limited.json()["code"] == "RATE_LIMITED"
