@@ -23,7 +23,7 @@ def two(api):
     return first, second, metric
 
 
-def test_all_good_is_201_with_one_ledger_transaction_per_customer(api, two):
+def test_all_good_is_201_with_one_ledger_transaction_for_the_batch(api, two):
     first, second, metric = two
     events = [first.event(f"a{i}", metric) for i in range(4)] + [second.event("b0", metric)]
     response = api.post("/v0/usage/batch", {"events": events})
@@ -31,7 +31,9 @@ def test_all_good_is_201_with_one_ledger_transaction_per_customer(api, two):
     body = response.json()
     assert len(body["successful"]) == 5 and body["failed"] == []
     assert body["summary"] == {"total": 5, "succeeded": 5, "failed": 0, "charged": {"USDC": "2.500000"}}
-    assert LedgerTransaction.objects.filter(kind="usage").count() == 2
+    txn = LedgerTransaction.objects.get(kind="usage")
+    # a debit per wallet, one credit to revenue, one to commission
+    assert sorted(e.amount for e in txn.entries.all()) == [D("-2"), D("-0.5"), D("0.125"), D("2.375")]
     assert [e["settlement"]["balanceAfter"] for e in body["successful"][:4]] == [
         "9.500000",
         "9.000000",

@@ -11,7 +11,7 @@ One code path serves single events and batches:
    graduated prices continue from the period's running total, read under that
    lock), checked against the wallet's minimum balance or the entitlement's hold
    (402, nothing written), then the events, their lines and one balanced ledger
-   transaction per wallet are written. A response is returned only after commit.
+   transaction (per currency) are written. A response is returned only after commit.
 
 An event's `idempotencyKey` is its identity for good: a replay returns the first
 response and moves nothing; a concurrent duplicate waits on the unique index until
@@ -35,7 +35,7 @@ from apps.core.money import ZERO, format_amount, round_amount, split_commission
 from apps.customers.models import Customer
 from apps.entitlements.models import Entitlement, EntitlementItem
 from apps.entitlements.services import entitlement_after_use
-from apps.ledger.lock_objects import lock_wallet_balances
+from apps.ledger.lock_objects import lock_balances
 from apps.ledger.models import LedgerTransaction
 from apps.ledger.services import (
     Posting,
@@ -87,6 +87,10 @@ class ResolvedEvent:
     balance_after: Decimal | None = None
     row: UsageEvent | None = None
     line_rows: list[UsageLine] = field(default_factory=list)
+
+    @property
+    def currency(self) -> str:
+        return self.subscription.wallet.currency
 
 
 class _DuplicateRace(Exception):
@@ -338,7 +342,13 @@ def _charge(merchant, events: list[ResolvedEvent], now) -> list:
     outcomes: list = list(events)
     with transaction.atomic():
         wallets = {e.subscription.wallet_id: e.subscription.wallet for e in events}
-        balances = lock_wallet_balances(wallets.values())
+        # Only the rows an event can debit: the available balance, and the held one of
+        # wallets whose events name an entitlement.
+        held_wallets = {e.subscription.wallet_id for e in events if e.entitlement is not None}
+        balances = lock_balances(
+            [(w.available_account_id, 0) for w in wallets.values()]
+            + [(w.held_account_id, 0) for w in wallets.values() if w.id in held_wallets]
+        )
         available = {w.id: balances[(w.available_account_id, 0)].amount for w in wallets.values()}
         minimums = {e.subscription.wallet_id: e.wallet_minimum for e in events}
         entitlement_ids = sorted({e.entitlement.id for e in events if e.entitlement}, key=str)
@@ -422,28 +432,29 @@ def _charge(merchant, events: list[ResolvedEvent], now) -> list:
 
 def _write(merchant, charged: list[ResolvedEvent], counters, touched_counters, now) -> None:
     """Write the charged events, their lines, counters, entitlements and ledger transactions."""
-    groups: dict = defaultdict(list)
+    # One ledger transaction per currency for all the events charged together: a debit per
+    # wallet (or hold) and one credit each to the merchant's revenue and the platform's
+    # commission. Each event keeps its own figures, which sum to the transaction's.
+    by_currency: dict = defaultdict(list)
     for event in charged:
         if event.amount > ZERO:
-            source = (
-                event.subscription.wallet.held_account
-                if event.entitlement is not None
-                else event.subscription.wallet.available_account
-            )
-            groups[(event.subscription.wallet_id, source.id)].append((event, source))
+            by_currency[event.currency].append(event)
     specs, grouped = [], []
-    for members in groups.values():
-        source = members[0][1]
-        currency = source.currency
-        total = sum((e.amount for e, _ in members), ZERO)
-        commission = sum((e.commission for e, _ in members), ZERO)
+    for currency, members in by_currency.items():
+        debits: dict = {}
+        for event in members:
+            wallet = event.subscription.wallet
+            source = wallet.held_account if event.entitlement is not None else wallet.available_account
+            debits[source.id] = (source, debits.get(source.id, (source, ZERO))[1] + event.amount)
+        total = sum((e.amount for e in members), ZERO)
+        commission = sum((e.commission for e in members), ZERO)
         specs.append(
             TransactionSpec(
                 merchant=merchant,
                 kind=LedgerTransaction.Kind.USAGE,
                 currency=currency,
                 postings=[
-                    Posting(source, -total),
+                    *(Posting(source, -amount) for source, amount in debits.values()),
                     Posting(merchant_revenue_account(merchant=merchant, currency=currency), total - commission),
                     Posting(platform_commission_account(currency=currency), commission),
                 ],
@@ -454,7 +465,7 @@ def _write(merchant, charged: list[ResolvedEvent], counters, touched_counters, n
         grouped.append(members)
     txns = ledger_post_many(specs, wallets_locked=True) if specs else []
     for txn, members in zip(txns, grouped, strict=True):
-        for event, _ in members:
+        for event in members:
             event.transaction = txn
 
     rows = []
