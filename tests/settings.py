@@ -17,8 +17,9 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
-# Unit tests run tasks inline; integration tests start a real worker on Redis.
-CELERY_TASK_ALWAYS_EAGER = True
+# Unit tests run tasks inline; integration tests start a real worker on Redis, which they
+# start with CELERY_TASK_ALWAYS_EAGER=false so that tasks it queues go through Redis too.
+CELERY_TASK_ALWAYS_EAGER = os.environ.get("CELERY_TASK_ALWAYS_EAGER", "true").lower() != "false"
 CELERY_TASK_EAGER_PROPAGATES = True
 
 # One test database per run, so that several suites can share one server at once.

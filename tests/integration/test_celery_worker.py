@@ -198,7 +198,7 @@ def _forget_queue(queue: str):
 
     try:
         client = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_connect_timeout=2, socket_timeout=2)
-        client.delete(queue, f"_kombu.binding.{queue}")
+        client.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
     except redis.RedisError:
         pass
 
