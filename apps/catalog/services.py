@@ -409,12 +409,19 @@ def price_update_clean(*, price: Price, **changes: Any) -> dict[str, Any]:
     return merged
 
 
+def _touch_plans_of(price: Price) -> None:
+    """A plan's updated_at changes with its prices: usage ingestion caches a plan's prices
+    under (plan id, updated_at)."""
+    Plan.objects.filter(prices=price).update(updated_at=timezone.now())
+
+
 def price_update(*, price: Price, **changes: Any) -> Price:
     fields = price_update_clean(price=price, **changes)
     with transaction.atomic():
         for name, value in fields.items():
             setattr(price, name, value)
         price.save()
+        _touch_plans_of(price)
     return price
 
 
@@ -457,6 +464,7 @@ def price_archive(*, price: Price) -> Price:
         if price.archived_at is None:
             price.archived_at = timezone.now()
             price.save(update_fields=["archived_at", "updated_at"])
+            _touch_plans_of(price)
     return price
 
 

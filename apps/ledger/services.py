@@ -8,6 +8,7 @@ from decimal import Decimal
 
 from django.db import IntegrityError, connection, transaction
 
+from apps.core.bulk import copy_insert
 from apps.core.errors import PaymentRequired, Unprocessable
 from apps.core.money import ZERO, format_amount, round_amount
 from apps.core.process_cache import ProcessCache
@@ -158,7 +159,7 @@ def ledger_post_many(specs: Sequence[TransactionSpec], *, wallets_locked: bool =
             )
             for spec in specs
         ]
-        LedgerTransaction.objects.bulk_create(txns)
+        copy_insert(txns)
         entries = [
             Entry(merchant=spec.merchant, transaction=txn, account=p.account, shard=_shard_for(p), amount=p.amount)
             for spec, txn in zip(specs, txns, strict=True)
@@ -172,7 +173,7 @@ def ledger_post_many(specs: Sequence[TransactionSpec], *, wallets_locked: bool =
         if not wallets_locked:
             lock_balances(wallet_keys)
         lock_balances(shared_keys)
-        Entry.objects.bulk_create(entries)
+        copy_insert(entries)
         _apply_deltas(deltas)
     return txns
 

@@ -1,6 +1,7 @@
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from apps.core.errors import NotFound
+from apps.core.process_cache import ProcessCache
 from apps.subscriptions.models import PaymentSession, Subscription
 
 
@@ -41,33 +42,71 @@ def customer_has_live_subscription(*, customer) -> bool:
     return Subscription.objects.filter(customer=customer).exclude(status=Subscription.Status.TERMINATED).exists()
 
 
-def usage_subscriptions(*, merchant, customer_ids, explicit_ids=()) -> dict:
+class SubscriptionIndex(dict):
+    """Subscriptions by id, indexed once for a whole batch: the active ones by customer, and
+    the highest minimumAccountBalance of the active ones sharing each wallet."""
+
+    def __init__(self, rows):
+        super().__init__((row.id, row) for row in rows)
+        self.active_by_customer: dict = {}
+        self.wallet_minimum: dict = {}
+        for row in rows:
+            if row.status != Subscription.Status.ACTIVE:
+                continue
+            self.active_by_customer.setdefault(row.customer_id, []).append(row)
+            current = self.wallet_minimum.get(row.wallet_id)
+            if current is None or row.minimum_account_balance > current:
+                self.wallet_minimum[row.wallet_id] = row.minimum_account_balance
+
+
+# A plan's prices, per process, under (plan id, plan.updated_at): catalog services touch a
+# plan whenever its prices change, and the TTL bounds any change made around them.
+_plan_prices = ProcessCache(ttl_seconds=300)
+
+
+def plan_metric_prices(plans) -> dict:
+    """{plan id: {billable_metric_id: price}} for the metered prices of these plans."""
+    from apps.catalog.models import Plan
+
+    result, missing = {}, {}
+    for plan in plans:
+        cached = _plan_prices.get((plan.id, plan.updated_at))
+        if cached is None:
+            missing[plan.id] = plan
+        else:
+            result[plan.id] = cached
+    if missing:
+        loaded: dict = {plan_id: {} for plan_id in missing}
+        links = Plan.prices.through.objects.filter(
+            plan_id__in=list(missing), price__billable_metric__isnull=False
+        ).select_related("price__billable_metric")
+        for link in links:
+            loaded[link.plan_id][link.price.billable_metric_id] = link.price
+        for plan_id, prices in loaded.items():
+            _plan_prices.set((plan_id, missing[plan_id].updated_at), prices)
+            result[plan_id] = prices
+    return result
+
+
+def usage_subscriptions(*, merchant, customer_ids, explicit_ids=()) -> SubscriptionIndex:
     """The customers' active subscriptions and the ones named explicitly, by id, each with
-    `metric_prices`: {billable_metric_id: its live (not archived) price on the plan}."""
-    from django.db.models import Prefetch, Q
-
-    from apps.catalog.models import Price
-
-    prices = Price.objects.filter(archived_at__isnull=True, billable_metric__isnull=False).select_related(
-        "billable_metric"
-    )
+    `metric_prices`: {billable_metric_id: its price on the plan}."""
     queryset = (
         Subscription.objects.filter(merchant=merchant, customer_id__in=customer_ids)
         .filter(Q(status=Subscription.Status.ACTIVE) | Q(pk__in=list(explicit_ids)))
         .select_related("customer", "plan", "wallet", "wallet__available_account", "wallet__held_account")
-        .prefetch_related(Prefetch("plan__prices", queryset=prices, to_attr="live_prices"))
     )
-    result = {}
-    for subscription in queryset:
-        subscription.metric_prices = {p.billable_metric_id: p for p in subscription.plan.live_prices}
-        result[subscription.id] = subscription
-    return result
+    rows = list(queryset)
+    prices = plan_metric_prices({s.plan_id: s.plan for s in rows}.values())
+    for subscription in rows:
+        subscription.metric_prices = prices[subscription.plan_id]
+    return SubscriptionIndex(rows)
 
 
 def choose_subscription(*, customer_id, metric_ids, subscriptions, explicit_id=None) -> Subscription:
     """The subscription that usage of `metric_ids` by the customer is charged to.
 
-    `subscriptions` comes from `usage_subscriptions`. The one named, else the customer's
+    `subscriptions` is the SubscriptionIndex of `usage_subscriptions`. The one named, else the customer's
     only active subscription whose plan prices the metrics (409 NO_ACTIVE_SUBSCRIPTION,
     409 AMBIGUOUS_SUBSCRIPTION, 422 METRIC_NOT_PRICED otherwise).
     """
@@ -86,9 +125,7 @@ def choose_subscription(*, customer_id, metric_ids, subscriptions, explicit_id=N
                 code="NO_ACTIVE_SUBSCRIPTION",
             )
         return explicit
-    active = [
-        s for s in subscriptions.values() if s.customer_id == customer_id and s.status == Subscription.Status.ACTIVE
-    ]
+    active = subscriptions.active_by_customer.get(customer_id, [])
     if not active:
         raise Conflict(
             f"Customer {customer_id} has no active subscription to charge this usage to.",

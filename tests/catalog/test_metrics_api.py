@@ -119,7 +119,9 @@ def test_another_merchant_and_other_mode_get_404(api, test_api, other_api, metri
 
 
 def test_unique_count_needs_a_value_property(api, product):
-    response = api.post("/v0/billableMetrics", {"productId": product["id"], "name": "Users", "aggregation": "UNIQUE_COUNT"})
+    response = api.post(
+        "/v0/billableMetrics", {"productId": product["id"], "name": "Users", "aggregation": "UNIQUE_COUNT"}
+    )
     assert_field_error(response, "valueProperty", "VALUE_PROPERTY_REQUIRED")
 
 

@@ -52,6 +52,8 @@ class Billing:
             allow_price_override=override,
         )
         self.plan.prices.add(price)
+        # as the catalog services do: a plan's updated_at moves with its prices
+        self.plan.save(update_fields=["updated_at"])
         return metric
 
     def fund(self, amount):

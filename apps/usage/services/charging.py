@@ -30,6 +30,7 @@ from django.utils import timezone
 
 from apps.catalog.models import BillableMetric, PaymentTerm, Price
 from apps.catalog.pricing import price_quantity
+from apps.core.bulk import copy_insert
 from apps.core.errors import ApiError, Conflict, FieldError, Forbidden, NotFound, PaymentRequired, Unprocessable
 from apps.core.money import ZERO, format_amount, round_amount, split_commission
 from apps.customers.models import Customer
@@ -112,10 +113,18 @@ def _replay(event: UsageEvent, request_hash: str) -> dict:
 
 
 def _existing_events(merchant, keys) -> dict[str, UsageEvent]:
+    """Stored events among `keys`: a cheap probe first, since almost every key is new."""
     if not keys:
         return {}
+    found = list(
+        UsageEvent.objects.filter(merchant=merchant, idempotency_key__in=list(keys)).values_list(
+            "idempotency_key", flat=True
+        )
+    )
+    if not found:
+        return {}
     queryset = (
-        UsageEvent.objects.filter(merchant=merchant, idempotency_key__in=list(keys))
+        UsageEvent.objects.filter(merchant=merchant, idempotency_key__in=found)
         .select_related("merchant")
         .prefetch_related(Prefetch("lines", queryset=UsageLine.objects.order_by("position")))
     )
@@ -276,11 +285,7 @@ def _resolve_one(merchant, event, now, customers, metrics, subscriptions, entitl
                 )
         value, value_text = _metric_value(metric, prop.quantity, event.metadata, f"properties[{index}]")
         lines.append(ResolvedLine(metric, price, prop.quantity, value, value_text, prop.price, item))
-    wallet_minimum = max(
-        s.minimum_account_balance
-        for s in subscriptions.values()
-        if s.wallet_id == subscription.wallet_id and s.status == Subscription.Status.ACTIVE
-    )
+    wallet_minimum = subscriptions.wallet_minimum[subscription.wallet_id]
     return ResolvedEvent(event, customer, subscription, period_start, lines, entitlement, wallet_minimum)
 
 
@@ -490,7 +495,7 @@ def _write(merchant, charged: list[ResolvedEvent], counters, touched_counters, n
     try:
         # No savepoint: a duplicate key aborts the whole transaction, and the caller starts
         # again (the other request's event is then a replay).
-        UsageEvent.objects.bulk_create(rows)
+        copy_insert(rows)
     except IntegrityError as exc:
         if IDEMPOTENCY_CONSTRAINT not in str(exc):
             raise
@@ -518,7 +523,7 @@ def _write(merchant, charged: list[ResolvedEvent], counters, touched_counters, n
             for position, line in enumerate(event.lines)
         ]
         line_rows.extend(event.line_rows)
-    UsageLine.objects.bulk_create(line_rows)
+    copy_insert(line_rows)
 
     if touched_counters:
         UsageCounter.objects.bulk_create(
