@@ -365,3 +365,15 @@ def test_the_hot_path_keeps_the_api_rules(api, billing, client, time_machine):
     assert limited.status_code == 429
     assert limited["Retry-After"] == "1"
     assert limited.json()["code"] == "RATE_LIMITED"
+
+
+def test_a_price_change_applies_to_the_next_event_at_once(api, billing):
+    metric = billing.metric(properties={"unitPrice": "1"})
+    billing.fund("100")
+    assert api.post("/v0/usage", billing.event("before", metric)).json()["billing"]["price"] == "1.000000"
+    price = billing.plan.prices.get()
+    assert api.patch(f"/v0/prices/{price.id}", {"properties": {"unitPrice": "2"}}).status_code == 200
+    assert api.post("/v0/usage", billing.event("after", metric)).json()["billing"]["price"] == "2.000000"
+    api.delete(f"/v0/prices/{price.id}")
+    # an archived price still bills the plans that hold it
+    assert api.post("/v0/usage", billing.event("archived", metric)).json()["billing"]["price"] == "2.000000"
