@@ -95,6 +95,17 @@ def test_make_run_serves_the_seeded_key_within_a_minute(quickstart):
     assert status == 200 and body["livemode"] is False
     status, raw = get(f"{base}/v0/merchants/me", {"Authorization": f"Bearer {live_key}"})
     assert json.loads(raw)["id"] == body["id"]
+    usage_body = wait_for(lines, output, r"-d '(\{.*\})'", 5).group(1)
+    request = urllib.request.Request(
+        f"{base}/v0/usage",
+        data=usage_body.encode(),
+        headers={"Authorization": f"Bearer {test_key}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (127.0.0.1 only)
+        charged = json.loads(response.read())
+    assert response.status == 201
+    assert charged["billing"]["price"] == "0.001000"
     assert get(f"{base}/v0/docs")[0] == 200
     status, raw = get(f"{base}/admin/login/")
     assert status == 200 and b"password" in raw

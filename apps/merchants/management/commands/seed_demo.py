@@ -49,9 +49,11 @@ class Command(BaseCommand):
             _, test_secret = api_key_create(merchant=sandbox, name=DEMO_KEY_NAME)
             _, admin_password = seed_user(username="admin", email="admin@platform.example", merchant=None)
             _, staff_password = seed_user(username="demo", email="staff@demo-api.example", merchant=live)
-        for name in self.extra_seeds():
-            name(live=live, sandbox=sandbox)
         base = f"http://127.0.0.1:{port}"
+        extra = []
+        for seeder in self.extra_seeds():
+            for line in seeder(live=live, sandbox=sandbox) or []:
+                extra.append(line.replace("<BASE_URL>", base).replace("<SANDBOX_KEY>", test_secret))
         self.stdout.write(
             "\n".join(
                 [
@@ -64,6 +66,7 @@ class Command(BaseCommand):
                     f"  Sandbox key:               {test_secret}",
                     f"  API docs:                  {base}/v0/docs",
                     f"  Try:  curl -H 'Authorization: Bearer {test_secret}' {base}/v0/merchants/me",
+                    *extra,
                     "=" * 72,
                     "",
                 ]
