@@ -2,13 +2,16 @@
 functions as the API (a graduated price with overlapping tiers is refused with the API's
 message), and saves go through the same services."""
 
+import json
 import re
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin
+from django.utils.functional import cached_property
 
 from apps.catalog import services
-from apps.catalog.models import BillableMetric, Plan, Price, Product
+from apps.catalog.models import BillableMetric, Plan, Price, PriceModel, Product
 from apps.core.admin import TenantAdmin, TenantModelForm, TenantTabularInline, admin_tenant
 from apps.core.errors import ApiError
 
@@ -175,7 +178,19 @@ PROPERTIES_HELP = (
     'JSON, with amounts as strings. standard: {"unitPrice": "0.001"}; graduated or volume: '
     '{"tiers": [{"upTo": "1000", "unitPrice": "0.002", "flatFee": "0"}, {"upTo": null, "unitPrice": "0.001"}]} '
     '(upTo is inclusive; the last tier has upTo null); package: {"packageSize": "100", "packagePrice": "1"}; '
-    'percentage (in percent): {"percentage": "2.5", "minCharge": null, "maxCharge": null}. Empty for a fee.'
+    'percentage (in percent): {"percentage": "2.5", "minCharge": null, "maxCharge": null}. Empty for a fee. '
+    "For a graduated or volume price you may fill the tier rows below instead: when any tier row is filled, "
+    "the rows win and this box is ignored."
+)
+TIERED_MODELS = (PriceModel.GRADUATED, PriceModel.VOLUME)
+TIER_PREFIX = "tiers"
+TIER_KEYS = ("upTo", "unitPrice", "flatFee")
+TIER_ERROR_FIELD = re.compile(r"^properties\.tiers\[(\d+)\](?:\.(\w+))?")
+TIER_ROWS_HELP = (
+    "Used when the model is graduated or volume; ignored for the other models. Amounts are exact decimals "
+    "(up to 12 places). Each tier prices the units above the previous row's upTo up to its own upTo "
+    "(inclusive); leave upTo blank on the last row only (no upper bound). Empty rows are ignored, so clear "
+    "a row to remove its tier. When any row is filled, the rows replace the properties box."
 )
 PRICE_FIELDS = (
     "billable_metric",
@@ -190,7 +205,49 @@ PRICE_FIELDS = (
 )
 
 
+class TierForm(forms.Form):
+    """One tier row. Amounts stay text, so that the service parses them exactly as the API does."""
+
+    upTo = forms.CharField(
+        label="Up to (inclusive)", required=False, max_length=64, widget=forms.TextInput(attrs={"size": 18})
+    )
+    unitPrice = forms.CharField(
+        label="Unit price", required=False, max_length=64, widget=forms.TextInput(attrs={"size": 18})
+    )
+    flatFee = forms.CharField(
+        label="Flat fee", required=False, max_length=64, widget=forms.TextInput(attrs={"size": 18})
+    )
+
+    def as_tier(self) -> dict | None:
+        """The row as an API tier (strings, upTo None when blank), or None for an empty row."""
+        values = {key: (self.cleaned_data.get(key) or "").strip() for key in TIER_KEYS}
+        if not any(values.values()):
+            return None
+        tier = {"upTo": values["upTo"] or None}
+        # A blank unit price is left out, so the service reports it as required, naming the tier.
+        tier.update({key: values[key] for key in ("unitPrice", "flatFee") if values[key]})
+        return tier
+
+
+TierFormSet = forms.formset_factory(TierForm, extra=3)
+
+
+def tier_rows_of(price: Price) -> list[dict]:
+    """The initial rows of a stored graduated or volume price: its tiers, blanks for null."""
+    tiers = (price.properties or {}).get("tiers") if price.model in TIERED_MODELS else None
+    if not isinstance(tiers, list):
+        return []
+    return [{key: tier.get(key) or "" for key in TIER_KEYS} for tier in tiers if isinstance(tier, dict)]
+
+
 class PriceForm(CatalogForm):
+    """The price's fields plus `tiers`, a formset of tier rows bound from the same POST data.
+
+    For a graduated or volume price with any tier row filled, the rows become `properties`
+    before the service validates the price, so they are judged (and refused) exactly like
+    the API's `properties.tiers`.
+    """
+
     class Meta:
         model = Price
         fields = ["merchant", *PRICE_FIELDS]
@@ -199,7 +256,66 @@ class PriceForm(CatalogForm):
             "billable_metric": "Empty for a fee: a flat amount per period (model standard, amount set).",
         }
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Bound only when the POST carries the rows' management form (the page always renders it);
+        # a POST without it (a script) uses the properties box alone.
+        sent = self.is_bound and f"{TIER_PREFIX}-TOTAL_FORMS" in self.data
+        self.tiers = TierFormSet(
+            self.data if sent else None, prefix=TIER_PREFIX, initial=tier_rows_of(self.instance) or None
+        )
+        self.tier_rows: list[TierForm] | None = None  # the filled rows, in order, when they are used
+
+    def clean(self):
+        properties = self._properties_from_rows()
+        if properties is not None:
+            self._errors.pop("properties", None)  # the rows win over the box
+            self.cleaned_data["properties"] = properties
+        return super().clean()
+
+    def _properties_from_rows(self) -> dict | None:
+        self.tier_rows = None
+        if not self.tiers.is_bound or self.cleaned_data.get("model") not in TIERED_MODELS:
+            return None
+        if not self.tiers.is_valid():
+            problems = [*self.tiers.non_form_errors()] or ["correct the tier rows below."]
+            self.add_error(None, f"Tier rows: {' '.join(problems)}")
+            return None
+        rows = [(row, row.as_tier()) for row in self.tiers.forms]
+        rows = [(row, tier) for row, tier in rows if tier is not None]
+        if not rows:
+            return None
+        self.tier_rows = [row for row, _ in rows]
+        return {"tiers": [tier for _, tier in rows]}
+
+    @cached_property
+    def changed_data(self):
+        changed = list(super().changed_data)
+        if self.tier_rows and self.tiers.has_changed() and "properties" not in changed:
+            changed.append("properties")  # so the admin's history records a change made in the rows
+        return changed
+
     def validate(self, merchant, cleaned) -> None:
+        try:
+            self._validate(merchant, cleaned)
+        except ApiError as exc:
+            if not self._show_on_tier_rows(exc):
+                raise
+
+    def _show_on_tier_rows(self, exc: ApiError) -> bool:
+        """Show an error in `properties` made from the rows at the top of the form and on its row."""
+        field = getattr(exc, "field", None) or exc.details.get("field") or ""
+        if not self.tier_rows or not field.startswith("properties"):
+            return False
+        message = exc.message if exc.message.startswith(field) else f"{field}: {exc.message}"
+        self.add_error(None, f"Tier rows: {message}")
+        match = TIER_ERROR_FIELD.match(field)
+        if match and int(match[1]) < len(self.tier_rows):
+            row = self.tier_rows[int(match[1])]
+            row.add_error(match[2] if match[2] in row.fields else None, exc.message)
+        return True
+
+    def _validate(self, merchant, cleaned) -> None:
         values = {name: cleaned.get(name) for name in PRICE_FIELDS}
         if not self.instance._state.adding:
             services.price_update_clean(price=self.instance, **values)
@@ -222,6 +338,29 @@ class PriceAdmin(CatalogAdmin):
     list_filter = ("model", "payment_term", "currency")
     readonly_fields = ("archived_at",)
     actions = ("archive_prices",)
+    # Renders `form.tiers` after the fieldsets; admin/js/inlines.js gives it "Add another tier".
+    change_form_template = "admin/catalog/price/change_form.html"
+
+    @property
+    def media(self):
+        # As InlineModelAdmin.media: inlines.js after jQuery and jquery.init.js, which it needs when it loads.
+        extra = "" if settings.DEBUG else ".min"
+        js = [f"vendor/jquery/jquery{extra}.js", "jquery.init.js", "inlines.js"]
+        return super().media + forms.Media(js=[f"admin/js/{name}" for name in js])
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        tiers = context["adminform"].form.tiers
+        context.update(
+            tier_formset=tiers,
+            tier_rows_help=TIER_ROWS_HELP,
+            tier_formset_data=json.dumps(
+                {
+                    "name": f"#{tiers.prefix}",
+                    "options": {"prefix": tiers.prefix, "addText": "Add another tier", "deleteText": "Remove"},
+                }
+            ),
+        )
+        return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
 
     def save_model(self, request, obj, form, change):
         data = {name: form.cleaned_data.get(name) for name in PRICE_FIELDS}

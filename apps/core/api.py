@@ -18,6 +18,7 @@ from apps.core.idempotency import (
     validate_key,
 )
 from apps.core.pagination import LimitOffsetListPagination
+from apps.core.parsers import loads_strict
 from apps.merchants.authentication import authenticate_header
 from apps.merchants.throttling import rate_limit_wait
 
@@ -77,8 +78,8 @@ def plain_json_post(request, handle) -> HttpResponse:
                 headers={"Retry-After": str(wait)},
             )
         try:
-            data = json.loads(request.body) if request.body else None
-        except ValueError as exc:
+            data = loads_strict(request.body) if request.body else None
+        except (ValueError, UnicodeDecodeError) as exc:
             raise BadRequest(f"The body is not valid JSON: {exc}", code="MALFORMED_JSON") from None
         if isinstance(data, dict):
             check_merchant_id(_MerchantRequest(key.merchant), data.get("merchantId"))

@@ -39,7 +39,7 @@ class EntitlementListApi(ApiView):
         merchantId = serializers.CharField(required=False)
         customerId = serializers.UUIDField()
         entitlementData = EntitlementDataInput(many=True, allow_empty=False)
-        maxUses = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+        maxUses = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=2_147_483_647)
         expiresIn = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=MAX_EXPIRES_IN)
 
         def validate_entitlementData(self, value):

@@ -187,13 +187,18 @@ def _release(entitlement: Entitlement, status: str, now) -> None:
     entitlement.released_at = now
 
 
+def entitlement_used_up(entitlement: Entitlement, items) -> bool:
+    """No use or no unit left: the entitlement is exhausted."""
+    if entitlement.max_uses is not None and entitlement.used_count >= entitlement.max_uses:
+        return True
+    return all(item.remaining_quantity <= ZERO for item in items)
+
+
 def entitlement_after_use(*, entitlement: Entitlement) -> None:
     """Save an entitlement after usage was charged from it (inside that transaction, under
-    its wallet's lock, its items already saved); once no use or unit is left, it is
-    exhausted and what remains of the hold goes back to available."""
-    used_up = entitlement.max_uses is not None and entitlement.used_count >= entitlement.max_uses
-    no_units = not EntitlementItem.objects.filter(entitlement=entitlement, remaining_quantity__gt=0).exists()
-    if entitlement.status == Entitlement.Status.ACTIVE and (used_up or no_units):
+    its wallet's lock, its items already saved). Once exhausted (the charge marks it so), what
+    remains of the hold goes back to available."""
+    if entitlement.status == Entitlement.Status.EXHAUSTED and entitlement.released_at is None:
         _release(entitlement, Entitlement.Status.EXHAUSTED, timezone.now())
     entitlement.save(
         update_fields=["remaining_amount", "used_count", "status", "released_at", "release_transaction", "updated_at"]

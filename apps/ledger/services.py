@@ -47,7 +47,9 @@ def _account_get_or_create(*, merchant, kind, currency, customer=None, source=""
         merchant=merchant, kind=kind, currency=currency, customer=customer, source=source
     )
     if shared:
-        _shared_accounts.set(cache_key, account)
+        # Only once committed: an account created in a transaction that rolls back must not
+        # outlive it in the cache (on_commit runs at once outside a transaction).
+        transaction.on_commit(lambda: _shared_accounts.set(cache_key, account))
     return account
 
 

@@ -189,7 +189,10 @@ def _datetime_param(request, name: str):
     raw = request.query_params.get(name)
     if not raw:
         return None
-    value = parse_datetime(raw)
+    try:
+        value = parse_datetime(raw)
+    except ValueError:
+        value = None
     if value is None or value.tzinfo is None:
         raise FieldError(name, f"must be an ISO 8601 date-time with a time zone, got {raw!r}", code="INVALID_TIMESTAMP")
     return value

@@ -103,7 +103,10 @@ def parse_number(value, field: str, *, allow_negative: bool = False) -> Decimal:
 def _timestamp(value, field: str, now: datetime) -> datetime:
     if value is None:
         return now
-    parsed = parse_datetime(value) if isinstance(value, str) else None
+    try:
+        parsed = parse_datetime(value) if isinstance(value, str) else None
+    except ValueError:
+        parsed = None
     if parsed is None:
         raise FieldError(
             field,
@@ -193,6 +196,10 @@ def parse_usage_event(raw, *, prefix: str = "", now: datetime | None = None) -> 
             if isinstance(exponent, int) and exponent < -12:
                 raise FieldError(
                     f"{field}.price", "must have at most 12 digits after the decimal point", code="INVALID_PRICE"
+                )
+            if price.adjusted() >= MAX_QUANTITY_DIGITS:
+                raise FieldError(
+                    f"{field}.price", "is too large (at most 26 digits before the decimal point)", code="INVALID_PRICE"
                 )
         parsed_properties.append(PropertyInput(metric_id, quantity, price))
     return UsageInput(

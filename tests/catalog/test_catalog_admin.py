@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from django.contrib.admin.models import LogEntry
 from django.urls import reverse
 
 from apps.catalog import services
@@ -222,3 +223,132 @@ def test_changing_a_price_goes_through_the_same_validation(staff, merchant, metr
     assert accepted.status_code == 302
     price.refresh_from_db()
     assert price.invoice_display_name == "Renamed"
+
+
+# --- tier rows on the price page -----------------------------------------------------------
+
+
+def tier_rows(*rows, initial=0):
+    """The POST fields of the price page's tier formset: management form plus (upTo, unitPrice, flatFee) rows."""
+    data = {"tiers-TOTAL_FORMS": str(len(rows)), "tiers-INITIAL_FORMS": str(initial)}
+    for index, (up_to, unit_price, flat_fee) in enumerate(rows):
+        data.update({f"tiers-{index}-upTo": up_to, f"tiers-{index}-unitPrice": unit_price})
+        data[f"tiers-{index}-flatFee"] = flat_fee
+    return data
+
+
+ROW_TIERS = [
+    {"upTo": "1000", "unitPrice": "0.002000", "flatFee": "0"},
+    {"upTo": "10000", "unitPrice": "0.000000000001"},
+    {"upTo": None, "unitPrice": "0.0005", "flatFee": "12.50"},
+]
+
+
+def test_staff_creates_a_graduated_price_from_tier_rows_stored_as_the_api_would(staff, merchant, metric, api):
+    rows = tier_rows(("1000", "0.002000", "0"), ("", "", ""), ("10000", "0.000000000001", ""), ("", "0.0005", "12.50"))
+    # The box holds other tiers: the filled rows win.
+    response = staff.post(reverse("admin:catalog_price_add"), {**price_form(metric), **rows})
+    assert response.status_code == 302
+    price = Price.objects.get()
+    assert price.merchant == merchant
+    via_api = api.post(
+        "/v0/prices",
+        {
+            "billableMetricId": str(metric.pk),
+            "model": "graduated",
+            "paymentTerm": "in_arrears",
+            "currency": "USDC",
+            "properties": {"tiers": ROW_TIERS},
+        },
+    )
+    assert via_api.status_code == 201
+    assert price.properties == via_api.json()["properties"]
+    assert price.properties == {
+        "tiers": [
+            {"upTo": "1000", "unitPrice": "0.002", "flatFee": "0"},
+            {"upTo": "10000", "unitPrice": "0.000000000001", "flatFee": "0"},
+            {"upTo": None, "unitPrice": "0.0005", "flatFee": "12.5"},
+        ]
+    }
+
+
+def test_overlapping_tier_rows_are_refused_naming_the_tier(staff, metric):
+    rows = tier_rows(("1000", "0.002", ""), ("1000", "0.001", ""), ("", "0.0005", ""))
+    response = staff.post(reverse("admin:catalog_price_add"), {**price_form(metric, model="volume"), **rows})
+    assert response.status_code == 200
+    assert not Price.objects.exists()
+    top = form_errors(response)["__all__"][0]
+    assert top.startswith("Tier rows: properties.tiers[1].upTo: tiers[1] (upTo 1000) overlaps tiers[0]")
+    row_errors = response.context["tier_formset"].errors
+    assert "overlaps tiers[0]" in row_errors[1]["upTo"][0]
+    assert row_errors[0] == {} and row_errors[2] == {}
+    page = response.content.decode()
+    assert "Please correct the error below." in page
+    assert page.count("tiers[1] (upTo 1000) overlaps tiers[0]") == 2  # at the top and on the row
+    assert 'name="tiers-1-upTo" value="1000"' in page  # the rows are shown again as typed
+
+
+def test_a_gap_left_by_an_open_tier_row_is_refused_on_that_row(staff, metric):
+    rows = tier_rows(("", "0.002", ""), ("1000", "0.001", ""))
+    response = staff.post(reverse("admin:catalog_price_add"), {**price_form(metric), **rows})
+    assert response.status_code == 200
+    assert "tiers[0] has no upTo but is not the last tier" in form_errors(response)["__all__"][0]
+    assert "only the last tier may leave upTo empty" in response.context["tier_formset"].errors[0]["upTo"][0]
+    assert not Price.objects.exists()
+
+
+def test_change_page_of_a_graduated_price_shows_its_tiers_in_the_rows(staff, merchant, metric):
+    price = services.price_create(
+        merchant=merchant,
+        billable_metric=metric,
+        model="graduated",
+        payment_term="in_arrears",
+        currency="USDC",
+        properties={"tiers": ROW_TIERS},
+    )
+    response = staff.get(reverse("admin:catalog_price_change", args=[price.pk]))
+    assert response.status_code == 200
+    formset = response.context["tier_formset"]
+    assert [row.initial for row in formset.initial_forms] == [
+        {"upTo": "1000", "unitPrice": "0.002", "flatFee": "0"},
+        {"upTo": "10000", "unitPrice": "0.000000000001", "flatFee": "0"},
+        {"upTo": "", "unitPrice": "0.0005", "flatFee": "12.5"},
+    ]
+    page = response.content.decode()
+    assert 'name="tiers-1-unitPrice" value="0.000000000001"' in page
+    assert 'name="tiers-INITIAL_FORMS" value="3"' in page
+
+    # Saving the page with a row changed updates the tiers through the service.
+    rows = tier_rows(("1000", "0.002", "0"), ("20000", "0.000000000001", "0"), ("", "0.0005", "12.5"), initial=3)
+    response = staff.post(reverse("admin:catalog_price_change", args=[price.pk]), {**price_form(metric), **rows})
+    assert response.status_code == 302
+    price.refresh_from_db()
+    assert price.properties["tiers"][1] == {"upTo": "20000", "unitPrice": "0.000000000001", "flatFee": "0"}
+    assert "Properties" in LogEntry.objects.get(object_id=str(price.pk)).get_change_message()
+
+
+def test_standard_price_saves_from_the_box_and_ignores_tier_rows(staff, metric):
+    rows = tier_rows(("1000", "0.002", ""), ("1000", "0.001", ""))  # would overlap if they were used
+    data = price_form(metric, model="standard", properties=json.dumps({"unitPrice": "0.000000000001"}))
+    response = staff.post(reverse("admin:catalog_price_add"), {**data, **rows})
+    assert response.status_code == 302
+    assert Price.objects.get().properties == {"unitPrice": "0.000000000001"}
+    page = staff.get(reverse("admin:catalog_price_change", args=[Price.objects.get().pk])).content.decode()
+    assert 'name="tiers-INITIAL_FORMS" value="0"' in page
+
+
+def test_a_graduated_price_with_empty_rows_uses_the_box(staff, metric):
+    response = staff.post(reverse("admin:catalog_price_add"), {**price_form(metric), **tier_rows(("", "", ""))})
+    assert response.status_code == 302
+    assert Price.objects.get().properties == {
+        "tiers": [
+            {"upTo": "1000", "unitPrice": "0.002", "flatFee": "0"},
+            {"upTo": None, "unitPrice": "0.001", "flatFee": "0"},
+        ]
+    }
+
+
+def test_price_page_loads_the_add_row_script_after_jquery(staff):
+    page = staff.get(reverse("admin:catalog_price_add")).content.decode()
+    assert page.index("admin/js/jquery.init.js") < page.index("admin/js/inlines.js")
+    assert 'id="tiers-empty"' in page

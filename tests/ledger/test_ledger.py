@@ -219,3 +219,17 @@ def test_concurrent_charges_across_merchants_do_not_deadlock_and_add_up():
     total_wallets = sum(wallet_balances(wallet=w).available for _, w in wallets)
     assert total_wallets == D("600") - D("0.1") * 120
     assert ledger_check() == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_account_created_in_a_rolled_back_transaction_is_not_remembered():
+    from apps.core.process_cache import clear_process_caches
+
+    clear_process_caches()
+    merchant = MerchantFactory()
+    with pytest.raises(RuntimeError), transaction.atomic():
+        merchant_revenue_account(merchant=merchant, currency="USDC")
+        raise RuntimeError("the charge failed")
+    account = merchant_revenue_account(merchant=merchant, currency="USDC")
+    assert Account.objects.filter(pk=account.pk).exists()
+    assert merchant_revenue_account(merchant=merchant, currency="USDC").pk == account.pk

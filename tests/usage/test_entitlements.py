@@ -170,3 +170,32 @@ def test_an_in_arrears_metric_cannot_be_reserved(api, billing):
     )
     assert response.status_code == 422
     assert response.json()["code"] == "PRICE_NOT_INSTANT"
+
+
+def test_usage_from_a_hold_is_charged_at_the_reserved_price(api):
+    billing = Billing(api.merchant)
+    metric = billing.metric(properties={"unitPrice": "0.05"}, override=True)
+    billing.fund("10")
+    body = {
+        "customerId": str(billing.customer.id),
+        "entitlementData": [{"billableMetricId": str(metric.id), "quantity": 100, "price": "0.01"}],
+    }
+    entitlement = api.post("/v0/entitlements", body).json()
+    assert entitlement["reservedAmount"] == "1.000000"
+    for i in range(10):
+        response = api.post("/v0/usage", billing.event(f"r{i}", metric, quantity=10, entitlementId=entitlement["id"]))
+        assert response.status_code == 201, response.json()
+        assert response.json()["billing"]["price"] == "0.100000"
+    assert api.get(f"/v0/entitlements/{entitlement['id']}").json()["status"] == "exhausted"
+    assert ledger_check() == []
+
+
+def test_balance_after_counts_the_hold_released_on_exhaustion(api, billing):
+    entitlement = reserve(api, billing, quantity=10, maxUses=1).json()
+    response = use(api, billing, entitlement["id"], "only", quantity=3)
+    assert response.json()["settlement"]["balanceAfter"] == "9.700000"
+    assert billing.available() == D("9.7")
+
+
+def test_max_uses_beyond_the_database_range_is_400(api, billing):
+    assert reserve(api, billing, quantity=1, maxUses=2**31).status_code == 400

@@ -96,3 +96,14 @@ def test_disputes_are_tenant_scoped(api, charged, other_api):
     assert other_api.get(f"/v0/disputes/{dispute['id']}").status_code == 404
     assert other_api.post(f"/v0/disputes/{dispute['id']}/accept").status_code == 404
     assert other_api.post("/v0/disputes", {"usageEventId": event["id"], "message": "x"}).status_code == 404
+
+
+def test_a_refund_gives_back_its_free_units(api):
+    billing = Billing(api.merchant)
+    metric = billing.metric(properties={"unitPrice": "1"}, free_units="100")
+    billing.fund("1000")
+    first = api.post("/v0/usage", billing.event("a", metric, quantity=150)).json()
+    assert first["billing"]["price"] == "50.000000"
+    api.patch(f"/v0/usage/{first['id']}", {"refund": True})
+    again = api.post("/v0/usage", billing.event("b", metric, quantity=100)).json()
+    assert again["billing"]["price"] == "0.000000"

@@ -377,3 +377,50 @@ def test_a_price_change_applies_to_the_next_event_at_once(api, billing):
     api.delete(f"/v0/prices/{price.id}")
     # an archived price still bills the plans that hold it
     assert api.post("/v0/usage", billing.event("archived", metric)).json()["billing"]["price"] == "2.000000"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"idempotencyKey": "x", "customerId": "00000000-0000-0000-0000-000000000001", "properties": [], "metadata": {"a": NaN}}',
+        '{"idempotencyKey": "x", "customerId": "00000000-0000-0000-0000-000000000001", "properties": [], "metadata": {"a": 1e999}}',
+        '{"idempotencyKey": "x\\u0000y", "customerId": "00000000-0000-0000-0000-000000000001", "properties": []}',
+        '{"idempotencyKey": "\\ud800", "customerId": "00000000-0000-0000-0000-000000000001", "properties": []}',
+    ],
+)
+def test_json_postgres_cannot_store_is_400(api, raw):
+    response = api.client.post("/v0/usage", data=raw, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["code"] == "MALFORMED_JSON"
+
+
+def test_impossible_timestamp_and_huge_price_are_400(api, billing):
+    metric = billing.metric(override=True)
+    bad_date = api.post("/v0/usage", billing.event("d", metric, timestamp="2026-13-01T00:00:00Z"))
+    assert bad_date.status_code == 400
+    body = billing.event("p", metric)
+    body["properties"][0]["price"] = "1E+30"
+    assert api.post("/v0/usage", body).status_code == 400
+    assert api.get("/v0/usage", {"from": "2026-13-01T00:00:00Z"}).status_code == 400
+
+
+def test_an_override_on_an_in_arrears_price_is_422(api, billing):
+    metric = billing.metric(aggregation="MAX", term="in_arrears", override=True)
+    body = billing.event("arrears-override", metric)
+    body["properties"][0]["price"] = "0.5"
+    response = api.post("/v0/usage", body)
+    assert response.status_code == 422
+    assert response.json()["code"] == "PRICE_OVERRIDE_NOT_INSTANT"
+
+
+def test_a_free_event_passes_even_below_the_minimum(api):
+    strict = Billing(api.merchant, minimum="5")
+    metric = strict.metric(properties={"unitPrice": "1"}, free_units="10")
+    assert api.post("/v0/usage", strict.event("free", metric, quantity=3)).status_code == 201
+
+
+def test_a_replay_equals_the_first_response_for_a_percentage_price(api, billing):
+    metric = billing.metric(aggregation="SUM", model="percentage", properties={"percentage": "0.123456789012"})
+    billing.fund("100")
+    first = api.post("/v0/usage", billing.event("pct", metric, quantity="7.5")).json()
+    assert api.post("/v0/usage", billing.event("pct", metric, quantity="7.5")).json() == first

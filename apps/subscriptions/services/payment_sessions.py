@@ -86,10 +86,14 @@ def payment_session_pay(
     after the expiry: that money is credited all the same).
     """
     with transaction.atomic():
-        queryset = PaymentSession.objects.select_for_update()
+        queryset = PaymentSession.objects.all()
         if merchant is not None:
             queryset = queryset.filter(merchant=merchant)
-        session = queryset.select_related("wallet", "merchant").get(pk=session_id)
+        subscription_id = queryset.values_list("subscription_id", flat=True).get(pk=session_id)
+        if subscription_id is not None:
+            # the subscription before its session, as subscription_terminate locks them
+            Subscription.objects.select_for_update().filter(pk=subscription_id).first()
+        session = queryset.select_for_update().select_related("wallet", "merchant").get(pk=session_id)
         if session.status == PaymentSession.Status.PAID:
             return session, False
         now = timezone.now()

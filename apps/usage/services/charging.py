@@ -35,7 +35,7 @@ from apps.core.errors import ApiError, Conflict, FieldError, Forbidden, NotFound
 from apps.core.money import ZERO, format_amount, round_amount, split_commission
 from apps.customers.models import Customer
 from apps.entitlements.models import Entitlement, EntitlementItem
-from apps.entitlements.services import entitlement_after_use
+from apps.entitlements.services import entitlement_after_use, entitlement_used_up
 from apps.ledger.lock_objects import lock_balances
 from apps.ledger.models import LedgerTransaction
 from apps.ledger.services import (
@@ -50,6 +50,7 @@ from apps.subscriptions.periods import add_intervals, period_at, period_index_at
 from apps.subscriptions.selectors import choose_subscription, usage_subscriptions
 from apps.usage.inputs import UsageInput, parse_number, parse_usage_event
 from apps.usage.models import UsageCounter, UsageEvent, UsageLine
+from apps.usage.pricing import needs_counter
 from apps.usage.serializers import usage_event_data
 
 MAX_BATCH_EVENTS = 1000
@@ -275,7 +276,14 @@ def _resolve_one(merchant, event, now, customers, metrics, subscriptions, entitl
                 "per-event price; set allowPriceOverride on the price, or leave price out.",
                 code="PRICE_OVERRIDE_NOT_ALLOWED",
             )
+        if prop.price is not None and price.payment_term != PaymentTerm.INSTANT:
+            raise Unprocessable(
+                f"properties[{index}].price: billable metric {metric.id} is billed {price.payment_term}, at the "
+                "period's end, from the plan's price; a per-event price applies to instant prices only.",
+                code="PRICE_OVERRIDE_NOT_INSTANT",
+            )
         item = None
+        override = prop.price
         if entitlement is not None:
             item = entitled_items.get(metric.id)
             if item is None:
@@ -283,17 +291,16 @@ def _resolve_one(merchant, event, now, customers, metrics, subscriptions, entitl
                     f"properties[{index}]: entitlement {entitlement.id} reserves nothing for billable metric {metric.id}.",
                     code="METRIC_NOT_ENTITLED",
                 )
+            if override is None:
+                # usage from a hold is charged at the price it was reserved at
+                override = item.unit_price_override
         value, value_text = _metric_value(metric, prop.quantity, event.metadata, f"properties[{index}]")
-        lines.append(ResolvedLine(metric, price, prop.quantity, value, value_text, prop.price, item))
+        lines.append(ResolvedLine(metric, price, prop.quantity, value, value_text, override, item))
     wallet_minimum = subscriptions.wallet_minimum[subscription.wallet_id]
     return ResolvedEvent(event, customer, subscription, period_start, lines, entitlement, wallet_minimum)
 
 
 # ---------------------------------------------------------------------------- charging
-
-
-def _needs_counter(price: Price) -> bool:
-    return price.payment_term == PaymentTerm.INSTANT and (price.model == "graduated" or price.free_units > 0)
 
 
 def _price_line(line: ResolvedLine, units_before: Decimal) -> None:
@@ -318,7 +325,7 @@ def _price_line(line: ResolvedLine, units_before: Decimal) -> None:
             units_before=units_before,
         )
     line.amount = result.amount
-    line.unit_price = result.unit_price
+    line.unit_price = round_amount(result.unit_price)
 
 
 def _entitlement_refusal(entitlement: Entitlement, event: ResolvedEvent, now) -> str | None:
@@ -361,11 +368,14 @@ def _charge(merchant, events: list[ResolvedEvent], now) -> list:
             e.id: e for e in Entitlement.objects.select_for_update().filter(pk__in=entitlement_ids).order_by("id")
         }
         items = {item.id: item for item in EntitlementItem.objects.filter(entitlement_id__in=entitlement_ids)}
+        items_by_entitlement: dict = defaultdict(list)
+        for item in items.values():
+            items_by_entitlement[item.entitlement_id].append(item)
         counter_keys = {
             (e.subscription.id, line.price.id, e.period_start)
             for e in events
             for line in e.lines
-            if _needs_counter(line.price)
+            if needs_counter(line.price)
         }
         counters = {}
         if counter_keys:
@@ -388,7 +398,7 @@ def _charge(merchant, events: list[ResolvedEvent], now) -> list:
                 key = (event.subscription.id, line.price.id, event.period_start)
                 before = pending_counters.get(key, counters.get(key, ZERO))
                 _price_line(line, before)
-                if _needs_counter(line.price):
+                if needs_counter(line.price):
                     pending_counters[key] = before + line.quantity
             event.amount = sum((line.amount for line in event.lines if line.amount is not None), ZERO)
             event.commission, event.owner_revenue = split_commission(event.amount, merchant.commission_rate)
@@ -405,9 +415,13 @@ def _charge(merchant, events: list[ResolvedEvent], now) -> list:
                 entitlement.used_count += 1
                 for line in event.lines:
                     line.entitlement_item.remaining_quantity -= line.quantity
+                if entitlement_used_up(entitlement, items_by_entitlement[entitlement.id]):
+                    # what is left of the hold goes back to available now (written in _write)
+                    available[wallet_id] += entitlement.remaining_amount
+                    entitlement.status = Entitlement.Status.EXHAUSTED
             else:
                 minimum = minimums.get(wallet_id, ZERO)
-                if available[wallet_id] - event.amount < minimum:
+                if event.amount > ZERO and available[wallet_id] - event.amount < minimum:
                     currency = event.subscription.wallet.currency
                     outcomes[index] = PaymentRequired(
                         f"The wallet has {format_amount(available[wallet_id], currency)} {currency} available and "
@@ -495,7 +509,8 @@ def _write(merchant, charged: list[ResolvedEvent], counters, touched_counters, n
     try:
         # No savepoint: a duplicate key aborts the whole transaction, and the caller starts
         # again (the other request's event is then a replay).
-        copy_insert(rows)
+        # in key order, so that two batches sharing keys wait on each other in one order
+        copy_insert(sorted(rows, key=lambda row: row.idempotency_key))
     except IntegrityError as exc:
         if IDEMPOTENCY_CONSTRAINT not in str(exc):
             raise

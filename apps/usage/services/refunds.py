@@ -8,13 +8,16 @@ transaction.
 """
 
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from apps.core.errors import Conflict
 from apps.ledger.lock_objects import lock_wallet_balances
 from apps.ledger.models import LedgerTransaction
 from apps.ledger.services import Posting, ledger_post, merchant_revenue_account, platform_commission_account
-from apps.usage.models import Dispute, UsageEvent
+from apps.subscriptions.periods import period_at
+from apps.usage.models import Dispute, UsageCounter, UsageEvent
+from apps.usage.pricing import needs_counter
 
 
 def _already_refunded(event: UsageEvent) -> Conflict:
@@ -22,6 +25,18 @@ def _already_refunded(event: UsageEvent) -> Conflict:
         f"Usage event {event.id} was already refunded at {event.refunded_at.isoformat()}.",
         code="USAGE_ALREADY_REFUNDED",
     )
+
+
+def _uncount(event: UsageEvent) -> None:
+    """Take a refunded event's units out of its period's running totals, so that free units
+    and graduated tiers of later events are as if it had not happened (under the wallet lock)."""
+    subscription = event.subscription
+    period_start, _ = period_at(subscription.started_at, subscription.plan.billing_interval, event.timestamp)
+    for line in event.lines.select_related("price"):
+        if needs_counter(line.price):
+            UsageCounter.objects.filter(
+                merchant=event.merchant, subscription=subscription, price=line.price, period_start=period_start
+            ).update(units=F("units") - line.quantity, updated_at=timezone.now())
 
 
 def usage_refund(*, merchant, event: UsageEvent, reason: str = "") -> UsageEvent:
@@ -55,6 +70,7 @@ def usage_refund(*, merchant, event: UsageEvent, reason: str = "") -> UsageEvent
                 raise Conflict(
                     f"Usage event {locked.id} was already refunded.", code="USAGE_ALREADY_REFUNDED"
                 ) from None
+        _uncount(locked)
         locked.refunded_at = timezone.now()
         locked.refund_reason = reason
         locked.save(update_fields=["refunded_at", "refund_reason", "refund_transaction", "updated_at"])

@@ -1,0 +1,53 @@
+"""JSON bodies as PostgreSQL can store them: no NaN or Infinity, no NUL character and no
+unpaired surrogate in any string (text and jsonb columns refuse them). A body breaking
+these rules is 400 MALFORMED_JSON, not a database error later."""
+
+import json
+import math
+
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import JSONParser
+
+
+def _reject_constant(name):
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _finite_float(text):
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text} is too large")
+    return value
+
+
+def _check_strings(value, path="body"):
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError(f"{path} contains a NUL character")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"{path} contains an unpaired UTF-16 surrogate") from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_strings(key, f"{path} key")
+            _check_strings(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_strings(item, f"{path}[{index}]")
+
+
+def loads_strict(body: bytes | str):
+    """json.loads that raises ValueError for what PostgreSQL could not store."""
+    data = json.loads(body, parse_constant=_reject_constant, parse_float=_finite_float)
+    _check_strings(data)
+    return data
+
+
+class StrictJSONParser(JSONParser):
+    def parse(self, stream, media_type=None, parser_context=None):
+        raw = stream.read() if stream is not None else b""
+        try:
+            return loads_strict(raw.decode((parser_context or {}).get("encoding") or "utf-8")) if raw else {}
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ParseError(f"JSON parse error - {exc}") from None
