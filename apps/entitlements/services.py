@@ -76,7 +76,7 @@ def entitlement_create(
 
     with transaction.atomic():
         balances = lock_wallet_balances([wallet])
-        available = balances[(wallet.available_account_id, 0)].amount
+        available = balances[(wallet.available_account_id, 0)]
         items, total = [], ZERO
         for index, request in enumerate(requests):
             price = subscription.metric_prices.get(request.billable_metric_id)

@@ -10,12 +10,15 @@ called inside `transaction.atomic()`.
 """
 
 from collections.abc import Iterable
+from decimal import Decimal
+
+from django.db import connection
 
 from apps.ledger.models import Balance
 
 
-def lock_balances(keys: Iterable[tuple]) -> dict[tuple, "Balance"]:
-    """Lock the balance rows for (account_id, shard) pairs, in order; returns them by key."""
+def lock_balances(keys: Iterable[tuple]) -> dict[tuple, Decimal]:
+    """Lock the balance rows for (account_id, shard) pairs, in order; returns their amounts by key."""
     ordered = sorted(set(keys), key=lambda k: (str(k[0]), k[1]))
     if not ordered:
         return {}
@@ -23,14 +26,15 @@ def lock_balances(keys: Iterable[tuple]) -> dict[tuple, "Balance"]:
     params = [value for key in ordered for value in (str(key[0]), key[1])]
     # ORDER BY makes the lock order deterministic; the text cast matches the Python sort above.
     sql = (
-        f"SELECT id, account_id, shard, amount FROM {Balance._meta.db_table} "  # noqa: S608 (no user input)
+        f"SELECT account_id, shard, amount FROM {Balance._meta.db_table} "  # noqa: S608 (no user input)
         f"WHERE (account_id, shard) IN ({placeholders}) ORDER BY account_id::text, shard FOR UPDATE"
     )
-    rows = Balance.objects.raw(sql, params)
-    return {(row.account_id, row.shard): row for row in rows}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return {(account_id, shard): amount for account_id, shard, amount in cursor.fetchall()}
 
 
-def lock_wallet_balances(wallets) -> dict:
+def lock_wallet_balances(wallets) -> dict[tuple, Decimal]:
     """Lock the available and held balance rows of these wallets (phase 1)."""
     keys = []
     for wallet in wallets:

@@ -255,7 +255,7 @@ def wallet_adjust(*, merchant, customer, amount: Decimal, currency: str, reason:
     wallet = wallet_get_or_create(merchant=merchant, customer=customer, currency=currency)
     with transaction.atomic():
         locked = lock_wallet_balances([wallet])
-        available = locked[(wallet.available_account_id, 0)].amount
+        available = locked[(wallet.available_account_id, 0)]
         if available + amount < ZERO:
             raise PaymentRequired(
                 f"The wallet has {format_amount(available, currency)} {currency} available; a debit of "

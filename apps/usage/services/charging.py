@@ -361,7 +361,7 @@ def _charge(merchant, events: list[ResolvedEvent], now) -> list:
             [(w.available_account_id, 0) for w in wallets.values()]
             + [(w.held_account_id, 0) for w in wallets.values() if w.id in held_wallets]
         )
-        available = {w.id: balances[(w.available_account_id, 0)].amount for w in wallets.values()}
+        available = {w.id: balances[(w.available_account_id, 0)] for w in wallets.values()}
         minimums = {e.subscription.wallet_id: e.wallet_minimum for e in events}
         entitlement_ids = sorted({e.entitlement.id for e in events if e.entitlement}, key=str)
         locked_entitlements = {
