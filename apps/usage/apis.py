@@ -203,6 +203,11 @@ class UsageApi(ApiView):
 
     idempotent = False
 
+    def dispatch(self, request, *args, **kwargs):
+        if request.method == "POST":
+            return plain_json_post(request, lambda merchant, data: (201, usage_record(merchant=merchant, raw=data)))
+        return super().dispatch(request, *args, **kwargs)
+
     @extend_schema(
         operation_id="usage_create",
         request=inline_serializer(
@@ -221,11 +226,6 @@ class UsageApi(ApiView):
         responses={201: UsageEventSchema},
         tags=TAGS,
     )
-    def dispatch(self, request, *args, **kwargs):
-        if request.method == "POST":
-            return plain_json_post(request, lambda merchant, data: (201, usage_record(merchant=merchant, raw=data)))
-        return super().dispatch(request, *args, **kwargs)
-
     def post(self, request):
         """Served by `dispatch` without DRF (the hot path); kept for the OpenAPI document."""
         return Response(usage_record(merchant=request.merchant, raw=request.data), status=201)
@@ -270,6 +270,11 @@ class UsageApi(ApiView):
 class UsageBatchApi(ApiView):
     idempotent = False
 
+    def dispatch(self, request, *args, **kwargs):
+        if request.method == "POST":
+            return plain_json_post(request, _record_batch)
+        return super().dispatch(request, *args, **kwargs)
+
     @extend_schema(
         operation_id="usage_batch_create",
         request=inline_serializer("UsageBatchInput", {"events": serializers.ListField(child=serializers.DictField())}),
@@ -287,11 +292,6 @@ class UsageBatchApi(ApiView):
         tags=TAGS,
         description=f"Up to {MAX_BATCH_EVENTS} events; 201 when all succeed, 207 with each failure by index otherwise.",
     )
-    def dispatch(self, request, *args, **kwargs):
-        if request.method == "POST":
-            return plain_json_post(request, _record_batch)
-        return super().dispatch(request, *args, **kwargs)
-
     def post(self, request):
         """Served by `dispatch` without DRF (the hot path); kept for the OpenAPI document."""
         status, body = _record_batch(request.merchant, request.data)

@@ -19,3 +19,12 @@ def test_docs_page_loads_its_assets_locally(client, db):
     assert "swagger-ui" in html
     assert "cdn.jsdelivr" not in html and "unpkg.com" not in html
     assert "/static/drf_spectacular_sidecar/" in html
+
+
+def test_schema_generation_has_no_warnings(tmp_path, db):
+    from django.core.management import call_command
+
+    call_command("spectacular", "--fail-on-warn", "--validate", "--file", str(tmp_path / "schema.yaml"))
+    document = yaml.safe_load((tmp_path / "schema.yaml").read_text())
+    assert document["paths"]["/v0/usage"]["post"]["operationId"] == "usage_create"
+    assert document["paths"]["/v0/usage/batch"]["post"]["operationId"] == "usage_batch_create"
