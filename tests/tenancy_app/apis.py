@@ -1,6 +1,7 @@
 import time
 
 from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 
@@ -24,10 +25,12 @@ class WidgetListApi(ApiView):
         sleep = serializers.FloatField(required=False, default=0)
         fail = serializers.ChoiceField(choices=["", "422", "500"], required=False, default="")
 
+    @extend_schema(exclude=True)
     def get(self, request):
         queryset = Widget.objects.filter(merchant=request.merchant).order_by("created_at")
         return self.paginated_response(queryset, lambda rows: WidgetSerializer(rows, many=True).data)
 
+    @extend_schema(exclude=True)
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -43,6 +46,7 @@ class WidgetListApi(ApiView):
 
 
 class WidgetDetailApi(ApiView):
+    @extend_schema(exclude=True)
     def get(self, request, widget_id):
         widget = get_object_or_404(Widget, pk=widget_id, merchant=request.merchant)
         return Response(WidgetSerializer(widget).data)
