@@ -22,12 +22,14 @@ def lock_balances(keys: Iterable[tuple]) -> dict[tuple, Decimal]:
     ordered = sorted(set(keys), key=lambda k: (str(k[0]), k[1]))
     if not ordered:
         return {}
-    placeholders = ", ".join(["(%s::uuid, %s)"] * len(ordered))
-    params = [value for key in ordered for value in (str(key[0]), key[1])]
+    # Three arrays rather than a VALUES list: one parameter each, whatever the batch size.
+    params = [[key[0] for key in ordered], [key[1] for key in ordered]]
     # ORDER BY makes the lock order deterministic; the text cast matches the Python sort above.
     sql = (
-        f"SELECT account_id, shard, amount FROM {Balance._meta.db_table} "  # noqa: S608 (no user input)
-        f"WHERE (account_id, shard) IN ({placeholders}) ORDER BY account_id::text, shard FOR UPDATE"
+        f"SELECT b.account_id, b.shard, b.amount FROM {Balance._meta.db_table} b "  # noqa: S608 (no user input)
+        "JOIN unnest(%s::uuid[], %s::int[]) AS k(account_id, shard) "
+        "ON b.account_id = k.account_id AND b.shard = k.shard "
+        "ORDER BY b.account_id::text, b.shard FOR UPDATE OF b"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)

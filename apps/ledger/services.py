@@ -162,16 +162,22 @@ def ledger_post_many(specs: Sequence[TransactionSpec], *, wallets_locked: bool =
             for spec in specs
         ]
         copy_insert(txns)
-        entries = [
-            Entry(merchant=spec.merchant, transaction=txn, account=p.account, shard=_shard_for(p), amount=p.amount)
-            for spec, txn in zip(specs, txns, strict=True)
-            for p in spec.postings
-        ]
+        entries, wallet_keys, shared_keys = [], [], []
         deltas: dict[tuple, Decimal] = defaultdict(lambda: ZERO)
-        for entry in entries:
-            deltas[(entry.account_id, entry.shard)] += entry.amount
-        wallet_keys = [(e.account_id, e.shard) for e in entries if e.account.kind in Account.WALLET_KINDS]
-        shared_keys = [(e.account_id, e.shard) for e in entries if e.account.kind not in Account.WALLET_KINDS]
+        for spec, txn in zip(specs, txns, strict=True):
+            for posting in spec.postings:
+                key = (posting.account.id, _shard_for(posting))
+                entries.append(
+                    Entry(
+                        merchant_id=spec.merchant.id,
+                        transaction_id=txn.id,
+                        account_id=key[0],
+                        shard=key[1],
+                        amount=posting.amount,
+                    )
+                )
+                deltas[key] += posting.amount
+                (wallet_keys if posting.account.kind in Account.WALLET_KINDS else shared_keys).append(key)
         if not wallets_locked:
             lock_balances(wallet_keys)
         lock_balances(shared_keys)
@@ -202,18 +208,16 @@ def ledger_post(
 
 
 def _apply_deltas(deltas: dict[tuple, Decimal]) -> None:
-    rows = [(str(account_id), shard, str(delta)) for (account_id, shard), delta in deltas.items() if delta != ZERO]
+    rows = [(account_id, shard, delta) for (account_id, shard), delta in deltas.items() if delta != ZERO]
     if not rows:
         return
-    values = ", ".join(["(%s::uuid, %s::int, %s::numeric)"] * len(rows))
-    params = [value for row in rows for value in row]
     table = Balance._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {table} AS b SET amount = b.amount + v.delta "  # noqa: S608 (no user input)
-            f"FROM (VALUES {values}) AS v(account_id, shard, delta) "
+            "FROM unnest(%s::uuid[], %s::int[], %s::numeric[]) AS v(account_id, shard, delta) "
             "WHERE b.account_id = v.account_id AND b.shard = v.shard",
-            params,
+            [[row[0] for row in rows], [row[1] for row in rows], [row[2] for row in rows]],
         )
         if cursor.rowcount != len(rows):
             raise LedgerError(f"expected {len(rows)} balance rows, updated {cursor.rowcount}")

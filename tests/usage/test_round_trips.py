@@ -1,0 +1,53 @@
+"""The number of database round trips of the ingestion hot path stays fixed: it must not grow
+with the number of events of a batch (a guard against per-row queries creeping in)."""
+
+from decimal import Decimal
+
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from apps.customers.models import Customer
+from apps.ledger.services import wallet_adjust
+from apps.subscriptions.services import subscription_create
+from tests.usage.world import Billing
+
+
+def test_one_event_takes_a_fixed_number_of_round_trips(api):
+    billing = Billing(api.merchant)
+    metric = billing.metric()
+    billing.fund("10")
+    api.post("/v0/usage", billing.event("warm", metric))
+    with CaptureQueriesContext(connection) as queries:
+        assert api.post("/v0/usage", billing.event("measured", metric)).status_code == 201
+    assert len(queries) <= 16, "\n".join(q["sql"][:120] for q in queries.captured_queries)
+
+
+def test_a_batch_takes_as_many_round_trips_for_40_events_as_for_4(api):
+    billing = Billing(api.merchant)
+    metric = billing.metric()
+    customers = []
+    for i in range(40):
+        customer = Customer.objects.create(merchant=api.merchant, email=f"batch{i}@example.com")
+        subscription_create(merchant=api.merchant, customer=customer, plan=billing.plan)
+        wallet_adjust(merchant=api.merchant, customer=customer, amount=Decimal("5"), currency="USDC", reason="seed")
+        customers.append(customer)
+
+    def batch(prefix, count):
+        return {
+            "events": [
+                {
+                    "idempotencyKey": f"{prefix}{i}",
+                    "customerId": str(customers[i].id),
+                    "properties": [{"billableMetricId": str(metric.id), "quantity": 1}],
+                }
+                for i in range(count)
+            ]
+        }
+
+    api.post("/v0/usage/batch", batch("warm", 2))
+    counts = []
+    for prefix, size in (("small", 4), ("large", 40)):
+        with CaptureQueriesContext(connection) as queries:
+            assert api.post("/v0/usage/batch", batch(prefix, size)).status_code == 201
+        counts.append(len(queries))
+    assert counts[0] == counts[1], counts
