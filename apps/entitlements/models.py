@@ -60,6 +60,8 @@ class EntitlementItem(TenantModel):
     quantity = AmountField()
     remaining_quantity = AmountField()
     reserved_amount = AmountField()
+    # What this metric may still draw from the hold: one metric cannot use another's funds.
+    remaining_amount = AmountField(default=0)
 
     class Meta:
         constraints = [

@@ -31,6 +31,7 @@ def entitlement_data(entitlement) -> dict:
                 "remainingQuantity": quantity_str(item.remaining_quantity),
                 "price": format_amount(item.unit_price_override, currency),
                 "reservedAmount": format_amount(item.reserved_amount, currency),
+                "remainingBalance": format_amount(item.remaining_amount, currency),
             }
             for item in items
         ],
@@ -45,6 +46,7 @@ class EntitlementItemSchema(serializers.Serializer):
     remainingQuantity = serializers.CharField()
     price = serializers.CharField(allow_null=True)
     reservedAmount = serializers.CharField()
+    remainingBalance = serializers.CharField(help_text="What this metric may still draw from the hold.")
 
 
 class EntitlementSchema(serializers.Serializer):

@@ -160,6 +160,7 @@ def entitlement_create(
                     quantity=request.quantity,
                     remaining_quantity=request.quantity,
                     reserved_amount=amount,
+                    remaining_amount=amount,
                 )
                 for request, price, amount in items
             ]

@@ -199,3 +199,34 @@ def test_balance_after_counts_the_hold_released_on_exhaustion(api, billing):
 
 def test_max_uses_beyond_the_database_range_is_400(api, billing):
     assert reserve(api, billing, quantity=1, maxUses=2**31).status_code == 400
+
+
+def test_one_metric_cannot_use_funds_reserved_for_another(api):
+    billing = Billing(api.merchant)
+    calls = billing.metric(properties={"unitPrice": "0.1"})
+    tokens = billing.metric(aggregation="SUM", properties={"unitPrice": "0.01"})
+    billing.fund("10")
+    body = {
+        "customerId": str(billing.customer.id),
+        "entitlementData": [
+            {"billableMetricId": str(calls.id), "quantity": 10},
+            {"billableMetricId": str(tokens.id), "quantity": 100},
+        ],
+    }
+    entitlement = api.post("/v0/entitlements", body).json()
+    assert entitlement["reservedAmount"] == "2.000000"
+    # graduated or not, calls may draw at most the 1.00 reserved for them
+    from apps.catalog.models import Price
+
+    Price.objects.filter(billable_metric=calls).update(properties={"unitPrice": "0.5"})
+    billing.plan.save(update_fields=["updated_at"])
+    refused = api.post("/v0/usage", billing.event("greedy", calls, quantity=3, entitlementId=entitlement["id"]))
+    assert refused.status_code == 402
+    assert "for billable metric" in refused.json()["message"]
+    fine = api.post("/v0/usage", billing.event("ok", calls, quantity=2, entitlementId=entitlement["id"]))
+    assert fine.status_code == 201
+    items = {
+        i["billableMetricId"]: i for i in api.get(f"/v0/entitlements/{entitlement['id']}").json()["entitlementData"]
+    }
+    assert items[str(calls.id)]["remainingBalance"] == "0.000000"
+    assert items[str(tokens.id)]["remainingBalance"] == "1.000000"

@@ -336,10 +336,17 @@ def _entitlement_refusal(entitlement: Entitlement, event: ResolvedEvent, now) ->
     if entitlement.max_uses is not None and entitlement.used_count >= entitlement.max_uses:
         return f"entitlement {entitlement.id} was used {entitlement.used_count} of {entitlement.max_uses} times"
     for line in event.lines:
-        if line.quantity > line.entitlement_item.remaining_quantity:
+        item = line.entitlement_item
+        if line.quantity > item.remaining_quantity:
             return (
-                f"entitlement {entitlement.id} has {line.entitlement_item.remaining_quantity} units of billable metric "
+                f"entitlement {entitlement.id} has {item.remaining_quantity} units of billable metric "
                 f"{line.metric.id} left, not {line.quantity}"
+            )
+        if (line.amount or ZERO) > item.remaining_amount:
+            return (
+                f"entitlement {entitlement.id} holds {format_amount(item.remaining_amount, entitlement.currency)} "
+                f"{entitlement.currency} for billable metric {line.metric.id}, not "
+                f"{format_amount(line.amount, entitlement.currency)}"
             )
     if event.amount > entitlement.remaining_amount:
         return (
@@ -415,6 +422,7 @@ def _charge(merchant, events: list[ResolvedEvent], now) -> list:
                 entitlement.used_count += 1
                 for line in event.lines:
                     line.entitlement_item.remaining_quantity -= line.quantity
+                    line.entitlement_item.remaining_amount -= line.amount or ZERO
                 if entitlement_used_up(entitlement, items_by_entitlement[entitlement.id]):
                     # what is left of the hold goes back to available now (written in _write)
                     available[wallet_id] += entitlement.remaining_amount
@@ -555,7 +563,7 @@ def _write(merchant, charged: list[ResolvedEvent], counters, touched_counters, n
     entitlements = {e.entitlement.id: e.entitlement for e in charged if e.entitlement is not None}
     items = {line.entitlement_item.id: line.entitlement_item for e in charged if e.entitlement for line in e.lines}
     for item in items.values():
-        item.save(update_fields=["remaining_quantity", "updated_at"])
+        item.save(update_fields=["remaining_quantity", "remaining_amount", "updated_at"])
     for entitlement in entitlements.values():
         entitlement_after_use(entitlement=entitlement)
 
