@@ -79,6 +79,9 @@ class UsageLine(TenantModel):
         indexes = [
             models.Index(fields=["merchant", "billable_metric", "timestamp"], name="usage_line_metric_time"),
             models.Index(fields=["subscription", "billable_metric", "timestamp"], name="usage_line_sub_metric_time"),
+            models.Index(
+                fields=["merchant", "billable_metric", "customer", "timestamp"], name="usage_line_customer_meter"
+            ),
         ]
 
 
