@@ -658,10 +658,28 @@ def plan_create(
     return plan
 
 
+def _check_subscribed_plan_keeps_terms(*, plan: Plan, changes: dict) -> None:
+    """A plan with live subscriptions keeps its currency (their wallets are in it) and its
+    billing interval (their periods are computed from it)."""
+    from apps.subscriptions.models import Subscription
+
+    for field, api_name in (("currency", "currency"), ("billing_interval", "billingInterval")):
+        if field in changes and changes[field] != getattr(plan, field):
+            live = Subscription.objects.filter(plan=plan).exclude(status=Subscription.Status.TERMINATED)
+            if live.exists():
+                raise Conflict(
+                    f"{api_name}: plan {plan.code!r} ({plan.pk}) has {live.count()} subscription(s) that are not "
+                    f"terminated, billed in its {field.replace('_', ' ')}; create a new plan instead.",
+                    code="PLAN_HAS_SUBSCRIPTIONS",
+                    details={"field": api_name},
+                )
+
+
 def plan_update(*, plan: Plan, merge_features: bool = True, **changes: Any) -> Plan:
     """PATCH: `prices` replaces the list; `features` is merged into the stored features
     (replaced with `merge_features=False`, as the admin's form edits them whole)."""
     _only(changes, {"name", "code", "product", "currency", "billing_interval", "prices", "features"})
+    _check_subscribed_plan_keeps_terms(plan=plan, changes=changes)
     new_prices = changes.pop("prices", None)
     changes["features"], prices = plan_clean(
         merchant=plan.merchant,

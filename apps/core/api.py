@@ -119,11 +119,14 @@ class ApiView(APIView):
         raw_key = request.META.get("HTTP_IDEMPOTENCY_KEY")
         body = request._request.body if request.method in ("POST", "PATCH", "PUT") else b""
         super().initial(request, *args, **kwargs)
+        for name, value in request.query_params.items():
+            if "\x00" in value or "\x00" in name:
+                raise FieldError(name, "must not contain a NUL character", code="INVALID_CHARACTER")
         if request.method in ("POST", "PATCH", "PUT") and body:
             try:
-                payload = json.loads(body)
-            except ValueError:
-                payload = None
+                payload = loads_strict(body)
+            except (ValueError, UnicodeDecodeError):
+                payload = None  # the parser reports it as 400 when the view reads the body
             if isinstance(payload, dict):
                 check_merchant_id(request, payload.get("merchantId"))
         if raw_key is not None and self.idempotent and request.method in IDEMPOTENT_METHODS:

@@ -37,7 +37,7 @@ def request_fingerprint(*, method: str, path: str, body: bytes) -> str:
     """Hash of what the request asks for; JSON bodies are compared by content, not spacing."""
     try:
         canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode() if body else b""
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         canonical = body
     digest = hashlib.sha256()
     for part in (method.upper().encode(), b"\n", path.encode(), b"\n", canonical):

@@ -39,8 +39,11 @@ def _check_strings(value, path="body"):
 
 def loads_strict(body: bytes | str):
     """json.loads that raises ValueError for what PostgreSQL could not store."""
-    data = json.loads(body, parse_constant=_reject_constant, parse_float=_finite_float)
-    _check_strings(data)
+    try:
+        data = json.loads(body, parse_constant=_reject_constant, parse_float=_finite_float)
+        _check_strings(data)
+    except RecursionError:
+        raise ValueError("the JSON is nested too deeply") from None
     return data
 
 

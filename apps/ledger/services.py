@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db import IntegrityError, connection, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 
 from apps.core.bulk import copy_insert
 from apps.core.errors import PaymentRequired, Unprocessable
@@ -182,7 +182,15 @@ def ledger_post_many(specs: Sequence[TransactionSpec], *, wallets_locked: bool =
             lock_balances(wallet_keys)
         lock_balances(shared_keys)
         copy_insert(entries)
-        _apply_deltas(deltas)
+        try:
+            _apply_deltas(deltas)
+        except DataError as exc:
+            if "numeric field overflow" not in str(exc):
+                raise
+            raise Unprocessable(
+                "This would take a balance beyond what the ledger holds (26 digits before the decimal point).",
+                code="AMOUNT_TOO_LARGE",
+            ) from None
     return txns
 
 

@@ -6,7 +6,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 
 from apps.catalog.selectors import plan_get
-from apps.core.api import ApiView, choice_param, uuid_param
+from apps.core.api import ApiView, check_merchant_id, choice_param, uuid_param
 from apps.core.errors import NotFound
 from apps.core.inputs import AmountInputField, CurrencyInputField
 from apps.customers.apis import CustomerListApi
@@ -73,6 +73,7 @@ class SubscriptionListApi(ApiView):
             customer = customer_get(merchant=request.merchant, customer_id=data["customerId"])
         else:
             inline = data["customer"]
+            check_merchant_id(request, inline.get("merchantId"))
             consumer = inline["consumer"]
             customer, _ = customer_create(
                 merchant=request.merchant,

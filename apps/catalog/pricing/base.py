@@ -173,6 +173,8 @@ def parse_decimal(raw: Any, *, field: str, code: str, example: str = AMOUNT_EXAM
         raise PriceConfigError(field, f"{exc}.", code) from None
     if value < 0:
         raise PriceConfigError(field, f"{field} must be 0 or more; got {raw!r}.", code)
+    if value.adjusted() >= INTEGER_LIMIT.adjusted() + 1:
+        raise PriceConfigError(field, f"{field} is too large ({raw!r}); amounts have at most 26 integer digits.", code)
     fraction_digits = -value.normalize(MONEY_CONTEXT).as_tuple().exponent
     if fraction_digits > AMOUNT_DECIMAL_PLACES:
         raise PriceConfigError(

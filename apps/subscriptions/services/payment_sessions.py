@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from apps.core.errors import Conflict
+from apps.core.errors import Conflict, Unprocessable
 from apps.ledger.models import LedgerTransaction
 from apps.ledger.services import Posting, clearing_account, ledger_post, wallet_get_or_create
 from apps.subscriptions.models import PaymentSession, Subscription
@@ -57,6 +57,10 @@ def payment_session_create(
 
 def topup_session_create(*, merchant, customer, amount: Decimal, currency: str) -> PaymentSession:
     """A session that credits the customer's wallet in `currency` when paid."""
+    if customer.archived_at is not None:
+        raise Unprocessable(
+            f"Customer {customer.id} is archived; its wallet takes no top-up.", code="CUSTOMER_ARCHIVED"
+        )
     with transaction.atomic():
         return payment_session_create(
             merchant=merchant,

@@ -4,6 +4,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.core.errors import Conflict, Unprocessable
+from apps.customers.models import Customer
 from apps.ledger.services import wallet_get_or_create
 from apps.subscriptions.models import PaymentSession, Subscription
 from apps.subscriptions.periods import period_at
@@ -31,6 +32,10 @@ def subscription_create(
     period_start, period_end = period_at(started_at, plan.billing_interval, max(now, started_at))
     needs_payment = prefund_amount is not None and prefund_amount > 0
     with transaction.atomic():
+        # Locked, so that archiving the customer (which refuses live subscriptions) waits.
+        customer = Customer.objects.select_for_update().get(pk=customer.pk, merchant=merchant)
+        if customer.archived_at is not None:
+            raise Unprocessable(f"Customer {customer.id} is archived; it cannot subscribe.", code="CUSTOMER_ARCHIVED")
         wallet = wallet_get_or_create(merchant=merchant, customer=customer, currency=plan.currency)
         subscription = Subscription.objects.create(
             merchant=merchant,
