@@ -11,7 +11,6 @@ from django.core.validators import RegexValidator
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers
-from rest_framework.exceptions import ErrorDetail, ValidationError
 from rest_framework.response import Response
 
 from apps.catalog import selectors, services
@@ -19,38 +18,9 @@ from apps.catalog.models import Aggregation, BillingInterval, Currency, PaymentT
 from apps.catalog.serializers import BillableMetricSerializer, PlanSerializer, PriceSerializer, ProductSerializer
 from apps.core.api import ApiView
 from apps.core.errors import FieldError
+from apps.core.inputs import StrictCharField, StrictInputSerializer
 
 # --- input fields ----------------------------------------------------------------------------
-
-
-class StrictInputSerializer(serializers.Serializer):
-    """Refuses fields it does not know, so that a misspelt field is reported, not ignored."""
-
-    def to_internal_value(self, data):
-        if isinstance(data, Mapping):
-            unknown = [key for key in data if key not in self.fields]
-            if unknown:
-                accepted = ", ".join(self.fields)
-                raise ValidationError(
-                    {
-                        str(key): [
-                            ErrorDetail(f"is not a field of this request; it takes {accepted}.", "unknown_field")
-                        ]
-                        for key in unknown
-                    }
-                )
-        return super().to_internal_value(data)
-
-
-class StrictCharField(serializers.CharField):
-    """A JSON string only: a number or a boolean is a type error, not silently turned into text."""
-
-    def to_internal_value(self, data):
-        if not isinstance(data, str):
-            self.fail("not_a_string", kind=type(data).__name__)
-        return super().to_internal_value(data)
-
-    default_error_messages = {"not_a_string": "must be a string."}
 
 
 class StrictBooleanField(serializers.BooleanField):

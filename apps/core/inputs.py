@@ -1,10 +1,12 @@
 """Input fields shared by every /v0 endpoint."""
 
+from collections.abc import Mapping
 from decimal import Decimal
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.exceptions import ErrorDetail, ValidationError
 
 from apps.core.fields import Currency
 from apps.core.money import AMOUNT_DECIMAL_PLACES, AMOUNT_MAX_DIGITS, parse_amount
@@ -57,3 +59,33 @@ class CurrencyInputField(serializers.ChoiceField):
     def __init__(self, **kwargs):
 
         super().__init__(choices=[c for c, _ in Currency.choices], **kwargs)
+
+
+class StrictInputSerializer(serializers.Serializer):
+    """Refuses fields it does not know, so that a misspelt field is reported, not ignored."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, Mapping):
+            unknown = [key for key in data if key not in self.fields]
+            if unknown:
+                accepted = ", ".join(self.fields)
+                raise ValidationError(
+                    {
+                        str(key): [
+                            ErrorDetail(f"is not a field of this request; it takes {accepted}.", "unknown_field")
+                        ]
+                        for key in unknown
+                    }
+                )
+        return super().to_internal_value(data)
+
+
+class StrictCharField(serializers.CharField):
+    """A JSON string only: a number or a boolean is a type error, not silently turned into text."""
+
+    default_error_messages = {"not_a_string": "must be a string."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("not_a_string")
+        return super().to_internal_value(data)

@@ -3,11 +3,11 @@ from rest_framework import serializers
 from rest_framework.response import Response
 
 from apps.core.api import ApiView
+from apps.core.inputs import StrictCharField, StrictInputSerializer
 from apps.customers.inputs import (
     ADDRESS_KEYS,
     ConsumerInputSerializer,
     MetadataField,
-    StrictCharField,
     address_from_input,
 )
 from apps.customers.selectors import customer_get, customer_list
@@ -39,16 +39,16 @@ def _external_id_field() -> StrictCharField:
 
 # The input serializers are named at module level (and bound as each view's InputSerializer) so that
 # the OpenAPI components get distinct names, also for subclasses in other apps.
-class CustomerCreateInput(serializers.Serializer):
+class CustomerCreateInput(StrictInputSerializer):
     """The body of POST /v0/customers."""
 
-    merchantId = serializers.CharField(required=False, help_text="Where given, the key's merchant.")
+    merchantId = StrictCharField(required=False, help_text="Where given, the key's merchant.")
     consumer = ConsumerInputSerializer()
     externalId = _external_id_field()
     metadata = MetadataField(required=False)
 
 
-class CustomerUpdateInput(serializers.Serializer):
+class CustomerUpdateInput(StrictInputSerializer):
     """Only the fields given change. `consumer.address` is merged key by key (null or "" clears a
     key; null for the whole address clears it); `metadata` replaces the stored object."""
 

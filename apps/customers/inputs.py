@@ -9,6 +9,7 @@ import re
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from apps.core.inputs import StrictCharField
 from apps.customers.countries import ISO_3166_ALPHA2
 
 EMAIL_MAX_LENGTH = 320
@@ -31,17 +32,6 @@ def normalize_email(email: str) -> str:
     if not at:
         return email
     return f"{local}@{domain.lower()}"
-
-
-class StrictCharField(serializers.CharField):
-    """A CharField that refuses numbers and booleans instead of turning them into text."""
-
-    default_error_messages = {"invalid": "Must be a string."}
-
-    def to_internal_value(self, data):
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return super().to_internal_value(data)
 
 
 class StrictEmailField(serializers.EmailField):

@@ -6,7 +6,7 @@ from rest_framework.response import Response
 
 from apps.core.api import ApiView, uuid_param
 from apps.core.errors import FieldError
-from apps.core.inputs import AmountInputField
+from apps.core.inputs import AmountInputField, StrictCharField, StrictInputSerializer
 from apps.customers.selectors import customer_get
 from apps.entitlements.models import Entitlement
 from apps.entitlements.selectors import entitlement_get, entitlements
@@ -23,7 +23,7 @@ class QuantityField(serializers.Field):
         return parse_number(data, self.field_name)
 
 
-class EntitlementDataInput(serializers.Serializer):
+class EntitlementDataInput(StrictInputSerializer):
     billableMetricId = serializers.UUIDField()
     quantity = QuantityField()
     price = AmountInputField(required=False, allow_null=True, minimum=0)
@@ -35,8 +35,8 @@ class EntitlementDataInput(serializers.Serializer):
 
 
 class EntitlementListApi(ApiView):
-    class InputSerializer(serializers.Serializer):
-        merchantId = serializers.CharField(required=False)
+    class InputSerializer(StrictInputSerializer):
+        merchantId = StrictCharField(required=False)
         customerId = serializers.UUIDField()
         entitlementData = EntitlementDataInput(many=True, allow_empty=False)
         maxUses = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=2_147_483_647)

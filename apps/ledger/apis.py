@@ -1,9 +1,8 @@
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import serializers
 from rest_framework.response import Response
 
 from apps.core.api import ApiView
-from apps.core.inputs import AmountInputField, CurrencyInputField
+from apps.core.inputs import AmountInputField, CurrencyInputField, StrictCharField, StrictInputSerializer
 from apps.customers.selectors import customer_get
 from apps.ledger.models import Adjustment
 from apps.ledger.serializers import AdjustmentSerializer
@@ -13,10 +12,10 @@ TAGS = ["customers"]
 
 
 class CustomerAdjustmentListApi(ApiView):
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(StrictInputSerializer):
         amount = AmountInputField(help_text="Positive credits the wallet; negative debits it.")
         currency = CurrencyInputField()
-        reason = serializers.CharField(max_length=500)
+        reason = StrictCharField(max_length=500)
 
     @extend_schema(
         operation_id="customers_adjustments_create",

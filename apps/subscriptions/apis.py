@@ -8,7 +8,7 @@ from rest_framework.response import Response
 from apps.catalog.selectors import plan_get
 from apps.core.api import ApiView, check_merchant_id, choice_param, uuid_param
 from apps.core.errors import NotFound
-from apps.core.inputs import AmountInputField, CurrencyInputField
+from apps.core.inputs import AmountInputField, CurrencyInputField, StrictCharField, StrictInputSerializer
 from apps.customers.apis import CustomerListApi
 from apps.customers.inputs import address_from_input
 from apps.customers.selectors import customer_get
@@ -27,7 +27,7 @@ from apps.subscriptions.services.payment_sessions import TEST_SOURCE
 TAGS = ["subscriptions"]
 
 
-class RedirectUrlsInput(serializers.Serializer):
+class RedirectUrlsInput(StrictInputSerializer):
     onSuccess = serializers.URLField(max_length=2000, required=False, allow_blank=True)
     onFailure = serializers.URLField(max_length=2000, required=False, allow_blank=True)
 
@@ -37,12 +37,12 @@ class InlineCustomerInput(CustomerListApi.InputSerializer):
 
 
 class SubscriptionListApi(ApiView):
-    class InputSerializer(serializers.Serializer):
-        merchantId = serializers.CharField(required=False)
+    class InputSerializer(StrictInputSerializer):
+        merchantId = StrictCharField(required=False)
         customerId = serializers.UUIDField(required=False)
         customer = InlineCustomerInput(required=False)
         planId = serializers.UUIDField()
-        name = serializers.CharField(max_length=200, required=False, allow_blank=True)
+        name = StrictCharField(max_length=200, required=False, allow_blank=True)
         startedAt = serializers.DateTimeField(required=False)
         prefundAmount = AmountInputField(required=False, allow_null=True, minimum=0)
         minimumAccountBalance = AmountInputField(required=False)
@@ -128,8 +128,8 @@ class SubscriptionDetailApi(ApiView):
 
 
 class SubscriptionTerminationApi(ApiView):
-    class InputSerializer(serializers.Serializer):
-        reason = serializers.CharField(max_length=500, required=False, allow_blank=True)
+    class InputSerializer(StrictInputSerializer):
+        reason = StrictCharField(max_length=500, required=False, allow_blank=True)
 
     @extend_schema(
         operation_id="subscriptions_terminate", request=InputSerializer, responses=SubscriptionSerializer, tags=TAGS
@@ -145,7 +145,7 @@ class SubscriptionTerminationApi(ApiView):
 
 
 class CustomerTopupApi(ApiView):
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(StrictInputSerializer):
         amount = AmountInputField(positive=True)
         currency = CurrencyInputField()
 

@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from apps.catalog.selectors import billable_metric_get
 from apps.core.api import ApiView, choice_param, plain_json_post, uuid_param
 from apps.core.errors import FieldError
+from apps.core.inputs import StrictCharField, StrictInputSerializer
 from apps.usage.aggregation import MAX_WINDOWS, TooManyWindows, WindowSize, aggregate, format_value
 from apps.usage.models import Dispute
 from apps.usage.selectors import dispute_get, usage_event_get, usage_events
@@ -305,9 +306,9 @@ def _record_batch(merchant, data):
 
 
 class UsageDetailApi(ApiView):
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(StrictInputSerializer):
         refund = serializers.BooleanField()
-        reason = serializers.CharField(max_length=500, required=False, allow_blank=True)
+        reason = StrictCharField(max_length=500, required=False, allow_blank=True)
 
         def validate_refund(self, value):
             if value is not True:
@@ -330,9 +331,9 @@ class UsageDetailApi(ApiView):
 
 
 class DisputeListApi(ApiView):
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(StrictInputSerializer):
         usageEventId = serializers.UUIDField()
-        message = serializers.CharField(max_length=5000)
+        message = StrictCharField(max_length=5000)
 
     @extend_schema(
         operation_id="disputes_create", request=InputSerializer, responses={201: DisputeSerializer}, tags=["disputes"]
@@ -380,8 +381,8 @@ class DisputeAcceptApi(ApiView):
 
 
 class DisputeDeclineApi(ApiView):
-    class InputSerializer(serializers.Serializer):
-        reason = serializers.CharField(max_length=500)
+    class InputSerializer(StrictInputSerializer):
+        reason = StrictCharField(max_length=500)
 
     @extend_schema(
         operation_id="disputes_decline", request=InputSerializer, responses=DisputeSerializer, tags=["disputes"]

@@ -81,3 +81,14 @@ def test_a_subscribed_plan_keeps_its_currency_and_interval(api):
         assert response.status_code == 409, change
         assert response.json()["code"] == "PLAN_HAS_SUBSCRIPTIONS"
     assert api.patch(f"/v0/plans/{billing.plan.id}", {"name": "Renamed"}).status_code == 200
+
+
+def test_unknown_fields_and_numbers_for_text_are_400(api):
+    customer = make_customer(api.merchant)
+    assert api.patch(f"/v0/customers/{customer.id}", {"foo": 1}).status_code == 400
+    adjustment = api.post(f"/v0/customers/{customer.id}/adjustments", {"amount": "1", "currency": "USDC", "reason": 5})
+    assert adjustment.status_code == 400
+    assert adjustment.json()["errors"][0]["field"] == "reason"
+    plan = make_plan(api.merchant)
+    response = api.post("/v0/subscriptions", {"customerId": str(customer.id), "planId": str(plan.id), "name": 5})
+    assert response.status_code == 400
