@@ -104,6 +104,20 @@ class PricingStrategy(ABC):
         """
 
 
+@dataclass(frozen=True)
+class TieredPricing(PricingStrategy):
+    """The models priced by tiers (graduated, volume): they parse and store tiers alike."""
+
+    tiers: tuple[Tier, ...]
+
+    @classmethod
+    def from_properties(cls, properties: Any) -> TieredPricing:
+        return cls(tiers=parse_tiers(properties))
+
+    def to_properties(self) -> dict[str, Any]:
+        return {"tiers": [tier.to_properties() for tier in self.tiers]}
+
+
 def pricing_result(
     *,
     amount: Decimal,

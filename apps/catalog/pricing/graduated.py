@@ -11,31 +11,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from apps.catalog.pricing.base import (
     PricingResult,
-    PricingStrategy,
-    Tier,
     TierCharge,
-    parse_tiers,
+    TieredPricing,
     pricing_result,
 )
 from apps.core.money import ZERO, round_amount
 
 
 @dataclass(frozen=True)
-class GraduatedPricing(PricingStrategy):
+class GraduatedPricing(TieredPricing):
     name: ClassVar[str] = "graduated"
-
-    tiers: tuple[Tier, ...]
-
-    @classmethod
-    def from_properties(cls, properties: Any) -> GraduatedPricing:
-        return cls(tiers=parse_tiers(properties))
-
-    def to_properties(self) -> dict[str, Any]:
-        return {"tiers": [tier.to_properties() for tier in self.tiers]}
 
     def cumulative_price(self, units: Decimal) -> Decimal:
         """G(units): the exact price of a period's first `units` billable units.

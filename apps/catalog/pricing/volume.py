@@ -8,31 +8,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from apps.catalog.pricing.base import (
     PricingResult,
-    PricingStrategy,
     Tier,
     TierCharge,
-    parse_tiers,
+    TieredPricing,
     pricing_result,
 )
 from apps.core.money import ZERO, round_amount
 
 
 @dataclass(frozen=True)
-class VolumePricing(PricingStrategy):
+class VolumePricing(TieredPricing):
     name: ClassVar[str] = "volume"
-
-    tiers: tuple[Tier, ...]
-
-    @classmethod
-    def from_properties(cls, properties: Any) -> VolumePricing:
-        return cls(tiers=parse_tiers(properties))
-
-    def to_properties(self) -> dict[str, Any]:
-        return {"tiers": [tier.to_properties() for tier in self.tiers]}
 
     def tier_for(self, quantity: Decimal) -> Tier:
         """The tier pricing `quantity`; parsing guarantees the last tier is open-ended."""
