@@ -1,38 +1,155 @@
-"""Fast inserts of many model rows with PostgreSQL's COPY.
+"""Writing many rows, and several statements, in one database round trip.
 
-Django's bulk_create prepares every value of every field in Python, which dominates
-the cost of writing a 1,000-event usage batch. COPY sends the rows as they are: the
-attribute values of already-built instances (defaults, including UUID keys, are set
-when an instance is built; auto_now fields are stamped here). Triggers and
-constraints apply as for INSERT; a violation aborts the statement as usual.
+The ingestion hot path writes a usage event, its lines, a ledger transaction, its entries
+and the balances they move. Django's ORM builds and prepares every value of every field in
+Python and waits for PostgreSQL after each statement, which dominated the cost of a report.
+Here rows are plain tuples, a table's rows are inserted by one statement with one array
+parameter per column (`INSERT ... SELECT FROM unnest(...)`), and the statements of one step
+go to PostgreSQL together, in pipeline mode: one round trip, executed in order, the first
+error aborting the rest (and, inside `transaction.atomic()`, the transaction).
+
+Triggers and constraints apply as for any INSERT; errors arrive as Django's database
+exceptions (IntegrityError, DataError, ...).
 """
 
+import enum
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import psycopg
 from django.db import connection, models
-from django.utils import timezone
-from psycopg.types.json import Jsonb
+
+# Columns sent as text and cast on the server.
+_TEXT_CAST_TYPES = ("jsonb",)
 
 
-def copy_insert(objs: list[models.Model]) -> None:
-    if not objs:
-        return
-    model = type(objs[0])
-    fields = [f for f in model._meta.concrete_fields]
-    now = timezone.now()
-    for field in fields:
-        if isinstance(field, models.DateTimeField) and (field.auto_now or field.auto_now_add):
-            for obj in objs:
-                if getattr(obj, field.attname) is None or field.auto_now:
-                    setattr(obj, field.attname, now)
-    json_fields = {f.attname for f in fields if isinstance(f, models.JSONField)}
-    attnames = [f.attname for f in fields]
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    sql = f"COPY {connection.ops.quote_name(model._meta.db_table)} ({columns}) FROM STDIN"
-    # wrap_database_errors turns psycopg's errors into Django's (IntegrityError, ...).
-    with connection.wrap_database_errors, connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
-        for obj in objs:
-            copy.write_row(
-                [Jsonb(getattr(obj, name)) if name in json_fields else getattr(obj, name) for name in attnames]
-            )
-    for obj in objs:
-        obj._state.adding = False
-        obj._state.db = connection.alias
+# ---------------------------------------------------------------------------- array parameters
+#
+# Arrays travel as PostgreSQL array literals ('{a,b,NULL}'), built here: psycopg's list
+# dumper inspects every element in Python and cost more than the rest of a report. The
+# statement casts each parameter to its array type, so PostgreSQL parses the literal.
+
+
+def _plain(value) -> str:
+    # ids, integers, Decimals: no character that needs quoting in an array literal
+    # (Decimal's exponent form, 1E-7, is valid numeric input).
+    return "NULL" if value is None else str(value)
+
+
+def _text(value) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, enum.Enum):  # Django's choices are stored by their value
+        value = value.value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _time(value) -> str:
+    return "NULL" if value is None else value.isoformat()
+
+
+def _json(value) -> str:
+    return "NULL" if value is None else _text(json.dumps(value))
+
+
+def _encoder_for(db_type: str):
+    if db_type.startswith(("varchar", "text", "char")):
+        return _text
+    if db_type.startswith("timestamp"):
+        return _time
+    if db_type == "jsonb":
+        return _json
+    if db_type.startswith(("uuid", "integer", "smallint", "bigint", "numeric")):
+        return _plain
+    raise ValueError(f"no array encoding for column type {db_type}")
+
+
+def array_param(values, db_type: str = "uuid") -> str:
+    """`values` as one array parameter for a column of `db_type` (cast it in the SQL: %s::uuid[])."""
+    encode = _encoder_for(db_type)
+    return "{" + ",".join(map(encode, values)) + "}"
+
+
+@dataclass(frozen=True)
+class Statement:
+    sql: str
+    params: Sequence = ()
+
+
+_insert_sql_cache: dict = {}
+
+
+def _insert_plan(model: type[models.Model], attnames: tuple[str, ...]):
+    key = (model, attnames)
+    plan = _insert_sql_cache.get(key)
+    if plan is not None:
+        return plan
+    fields = {f.attname: f for f in model._meta.concrete_fields}
+    quote = connection.ops.quote_name
+    columns, arrays, selects, encoders = [], [], [], []
+    for index, name in enumerate(attnames):
+        field = fields[name]
+        db_type = field.db_type(connection)
+        columns.append(quote(field.column))
+        encoders.append(_encoder_for(db_type))
+        if db_type in _TEXT_CAST_TYPES:
+            arrays.append("%s::text[]")
+            selects.append(f"u.c{index}::{db_type}")
+        else:
+            arrays.append(f"%s::{db_type}[]")
+            selects.append(f"u.c{index}")
+    aliases = ", ".join(f"c{i}" for i in range(len(attnames)))
+    sql = (
+        f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(columns)}) "  # noqa: S608 (names from models)
+        f"SELECT {', '.join(selects)} FROM unnest({', '.join(arrays)}) AS u({aliases})"
+    )
+    plan = _insert_sql_cache[key] = (sql, encoders)
+    return plan
+
+
+def insert_rows(model: type[models.Model], attnames: Sequence[str], rows: Sequence[Sequence]) -> Statement:
+    """One INSERT of `rows` (tuples in the order of `attnames`) into `model`'s table.
+
+    Nothing is filled in: ids, timestamps and defaults are the caller's. JSON columns take
+    Python values (dumped here).
+    """
+    sql, encoders = _insert_plan(model, tuple(attnames))
+    columns = zip(*rows, strict=True) if rows else [() for _ in encoders]
+    return Statement(
+        sql, ["{" + ",".join(map(encode, column)) + "}" for encode, column in zip(encoders, columns, strict=True)]
+    )
+
+
+def run_statements(statements: Sequence[Statement]) -> list[list[tuple]]:
+    """Execute `statements` in order in one round trip; return each one's rows ([] for none).
+
+    Inside `transaction.atomic()` they are part of its transaction; outside, each commits on
+    its own (autocommit). An error raises Django's exception for it and skips the rest.
+    """
+    statements = [s for s in statements if s is not None]
+    if not statements:
+        return []
+    connection.ensure_connection()
+    raw = connection.connection
+    started = time.monotonic()
+    with connection.wrap_database_errors:
+        # Server-side binding (psycopg's own Cursor, not Django's client-side one): arrays
+        # travel as parameters, whatever the number of rows, and each statement is prepared
+        # once per connection (DATABASE_PREPARED_STATEMENTS), not parsed at every request.
+        cursors = [psycopg.Cursor(raw) for _ in statements]
+        try:
+            with raw.pipeline():
+                for cursor, statement in zip(cursors, statements, strict=True):
+                    cursor.execute(statement.sql, statement.params or None)
+            results = [cursor.fetchall() if cursor.description is not None else [] for cursor in cursors]
+        finally:
+            for cursor in cursors:
+                cursor.close()
+    if connection.queries_logged:
+        # One entry per round trip, so that CaptureQueriesContext counts round trips.
+        connection.queries_log.append(
+            {"sql": " ;\n".join(s.sql for s in statements), "time": f"{time.monotonic() - started:.3f}"}
+        )
+    return results

@@ -99,7 +99,7 @@ def entitlement_create(
                     code="PRICE_OVERRIDE_NOT_ALLOWED",
                 )
             counter = UsageCounter.objects.filter(
-                merchant=merchant, subscription=subscription, price=price, period_start=period_start
+                merchant=merchant, subscription_id=subscription.id, price=price, period_start=period_start
             ).first()
             amount = _reserved_amount(
                 price=price,
@@ -110,7 +110,7 @@ def entitlement_create(
             total += amount
             items.append((request, price, amount))
         minimum = (
-            Subscription.objects.filter(wallet=wallet, status=Subscription.Status.ACTIVE).aggregate(
+            Subscription.objects.filter(wallet_id=wallet.id, status=Subscription.Status.ACTIVE).aggregate(
                 m=Max("minimum_account_balance")
             )["m"]
             or ZERO
@@ -140,8 +140,8 @@ def entitlement_create(
         entitlement = Entitlement.objects.create(
             merchant=merchant,
             customer=customer,
-            wallet=wallet,
-            subscription=subscription,
+            wallet_id=wallet.id,
+            subscription_id=subscription.id,
             currency=wallet.currency,
             reserved_amount=total,
             remaining_amount=total,

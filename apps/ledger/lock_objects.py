@@ -12,18 +12,21 @@ called inside `transaction.atomic()`.
 from collections.abc import Iterable
 from decimal import Decimal
 
-from django.db import connection
-
+from apps.core.bulk import Statement, array_param, run_statements
 from apps.ledger.models import Balance
 
 
-def lock_balances(keys: Iterable[tuple]) -> dict[tuple, Decimal]:
-    """Lock the balance rows for (account_id, shard) pairs, in order; returns their amounts by key."""
-    ordered = sorted(set(keys), key=lambda k: (str(k[0]), k[1]))
+def _ordered(keys: Iterable[tuple]) -> list[tuple]:
+    return sorted(set(keys), key=lambda k: (str(k[0]), k[1]))
+
+
+def lock_statement(keys: Iterable[tuple]) -> Statement | None:
+    """The statement that locks the balance rows of (account_id, shard) pairs, in order, and
+    returns (account_id, shard, amount) for each; None when there are none."""
+    ordered = _ordered(keys)
     if not ordered:
-        return {}
-    # Three arrays rather than a VALUES list: one parameter each, whatever the batch size.
-    params = [[key[0] for key in ordered], [key[1] for key in ordered]]
+        return None
+    # Two arrays rather than a VALUES list: one parameter each, whatever the batch size.
     # ORDER BY makes the lock order deterministic; the text cast matches the Python sort above.
     sql = (
         f"SELECT b.account_id, b.shard, b.amount FROM {Balance._meta.db_table} b "  # noqa: S608 (no user input)
@@ -31,9 +34,16 @@ def lock_balances(keys: Iterable[tuple]) -> dict[tuple, Decimal]:
         "ON b.account_id = k.account_id AND b.shard = k.shard "
         "ORDER BY b.account_id::text, b.shard FOR UPDATE OF b"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return {(account_id, shard): amount for account_id, shard, amount in cursor.fetchall()}
+    return Statement(sql, [array_param(key[0] for key in ordered), array_param((key[1] for key in ordered), "integer")])
+
+
+def lock_balances(keys: Iterable[tuple]) -> dict[tuple, Decimal]:
+    """Lock the balance rows for (account_id, shard) pairs, in order; returns their amounts by key."""
+    statement = lock_statement(keys)
+    if statement is None:
+        return {}
+    (rows,) = run_statements([statement])
+    return {(account_id, shard): amount for account_id, shard, amount in rows}
 
 
 def lock_wallet_balances(wallets) -> dict[tuple, Decimal]:

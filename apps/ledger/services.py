@@ -1,18 +1,20 @@
 """Ledger writes: accounts, wallets, balanced transactions, reversals."""
 
 import secrets
+import uuid
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.db import DataError, IntegrityError, connection, transaction
+from django.utils import timezone
 
-from apps.core.bulk import copy_insert
+from apps.core.bulk import Statement, array_param, insert_rows, run_statements
 from apps.core.errors import PaymentRequired, Unprocessable
 from apps.core.money import ZERO, format_amount, round_amount
 from apps.core.process_cache import ProcessCache
-from apps.ledger.lock_objects import lock_balances, lock_wallet_balances
+from apps.ledger.lock_objects import lock_statement, lock_wallet_balances
 from apps.ledger.models import Account, Adjustment, Balance, Entry, LedgerTransaction, Wallet
 
 # Shared accounts (revenue, commission, clearing) are touched by every charge; their
@@ -123,6 +125,8 @@ class TransactionSpec:
     description: str = ""
     reverses: LedgerTransaction | None = None
     metadata: dict | None = None
+    # Known before the write, so that rows written beside it can point at it.
+    id: uuid.UUID = field(default_factory=uuid.uuid4)
 
 
 def _check(spec: TransactionSpec) -> None:
@@ -139,51 +143,86 @@ def _check(spec: TransactionSpec) -> None:
         raise LedgerError(f"postings sum to {total}, not zero")
 
 
-def ledger_post_many(specs: Sequence[TransactionSpec], *, wallets_locked: bool = False) -> list[LedgerTransaction]:
-    """Write several balanced transactions in a few statements (a usage batch posts one per
-    customer), and move the balances they explain. See `ledger_post`.
+TRANSACTION_COLUMNS = (
+    "id",
+    "created_at",
+    "updated_at",
+    "merchant_id",
+    "kind",
+    "currency",
+    "description",
+    "reference",
+    "reverses_id",
+    "metadata",
+)
+ENTRY_COLUMNS = ("id", "created_at", "updated_at", "merchant_id", "transaction_id", "account_id", "shard", "amount")
+BALANCE_UPDATE_SQL = (
+    f"WITH moved AS (UPDATE {Balance._meta.db_table} AS b SET amount = b.amount + v.delta "  # noqa: S608 (no user input)
+    "FROM unnest(%s::uuid[], %s::int[], %s::numeric[]) AS v(account_id, shard, delta) "
+    "WHERE b.account_id = v.account_id AND b.shard = v.shard RETURNING 1) SELECT count(*) FROM moved"
+)
+
+
+def ledger_post_many(
+    specs: Sequence[TransactionSpec], *, wallets_locked: bool = False, then: Sequence[Statement] = ()
+) -> list[LedgerTransaction]:
+    """Write several balanced transactions and move the balances they explain, in one round
+    trip: lock the balance rows (wallets first, then shared rows, each in order), insert the
+    transactions and their entries, update the balances. See `ledger_post`.
 
     `wallets_locked`: the caller already holds the wallet rows (lock_wallet_balances).
+    `then`: the caller's statements, sent in the same round trip after the ledger's (a usage
+    charge writes its events there); their errors abort the whole transaction too.
     """
     for spec in specs:
         _check(spec)
+    now = timezone.now()
+    txns, entries, wallet_keys, shared_keys = [], [], [], []
+    deltas: dict[tuple, Decimal] = defaultdict(lambda: ZERO)
+    for spec in specs:
+        txn = LedgerTransaction(
+            id=spec.id,
+            merchant=spec.merchant,
+            kind=spec.kind,
+            currency=spec.currency,
+            reference=spec.reference,
+            description=spec.description[:500],
+            reverses=spec.reverses,
+            metadata=spec.metadata or {},
+            created_at=now,
+            updated_at=now,
+        )
+        txns.append(txn)
+        for posting in spec.postings:
+            key = (posting.account.id, _shard_for(posting))
+            entries.append((uuid.uuid4(), now, now, spec.merchant.id, txn.id, key[0], key[1], posting.amount))
+            deltas[key] += posting.amount
+            (wallet_keys if posting.account.kind in Account.WALLET_KINDS else shared_keys).append(key)
+    moved = [(account_id, shard, delta) for (account_id, shard), delta in deltas.items() if delta != ZERO]
+    statements = [
+        None if wallets_locked else lock_statement(wallet_keys),
+        lock_statement(shared_keys),
+        insert_rows(
+            LedgerTransaction, TRANSACTION_COLUMNS, [[getattr(t, c) for c in TRANSACTION_COLUMNS] for t in txns]
+        ),
+        insert_rows(Entry, ENTRY_COLUMNS, entries),
+    ]
+    if moved:
+        statements.append(
+            Statement(
+                BALANCE_UPDATE_SQL,
+                [
+                    array_param(r[0] for r in moved),
+                    array_param((r[1] for r in moved), "integer"),
+                    array_param((r[2] for r in moved), "numeric"),
+                ],
+            )
+        )
+    statements = [s for s in statements if s is not None]
     # Inside a caller's transaction no savepoint is needed: any error aborts the whole of it.
     with transaction.atomic(savepoint=False):
-        txns = [
-            LedgerTransaction(
-                merchant=spec.merchant,
-                kind=spec.kind,
-                currency=spec.currency,
-                reference=spec.reference,
-                description=spec.description[:500],
-                reverses=spec.reverses,
-                metadata=spec.metadata or {},
-            )
-            for spec in specs
-        ]
-        copy_insert(txns)
-        entries, wallet_keys, shared_keys = [], [], []
-        deltas: dict[tuple, Decimal] = defaultdict(lambda: ZERO)
-        for spec, txn in zip(specs, txns, strict=True):
-            for posting in spec.postings:
-                key = (posting.account.id, _shard_for(posting))
-                entries.append(
-                    Entry(
-                        merchant_id=spec.merchant.id,
-                        transaction_id=txn.id,
-                        account_id=key[0],
-                        shard=key[1],
-                        amount=posting.amount,
-                    )
-                )
-                deltas[key] += posting.amount
-                (wallet_keys if posting.account.kind in Account.WALLET_KINDS else shared_keys).append(key)
-        if not wallets_locked:
-            lock_balances(wallet_keys)
-        lock_balances(shared_keys)
-        copy_insert(entries)
         try:
-            _apply_deltas(deltas)
+            results = run_statements([*statements, *then])
         except DataError as exc:
             if "numeric field overflow" not in str(exc):
                 raise
@@ -191,6 +230,13 @@ def ledger_post_many(specs: Sequence[TransactionSpec], *, wallets_locked: bool =
                 "This would take a balance beyond what the ledger holds (26 digits before the decimal point).",
                 code="AMOUNT_TOO_LARGE",
             ) from None
+    if moved:
+        (updated,) = results[len(statements) - 1][0]
+        if updated != len(moved):
+            raise LedgerError(f"expected {len(moved)} balance rows, updated {updated}")
+    for txn in txns:
+        txn._state.adding = False
+        txn._state.db = connection.alias
     return txns
 
 
@@ -213,22 +259,6 @@ def ledger_post(
     """
     spec = TransactionSpec(merchant, kind, currency, postings, reference, description, reverses, metadata)
     return ledger_post_many([spec])[0]
-
-
-def _apply_deltas(deltas: dict[tuple, Decimal]) -> None:
-    rows = [(account_id, shard, delta) for (account_id, shard), delta in deltas.items() if delta != ZERO]
-    if not rows:
-        return
-    table = Balance._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} AS b SET amount = b.amount + v.delta "  # noqa: S608 (no user input)
-            "FROM unnest(%s::uuid[], %s::int[], %s::numeric[]) AS v(account_id, shard, delta) "
-            "WHERE b.account_id = v.account_id AND b.shard = v.shard",
-            [[row[0] for row in rows], [row[1] for row in rows], [row[2] for row in rows]],
-        )
-        if cursor.rowcount != len(rows):
-            raise LedgerError(f"expected {len(rows)} balance rows, updated {cursor.rowcount}")
 
 
 def ledger_reverse(

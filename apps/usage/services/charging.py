@@ -18,10 +18,12 @@ response and moves nothing; a concurrent duplicate waits on the unique index unt
 the first commits, then returns its response; another body under the same key is 409.
 """
 
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
+from operator import attrgetter
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -30,7 +32,7 @@ from django.utils import timezone
 
 from apps.catalog.models import BillableMetric, PaymentTerm, Price
 from apps.catalog.pricing import price_quantity
-from apps.core.bulk import copy_insert
+from apps.core.bulk import Statement, array_param, insert_rows, run_statements
 from apps.core.errors import ApiError, Conflict, FieldError, Forbidden, NotFound, PaymentRequired, Unprocessable
 from apps.core.money import ZERO, format_amount, round_amount, split_commission
 from apps.customers.models import Customer
@@ -47,7 +49,12 @@ from apps.ledger.services import (
 )
 from apps.subscriptions.models import Subscription
 from apps.subscriptions.periods import add_intervals, period_at, period_index_at
-from apps.subscriptions.selectors import choose_subscription, usage_subscriptions
+from apps.subscriptions.selectors import (
+    SubscriptionIndex,
+    choose_subscription,
+    usage_subscriptions_from_rows,
+    usage_subscriptions_statement,
+)
 from apps.usage.inputs import UsageInput, parse_number, parse_usage_event
 from apps.usage.models import UsageCounter, UsageEvent, UsageLine
 from apps.usage.pricing import needs_counter
@@ -87,8 +94,9 @@ class ResolvedEvent:
     commission: Decimal = ZERO
     owner_revenue: Decimal = ZERO
     balance_after: Decimal | None = None
-    row: UsageEvent | None = None
-    line_rows: list[UsageLine] = field(default_factory=list)
+    transaction_id: uuid.UUID | None = None
+    row: "StoredEvent | None" = None
+    line_rows: list["StoredLine"] = field(default_factory=list)
 
     @property
     def currency(self) -> str:
@@ -113,23 +121,34 @@ def _replay(event: UsageEvent, request_hash: str) -> dict:
     return usage_event_data(event, list(event.lines.all()))
 
 
-def _existing_events(merchant, keys) -> dict[str, UsageEvent]:
-    """Stored events among `keys`: a cheap probe first, since almost every key is new."""
+def _stored_events(merchant, keys) -> dict[str, UsageEvent]:
+    """The stored events under `keys`, with their lines (replays are rare: the ORM is fine)."""
     if not keys:
         return {}
-    found = list(
-        UsageEvent.objects.filter(merchant=merchant, idempotency_key__in=list(keys)).values_list(
-            "idempotency_key", flat=True
-        )
-    )
-    if not found:
-        return {}
     queryset = (
-        UsageEvent.objects.filter(merchant=merchant, idempotency_key__in=found)
+        UsageEvent.objects.filter(merchant=merchant, idempotency_key__in=list(keys))
         .select_related("merchant")
         .prefetch_related(Prefetch("lines", queryset=UsageLine.objects.order_by("position")))
     )
     return {event.idempotency_key: event for event in queryset}
+
+
+def _lookup(merchant, inputs: list[UsageInput]) -> tuple[dict[str, UsageEvent], SubscriptionIndex]:
+    """In one round trip: which keys are stored already (almost none are), and the
+    subscriptions the events can be charged to."""
+    probe = Statement(
+        f"SELECT idempotency_key FROM {UsageEvent._meta.db_table} "  # noqa: S608 (no user input)
+        "WHERE merchant_id = %s AND idempotency_key = ANY(%s::varchar[])",
+        [merchant.id, array_param({i.idempotency_key for i in inputs}, "varchar")],
+    )
+    subscriptions = usage_subscriptions_statement(
+        merchant=merchant,
+        customer_ids={i.customer_id for i in inputs},
+        explicit_ids={i.subscription_id for i in inputs if i.subscription_id},
+    )
+    found, rows = run_statements([probe, subscriptions])
+    existing = _stored_events(merchant, [row[0] for row in found]) if found else {}
+    return existing, usage_subscriptions_from_rows(rows)
 
 
 # ---------------------------------------------------------------------------- resolution
@@ -175,16 +194,14 @@ def _open_window(subscription: Subscription, now):
     return start, end
 
 
-def _resolve(merchant, inputs: list[UsageInput], now) -> list:
+def _resolve(merchant, inputs: list[UsageInput], now, subscriptions: SubscriptionIndex) -> list:
     """ResolvedEvent for each input, or the ApiError that refuses it."""
     customer_ids = {i.customer_id for i in inputs}
     metric_ids = {p.billable_metric_id for i in inputs for p in i.properties}
-    explicit_ids = {i.subscription_id for i in inputs if i.subscription_id}
     entitlement_ids = {i.entitlement_id for i in inputs if i.entitlement_id}
 
     # The subscriptions bring their customers and their plans' prices with the metrics, so
     # that the usual event needs no other read; the rest is loaded only when missing.
-    subscriptions = usage_subscriptions(merchant=merchant, customer_ids=customer_ids, explicit_ids=explicit_ids)
     customers = {s.customer_id: s.customer for s in subscriptions.values()}
     metrics = {
         price.billable_metric_id: price.billable_metric
@@ -197,9 +214,12 @@ def _resolve(merchant, inputs: list[UsageInput], now) -> list:
     missing_metrics = metric_ids - metrics.keys()
     if missing_metrics:
         metrics.update({m.id: m for m in BillableMetric.objects.filter(merchant=merchant, pk__in=missing_metrics)})
-    entitlements = {
-        e.id: e for e in Entitlement.objects.filter(merchant=merchant, pk__in=entitlement_ids).prefetch_related("items")
-    }
+    entitlements = {}
+    if entitlement_ids:
+        entitlements = {
+            e.id: e
+            for e in Entitlement.objects.filter(merchant=merchant, pk__in=entitlement_ids).prefetch_related("items")
+        }
 
     resolved = []
     for event in inputs:
@@ -371,10 +391,12 @@ def _charge(merchant, events: list[ResolvedEvent], now) -> list:
         available = {w.id: balances[(w.available_account_id, 0)] for w in wallets.values()}
         minimums = {e.subscription.wallet_id: e.wallet_minimum for e in events}
         entitlement_ids = sorted({e.entitlement.id for e in events if e.entitlement}, key=str)
-        locked_entitlements = {
-            e.id: e for e in Entitlement.objects.select_for_update().filter(pk__in=entitlement_ids).order_by("id")
-        }
-        items = {item.id: item for item in EntitlementItem.objects.filter(entitlement_id__in=entitlement_ids)}
+        locked_entitlements, items = {}, {}
+        if entitlement_ids:
+            locked_entitlements = {
+                e.id: e for e in Entitlement.objects.select_for_update().filter(pk__in=entitlement_ids).order_by("id")
+            }
+            items = {item.id: item for item in EntitlementItem.objects.filter(entitlement_id__in=entitlement_ids)}
         items_by_entitlement: dict = defaultdict(list)
         for item in items.values():
             items_by_entitlement[item.entitlement_id].append(item)
@@ -457,8 +479,110 @@ def _charge(merchant, events: list[ResolvedEvent], now) -> list:
     return outcomes
 
 
+EVENT_COLUMNS = (
+    "id",
+    "created_at",
+    "updated_at",
+    "merchant_id",
+    "idempotency_key",
+    "request_hash",
+    "customer_id",
+    "subscription_id",
+    "entitlement_id",
+    "timestamp",
+    "currency",
+    "amount",
+    "commission_amount",
+    "owner_revenue_amount",
+    "balance_after",
+    "ledger_transaction_id",
+    "invoice_id",
+    "metadata",
+    "refund_reason",
+)
+LINE_COLUMNS = (
+    "id",
+    "created_at",
+    "updated_at",
+    "merchant_id",
+    "event_id",
+    "position",
+    "billable_metric_id",
+    "price_id",
+    "customer_id",
+    "subscription_id",
+    "timestamp",
+    "quantity",
+    "value",
+    "value_text",
+    "payment_term",
+    "unit_price",
+    "amount",
+)
+COUNTER_COLUMNS = (
+    "id",
+    "created_at",
+    "updated_at",
+    "merchant_id",
+    "subscription_id",
+    "price_id",
+    "period_start",
+    "units",
+)
+
+
+@dataclass(slots=True)
+class StoredEvent:
+    """The values of a usage event row as written (what `usage_event_data` reads)."""
+
+    id: uuid.UUID
+    created_at: object
+    updated_at: object
+    merchant_id: uuid.UUID
+    idempotency_key: str
+    request_hash: str
+    customer_id: uuid.UUID
+    subscription_id: uuid.UUID
+    entitlement_id: uuid.UUID | None
+    timestamp: object
+    currency: str
+    amount: Decimal
+    commission_amount: Decimal
+    owner_revenue_amount: Decimal
+    balance_after: Decimal | None
+    ledger_transaction_id: uuid.UUID | None
+    invoice_id: uuid.UUID | None
+    metadata: dict
+    refund_reason: str
+    merchant: object = None
+
+
+@dataclass(slots=True)
+class StoredLine:
+    """The values of a usage line row as written."""
+
+    id: uuid.UUID
+    created_at: object
+    updated_at: object
+    merchant_id: uuid.UUID
+    event_id: uuid.UUID
+    position: int
+    billable_metric_id: uuid.UUID
+    price_id: uuid.UUID
+    customer_id: uuid.UUID
+    subscription_id: uuid.UUID
+    timestamp: object
+    quantity: Decimal
+    value: Decimal | None
+    value_text: str
+    payment_term: str
+    unit_price: Decimal | None
+    amount: Decimal | None
+
+
 def _write(merchant, charged: list[ResolvedEvent], counters, touched_counters, now) -> None:
-    """Write the charged events, their lines, counters, entitlements and ledger transactions."""
+    """Write the charged events, their lines, counters, entitlements and ledger transactions:
+    one round trip for the ledger and the rows beside it."""
     # One ledger transaction per currency for all the events charged together: a debit per
     # wallet (or hold) and one credit each to the merchant's revenue and the platform's
     # commission. Each event keeps its own figures, which sum to the transaction's.
@@ -466,7 +590,7 @@ def _write(merchant, charged: list[ResolvedEvent], counters, touched_counters, n
     for event in charged:
         if event.amount > ZERO:
             by_currency[event.currency].append(event)
-    specs, grouped = [], []
+    specs = []
     for currency, members in by_currency.items():
         debits: dict = {}
         for event in members:
@@ -475,91 +599,99 @@ def _write(merchant, charged: list[ResolvedEvent], counters, touched_counters, n
             debits[source.id] = (source, debits.get(source.id, (source, ZERO))[1] + event.amount)
         total = sum((e.amount for e in members), ZERO)
         commission = sum((e.commission for e in members), ZERO)
-        specs.append(
-            TransactionSpec(
-                merchant=merchant,
-                kind=LedgerTransaction.Kind.USAGE,
-                currency=currency,
-                postings=[
-                    *(Posting(source, -amount) for source, amount in debits.values()),
-                    Posting(merchant_revenue_account(merchant=merchant, currency=currency), total - commission),
-                    Posting(platform_commission_account(currency=currency), commission),
-                ],
-                description=f"usage: {len(members)} event(s)",
-                metadata={"events": len(members)},
+        spec = TransactionSpec(
+            merchant=merchant,
+            kind=LedgerTransaction.Kind.USAGE,
+            currency=currency,
+            postings=[
+                *(Posting(source, -amount) for source, amount in debits.values()),
+                Posting(merchant_revenue_account(merchant=merchant, currency=currency), total - commission),
+                Posting(platform_commission_account(currency=currency), commission),
+            ],
+            description=f"usage: {len(members)} event(s)",
+            metadata={"events": len(members)},
+        )
+        specs.append(spec)
+        for event in members:
+            event.transaction_id = spec.id
+
+    # in key order, so that two requests sharing keys wait on each other in one order
+    ordered = sorted(charged, key=lambda e: e.input.idempotency_key)
+    for event in ordered:
+        event.row = StoredEvent(
+            uuid.uuid4(),
+            now,
+            now,
+            merchant.id,
+            event.input.idempotency_key,
+            event.input.request_hash,
+            event.customer.id,
+            event.subscription.id,
+            event.entitlement.id if event.entitlement else None,
+            event.input.timestamp,
+            event.currency,
+            event.amount,
+            event.commission,
+            event.owner_revenue,
+            event.balance_after,
+            event.transaction_id,
+            None,
+            event.input.metadata,
+            "",
+            merchant,
+        )
+        event.line_rows = [
+            StoredLine(
+                uuid.uuid4(),
+                now,
+                now,
+                merchant.id,
+                event.row.id,
+                position,
+                line.metric.id,
+                line.price.id,
+                event.customer.id,
+                event.subscription.id,
+                event.input.timestamp,
+                line.quantity,
+                line.value,
+                line.value_text,
+                line.price.payment_term,
+                line.unit_price,
+                line.amount,
+            )
+            for position, line in enumerate(event.lines)
+        ]
+    event_values, line_values = attrgetter(*EVENT_COLUMNS), attrgetter(*LINE_COLUMNS)
+    statements = [
+        insert_rows(UsageEvent, EVENT_COLUMNS, [event_values(e.row) for e in ordered]),
+        insert_rows(UsageLine, LINE_COLUMNS, [line_values(line) for e in ordered for line in e.line_rows]),
+    ]
+    if touched_counters:
+        upsert = insert_rows(
+            UsageCounter,
+            COUNTER_COLUMNS,
+            [(uuid.uuid4(), now, now, merchant.id, *key, counters[key]) for key in sorted(touched_counters, key=str)],
+        )
+        statements.append(
+            Statement(
+                upsert.sql + " ON CONFLICT (merchant_id, subscription_id, price_id, period_start) "
+                "DO UPDATE SET units = EXCLUDED.units, updated_at = EXCLUDED.updated_at",
+                upsert.params,
             )
         )
-        grouped.append(members)
-    txns = ledger_post_many(specs, wallets_locked=True) if specs else []
-    for txn, members in zip(txns, grouped, strict=True):
-        for event in members:
-            event.transaction = txn
-
-    rows = []
-    for event in charged:
-        event.row = UsageEvent(
-            merchant=merchant,
-            idempotency_key=event.input.idempotency_key,
-            request_hash=event.input.request_hash,
-            customer_id=event.customer.id,
-            subscription_id=event.subscription.id,
-            entitlement_id=event.entitlement.id if event.entitlement else None,
-            timestamp=event.input.timestamp,
-            currency=event.subscription.wallet.currency,
-            amount=event.amount,
-            commission_amount=event.commission,
-            owner_revenue_amount=event.owner_revenue,
-            balance_after=event.balance_after,
-            ledger_transaction_id=event.transaction.id if getattr(event, "transaction", None) else None,
-            metadata=event.input.metadata,
-        )
-        rows.append(event.row)
     try:
         # No savepoint: a duplicate key aborts the whole transaction, and the caller starts
         # again (the other request's event is then a replay).
-        # in key order, so that two batches sharing keys wait on each other in one order
-        copy_insert(sorted(rows, key=lambda row: row.idempotency_key))
+        if specs:
+            ledger_post_many(specs, wallets_locked=True, then=statements)
+        else:
+            run_statements(statements)
     except IntegrityError as exc:
         if IDEMPOTENCY_CONSTRAINT not in str(exc):
             raise
         raise _DuplicateRace() from exc
 
-    line_rows = []
-    for event in charged:
-        event.line_rows = [
-            UsageLine(
-                merchant_id=merchant.id,
-                event_id=event.row.id,
-                position=position,
-                billable_metric_id=line.metric.id,
-                price_id=line.price.id,
-                customer_id=event.customer.id,
-                subscription_id=event.subscription.id,
-                timestamp=event.input.timestamp,
-                quantity=line.quantity,
-                value=line.value,
-                value_text=line.value_text,
-                payment_term=line.price.payment_term,
-                unit_price=line.unit_price,
-                amount=line.amount,
-            )
-            for position, line in enumerate(event.lines)
-        ]
-        line_rows.extend(event.line_rows)
-    copy_insert(line_rows)
-
-    if touched_counters:
-        UsageCounter.objects.bulk_create(
-            [
-                UsageCounter(
-                    merchant=merchant, subscription_id=key[0], price_id=key[1], period_start=key[2], units=counters[key]
-                )
-                for key in sorted(touched_counters, key=str)
-            ],
-            update_conflicts=True,
-            unique_fields=["merchant", "subscription", "price", "period_start"],
-            update_fields=["units", "updated_at"],
-        )
     entitlements = {e.entitlement.id: e.entitlement for e in charged if e.entitlement is not None}
     items = {line.entitlement_item.id: line.entitlement_item for e in charged if e.entitlement for line in e.lines}
     for item in items.values():
@@ -576,10 +708,10 @@ def usage_record(*, merchant, raw: dict) -> dict:
     now = timezone.now()
     event = parse_usage_event(raw, now=now)
     for _ in range(CONFLICT_RETRIES):
-        existing = _existing_events(merchant, [event.idempotency_key])
+        existing, subscriptions = _lookup(merchant, [event])
         if event.idempotency_key in existing:
             return _replay(existing[event.idempotency_key], event.request_hash)
-        resolved = _resolve(merchant, [event], now)[0]
+        resolved = _resolve(merchant, [event], now, subscriptions)[0]
         if isinstance(resolved, ApiError):
             raise resolved
         try:
@@ -629,7 +761,7 @@ def usage_record_batch(*, merchant, raw_events) -> tuple[int, dict]:
         pending = {
             i: e for i, e in parsed.items() if i not in duplicates_in_batch and i not in results and i not in failures
         }
-        existing = _existing_events(merchant, {e.idempotency_key for e in pending.values()})
+        existing, subscriptions = _lookup(merchant, list(pending.values()))
         for index, event in list(pending.items()):
             if event.idempotency_key in existing:
                 try:
@@ -640,7 +772,7 @@ def usage_record_batch(*, merchant, raw_events) -> tuple[int, dict]:
         if not pending:
             break
         indexes = list(pending)
-        resolved = _resolve(merchant, [pending[i] for i in indexes], now)
+        resolved = _resolve(merchant, [pending[i] for i in indexes], now, subscriptions)
         to_charge = []
         for index, outcome in zip(indexes, resolved, strict=True):
             if isinstance(outcome, ApiError):
