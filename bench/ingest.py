@@ -10,6 +10,8 @@ that PostgreSQL server (dropped first), migrates it, seeds one merchant, a COUNT
 priced 0.001 USDC per event (standard, instant) and N prefunded, subscribed customers
 through the services, starts gunicorn on a free 127.0.0.1 port and drives:
 
+0. with --floor-requests, GET /healthz (no database, no key): what the server and the load
+   generator cost alone on this machine, the ceiling of any endpoint;
 1. single events: POST /v0/usage, one event (quantity 1, a random customer) per request;
 2. batches: POST /v0/usage/batch with 1,000 events spread over the customers.
 
@@ -65,6 +67,12 @@ def parse_args(argv=None):
     cores = os.cpu_count() or 1
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--single-requests", type=int, default=5000, help="single-event requests (default 5000)")
+    parser.add_argument(
+        "--floor-requests",
+        type=int,
+        default=0,
+        help="GET /healthz requests first (no database, no key): the server's own floor (default 0)",
+    )
     parser.add_argument("--batches", type=int, default=20, help="batches of 1,000 events (default 20)")
     parser.add_argument("--concurrency", type=int, default=16, help="client threads for single events (default 16)")
     parser.add_argument("--batch-concurrency", type=int, default=2, help="client threads for batches (default 2)")
@@ -83,6 +91,7 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     limits = {
         "single_requests": (0, 1_000_000),
+        "floor_requests": (0, 1_000_000),
         "batches": (0, 10_000),
         "concurrency": (1, 256),
         "batch_concurrency": (1, 64),
@@ -389,9 +398,12 @@ class Client:
         self.headers = {"Authorization": f"Bearer {secret}", "Content-Type": "application/json"}
         self.conn = http.client.HTTPConnection(HOST, port, timeout=REQUEST_TIMEOUT)
 
-    def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+    def post(self, path: str, body: bytes | None) -> tuple[int, bytes]:
         try:
-            self.conn.request("POST", path, body=body, headers=self.headers)
+            if body is None:
+                self.conn.request("GET", path)
+            else:
+                self.conn.request("POST", path, body=body, headers=self.headers)
             response = self.conn.getresponse()
             data = response.read()
             if response.will_close:
@@ -503,6 +515,10 @@ def batch_bodies(run_id, count, customer_ids, metric_id, rng) -> list[bytes]:
         ]
         bodies.append(json.dumps({"events": events}).encode())
     return bodies
+
+
+def single_ack_get(status, data) -> int:
+    return 1 if status == 200 else 0
 
 
 def single_ack(status, data) -> int:
@@ -664,6 +680,8 @@ def main(argv=None) -> int:
                 1,
             )
         ]
+        if args.floor_requests:
+            plans.append(("floor", [None] * args.floor_requests, "/healthz", args.concurrency, single_ack_get, 1))
         if args.single_requests:
             plans.append(
                 (
@@ -712,6 +730,8 @@ def main(argv=None) -> int:
             )
             result["cpu"] = cpu_delta(cpu_before, cpu_snapshot(process.pid), result["wallSeconds"])
             result["eventsStored"] = stored_events(merchant) - before_count
+            if name == "floor":  # /healthz stores nothing: its "events" are answered requests
+                result["eventsStored"] = result["eventsAcknowledged"]
             result["storedEqualsAcknowledged"] = result["eventsStored"] == result["eventsAcknowledged"]
             phases[name] = result
             log(
@@ -721,7 +741,7 @@ def main(argv=None) -> int:
 
         problems = ledger_check()
         total_stored = stored_events(merchant)
-        total_acked = sum(p["eventsAcknowledged"] for p in phases.values())
+        total_acked = sum(p["eventsAcknowledged"] for name, p in phases.items() if name != "floor")
         connection.close()
         report = {
             "machine": {
@@ -748,7 +768,7 @@ def main(argv=None) -> int:
                 "fundingPerCustomer": str(world["funding"]),
                 "seconds": seed_seconds,
             },
-            "phases": [phases[name] for name in ("single", "batch", "warmup") if name in phases],
+            "phases": [phases[name] for name in ("floor", "single", "batch", "warmup") if name in phases],
             "totals": {
                 "eventsStored": total_stored,
                 "eventsAcknowledged": total_acked,

@@ -91,7 +91,9 @@ DATABASES = {"default": env.db("DATABASE_URL")}
 if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
     raise ImproperlyConfigured("DATABASE_URL must point at PostgreSQL: money must behave the same everywhere.")
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# A health check costs a round trip per request; without it, the first request on a
+# connection that the server closed fails (500, safe to retry) and the next one reconnects.
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DATABASE_CONN_HEALTH_CHECKS", default=False)
 # The ingestion hot path (apps.core.bulk.run_statements) prepares its statements once per
 # connection; Django's own queries are never prepared. Turn off behind a connection pooler
 # in transaction mode that does not support prepared statements.

@@ -181,17 +181,42 @@ def _usage_subscriptions_sql() -> str:
         f"JOIN {Wallet._meta.db_table} w ON w.id = s.wallet_id "
         f"JOIN {Account._meta.db_table} a ON a.id = w.available_account_id "
         f"JOIN {Account._meta.db_table} h ON h.id = w.held_account_id "
-        "WHERE s.merchant_id = %s AND s.customer_id = ANY(%s::uuid[]) "
-        "AND (s.status = %s OR s.id = ANY(%s::uuid[]))"
+        f"WHERE {_USAGE_WHERE}"
     )
+
+
+# The subscriptions that usage of these customers may be charged to (see usage_subscriptions).
+_USAGE_WHERE = "s.merchant_id = %s AND s.customer_id = ANY(%s::uuid[]) AND (s.status = %s OR s.id = ANY(%s::uuid[]))"
+
+
+def _usage_params(merchant, customer_ids, explicit_ids) -> list:
+    return [merchant.id, array_param(customer_ids), Subscription.Status.ACTIVE.value, array_param(explicit_ids)]
+
+
+@functools.cache
+def _usage_wallets_lock_sql() -> str:
+    from apps.ledger.models import Balance, Wallet
+
+    return (
+        f"SELECT b.account_id, b.shard, b.amount FROM {Balance._meta.db_table} b "  # noqa: S608 (names from models)
+        "WHERE b.shard = 0 AND b.account_id IN ("
+        "SELECT unnest(ARRAY[w.available_account_id, w.held_account_id]) "
+        f"FROM {Wallet._meta.db_table} w JOIN {Subscription._meta.db_table} s ON s.wallet_id = w.id "
+        f"WHERE {_USAGE_WHERE}) "
+        # the order of ledger.lock_objects: wallet rows by account, before any shared row
+        "ORDER BY b.account_id::text, b.shard FOR UPDATE OF b"
+    )
+
+
+def usage_wallets_lock_statement(*, merchant, customer_ids, explicit_ids=()) -> Statement:
+    """Locks the balance rows (available and held) of the wallets of the subscriptions that
+    `usage_subscriptions` reads, in the ledger's lock order; returns (account_id, shard, amount)."""
+    return Statement(_usage_wallets_lock_sql(), _usage_params(merchant, customer_ids, explicit_ids))
 
 
 def usage_subscriptions_statement(*, merchant, customer_ids, explicit_ids=()) -> Statement:
     """The query of `usage_subscriptions`, for a caller that sends it with other statements."""
-    return Statement(
-        _usage_subscriptions_sql(),
-        [merchant.id, array_param(customer_ids), Subscription.Status.ACTIVE.value, array_param(explicit_ids)],
-    )
+    return Statement(_usage_subscriptions_sql(), _usage_params(merchant, customer_ids, explicit_ids))
 
 
 def usage_subscriptions_from_rows(rows) -> SubscriptionIndex:

@@ -54,6 +54,7 @@ from apps.subscriptions.selectors import (
     choose_subscription,
     usage_subscriptions_from_rows,
     usage_subscriptions_statement,
+    usage_wallets_lock_statement,
 )
 from apps.usage.inputs import UsageInput, parse_number, parse_usage_event
 from apps.usage.models import UsageCounter, UsageEvent, UsageLine
@@ -133,22 +134,28 @@ def _stored_events(merchant, keys) -> dict[str, UsageEvent]:
     return {event.idempotency_key: event for event in queryset}
 
 
-def _lookup(merchant, inputs: list[UsageInput]) -> tuple[dict[str, UsageEvent], SubscriptionIndex]:
-    """In one round trip: which keys are stored already (almost none are), and the
-    subscriptions the events can be charged to."""
+def _lookup(merchant, inputs: list[UsageInput], *, lock_wallets: bool = False):
+    """In one round trip: which keys are stored already (almost none are), the subscriptions
+    the events can be charged to, and, with `lock_wallets` (inside the charge's transaction),
+    their wallets' balance rows, locked. Returns (existing events, SubscriptionIndex,
+    {(account_id, shard): amount} or None)."""
     probe = Statement(
         f"SELECT idempotency_key FROM {UsageEvent._meta.db_table} "  # noqa: S608 (no user input)
         "WHERE merchant_id = %s AND idempotency_key = ANY(%s::varchar[])",
         [merchant.id, array_param({i.idempotency_key for i in inputs}, "varchar")],
     )
-    subscriptions = usage_subscriptions_statement(
-        merchant=merchant,
-        customer_ids={i.customer_id for i in inputs},
-        explicit_ids={i.subscription_id for i in inputs if i.subscription_id},
-    )
-    found, rows = run_statements([probe, subscriptions])
+    scope = {
+        "merchant": merchant,
+        "customer_ids": {i.customer_id for i in inputs},
+        "explicit_ids": {i.subscription_id for i in inputs if i.subscription_id},
+    }
+    statements = [probe, usage_subscriptions_statement(**scope)]
+    if lock_wallets:
+        statements.append(usage_wallets_lock_statement(**scope))
+    found, rows, *locked = run_statements(statements)
     existing = _stored_events(merchant, [row[0] for row in found]) if found else {}
-    return existing, usage_subscriptions_from_rows(rows)
+    balances = {(account_id, shard): amount for account_id, shard, amount in locked[0]} if locked else None
+    return existing, usage_subscriptions_from_rows(rows), balances
 
 
 # ---------------------------------------------------------------------------- resolution
@@ -376,18 +383,28 @@ def _entitlement_refusal(entitlement: Entitlement, event: ResolvedEvent, now) ->
     return None
 
 
-def _charge(merchant, events: list[ResolvedEvent], now) -> list:
-    """Price, check and write `events` in one transaction; returns, per event, itself or its refusal."""
+def _charge(merchant, events: list[ResolvedEvent], now, locked: dict | None = None) -> list:
+    """Price, check and write `events` in one transaction; returns, per event, itself or its refusal.
+
+    `locked`: the wallet balance rows the caller locked already in this transaction (_lookup).
+    """
     outcomes: list = list(events)
-    with transaction.atomic():
+    # Inside a caller's transaction no savepoint: any error aborts the whole of it.
+    with transaction.atomic(savepoint=False):
         wallets = {e.subscription.wallet_id: e.subscription.wallet for e in events}
         # Only the rows an event can debit: the available balance, and the held one of
         # wallets whose events name an entitlement.
         held_wallets = {e.subscription.wallet_id for e in events if e.entitlement is not None}
-        balances = lock_balances(
-            [(w.available_account_id, 0) for w in wallets.values()]
-            + [(w.held_account_id, 0) for w in wallets.values() if w.id in held_wallets]
-        )
+        needed = [(w.available_account_id, 0) for w in wallets.values()] + [
+            (w.held_account_id, 0) for w in wallets.values() if w.id in held_wallets
+        ]
+        if locked is None:
+            balances = lock_balances(needed)
+        elif all(key in locked for key in needed):
+            balances = locked
+        else:
+            # a subscription changed between the reads: start again from the lookup
+            raise _DuplicateRace()
         available = {w.id: balances[(w.available_account_id, 0)] for w in wallets.values()}
         minimums = {e.subscription.wallet_id: e.wallet_minimum for e in events}
         entitlement_ids = sorted({e.entitlement.id for e in events if e.entitlement}, key=str)
@@ -708,19 +725,21 @@ def usage_record(*, merchant, raw: dict) -> dict:
     now = timezone.now()
     event = parse_usage_event(raw, now=now)
     for _ in range(CONFLICT_RETRIES):
-        existing, subscriptions = _lookup(merchant, [event])
-        if event.idempotency_key in existing:
-            return _replay(existing[event.idempotency_key], event.request_hash)
-        resolved = _resolve(merchant, [event], now, subscriptions)[0]
-        if isinstance(resolved, ApiError):
-            raise resolved
         try:
-            outcome = _charge(merchant, [resolved], now)[0]
+            # One transaction from the lookup on: the wallet is locked as its subscription is read.
+            with transaction.atomic():
+                existing, subscriptions, locked = _lookup(merchant, [event], lock_wallets=True)
+                if event.idempotency_key in existing:
+                    return _replay(existing[event.idempotency_key], event.request_hash)
+                resolved = _resolve(merchant, [event], now, subscriptions)[0]
+                if isinstance(resolved, ApiError):
+                    raise resolved
+                outcome = _charge(merchant, [resolved], now, locked)[0]
+                if isinstance(outcome, ApiError):
+                    raise outcome
+                return usage_event_data(outcome.row, outcome.line_rows)
         except _DuplicateRace:
             continue
-        if isinstance(outcome, ApiError):
-            raise outcome
-        return usage_event_data(outcome.row, outcome.line_rows)
     raise Conflict(f"idempotencyKey {event.idempotency_key!r} is contended; retry.", code="IDEMPOTENCY_KEY_IN_USE")
 
 
@@ -761,7 +780,7 @@ def usage_record_batch(*, merchant, raw_events) -> tuple[int, dict]:
         pending = {
             i: e for i, e in parsed.items() if i not in duplicates_in_batch and i not in results and i not in failures
         }
-        existing, subscriptions = _lookup(merchant, list(pending.values()))
+        existing, subscriptions, _ = _lookup(merchant, list(pending.values()))
         for index, event in list(pending.items()):
             if event.idempotency_key in existing:
                 try:
