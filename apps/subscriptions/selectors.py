@@ -175,7 +175,7 @@ def _usage_subscriptions_sql() -> str:
         "SELECT s.id, s.status, s.started_at, s.minimum_account_balance, "  # noqa: S608 (names from models)
         "c.id, c.archived_at, p.id, p.billing_interval, p.currency, p.updated_at, w.id, w.currency, "
         f"{account.format(a='a')}, {account.format(a='h')} "
-        f"FROM {Subscription._meta.db_table} s "
+        f"FROM {_USAGE_SCOPE} "
         f"JOIN {Customer._meta.db_table} c ON c.id = s.customer_id "
         f"JOIN {Plan._meta.db_table} p ON p.id = s.plan_id "
         f"JOIN {Wallet._meta.db_table} w ON w.id = s.wallet_id "
@@ -186,11 +186,16 @@ def _usage_subscriptions_sql() -> str:
 
 
 # The subscriptions that usage of these customers may be charged to (see usage_subscriptions).
-_USAGE_WHERE = "s.merchant_id = %s AND s.customer_id = ANY(%s::uuid[]) AND (s.status = %s OR s.id = ANY(%s::uuid[]))"
+# (joined to the customers' ids as a table, not `= ANY(array)`: a prepared statement's
+# generic plan cannot see the array's size)
+_USAGE_SCOPE = (
+    f"unnest(%s::uuid[]) AS k(customer_id) JOIN {Subscription._meta.db_table} s ON s.customer_id = k.customer_id"
+)
+_USAGE_WHERE = "s.merchant_id = %s AND (s.status = %s OR s.id = ANY(%s::uuid[]))"
 
 
 def _usage_params(merchant, customer_ids, explicit_ids) -> list:
-    return [merchant.id, array_param(customer_ids), Subscription.Status.ACTIVE.value, array_param(explicit_ids)]
+    return [array_param(customer_ids), merchant.id, Subscription.Status.ACTIVE.value, array_param(explicit_ids)]
 
 
 @functools.cache
@@ -201,7 +206,7 @@ def _usage_wallets_lock_sql() -> str:
         f"SELECT b.account_id, b.shard, b.amount FROM {Balance._meta.db_table} b "  # noqa: S608 (names from models)
         "WHERE b.shard = 0 AND b.account_id IN ("
         "SELECT unnest(ARRAY[w.available_account_id, w.held_account_id]) "
-        f"FROM {Wallet._meta.db_table} w JOIN {Subscription._meta.db_table} s ON s.wallet_id = w.id "
+        f"FROM {_USAGE_SCOPE} JOIN {Wallet._meta.db_table} w ON w.id = s.wallet_id "
         f"WHERE {_USAGE_WHERE}) "
         # the order of ledger.lock_objects: wallet rows by account, before any shared row
         "ORDER BY b.account_id::text, b.shard FOR UPDATE OF b"
