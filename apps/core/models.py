@@ -27,6 +27,21 @@ class TenantModel(BaseModel):
         return self.merchant.livemode
 
 
+def unchecked_foreign_key(to, **options):
+    """A foreign key without a database constraint, for append-only rows written on the
+    ingestion hot path (usage events and lines, ledger transactions and entries).
+
+    PostgreSQL checks a foreign key by taking FOR KEY SHARE on the parent row; when every
+    concurrent charge points at the same parents (the merchant, the metric, the price, the
+    revenue and commission accounts), those shared locks pile up as MultiXacts and cost more
+    than the rest of the insert. The parents here are never deleted (PROTECT, archiving) and
+    the ids come from rows read in the same transaction; `manage.py ledger_check` verifies
+    that every entry's account exists.
+    """
+    options.setdefault("on_delete", models.PROTECT)
+    return models.ForeignKey(to, db_constraint=False, **options)
+
+
 class IdempotencyRecord(TenantModel):
     """The stored first response of a POST sent with an Idempotency-Key header."""
 

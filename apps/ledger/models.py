@@ -14,7 +14,7 @@ row; their balance is the sum of the shards.
 from django.db import models
 
 from apps.core.fields import AmountField, Currency
-from apps.core.models import BaseModel, TenantModel
+from apps.core.models import BaseModel, TenantModel, unchecked_foreign_key
 
 
 class Account(BaseModel):
@@ -92,6 +92,8 @@ class LedgerTransaction(TenantModel):
         INVOICE_PAYMENT = "invoice_payment"
         FEE = "fee"
 
+    # (indexed by ledger_txn_merchant_created)
+    merchant = unchecked_foreign_key("merchants.Merchant", related_name="+", db_index=False)
     kind = models.CharField(max_length=32, choices=Kind.choices)
     currency = models.CharField(max_length=8, choices=Currency.choices)
     description = models.CharField(max_length=500, blank=True)
@@ -114,8 +116,10 @@ class LedgerTransaction(TenantModel):
 class Entry(TenantModel):
     """One leg of a transaction: `amount` (signed) on one account shard."""
 
+    merchant = unchecked_foreign_key("merchants.Merchant", related_name="+")
     transaction = models.ForeignKey(LedgerTransaction, on_delete=models.PROTECT, related_name="entries")
-    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="entries")
+    # (indexed by ledger_entry_account_shard)
+    account = unchecked_foreign_key(Account, related_name="entries", db_index=False)
     shard = models.PositiveSmallIntegerField(default=0)
     amount = AmountField()
 

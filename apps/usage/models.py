@@ -3,7 +3,7 @@
 from django.db import models
 
 from apps.core.fields import AmountField, Currency
-from apps.core.models import TenantModel
+from apps.core.models import TenantModel, unchecked_foreign_key
 
 
 class UsageEvent(TenantModel):
@@ -13,6 +13,8 @@ class UsageEvent(TenantModel):
     and the owner's share, and the wallet's available balance after the charge.
     """
 
+    # (indexed by the composite indexes below, which start with it)
+    merchant = unchecked_foreign_key("merchants.Merchant", related_name="+", db_index=False)
     idempotency_key = models.CharField(max_length=255)
     request_hash = models.CharField(max_length=64)
     customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="usage_events")
@@ -55,13 +57,14 @@ class UsageEvent(TenantModel):
 class UsageLine(TenantModel):
     """One property of an event: a metric, its quantity and value, and its price."""
 
+    merchant = unchecked_foreign_key("merchants.Merchant", related_name="+", db_index=False)
     event = models.ForeignKey(UsageEvent, on_delete=models.PROTECT, related_name="lines")
     position = models.PositiveSmallIntegerField()
-    billable_metric = models.ForeignKey("catalog.BillableMetric", on_delete=models.PROTECT, related_name="+")
-    price = models.ForeignKey("catalog.Price", on_delete=models.PROTECT, related_name="+")
-    # Copied from the event so that meters aggregate from this table alone.
-    customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="+")
-    subscription = models.ForeignKey("subscriptions.Subscription", on_delete=models.PROTECT, related_name="+")
+    billable_metric = unchecked_foreign_key("catalog.BillableMetric", related_name="+")
+    price = unchecked_foreign_key("catalog.Price", related_name="+")
+    # Copied from the event (whose keys are checked) so that meters aggregate from this table alone.
+    customer = unchecked_foreign_key("customers.Customer", related_name="+")
+    subscription = unchecked_foreign_key("subscriptions.Subscription", related_name="+", db_index=False)
     timestamp = models.DateTimeField()
     quantity = AmountField()
     # The metric's value: the quantity, or the number under the metric's valueProperty;
