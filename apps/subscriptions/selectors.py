@@ -186,10 +186,13 @@ def _usage_subscriptions_sql() -> str:
 
 
 # The subscriptions that usage of these customers may be charged to (see usage_subscriptions).
-# (joined to the customers' ids as a table, not `= ANY(array)`: a prepared statement's
-# generic plan cannot see the array's size)
+# The customers' ids drive the query, one index lookup each: a LATERAL subquery with
+# OFFSET 0 is not flattened, so the plan stays a nested loop over the ids whatever the
+# planner guesses of the array's size (a prepared statement's generic plan cannot see it,
+# and hashing every subscription of the merchant cost more than the charge).
 _USAGE_SCOPE = (
-    f"unnest(%s::uuid[]) AS k(customer_id) JOIN {Subscription._meta.db_table} s ON s.customer_id = k.customer_id"
+    "unnest(%s::uuid[]) AS k(customer_id) CROSS JOIN LATERAL ("  # noqa: S608 (names from models)
+    f"SELECT * FROM {Subscription._meta.db_table} s0 WHERE s0.customer_id = k.customer_id OFFSET 0) s"
 )
 _USAGE_WHERE = "s.merchant_id = %s AND (s.status = %s OR s.id = ANY(%s::uuid[]))"
 
@@ -204,10 +207,10 @@ def _usage_wallets_lock_sql() -> str:
 
     return (
         f"SELECT b.account_id, b.shard, b.amount FROM {Balance._meta.db_table} b "  # noqa: S608 (names from models)
-        "WHERE b.shard = 0 AND b.account_id IN ("
+        "WHERE b.shard = 0 AND b.account_id = ANY(ARRAY("
         "SELECT unnest(ARRAY[w.available_account_id, w.held_account_id]) "
         f"FROM {_USAGE_SCOPE} JOIN {Wallet._meta.db_table} w ON w.id = s.wallet_id "
-        f"WHERE {_USAGE_WHERE}) "
+        f"WHERE {_USAGE_WHERE})) "
         # the order of ledger.lock_objects: wallet rows by account, before any shared row
         "ORDER BY b.account_id::text, b.shard FOR UPDATE OF b"
     )
