@@ -97,8 +97,12 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DATABASE_CONN_HEALTH_CHEC
 # The ingestion hot path (apps.core.bulk.run_statements) prepares its statements once per
 # connection; Django's own queries are never prepared. Turn off behind a connection pooler
 # in transaction mode that does not support prepared statements.
+# Its statements are written to run well under a generic plan (their arrays drive index
+# lookups), which spares PostgreSQL planning them again at every execution.
 if env.bool("DATABASE_PREPARED_STATEMENTS", default=True):
-    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 0
+    _db_options = DATABASES["default"].setdefault("OPTIONS", {})
+    _db_options["prepare_threshold"] = 0
+    _db_options["options"] = f"{_db_options.get('options', '')} -c plan_cache_mode=force_generic_plan".strip()
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
