@@ -5,6 +5,7 @@ import json
 import logging
 import uuid
 
+import orjson
 from django.http import HttpResponse
 from rest_framework.views import APIView
 
@@ -84,7 +85,8 @@ def plain_json_post(request, handle) -> HttpResponse:
         if isinstance(data, dict):
             check_merchant_id(_MerchantRequest(key.merchant), data.get("merchantId"))
         status, body = handle(key.merchant, data)
-        return HttpResponse(json.dumps(body), status=status, content_type="application/json")
+        # orjson: a 1,000-event batch answer is rendered several times faster than by json.dumps
+        return HttpResponse(orjson.dumps(body), status=status, content_type="application/json")
     except ApiError as exc:
         response = HttpResponse(json.dumps(exc.as_body()), status=exc.status_code, content_type="application/json")
         for name, value in exc.headers.items():

@@ -14,6 +14,7 @@ exceptions (IntegrityError, DataError, ...).
 
 import enum
 import json
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -70,6 +71,13 @@ def array_param(values, db_type: str = "uuid") -> str:
     """`values` as one array parameter for a column of `db_type` (cast it in the SQL: %s::uuid[])."""
     encode = _encoder_for(db_type)
     return "{" + ",".join(map(encode, values)) + "}"
+
+
+def new_id() -> str:
+    """A random (version 4) UUID as text, for rows written here: what str(uuid.uuid4()) gives,
+    without building a UUID object (a batch writes thousands of rows)."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
 
 
 @dataclass(frozen=True)
@@ -143,7 +151,8 @@ def run_statements(statements: Sequence[Statement]) -> list[list[tuple]]:
             with raw.pipeline():
                 for cursor, statement in zip(cursors, statements, strict=True):
                     cursor.execute(statement.sql, statement.params or None)
-            results = [cursor.fetchall() if cursor.description is not None else [] for cursor in cursors]
+            # (pgresult.nfields, not description: that builds a Column object per column)
+            results = [cursor.fetchall() if cursor.pgresult.nfields else [] for cursor in cursors]
         finally:
             for cursor in cursors:
                 cursor.close()

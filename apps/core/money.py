@@ -90,7 +90,10 @@ def format_amount(value: Decimal | None, currency: str | None = None) -> str | N
     if isinstance(value, int):
         value = Decimal(value)
     minimum = CURRENCY_DECIMALS.get(currency, 2) if currency else 2
-    normalized = value.normalize()
-    exponent = normalized.as_tuple().exponent
-    places = max(minimum, -exponent if isinstance(exponent, int) and exponent < 0 else 0)
-    return f"{value:.{places}f}"
+    # Positional notation, exact; then the fraction without trailing zeros, padded back to
+    # the minor unit (string work: this runs several times per usage event of a batch).
+    whole, _, fraction = format(value, "f").partition(".")
+    fraction = fraction.rstrip("0")
+    if len(fraction) < minimum:
+        fraction += "0" * (minimum - len(fraction))
+    return f"{whole}.{fraction}" if fraction else whole

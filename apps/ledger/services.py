@@ -10,7 +10,7 @@ from decimal import Decimal
 from django.db import DataError, IntegrityError, connection, transaction
 from django.utils import timezone
 
-from apps.core.bulk import Statement, array_param, insert_rows, run_statements
+from apps.core.bulk import Statement, array_param, insert_rows, new_id, run_statements
 from apps.core.errors import PaymentRequired, Unprocessable
 from apps.core.money import ZERO, format_amount, round_amount
 from apps.core.process_cache import ProcessCache
@@ -195,7 +195,7 @@ def ledger_post_many(
         txns.append(txn)
         for posting in spec.postings:
             key = (posting.account.id, _shard_for(posting))
-            entries.append((uuid.uuid4(), now, now, spec.merchant.id, txn.id, key[0], key[1], posting.amount))
+            entries.append((new_id(), now, now, spec.merchant.id, txn.id, key[0], key[1], posting.amount))
             deltas[key] += posting.amount
             (wallet_keys if posting.account.kind in Account.WALLET_KINDS else shared_keys).append(key)
     moved = [(account_id, shard, delta) for (account_id, shard), delta in deltas.items() if delta != ZERO]

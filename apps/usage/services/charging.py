@@ -32,7 +32,7 @@ from django.utils import timezone
 
 from apps.catalog.models import BillableMetric, PaymentTerm, Price
 from apps.catalog.pricing import price_quantity
-from apps.core.bulk import Statement, array_param, insert_rows, run_statements
+from apps.core.bulk import Statement, array_param, insert_rows, new_id, run_statements
 from apps.core.errors import ApiError, Conflict, FieldError, Forbidden, NotFound, PaymentRequired, Unprocessable
 from apps.core.money import ZERO, format_amount, round_amount, split_commission
 from apps.customers.models import Customer
@@ -231,16 +231,44 @@ def _resolve(merchant, inputs: list[UsageInput], now, subscriptions: Subscriptio
             for e in Entitlement.objects.filter(merchant=merchant, pk__in=entitlement_ids).prefetch_related("items")
         }
 
-    resolved = []
+    resolved, memo = [], {}
     for event in inputs:
         try:
-            resolved.append(_resolve_one(merchant, event, now, customers, metrics, subscriptions, entitlements))
+            resolved.append(_resolve_one(merchant, event, now, customers, metrics, subscriptions, entitlements, memo))
         except ApiError as error:
             resolved.append(error)
     return resolved
 
 
-def _resolve_one(merchant, event, now, customers, metrics, subscriptions, entitlements):
+def _choose(memo: dict, subscriptions, customer_id, metric_ids, explicit_id):
+    """choose_subscription, once per (customer, metrics, subscriptionId) of a batch."""
+    key = ("choice", customer_id, tuple(metric_ids), explicit_id)
+    if key not in memo:
+        try:
+            memo[key] = choose_subscription(
+                customer_id=customer_id, metric_ids=metric_ids, subscriptions=subscriptions, explicit_id=explicit_id
+            )
+        except ApiError as error:
+            memo[key] = error
+    outcome = memo[key]
+    if isinstance(outcome, ApiError):
+        raise outcome
+    return outcome
+
+
+def _window(memo: dict, subscription, now):
+    """(window start, window end, current period or None), once per subscription of a batch."""
+    key = ("window", subscription.id)
+    if key not in memo:
+        window_start, window_end = _open_window(subscription, now)
+        current = None
+        if now >= subscription.started_at:
+            current = period_at(subscription.started_at, subscription.plan.billing_interval, now)
+        memo[key] = (window_start, window_end, current)
+    return memo[key]
+
+
+def _resolve_one(merchant, event, now, customers, metrics, subscriptions, entitlements, memo):
     if event.merchant_id is not None and event.merchant_id != str(merchant.public_id):
         raise Forbidden(
             f"merchantId {event.merchant_id} is not the merchant of this API key ({merchant.public_id}).",
@@ -257,14 +285,11 @@ def _resolve_one(merchant, event, now, customers, metrics, subscriptions, entitl
                 f"properties[{index}].billableMetricId: no billable metric {prop.billable_metric_id}.",
                 code="BILLABLE_METRIC_NOT_FOUND",
             )
-    subscription = choose_subscription(
-        customer_id=customer.id,
-        metric_ids=[p.billable_metric_id for p in event.properties],
-        subscriptions=subscriptions,
-        explicit_id=event.subscription_id,
+    subscription = _choose(
+        memo, subscriptions, customer.id, [p.billable_metric_id for p in event.properties], event.subscription_id
     )
 
-    window_start, window_end = _open_window(subscription, now)
+    window_start, window_end, current = _window(memo, subscription, now)
     if not window_start <= event.timestamp < max(window_end, now + timedelta(minutes=5)):
         raise Unprocessable(
             f"timestamp {event.timestamp.isoformat()} is outside the periods open to usage of subscription "
@@ -272,7 +297,10 @@ def _resolve_one(merchant, event, now, customers, metrics, subscriptions, entitl
             code="USAGE_OUTSIDE_OPEN_PERIOD",
             details={"windowStart": window_start.isoformat(), "windowEnd": window_end.isoformat()},
         )
-    period_start, _ = period_at(subscription.started_at, subscription.plan.billing_interval, event.timestamp)
+    if current is not None and current[0] <= event.timestamp < current[1]:
+        period_start = current[0]
+    else:
+        period_start, _ = period_at(subscription.started_at, subscription.plan.billing_interval, event.timestamp)
 
     entitlement = None
     if event.entitlement_id:
@@ -555,7 +583,7 @@ COUNTER_COLUMNS = (
 class StoredEvent:
     """The values of a usage event row as written (what `usage_event_data` reads)."""
 
-    id: uuid.UUID
+    id: str
     created_at: object
     updated_at: object
     merchant_id: uuid.UUID
@@ -581,11 +609,11 @@ class StoredEvent:
 class StoredLine:
     """The values of a usage line row as written."""
 
-    id: uuid.UUID
+    id: str
     created_at: object
     updated_at: object
     merchant_id: uuid.UUID
-    event_id: uuid.UUID
+    event_id: str
     position: int
     billable_metric_id: uuid.UUID
     price_id: uuid.UUID
@@ -639,7 +667,7 @@ def _write(merchant, charged: list[ResolvedEvent], counters, touched_counters, n
     ordered = sorted(charged, key=lambda e: e.input.idempotency_key)
     for event in ordered:
         event.row = StoredEvent(
-            uuid.uuid4(),
+            new_id(),
             now,
             now,
             merchant.id,
@@ -662,7 +690,7 @@ def _write(merchant, charged: list[ResolvedEvent], counters, touched_counters, n
         )
         event.line_rows = [
             StoredLine(
-                uuid.uuid4(),
+                new_id(),
                 now,
                 now,
                 merchant.id,
@@ -691,7 +719,7 @@ def _write(merchant, charged: list[ResolvedEvent], counters, touched_counters, n
         upsert = insert_rows(
             UsageCounter,
             COUNTER_COLUMNS,
-            [(uuid.uuid4(), now, now, merchant.id, *key, counters[key]) for key in sorted(touched_counters, key=str)],
+            [(new_id(), now, now, merchant.id, *key, counters[key]) for key in sorted(touched_counters, key=str)],
         )
         statements.append(
             Statement(
