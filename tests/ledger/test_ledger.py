@@ -233,3 +233,21 @@ def test_an_account_created_in_a_rolled_back_transaction_is_not_remembered():
     account = merchant_revenue_account(merchant=merchant, currency="USDC")
     assert Account.objects.filter(pk=account.pk).exists()
     assert merchant_revenue_account(merchant=merchant, currency="USDC").pk == account.pk
+
+
+def test_ledger_check_reports_entries_of_an_account_that_does_not_exist(merchant, wallet):
+    """Entries keep no database key to their account (hot-path inserts); the check covers it."""
+    import uuid
+
+    fund(merchant, wallet, D("5"))
+    txn = LedgerTransaction.objects.create(merchant=merchant, kind=LedgerTransaction.Kind.ADJUSTMENT, currency="USDC")
+    ghost = uuid.uuid4()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO ledger_entry (id, created_at, updated_at, merchant_id, transaction_id, account_id, shard, amount) "
+            "VALUES (gen_random_uuid(), now(), now(), %s, %s, %s, 0, 1), "
+            "(gen_random_uuid(), now(), now(), %s, %s, %s, 0, -1)",
+            [merchant.id, txn.id, ghost, merchant.id, txn.id, wallet.available_account_id],
+        )
+    problems = ledger_check()
+    assert any(str(ghost) in p and "no such account shard" in p for p in problems), problems
