@@ -52,7 +52,24 @@ def _time(value) -> str:
 
 
 def _json(value) -> str:
-    return "NULL" if value is None else _text(json.dumps(value))
+    if value is None:
+        return "NULL"
+    return '"{}"' if value == {} else _text(json.dumps(value))
+
+
+def _encode_array(encode, values) -> str:
+    """The array literal of `values`; each distinct value is encoded once (a batch's rows
+    repeat the merchant, the timestamps, the prices: str() of a UUID is slow Python)."""
+    if encode is _json:  # (dicts cannot be remembered by value)
+        return "{" + ",".join(map(encode, values)) + "}"
+    memo: dict = {}
+    parts = []
+    for value in values:
+        text = memo.get(value)
+        if text is None:
+            text = memo[value] = encode(value)
+        parts.append(text)
+    return "{" + ",".join(parts) + "}"
 
 
 def _encoder_for(db_type: str):
@@ -69,8 +86,7 @@ def _encoder_for(db_type: str):
 
 def array_param(values, db_type: str = "uuid") -> str:
     """`values` as one array parameter for a column of `db_type` (cast it in the SQL: %s::uuid[])."""
-    encode = _encoder_for(db_type)
-    return "{" + ",".join(map(encode, values)) + "}"
+    return _encode_array(_encoder_for(db_type), values)
 
 
 def new_id() -> str:
@@ -125,9 +141,7 @@ def insert_rows(model: type[models.Model], attnames: Sequence[str], rows: Sequen
     """
     sql, encoders = _insert_plan(model, tuple(attnames))
     columns = zip(*rows, strict=True) if rows else [() for _ in encoders]
-    return Statement(
-        sql, ["{" + ",".join(map(encode, column)) + "}" for encode, column in zip(encoders, columns, strict=True)]
-    )
+    return Statement(sql, [_encode_array(encode, column) for encode, column in zip(encoders, columns, strict=True)])
 
 
 def run_statements(statements: Sequence[Statement]) -> list[list[tuple]]:
