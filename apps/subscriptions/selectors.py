@@ -192,7 +192,8 @@ def _usage_subscriptions_sql() -> str:
 # and hashing every subscription of the merchant cost more than the charge).
 _USAGE_SCOPE = (
     "unnest(%s::uuid[]) AS k(customer_id) CROSS JOIN LATERAL ("  # noqa: S608 (names from models)
-    f"SELECT * FROM {Subscription._meta.db_table} s0 WHERE s0.customer_id = k.customer_id OFFSET 0) s"
+    "SELECT s0.id, s0.merchant_id, s0.customer_id, s0.plan_id, s0.wallet_id, s0.status, s0.started_at, "
+    f"s0.minimum_account_balance FROM {Subscription._meta.db_table} s0 WHERE s0.customer_id = k.customer_id OFFSET 0) s"
 )
 _USAGE_WHERE = "s.merchant_id = %s AND (s.status = %s OR s.id = ANY(%s::uuid[]))"
 
