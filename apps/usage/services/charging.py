@@ -754,7 +754,11 @@ def _write(merchant, charged: list[ResolvedEvent], counters, touched_counters, n
 def usage_record(*, merchant, raw: dict) -> dict:
     """Charge one usage event (or replay it). Raises the ApiError that refuses it."""
     now = timezone.now()
-    event = parse_usage_event(raw, now=now)
+    return record_one(merchant, parse_usage_event(raw, now=now), now)
+
+
+def record_one(merchant, event: UsageInput, now) -> dict:
+    """Charge one parsed event (or replay it); raises the ApiError that refuses it."""
     for _ in range(CONFLICT_RETRIES):
         try:
             # One transaction from the lookup on: the wallet is locked as its subscription is read.
@@ -772,6 +776,70 @@ def usage_record(*, merchant, raw: dict) -> dict:
         except _DuplicateRace:
             continue
     raise Conflict(f"idempotencyKey {event.idempotency_key!r} is contended; retry.", code="IDEMPOTENCY_KEY_IN_USE")
+
+
+def record_many(merchant, parsed: dict, now) -> dict:
+    """Charge parsed events together ({index: UsageInput}); each succeeds or fails on its own.
+
+    Returns {index: the event's response body, or the ApiError that refuses it}. The same
+    key twice: the later one is a replay of the first, or a 409 if its body differs.
+    """
+    outcomes: dict = {}
+    first_index: dict[str, int] = {}
+    duplicates: dict[int, int] = {}
+    for index, event in parsed.items():
+        if event.idempotency_key in first_index:
+            duplicates[index] = first_index[event.idempotency_key]
+        else:
+            first_index[event.idempotency_key] = index
+
+    for _ in range(CONFLICT_RETRIES):
+        pending = {i: e for i, e in parsed.items() if i not in duplicates and i not in outcomes}
+        existing, subscriptions, _ = _lookup(merchant, list(pending.values()))
+        for index, event in list(pending.items()):
+            if event.idempotency_key in existing:
+                try:
+                    outcomes[index] = _replay(existing[event.idempotency_key], event.request_hash)
+                except ApiError as error:
+                    outcomes[index] = error
+                del pending[index]
+        if not pending:
+            break
+        indexes = list(pending)
+        resolved = _resolve(merchant, [pending[i] for i in indexes], now, subscriptions)
+        to_charge = []
+        for index, outcome in zip(indexes, resolved, strict=True):
+            if isinstance(outcome, ApiError):
+                outcomes[index] = outcome
+            else:
+                to_charge.append((index, outcome))
+        if not to_charge:
+            break
+        try:
+            charged = _charge(merchant, [r for _, r in to_charge], now)
+        except _DuplicateRace:
+            continue
+        for (index, _), outcome in zip(to_charge, charged, strict=True):
+            if isinstance(outcome, ApiError):
+                outcomes[index] = outcome
+            else:
+                outcomes[index] = usage_event_data(outcome.row, outcome.line_rows)
+        break
+    else:
+        for index in parsed:
+            if index not in outcomes and index not in duplicates:
+                outcomes[index] = Conflict("This event's key is contended; retry.", code="IDEMPOTENCY_KEY_IN_USE")
+
+    for index, first in duplicates.items():
+        if parsed[first].request_hash == parsed[index].request_hash:
+            outcomes[index] = outcomes[first]
+        else:
+            key = parsed[index].idempotency_key
+            outcomes[index] = Conflict(
+                f"idempotencyKey {key!r} appears earlier in this batch (events[{first}]) with a different body.",
+                code="IDEMPOTENCY_KEY_REUSED",
+            )
+    return outcomes
 
 
 def _failure(index: int, key, error: ApiError) -> dict:
@@ -798,74 +866,11 @@ def usage_record_batch(*, merchant, raw_events) -> tuple[int, dict]:
         except ApiError as error:
             key = raw.get("idempotencyKey") if isinstance(raw, dict) else None
             failures[index] = _failure(index, key, error)
-    # The same key twice in one batch: the later one is a replay of the first (or a 409).
-    first_index: dict[str, int] = {}
-    duplicates_in_batch: dict[int, int] = {}
-    for index, event in parsed.items():
-        if event.idempotency_key in first_index:
-            duplicates_in_batch[index] = first_index[event.idempotency_key]
+    for index, outcome in record_many(merchant, parsed, now).items():
+        if isinstance(outcome, ApiError):
+            failures[index] = _failure(index, parsed[index].idempotency_key, outcome)
         else:
-            first_index[event.idempotency_key] = index
-
-    for _ in range(CONFLICT_RETRIES):
-        pending = {
-            i: e for i, e in parsed.items() if i not in duplicates_in_batch and i not in results and i not in failures
-        }
-        existing, subscriptions, _ = _lookup(merchant, list(pending.values()))
-        for index, event in list(pending.items()):
-            if event.idempotency_key in existing:
-                try:
-                    results[index] = _replay(existing[event.idempotency_key], event.request_hash)
-                except ApiError as error:
-                    failures[index] = _failure(index, event.idempotency_key, error)
-                del pending[index]
-        if not pending:
-            break
-        indexes = list(pending)
-        resolved = _resolve(merchant, [pending[i] for i in indexes], now, subscriptions)
-        to_charge = []
-        for index, outcome in zip(indexes, resolved, strict=True):
-            if isinstance(outcome, ApiError):
-                failures[index] = _failure(index, pending[index].idempotency_key, outcome)
-            else:
-                to_charge.append((index, outcome))
-        if not to_charge:
-            break
-        try:
-            outcomes = _charge(merchant, [r for _, r in to_charge], now)
-        except _DuplicateRace:
-            continue
-        for (index, _), outcome in zip(to_charge, outcomes, strict=True):
-            if isinstance(outcome, ApiError):
-                failures[index] = _failure(index, pending[index].idempotency_key, outcome)
-            else:
-                results[index] = usage_event_data(outcome.row, outcome.line_rows)
-        break
-    else:
-        for index, event in parsed.items():
-            if index not in results and index not in failures and index not in duplicates_in_batch:
-                failures[index] = _failure(
-                    index,
-                    event.idempotency_key,
-                    Conflict("This event's key is contended; retry.", code="IDEMPOTENCY_KEY_IN_USE"),
-                )
-
-    for index, first in duplicates_in_batch.items():
-        event = parsed[index]
-        if first in results and parsed[first].request_hash == event.request_hash:
-            results[index] = results[first]
-        elif first in failures and parsed[first].request_hash == event.request_hash:
-            failures[index] = {**failures[first], "index": index}
-        else:
-            failures[index] = _failure(
-                index,
-                event.idempotency_key,
-                Conflict(
-                    f"idempotencyKey {event.idempotency_key!r} appears earlier in this batch (events[{first}]) with a "
-                    "different body.",
-                    code="IDEMPOTENCY_KEY_REUSED",
-                ),
-            )
+            results[index] = outcome
 
     successful = [results[i] for i in sorted(results)]
     failed = [failures[i] for i in sorted(failures)]
