@@ -187,6 +187,9 @@ API_KEY_CACHE_SECONDS = env.float("API_KEY_CACHE_SECONDS", default=5.0)
 PAYMENT_SESSION_TTL_SECONDS = env.int("PAYMENT_SESSION_TTL_SECONDS", default=24 * 3600)
 # Usage may still be reported for the previous period this long after it ends (until its invoice is final).
 USAGE_GRACE_PERIOD_SECONDS = env.int("USAGE_GRACE_PERIOD_SECONDS", default=3600)
+# Charge single usage reports that arrive at the same time in one web process together
+# (one transaction; apps.usage.services.combining). Useful with threaded workers.
+USAGE_COMBINE_REPORTS = env.bool("USAGE_COMBINE_REPORTS", default=True)
 ENTITLEMENT_DEFAULT_TTL_SECONDS = env.int("ENTITLEMENT_DEFAULT_TTL_SECONDS", default=3600)
 IDEMPOTENCY_KEY_TTL_HOURS = env.int("IDEMPOTENCY_KEY_TTL_HOURS", default=24)
 # A request that claimed an idempotency key and then died (process killed) frees the key after this.

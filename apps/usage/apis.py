@@ -22,8 +22,8 @@ from apps.usage.services import (
     dispute_accept,
     dispute_decline,
     dispute_open,
-    usage_record,
     usage_record_batch,
+    usage_record_combined,
     usage_refund,
 )
 
@@ -206,7 +206,9 @@ class UsageApi(ApiView):
 
     def dispatch(self, request, *args, **kwargs):
         if request.method == "POST":
-            return plain_json_post(request, lambda merchant, data: (201, usage_record(merchant=merchant, raw=data)))
+            return plain_json_post(
+                request, lambda merchant, data: (201, usage_record_combined(merchant=merchant, raw=data))
+            )
         return super().dispatch(request, *args, **kwargs)
 
     @extend_schema(
@@ -229,7 +231,7 @@ class UsageApi(ApiView):
     )
     def post(self, request):
         """Served by `dispatch` without DRF (the hot path); kept for the OpenAPI document."""
-        return Response(usage_record(merchant=request.merchant, raw=request.data), status=201)
+        return Response(usage_record_combined(merchant=request.merchant, raw=request.data), status=201)
 
     @extend_schema(
         operation_id="usage_list",
