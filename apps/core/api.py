@@ -85,8 +85,7 @@ def plain_json_post(request, handle) -> HttpResponse:
         if isinstance(data, dict):
             check_merchant_id(_MerchantRequest(key.merchant), data.get("merchantId"))
         status, body = handle(key.merchant, data)
-        # orjson: a 1,000-event batch answer is rendered several times faster than by json.dumps
-        return HttpResponse(orjson.dumps(body), status=status, content_type="application/json")
+        return HttpResponse(render_json(body), status=status, content_type="application/json")
     except ApiError as exc:
         response = HttpResponse(json.dumps(exc.as_body()), status=exc.status_code, content_type="application/json")
         for name, value in exc.headers.items():
@@ -98,6 +97,16 @@ def plain_json_post(request, handle) -> HttpResponse:
         logger.exception("unhandled error in %s", request.path)
         body = error_body("api_error", "An internal error occurred; it has been logged.", "INTERNAL_ERROR")
         return HttpResponse(json.dumps(body), status=500, content_type="application/json")
+
+
+def render_json(body) -> bytes:
+    """orjson renders a 1,000-event batch answer several times faster than json.dumps; what it
+    cannot render (integers beyond 64 bits, very deep nesting, which events may carry in their
+    metadata) falls back to json.dumps: the answer to a committed charge must never fail."""
+    try:
+        return orjson.dumps(body)
+    except (orjson.JSONEncodeError, TypeError):
+        return json.dumps(body).encode()
 
 
 class _MerchantRequest:

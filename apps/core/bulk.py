@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import psycopg
-from django.db import connection, models
+from django.db import DatabaseError, connection, models
 
 # Columns sent as text and cast on the server.
 _TEXT_CAST_TYPES = ("jsonb",)
@@ -96,6 +96,13 @@ def new_id() -> str:
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
 
 
+class StalePreparedStatement(DatabaseError):
+    """A statement prepared on this connection no longer fits the schema (a migration ran
+    since), or the server forgot it (a pooler's DISCARD ALL). The connection's prepared
+    statements are dropped (at once outside a transaction, by the rollback inside one):
+    retrying the operation prepares them again."""
+
+
 @dataclass(frozen=True)
 class Statement:
     sql: str
@@ -122,7 +129,10 @@ def _insert_plan(model: type[models.Model], attnames: tuple[str, ...]):
             arrays.append("%s::text[]")
             selects.append(f"u.c{index}::{db_type}")
         else:
-            arrays.append(f"%s::{db_type}[]")
+            # The base type, without its length or scale: an explicit cast to varchar(200)
+            # would cut a longer value silently, where the column's own assignment cast
+            # refuses it (value too long).
+            arrays.append(f"%s::{db_type.split('(')[0]}[]")
             selects.append(f"u.c{index}")
     aliases = ", ".join(f"c{i}" for i in range(len(attnames)))
     sql = (
@@ -147,12 +157,18 @@ def insert_rows(model: type[models.Model], attnames: Sequence[str], rows: Sequen
 def run_statements(statements: Sequence[Statement]) -> list[list[tuple]]:
     """Execute `statements` in order in one round trip; return each one's rows ([] for none).
 
-    Inside `transaction.atomic()` they are part of its transaction; outside, each commits on
-    its own (autocommit). An error raises Django's exception for it and skips the rest.
+    Inside `transaction.atomic()` they are part of its transaction; outside, they form one
+    implicit transaction that commits at the end of the round trip: all or nothing. An error
+    raises Django's exception for it and skips the rest.
     """
     statements = [s for s in statements if s is not None]
     if not statements:
         return []
+    for statement in statements:
+        # psycopg would refuse a NUL in a text parameter while sending, after the statements
+        # before it had gone: refuse it before anything is sent (the parsers refuse it too).
+        if any(isinstance(param, str) and "\x00" in param for param in statement.params):
+            raise ValueError("a text parameter contains a NUL character, which PostgreSQL cannot store")
     connection.ensure_connection()
     raw = connection.connection
     started = time.monotonic()
@@ -162,9 +178,16 @@ def run_statements(statements: Sequence[Statement]) -> list[list[tuple]]:
         # once per connection (DATABASE_PREPARED_STATEMENTS), not parsed at every request.
         cursors = [psycopg.Cursor(raw) for _ in statements]
         try:
-            with raw.pipeline():
-                for cursor, statement in zip(cursors, statements, strict=True):
-                    cursor.execute(statement.sql, statement.params or None)
+            try:
+                with raw.pipeline():
+                    for cursor, statement in zip(cursors, statements, strict=True):
+                        cursor.execute(statement.sql, statement.params or None)
+            except (psycopg.errors.FeatureNotSupported, psycopg.errors.InvalidSqlStatementName) as exc:
+                if isinstance(exc, psycopg.errors.FeatureNotSupported) and "cached plan" not in str(exc):
+                    raise
+                if not connection.in_atomic_block:
+                    raw.execute("DEALLOCATE ALL")  # (psycopg forgets its prepared names on seeing it)
+                raise StalePreparedStatement(str(exc)) from exc
             # (pgresult.nfields, not description: that builds a Column object per column)
             results = [cursor.fetchall() if cursor.pgresult.nfields else [] for cursor in cursors]
         finally:

@@ -102,7 +102,9 @@ def customer_update(
     try:
         with transaction.atomic():
             locked = (
-                Customer.objects.select_for_update().select_related("merchant").get(pk=customer.pk, merchant=merchant)
+                Customer.objects.select_for_update(no_key=True, of=("self",))
+                .select_related("merchant")
+                .get(pk=customer.pk, merchant=merchant)
             )
             if locked.archived_at is not None:
                 raise Conflict(
@@ -153,7 +155,11 @@ def customer_archive(*, merchant: Merchant, customer: Customer) -> Customer:
     """Archive the customer: it leaves the lists, keeps its history and frees its email for a new
     customer. Archiving an archived customer changes nothing."""
     with transaction.atomic():
-        locked = Customer.objects.select_for_update().select_related("merchant").get(pk=customer.pk, merchant=merchant)
+        locked = (
+            Customer.objects.select_for_update(no_key=True, of=("self",))
+            .select_related("merchant")
+            .get(pk=customer.pk, merchant=merchant)
+        )
         if locked.archived_at is None and customer_has_live_subscription(customer=locked):
             raise Conflict(
                 f"Customer {locked.id} has a subscription that is not terminated; terminate it before deleting "

@@ -210,7 +210,11 @@ def entitlement_release(*, entitlement: Entitlement, status: str = Entitlement.S
     """Release what is left (DELETE, or expiry with status expired). Releasing twice changes nothing."""
     with transaction.atomic():
         lock_wallet_balances([entitlement.wallet])
-        locked = Entitlement.objects.select_for_update().select_related("wallet", "merchant").get(pk=entitlement.pk)
+        locked = (
+            Entitlement.objects.select_for_update(no_key=True, of=("self",))
+            .select_related("wallet", "merchant")
+            .get(pk=entitlement.pk)
+        )
         if locked.status == Entitlement.Status.ACTIVE:
             _release(locked, status, timezone.now())
             locked.save(

@@ -230,10 +230,11 @@ def ledger_post_many(
                 "This would take a balance beyond what the ledger holds (26 digits before the decimal point).",
                 code="AMOUNT_TOO_LARGE",
             ) from None
-    if moved:
-        (updated,) = results[len(statements) - 1][0]
-        if updated != len(moved):
-            raise LedgerError(f"expected {len(moved)} balance rows, updated {updated}")
+        if moved:
+            # inside the transaction: a missing balance row undoes the whole posting
+            (updated,) = results[len(statements) - 1][0]
+            if updated != len(moved):
+                raise LedgerError(f"expected {len(moved)} balance rows, updated {updated}")
     for txn in txns:
         txn._state.adding = False
         txn._state.db = connection.alias

@@ -14,8 +14,12 @@ def iso(value) -> str | None:
 
 
 def quantity_str(value) -> str:
-    """A quantity exactly, without padding: 1, 1.5, 100."""
-    return format(value.normalize(), "f")
+    """A quantity exactly, without padding: 1, 1.5, 100 (string work: normalize() would round
+    beyond 28 significant digits, and a quantity may have 38)."""
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
 
 
 def usage_event_data(event, lines) -> dict:

@@ -151,3 +151,48 @@ def test_one_round_trip_is_one_captured_query():
         results = run_statements([Statement("SELECT 1"), Statement("SELECT %s::int + 1", [1])])
     assert results == [[(1,)], [(2,)]]
     assert len(queries) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_reports_go_on_after_a_migration_changes_a_prepared_statements_result(api):
+    """A schema change made elsewhere (a deploy's migration) invalidates the statements this
+    connection prepared; the next reports prepare them again instead of failing."""
+    import psycopg
+
+    billing = Billing(api.merchant)
+    metric = billing.metric()
+    billing.fund("10")
+    batch = {"events": [billing.event(f"before{i}", metric) for i in range(2)]}
+    assert api.post("/v0/usage", billing.event("before", metric)).status_code == 201
+    assert api.post("/v0/usage/batch", batch).status_code == 201
+
+    settings = connection.settings_dict
+    other = psycopg.connect(
+        dbname=settings["NAME"], user=settings["USER"], host=settings["HOST"] or None, port=settings["PORT"] or None
+    )
+    try:
+        other.execute("ALTER TABLE usage_usageevent ALTER COLUMN idempotency_key TYPE varchar(300)")
+        other.commit()
+        assert api.post("/v0/usage", billing.event("after", metric)).status_code == 201
+        batch = {"events": [billing.event(f"after{i}", metric) for i in range(2)]}
+        assert api.post("/v0/usage/batch", batch).status_code == 201
+    finally:
+        other.execute("ALTER TABLE usage_usageevent ALTER COLUMN idempotency_key TYPE varchar(255)")
+        other.commit()
+        other.close()
+
+
+@pytest.mark.django_db
+def test_a_value_longer_than_its_column_is_refused_not_cut(merchant):
+    from django.db import DataError
+
+    billing = Billing(merchant)
+    row = _event_row(merchant, billing.customer, billing.subscription, "k" * 300, {})
+    with pytest.raises(DataError, match="too long"), transaction.atomic():
+        run_statements([insert_rows(UsageEvent, EVENT_COLUMNS, [row])])
+    assert not UsageEvent.objects.filter(merchant=merchant).exists()
+
+
+def test_a_nul_character_is_refused_before_anything_is_sent():
+    with pytest.raises(ValueError, match="NUL"):
+        run_statements([Statement("SELECT %s::text", ["a\x00b"])])

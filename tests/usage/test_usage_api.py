@@ -424,3 +424,17 @@ def test_a_replay_equals_the_first_response_for_a_percentage_price(api, billing)
     billing.fund("100")
     first = api.post("/v0/usage", billing.event("pct", metric, quantity="7.5")).json()
     assert api.post("/v0/usage", billing.event("pct", metric, quantity="7.5")).json() == first
+
+
+def test_an_event_whose_metadata_json_cannot_render_fast_is_answered_and_replayed(api):
+    """Integers beyond 64 bits are valid JSON; the answer to a committed charge renders them."""
+    billing = Billing(api.merchant)
+    metric = billing.metric()
+    billing.fund("10")
+    body = billing.event("huge-int", metric, metadata={"n": 2**70})
+    first = api.post("/v0/usage", body)
+    assert first.status_code == 201, first.content
+    assert first.json()["metadata"] == {"n": 2**70}
+    again = api.post("/v0/usage", body)
+    assert again.status_code == 201
+    assert again.json()["id"] == first.json()["id"]

@@ -103,3 +103,14 @@ def test_empty_or_malformed_batch_is_400(api):
     assert api.post("/v0/usage/batch", {"events": []}).status_code == 400
     assert api.post("/v0/usage/batch", {}).status_code == 400
     assert api.post("/v0/usage/batch", {"events": "nope"}).status_code == 400
+
+
+def test_a_failure_echoing_a_key_json_cannot_render_fast_keeps_the_207(api):
+    billing = Billing(api.merchant)
+    metric = billing.metric()
+    billing.fund("10")
+    events = [billing.event("good", metric), {"idempotencyKey": 2**70, "customerId": str(billing.customer.id)}]
+    response = api.post("/v0/usage/batch", {"events": events})
+    assert response.status_code == 207, response.content
+    assert [e["idempotencyKey"] for e in response.json()["successful"]] == ["good"]
+    assert response.json()["failed"][0]["index"] == 1

@@ -96,8 +96,12 @@ def payment_session_pay(
         subscription_id = queryset.values_list("subscription_id", flat=True).get(pk=session_id)
         if subscription_id is not None:
             # the subscription before its session, as subscription_terminate locks them
-            Subscription.objects.select_for_update().filter(pk=subscription_id).first()
-        session = queryset.select_for_update().select_related("wallet", "merchant").get(pk=session_id)
+            Subscription.objects.select_for_update(no_key=True).filter(pk=subscription_id).first()
+        session = (
+            queryset.select_for_update(no_key=True, of=("self",))
+            .select_related("wallet", "merchant")
+            .get(pk=session_id)
+        )
         if session.status == PaymentSession.Status.PAID:
             return session, False
         now = timezone.now()

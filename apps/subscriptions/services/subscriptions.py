@@ -33,7 +33,7 @@ def subscription_create(
     needs_payment = prefund_amount is not None and prefund_amount > 0
     with transaction.atomic():
         # Locked, so that archiving the customer (which refuses live subscriptions) waits.
-        customer = Customer.objects.select_for_update().get(pk=customer.pk, merchant=merchant)
+        customer = Customer.objects.select_for_update(no_key=True).get(pk=customer.pk, merchant=merchant)
         if customer.archived_at is not None:
             raise Unprocessable(f"Customer {customer.id} is archived; it cannot subscribe.", code="CUSTOMER_ARCHIVED")
         wallet = wallet_get_or_create(merchant=merchant, customer=customer, currency=plan.currency)
@@ -71,7 +71,7 @@ def subscription_create(
 def subscription_terminate(*, merchant, subscription: Subscription, reason: str = "") -> Subscription:
     """End the subscription now; its pending payment sessions can no longer be paid."""
     with transaction.atomic():
-        locked = Subscription.objects.select_for_update().get(pk=subscription.pk, merchant=merchant)
+        locked = Subscription.objects.select_for_update(no_key=True).get(pk=subscription.pk, merchant=merchant)
         if locked.status == Subscription.Status.TERMINATED:
             raise Conflict(
                 f"Subscription {locked.id} was already terminated at {locked.terminated_at.isoformat()}.",

@@ -32,7 +32,7 @@ from django.utils import timezone
 
 from apps.catalog.models import BillableMetric, PaymentTerm, Price
 from apps.catalog.pricing import price_quantity
-from apps.core.bulk import Statement, array_param, insert_rows, new_id, run_statements
+from apps.core.bulk import StalePreparedStatement, Statement, array_param, insert_rows, new_id, run_statements
 from apps.core.errors import ApiError, Conflict, FieldError, Forbidden, NotFound, PaymentRequired, Unprocessable
 from apps.core.money import ZERO, format_amount, round_amount, split_commission
 from apps.customers.models import Customer
@@ -420,8 +420,10 @@ def _charge(merchant, events: list[ResolvedEvent], now, locked: dict | None = No
     `locked`: the wallet balance rows the caller locked already in this transaction (_lookup).
     """
     outcomes: list = list(events)
-    # Inside a caller's transaction no savepoint: any error aborts the whole of it.
-    with transaction.atomic(savepoint=False):
+    # With `locked`, inside the caller's transaction (record_one), which any error aborts as a
+    # whole: no savepoint. Otherwise its own transaction, or a savepoint within a caller's, so
+    # that a duplicate race can be retried.
+    with transaction.atomic(savepoint=locked is None):
         wallets = {e.subscription.wallet_id: e.subscription.wallet for e in events}
         # Only the rows an event can debit: the available balance, and the held one of
         # wallets whose events name an entitlement.
@@ -442,7 +444,10 @@ def _charge(merchant, events: list[ResolvedEvent], now, locked: dict | None = No
         locked_entitlements, items = {}, {}
         if entitlement_ids:
             locked_entitlements = {
-                e.id: e for e in Entitlement.objects.select_for_update().filter(pk__in=entitlement_ids).order_by("id")
+                e.id: e
+                for e in Entitlement.objects.select_for_update(no_key=True)
+                .filter(pk__in=entitlement_ids)
+                .order_by("id")
             }
             items = {item.id: item for item in EntitlementItem.objects.filter(entitlement_id__in=entitlement_ids)}
         items_by_entitlement: dict = defaultdict(list)
@@ -761,21 +766,34 @@ def record_one(merchant, event: UsageInput, now) -> dict:
     """Charge one parsed event (or replay it); raises the ApiError that refuses it."""
     for _ in range(CONFLICT_RETRIES):
         try:
-            # One transaction from the lookup on: the wallet is locked as its subscription is read.
-            with transaction.atomic():
-                existing, subscriptions, locked = _lookup(merchant, [event], lock_wallets=True)
-                if event.idempotency_key in existing:
-                    return _replay(existing[event.idempotency_key], event.request_hash)
-                resolved = _resolve(merchant, [event], now, subscriptions)[0]
-                if isinstance(resolved, ApiError):
-                    raise resolved
-                outcome = _charge(merchant, [resolved], now, locked)[0]
-                if isinstance(outcome, ApiError):
-                    raise outcome
-                return usage_event_data(outcome.row, outcome.line_rows)
-        except _DuplicateRace:
+            outcome = _record_one_transaction(merchant, event, now)
+        except (_DuplicateRace, StalePreparedStatement):
             continue
+        if isinstance(outcome, ApiError):
+            raise outcome
+        return outcome
     raise Conflict(f"idempotencyKey {event.idempotency_key!r} is contended; retry.", code="IDEMPOTENCY_KEY_IN_USE")
+
+
+def _record_one_transaction(merchant, event: UsageInput, now):
+    """One attempt, in one transaction from the lookup on (the wallet is locked as its
+    subscription is read): the response body, or the ApiError refusing the event. A refusal
+    is returned, not raised, so that its transaction, which wrote nothing, ends in a COMMIT:
+    a ROLLBACK would make psycopg forget the connection's prepared statements."""
+    with transaction.atomic():
+        existing, subscriptions, locked = _lookup(merchant, [event], lock_wallets=True)
+        if event.idempotency_key in existing:
+            try:
+                return _replay(existing[event.idempotency_key], event.request_hash)
+            except ApiError as error:
+                return error
+        resolved = _resolve(merchant, [event], now, subscriptions)[0]
+        if isinstance(resolved, ApiError):
+            return resolved
+        outcome = _charge(merchant, [resolved], now, locked)[0]
+        if isinstance(outcome, ApiError):
+            return outcome
+        return usage_event_data(outcome.row, outcome.line_rows)
 
 
 def record_many(merchant, parsed: dict, now) -> dict:
@@ -795,7 +813,10 @@ def record_many(merchant, parsed: dict, now) -> dict:
 
     for _ in range(CONFLICT_RETRIES):
         pending = {i: e for i, e in parsed.items() if i not in duplicates and i not in outcomes}
-        existing, subscriptions, _ = _lookup(merchant, list(pending.values()))
+        try:
+            existing, subscriptions, _ = _lookup(merchant, list(pending.values()))
+        except StalePreparedStatement:
+            continue
         for index, event in list(pending.items()):
             if event.idempotency_key in existing:
                 try:
@@ -817,7 +838,7 @@ def record_many(merchant, parsed: dict, now) -> dict:
             break
         try:
             charged = _charge(merchant, [r for _, r in to_charge], now)
-        except _DuplicateRace:
+        except (_DuplicateRace, StalePreparedStatement):
             continue
         for (index, _), outcome in zip(to_charge, charged, strict=True):
             if isinstance(outcome, ApiError):

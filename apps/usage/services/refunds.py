@@ -43,7 +43,11 @@ def usage_refund(*, merchant, event: UsageEvent, reason: str = "") -> UsageEvent
     wallet = event.subscription.wallet
     with transaction.atomic():
         lock_wallet_balances([wallet])
-        locked = UsageEvent.objects.select_for_update().select_related("merchant").get(pk=event.pk, merchant=merchant)
+        locked = (
+            UsageEvent.objects.select_for_update(no_key=True, of=("self",))
+            .select_related("merchant")
+            .get(pk=event.pk, merchant=merchant)
+        )
         if locked.refunded_at is not None:
             raise _already_refunded(locked)
         if locked.amount > 0:
@@ -101,7 +105,7 @@ def dispute_open(*, merchant, event: UsageEvent, message: str, opened_by: str = 
 
 
 def _lock_open(merchant, dispute: Dispute) -> Dispute:
-    locked = Dispute.objects.select_for_update().get(pk=dispute.pk, merchant=merchant)
+    locked = Dispute.objects.select_for_update(no_key=True).get(pk=dispute.pk, merchant=merchant)
     if locked.status != Dispute.Status.OPEN:
         raise Conflict(f"Dispute {locked.id} is already {locked.status}.", code="DISPUTE_NOT_OPEN")
     return locked
