@@ -27,21 +27,21 @@ from apps.usage.services.charging import MAX_BATCH_EVENTS, record_many, record_o
 
 
 class _Report:
-    __slots__ = ("merchant", "event", "done", "lead", "outcome", "failure")
+    __slots__ = ("merchant", "event", "done", "outcome", "failure", "wake")
 
     def __init__(self, merchant, event):
         self.merchant = merchant
         self.event = event
         self.done = False
-        self.lead = False  # handed the lead: charge what is queued
         self.outcome = None  # the response body, or the ApiError refusing the event
         self.failure = None  # an unexpected exception of its round
+        self.wake = threading.Event()  # set when done, or when handed the lead
 
 
 class Combiner:
     def __init__(self, max_round: int = MAX_BATCH_EVENTS):
         self.max_round = max_round
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._queue: list[_Report] = []
         self._busy = False
 
@@ -64,24 +64,29 @@ class Combiner:
         """Charge `event` for `merchant` (alone or with concurrent reports); its response
         body, or raise the ApiError that refuses it."""
         report = _Report(merchant, event)
-        with self._cond:
+        with self._lock:
             self._queue.append(report)
-            if self._busy:
-                while not report.done and not report.lead:
-                    self._cond.wait()
-            if not report.done:
+            leading = not self._busy
+            if leading:
                 self._busy = True
                 round_ = self._take_round()
+        if not leading:
+            # each waiting request is woken once: when its round is done, or to lead the next
+            report.wake.wait()
+            if not report.done:
+                with self._lock:
+                    round_ = self._take_round()
         if not report.done:
             try:
                 _charge_round(round_)
             finally:
-                with self._cond:
+                with self._lock:
                     if self._queue:
-                        self._queue[0].lead = True
+                        self._queue[0].wake.set()  # not done: it leads the next round
                     else:
                         self._busy = False
-                    self._cond.notify_all()
+                for charged in round_:
+                    charged.wake.set()
         if report.failure is not None:
             raise report.failure
         if isinstance(report.outcome, ApiError):
