@@ -31,9 +31,9 @@ def rounds(monkeypatch):
         time.sleep(0.3)
         return record_one(merchant, event, now)
 
-    def counted_many(merchant, parsed, now):
+    def counted_many(merchant, parsed, now, **options):
         sizes.append(len(parsed))
-        return record_many(merchant, parsed, now)
+        return record_many(merchant, parsed, now, **options)
 
     monkeypatch.setattr(combining, "record_one", slow_one)
     monkeypatch.setattr(combining, "record_many", counted_many)
@@ -138,11 +138,11 @@ def test_an_unexpected_failure_reaches_its_own_round_only(rounds, monkeypatch):
     billing.fund("1")
     failing = {"left": 1}
 
-    def fail_once(merchant, parsed, now):
+    def fail_once(merchant, parsed, now, **options):
         if failing["left"]:
             failing["left"] -= 1
             raise RuntimeError("boom")
-        return record_many(merchant, parsed, now)
+        return record_many(merchant, parsed, now, **options)
 
     monkeypatch.setattr(combining, "record_many", fail_once)
     outcomes = submit_all([(merchant, billing.event(f"e{i}", metric)) for i in range(4)])

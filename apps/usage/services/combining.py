@@ -112,7 +112,7 @@ def _charge_round(reports: list[_Report]) -> None:
                     except ApiError as error:
                         group[0].outcome = error
                 else:
-                    outcomes = record_many(merchant, dict(enumerate(r.event for r in group)), now)
+                    outcomes = record_many(merchant, dict(enumerate(r.event for r in group)), now, lock_first=True)
                     for index, report in enumerate(group):
                         report.outcome = outcomes[index]
             except Exception as exc:  # noqa: BLE001 -- handed to each request of the group
