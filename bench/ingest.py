@@ -77,10 +77,15 @@ def parse_args(argv=None):
     parser.add_argument("--concurrency", type=int, default=16, help="client threads for single events (default 16)")
     parser.add_argument("--batch-concurrency", type=int, default=2, help="client threads for batches (default 2)")
     parser.add_argument(
-        "--workers", type=int, default=2 * cores + 1, help=f"gunicorn workers (default 2*cores+1 = {2 * cores + 1})"
+        "--workers", type=int, default=cores, help=f"gunicorn workers (default: one per core, {cores})"
     )
-    parser.add_argument("--worker-class", choices=["sync", "gthread"], default="sync")
-    parser.add_argument("--threads", type=int, default=4, help="threads per gthread worker (default 4)")
+    parser.add_argument(
+        "--worker-class",
+        choices=["sync", "gthread"],
+        default="gthread",
+        help="gthread (default, as the Procfile runs it: concurrent single reports are charged together) or sync",
+    )
+    parser.add_argument("--threads", type=int, default=8, help="threads per gthread worker (default 8)")
     parser.add_argument("--customers", type=int, default=1000, help="prefunded customers (default 1000)")
     parser.add_argument("--seed-threads", type=int, default=4, help="threads seeding customers (default 4)")
     parser.add_argument(
