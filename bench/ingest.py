@@ -76,9 +76,7 @@ def parse_args(argv=None):
     parser.add_argument("--batches", type=int, default=20, help="batches of 1,000 events (default 20)")
     parser.add_argument("--concurrency", type=int, default=16, help="client threads for single events (default 16)")
     parser.add_argument("--batch-concurrency", type=int, default=2, help="client threads for batches (default 2)")
-    parser.add_argument(
-        "--workers", type=int, default=cores, help=f"gunicorn workers (default: one per core, {cores})"
-    )
+    parser.add_argument("--workers", type=int, default=cores, help=f"gunicorn workers (default: one per core, {cores})")
     parser.add_argument(
         "--worker-class",
         choices=["sync", "gthread"],
