@@ -157,8 +157,6 @@ def test_one_round_trip_is_one_captured_query():
 def test_reports_go_on_after_a_migration_changes_a_prepared_statements_result(api):
     """A schema change made elsewhere (a deploy's migration) invalidates the statements this
     connection prepared; the next reports prepare them again instead of failing."""
-    import psycopg
-
     billing = Billing(api.merchant)
     metric = billing.metric()
     billing.fund("10")
@@ -166,19 +164,18 @@ def test_reports_go_on_after_a_migration_changes_a_prepared_statements_result(ap
     assert api.post("/v0/usage", billing.event("before", metric)).status_code == 201
     assert api.post("/v0/usage/batch", batch).status_code == 201
 
-    settings = connection.settings_dict
-    other = psycopg.connect(
-        dbname=settings["NAME"], user=settings["USER"], host=settings["HOST"] or None, port=settings["PORT"] or None
-    )
+    from django.db import connections
+
+    other = connections.create_connection("default")  # a second session, as a deploy's migrate
     try:
-        other.execute("ALTER TABLE usage_usageevent ALTER COLUMN idempotency_key TYPE varchar(300)")
-        other.commit()
+        with other.cursor() as cursor:
+            cursor.execute("ALTER TABLE usage_usageevent ALTER COLUMN idempotency_key TYPE varchar(300)")
         assert api.post("/v0/usage", billing.event("after", metric)).status_code == 201
         batch = {"events": [billing.event(f"after{i}", metric) for i in range(2)]}
         assert api.post("/v0/usage/batch", batch).status_code == 201
     finally:
-        other.execute("ALTER TABLE usage_usageevent ALTER COLUMN idempotency_key TYPE varchar(255)")
-        other.commit()
+        with other.cursor() as cursor:
+            cursor.execute("ALTER TABLE usage_usageevent ALTER COLUMN idempotency_key TYPE varchar(255)")
         other.close()
 
 
