@@ -37,7 +37,7 @@ def rounds(monkeypatch):
 
     monkeypatch.setattr(combining, "record_one", slow_one)
     monkeypatch.setattr(combining, "record_many", counted_many)
-    monkeypatch.setattr(combining, "_combiner", combining.Combiner())
+    monkeypatch.setattr(combining, "_combiners", {})
     return sizes
 
 
@@ -91,6 +91,9 @@ def test_reports_sent_together_are_charged_together_each_with_its_own_answer(rou
     assert (refused.status_code, refused.code) == (402, "INSUFFICIENT_BALANCE")
     assert (stranger.status_code, stranger.code) == (404, "CUSTOMER_NOT_FOUND")
     assert str(stranger).startswith("customerId: no customer")  # the single report's own wording
+    # each keeps its own ledger transaction, as alone
+    charged = [o for o in outcomes if isinstance(o, dict)]
+    assert len({o["billing"]["billingEventId"] for o in charged}) == len(charged) == 7
     assert poor.available() == D("0")
     assert rich.available() == D("10") - 5 * D("0.25")
     assert UsageEvent.objects.filter(merchant=merchant).count() == 7
@@ -109,29 +112,38 @@ def test_a_key_sent_twice_in_one_round_is_a_replay_of_the_first(rounds):
     assert billing.available() == D("1") - 2 * D("0.001")
 
 
-def test_each_merchant_of_a_round_is_charged_in_its_own_transaction(rounds):
+def test_a_merchant_whose_wallet_is_locked_elsewhere_holds_up_no_other_merchant(rounds):
+    from django.db import connections
+
     one, two = MerchantFactory(), MerchantFactory()
     billing_one, billing_two = Billing(one), Billing(two)
     metric_one, metric_two = billing_one.metric(), billing_two.metric()
     billing_one.fund("1")
     billing_two.fund("1")
-    outcomes = submit_all(
-        [
-            (one, billing_one.event("lead", metric_one)),
-            (one, billing_one.event("a", metric_one)),
-            (two, billing_two.event("a", metric_two)),
-            # another merchant's customer is unknown to this one
-            (two, billing_one.event("b", metric_one)),
-        ]
+    other = connections.create_connection("default")  # a long batch of merchant one, elsewhere
+    other.set_autocommit(False)
+    with other.cursor() as cursor:
+        cursor.execute(
+            "SELECT amount FROM ledger_balance WHERE account_id = %s FOR UPDATE",
+            [billing_one.wallet.available_account_id],
+        )
+    held = threading.Thread(
+        target=lambda: submit_all([(one, billing_one.event("held", metric_one))]), name="held", daemon=True
     )
-    assert outcomes[1]["customerId"] == str(billing_one.customer.id)
-    assert outcomes[2]["customerId"] == str(billing_two.customer.id)
-    assert outcomes[3].status_code == 404
-    assert UsageEvent.objects.filter(merchant=one).count() == 2
-    assert UsageEvent.objects.filter(merchant=two).count() == 1
+    held.start()
+    time.sleep(0.2)
+    started = time.monotonic()
+    (answer,) = submit_all([(two, billing_two.event("free", metric_two))])
+    assert answer["idempotencyKey"] == "free"
+    assert time.monotonic() - started < 1.5  # (a lone report sleeps 0.3 s in this fixture)
+    assert held.is_alive()  # merchant one's report still waits for its wallet
+    other.rollback()
+    other.close()
+    held.join(10)
+    assert UsageEvent.objects.filter(merchant=one, idempotency_key="held").exists()
 
 
-def test_an_unexpected_failure_reaches_its_own_round_only(rounds, monkeypatch):
+def test_a_round_that_fails_as_a_whole_is_charged_again_report_by_report(rounds, monkeypatch):
     merchant = MerchantFactory()
     billing = Billing(merchant)
     metric = billing.metric()
@@ -139,6 +151,7 @@ def test_an_unexpected_failure_reaches_its_own_round_only(rounds, monkeypatch):
     failing = {"left": 1}
 
     def fail_once(merchant, parsed, now, **options):
+        rounds.append(len(parsed))
         if failing["left"]:
             failing["left"] -= 1
             raise RuntimeError("boom")
@@ -146,12 +159,112 @@ def test_an_unexpected_failure_reaches_its_own_round_only(rounds, monkeypatch):
 
     monkeypatch.setattr(combining, "record_many", fail_once)
     outcomes = submit_all([(merchant, billing.event(f"e{i}", metric)) for i in range(4)])
-    assert isinstance(outcomes[0], dict)
-    assert all(isinstance(o, RuntimeError) for o in outcomes[1:]), outcomes
-    # nothing of the failed round was written, and the combiner goes on
-    assert UsageEvent.objects.filter(merchant=merchant).count() == 1
-    later = submit_all([(merchant, billing.event(f"later{i}", metric)) for i in range(3)])
-    assert all(isinstance(o, dict) for o in later), later
+    assert [o["idempotencyKey"] for o in outcomes] == [f"e{i}" for i in range(4)], outcomes
+    assert rounds[:2] == [1, 3] and rounds[2:] == [1, 1, 1], rounds  # the failed round, then one by one
+    assert UsageEvent.objects.filter(merchant=merchant).count() == 4
+    assert ledger_check() == []
+
+
+def test_a_report_that_fails_on_its_own_gets_its_own_error_only(rounds, monkeypatch):
+    merchant = MerchantFactory()
+    billing = Billing(merchant)
+    metric = billing.metric()
+    billing.fund("1")
+    real_one = combining.record_one
+
+    def broken_for_e2(merchant, parsed, now, **options):
+        if any(e.idempotency_key == "e2" for e in parsed.values()):
+            raise RuntimeError("round fails")
+        return record_many(merchant, parsed, now, **options)
+
+    def one_fails(merchant, event, now):
+        if event.idempotency_key == "e2":
+            raise RuntimeError("e2 fails")
+        return real_one(merchant, event, now)
+
+    monkeypatch.setattr(combining, "record_many", broken_for_e2)
+    monkeypatch.setattr(combining, "record_one", one_fails)
+    outcomes = submit_all([(merchant, billing.event(f"e{i}", metric)) for i in range(4)])
+    assert isinstance(outcomes[2], RuntimeError) and str(outcomes[2]) == "e2 fails"
+    assert [o["idempotencyKey"] for i, o in enumerate(outcomes) if i != 2] == ["e0", "e1", "e3"]
+
+
+def test_a_lost_database_connection_is_replaced_and_the_round_charged(rounds, monkeypatch):
+    from django.db import connections
+
+    merchant = MerchantFactory()
+    billing = Billing(merchant)
+    metric = billing.metric()
+    billing.fund("1")
+    lost = {"left": 1}
+
+    def lose_connection_once(merchant, parsed, now, **options):
+        if lost["left"]:
+            lost["left"] -= 1
+            connection.ensure_connection()
+            pid = connection.connection.info.backend_pid
+            killer = connections.create_connection("default")
+            with killer.cursor() as cursor:  # as a server restart would
+                cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+            killer.close()
+        return record_many(merchant, parsed, now, **options)
+
+    monkeypatch.setattr(combining, "record_many", lose_connection_once)
+    outcomes = submit_all([(merchant, billing.event(f"e{i}", metric)) for i in range(4)])
+    assert [o["idempotencyKey"] for o in outcomes] == [f"e{i}" for i in range(4)], outcomes
+    assert UsageEvent.objects.filter(merchant=merchant).count() == 4
+
+
+def test_a_waiting_request_that_leaves_passes_on_its_place(monkeypatch):
+    """An asynchronous exception in a waiting request (the process going down) must not leave
+    the reports behind it waiting forever."""
+    created = []
+
+    class Wake(threading.Event):
+        def wait(self, timeout=None):
+            if created.index(self) == 1:  # the second report leaves while waiting
+                time.sleep(0.2)
+                raise KeyboardInterrupt
+            return super().wait(timeout)
+
+    class Report(combining._Report):
+        def __init__(self, event, now):
+            super().__init__(event, now)
+            self.wake = Wake()
+            created.append(self.wake)
+
+    def slow_round(merchant, reports):
+        time.sleep(0.4)
+        for report in reports:
+            report.outcome = {"idempotencyKey": report.event.idempotency_key}
+            report.done = True
+
+    monkeypatch.setattr(combining, "_Report", Report)
+    monkeypatch.setattr(combining, "_charge_round", slow_round)
+    combiner = combining.Combiner()
+    merchant = MerchantFactory.build()
+
+    class Event:
+        def __init__(self, key):
+            self.idempotency_key = key
+
+    answers = {}
+
+    def send(key):
+        try:
+            answers[key] = combiner.submit(merchant, Event(key), None)
+        except KeyboardInterrupt:
+            answers[key] = "left"
+
+    threads = [threading.Thread(target=send, args=(key,), daemon=True) for key in ("lead", "leaves", "after")]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.05)
+    for thread in threads:
+        thread.join(5)
+    assert answers == {"lead": {"idempotencyKey": "lead"}, "leaves": "left", "after": {"idempotencyKey": "after"}}
+    later = combiner.submit(merchant, Event("later"), None)
+    assert later == {"idempotencyKey": "later"}
 
 
 def test_a_bad_body_is_refused_at_once_without_waiting_for_a_round(rounds):

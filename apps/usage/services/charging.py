@@ -415,7 +415,9 @@ def _entitlement_refusal(entitlement: Entitlement, event: ResolvedEvent, now) ->
     return None
 
 
-def _charge(merchant, events: list[ResolvedEvent], now, locked: dict | None = None) -> list:
+def _charge(
+    merchant, events: list[ResolvedEvent], now, locked: dict | None = None, *, shared_transaction: bool = True
+) -> list:
     """Price, check and write `events` in one transaction; returns, per event, itself or its refusal.
 
     `locked`: the wallet balance rows the caller locked already in this transaction (_lookup).
@@ -529,7 +531,7 @@ def _charge(merchant, events: list[ResolvedEvent], now, locked: dict | None = No
         charged = [e for e in outcomes if isinstance(e, ResolvedEvent)]
         if not charged:
             return outcomes
-        _write(merchant, charged, counters, touched_counters, now)
+        _write(merchant, charged, counters, touched_counters, now, shared_transaction=shared_transaction)
     return outcomes
 
 
@@ -634,18 +636,19 @@ class StoredLine:
     amount: Decimal | None
 
 
-def _write(merchant, charged: list[ResolvedEvent], counters, touched_counters, now) -> None:
+def _write(merchant, charged: list[ResolvedEvent], counters, touched_counters, now, *, shared_transaction=True) -> None:
     """Write the charged events, their lines, counters, entitlements and ledger transactions:
     one round trip for the ledger and the rows beside it."""
-    # One ledger transaction per currency for all the events charged together: a debit per
+    # A batch posts one ledger transaction per currency for all its events: a debit per
     # wallet (or hold) and one credit each to the merchant's revenue and the platform's
-    # commission. Each event keeps its own figures, which sum to the transaction's.
+    # commission; each event keeps its own figures, which sum to the transaction's. Single
+    # reports charged together (combining) keep one ledger transaction each, as alone.
     by_currency: dict = defaultdict(list)
     for event in charged:
         if event.amount > ZERO:
-            by_currency[event.currency].append(event)
+            by_currency[(event.currency, None if shared_transaction else event.input.idempotency_key)].append(event)
     specs = []
-    for currency, members in by_currency.items():
+    for (currency, _), members in by_currency.items():
         debits: dict = {}
         for event in members:
             wallet = event.subscription.wallet
@@ -773,7 +776,11 @@ def record_one(merchant, event: UsageInput, now) -> dict:
         if isinstance(outcome, ApiError):
             raise outcome
         return outcome
-    raise Conflict(f"idempotencyKey {event.idempotency_key!r} is contended; retry.", code="IDEMPOTENCY_KEY_IN_USE")
+    raise _contended(event)
+
+
+def _contended(event: UsageInput) -> Conflict:
+    return Conflict(f"idempotencyKey {event.idempotency_key!r} is contended; retry.", code="IDEMPOTENCY_KEY_IN_USE")
 
 
 def _record_one_transaction(merchant, event: UsageInput, now):
@@ -797,7 +804,7 @@ def _record_one_transaction(merchant, event: UsageInput, now):
         return usage_event_data(outcome.row, outcome.line_rows)
 
 
-def _record_attempt(merchant, pending: dict, now, outcomes: dict, lock_first: bool) -> None:
+def _record_attempt(merchant, pending: dict, now, outcomes: dict, lock_first: bool, shared_transaction: bool) -> None:
     """One attempt of `record_many` for the `pending` events: fills `outcomes`; raises
     _DuplicateRace or StalePreparedStatement when it must start again."""
     existing, subscriptions, locked = _lookup(merchant, list(pending.values()), lock_wallets=lock_first)
@@ -820,7 +827,7 @@ def _record_attempt(merchant, pending: dict, now, outcomes: dict, lock_first: bo
             to_charge.append((index, outcome))
     if not to_charge:
         return
-    charged = _charge(merchant, [r for _, r in to_charge], now, locked)
+    charged = _charge(merchant, [r for _, r in to_charge], now, locked, shared_transaction=shared_transaction)
     for (index, _), outcome in zip(to_charge, charged, strict=True):
         if isinstance(outcome, ApiError):
             outcomes[index] = outcome
@@ -828,7 +835,7 @@ def _record_attempt(merchant, pending: dict, now, outcomes: dict, lock_first: bo
             outcomes[index] = usage_event_data(outcome.row, outcome.line_rows)
 
 
-def record_many(merchant, parsed: dict, now, *, lock_first: bool = False) -> dict:
+def record_many(merchant, parsed: dict, now, *, lock_first: bool = False, shared_transaction: bool = True) -> dict:
     """Charge parsed events together ({index: UsageInput}); each succeeds or fails on its own.
 
     Returns {index: the event's response body, or the ApiError that refuses it}. The same
@@ -838,6 +845,9 @@ def record_many(merchant, parsed: dict, now, *, lock_first: bool = False) -> dic
     are read (one round trip fewer; for small sets of events, as `record_one` does). Without
     it, a large batch resolves its events before it takes any lock, so that concurrent
     batches hold their wallets for less time.
+
+    `shared_transaction`: one ledger transaction per currency for all the events (a batch), or
+    one per event (single reports charged together, each answered as if alone).
     """
     outcomes: dict = {}
     first_index: dict[str, int] = {}
@@ -852,14 +862,14 @@ def record_many(merchant, parsed: dict, now, *, lock_first: bool = False) -> dic
         pending = {i: e for i, e in parsed.items() if i not in duplicates and i not in outcomes}
         try:
             with transaction.atomic() if lock_first else nullcontext():
-                _record_attempt(merchant, pending, now, outcomes, lock_first)
+                _record_attempt(merchant, pending, now, outcomes, lock_first, shared_transaction)
         except (_DuplicateRace, StalePreparedStatement):
             continue
         break
     else:
-        for index in parsed:
+        for index, event in parsed.items():
             if index not in outcomes and index not in duplicates:
-                outcomes[index] = Conflict("This event's key is contended; retry.", code="IDEMPOTENCY_KEY_IN_USE")
+                outcomes[index] = _contended(event)
 
     for index, first in duplicates.items():
         if parsed[first].request_hash == parsed[index].request_hash:
