@@ -89,11 +89,16 @@ def format_amount(value: Decimal | None, currency: str | None = None) -> str | N
         return None
     if isinstance(value, int):
         value = Decimal(value)
-    minimum = CURRENCY_DECIMALS.get(currency, 2) if currency else 2
-    # Positional notation, exact; then the fraction without trailing zeros, padded back to
-    # the minor unit (string work: this runs several times per usage event of a batch).
+    return format_decimal(value, CURRENCY_DECIMALS.get(currency, 2) if currency else 2)
+
+
+def format_decimal(value: Decimal, minimum_places: int = 0) -> str:
+    """`value` exactly, in positional notation, without trailing zeros beyond `minimum_places`
+    fractional digits: (1.50, 0) -> "1.5", (5, 2) -> "5.00". String work, exact at any length
+    (normalize() rounds beyond the context's 28 digits), and cheap: it runs several times per
+    usage event of a batch."""
     whole, _, fraction = format(value, "f").partition(".")
     fraction = fraction.rstrip("0")
-    if len(fraction) < minimum:
-        fraction += "0" * (minimum - len(fraction))
+    if len(fraction) < minimum_places:
+        fraction += "0" * (minimum_places - len(fraction))
     return f"{whole}.{fraction}" if fraction else whole

@@ -4,7 +4,7 @@ from datetime import UTC
 
 from rest_framework import serializers
 
-from apps.core.money import format_amount
+from apps.core.money import format_amount, format_decimal
 
 
 def iso(value) -> str | None:
@@ -14,12 +14,8 @@ def iso(value) -> str | None:
 
 
 def quantity_str(value) -> str:
-    """A quantity exactly, without padding: 1, 1.5, 100 (string work: normalize() would round
-    beyond 28 significant digits, and a quantity may have 38)."""
-    text = format(value, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return text
+    """A quantity exactly, without padding: 1, 1.5, 100."""
+    return format_decimal(value)
 
 
 def usage_event_data(event, lines) -> dict:

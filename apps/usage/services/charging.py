@@ -21,7 +21,7 @@ the first commits, then returns its response; another body under the same key is
 import uuid
 from collections import defaultdict
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import timedelta
 from decimal import Decimal
 from operator import attrgetter
@@ -535,46 +535,6 @@ def _charge(
     return outcomes
 
 
-EVENT_COLUMNS = (
-    "id",
-    "created_at",
-    "updated_at",
-    "merchant_id",
-    "idempotency_key",
-    "request_hash",
-    "customer_id",
-    "subscription_id",
-    "entitlement_id",
-    "timestamp",
-    "currency",
-    "amount",
-    "commission_amount",
-    "owner_revenue_amount",
-    "balance_after",
-    "ledger_transaction_id",
-    "invoice_id",
-    "metadata",
-    "refund_reason",
-)
-LINE_COLUMNS = (
-    "id",
-    "created_at",
-    "updated_at",
-    "merchant_id",
-    "event_id",
-    "position",
-    "billable_metric_id",
-    "price_id",
-    "customer_id",
-    "subscription_id",
-    "timestamp",
-    "quantity",
-    "value",
-    "value_text",
-    "payment_term",
-    "unit_price",
-    "amount",
-)
 COUNTER_COLUMNS = (
     "id",
     "created_at",
@@ -636,6 +596,11 @@ class StoredLine:
     amount: Decimal | None
 
 
+# The columns written, in the order of the fields above (the event's `merchant` is for the answer).
+EVENT_COLUMNS = tuple(f.name for f in fields(StoredEvent) if f.name != "merchant")
+LINE_COLUMNS = tuple(f.name for f in fields(StoredLine))
+
+
 def _write(merchant, charged: list[ResolvedEvent], counters, touched_counters, now, *, shared_transaction=True) -> None:
     """Write the charged events, their lines, counters, entitlements and ledger transactions:
     one round trip for the ledger and the rows beside it."""
@@ -643,12 +608,12 @@ def _write(merchant, charged: list[ResolvedEvent], counters, touched_counters, n
     # wallet (or hold) and one credit each to the merchant's revenue and the platform's
     # commission; each event keeps its own figures, which sum to the transaction's. Single
     # reports charged together (combining) keep one ledger transaction each, as alone.
-    by_currency: dict = defaultdict(list)
+    groups: dict = defaultdict(list)
     for event in charged:
         if event.amount > ZERO:
-            by_currency[(event.currency, None if shared_transaction else event.input.idempotency_key)].append(event)
+            groups[(event.currency, None if shared_transaction else event.input.idempotency_key)].append(event)
     specs = []
-    for (currency, _), members in by_currency.items():
+    for (currency, _), members in groups.items():
         debits: dict = {}
         for event in members:
             wallet = event.subscription.wallet
@@ -767,41 +732,16 @@ def usage_record(*, merchant, raw: dict) -> dict:
 
 
 def record_one(merchant, event: UsageInput, now) -> dict:
-    """Charge one parsed event (or replay it); raises the ApiError that refuses it."""
-    for _ in range(CONFLICT_RETRIES):
-        try:
-            outcome = _record_one_transaction(merchant, event, now)
-        except (_DuplicateRace, StalePreparedStatement):
-            continue
-        if isinstance(outcome, ApiError):
-            raise outcome
-        return outcome
-    raise _contended(event)
+    """Charge one parsed event (or replay it); raises the ApiError that refuses it. One
+    transaction from the lookup on: the wallet is locked as its subscription is read."""
+    outcome = record_many(merchant, {0: event}, now, lock_first=True)[0]
+    if isinstance(outcome, ApiError):
+        raise outcome
+    return outcome
 
 
 def _contended(event: UsageInput) -> Conflict:
     return Conflict(f"idempotencyKey {event.idempotency_key!r} is contended; retry.", code="IDEMPOTENCY_KEY_IN_USE")
-
-
-def _record_one_transaction(merchant, event: UsageInput, now):
-    """One attempt, in one transaction from the lookup on (the wallet is locked as its
-    subscription is read): the response body, or the ApiError refusing the event. A refusal
-    is returned, not raised, so that its transaction, which wrote nothing, ends in a COMMIT:
-    a ROLLBACK would make psycopg forget the connection's prepared statements."""
-    with transaction.atomic():
-        existing, subscriptions, locked = _lookup(merchant, [event], lock_wallets=True)
-        if event.idempotency_key in existing:
-            try:
-                return _replay(existing[event.idempotency_key], event.request_hash)
-            except ApiError as error:
-                return error
-        resolved = _resolve(merchant, [event], now, subscriptions)[0]
-        if isinstance(resolved, ApiError):
-            return resolved
-        outcome = _charge(merchant, [resolved], now, locked)[0]
-        if isinstance(outcome, ApiError):
-            return outcome
-        return usage_event_data(outcome.row, outcome.line_rows)
 
 
 def _record_attempt(merchant, pending: dict, now, outcomes: dict, lock_first: bool, shared_transaction: bool) -> None:
@@ -842,9 +782,11 @@ def record_many(merchant, parsed: dict, now, *, lock_first: bool = False, shared
     key twice: the later one is a replay of the first, or a 409 if its body differs.
 
     `lock_first`: one transaction from the lookup on, the wallets locked as the subscriptions
-    are read (one round trip fewer; for small sets of events, as `record_one` does). Without
-    it, a large batch resolves its events before it takes any lock, so that concurrent
-    batches hold their wallets for less time.
+    are read (one round trip fewer; for single reports and small rounds). Refusals are
+    outcomes, not exceptions, so such a transaction that wrote nothing ends in a COMMIT: a
+    ROLLBACK would make psycopg forget the connection's prepared statements. Without it, a
+    large batch resolves its events before it takes any lock, so that concurrent batches hold
+    their wallets for less time.
 
     `shared_transaction`: one ledger transaction per currency for all the events (a batch), or
     one per event (single reports charged together, each answered as if alone).
