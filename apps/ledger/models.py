@@ -117,7 +117,8 @@ class Entry(TenantModel):
     """One leg of a transaction: `amount` (signed) on one account shard."""
 
     merchant = unchecked_foreign_key("merchants.Merchant", related_name="+")
-    transaction = models.ForeignKey(LedgerTransaction, on_delete=models.PROTECT, related_name="entries")
+    # Written with its transaction in one round trip; `ledger_check` reports entries of none.
+    transaction = unchecked_foreign_key(LedgerTransaction, related_name="entries")
     # (indexed by ledger_entry_account_shard)
     account = unchecked_foreign_key(Account, related_name="entries", db_index=False)
     shard = models.PositiveSmallIntegerField(default=0)

@@ -50,8 +50,9 @@ def wallets_for_customer(*, customer) -> list[tuple[Wallet, WalletBalances]]:
 def ledger_check() -> list[str]:
     """Recompute every balance from the entries and report each difference.
 
-    Also reports transactions whose entries do not sum to zero, or that have none.
-    An empty list means the ledger is consistent.
+    Also reports transactions whose entries do not sum to zero, or that have none, and
+    entries of a transaction that does not exist (entries keep no database key to it, see
+    unchecked_foreign_key). An empty list means the ledger is consistent.
     """
     problems: list[str] = []
     entry_table = Entry._meta.db_table
@@ -91,4 +92,13 @@ def ledger_check() -> list[str]:
         )
         for txn_id, total, count in cursor.fetchall():
             problems.append(f"transaction {txn_id}: {count} entries summing to {total}, not a balanced transaction")
+        cursor.execute(
+            f"""
+            SELECT e.transaction_id, COUNT(*)
+            FROM {entry_table} e LEFT JOIN {txn_table} t ON t.id = e.transaction_id
+            WHERE t.id IS NULL GROUP BY e.transaction_id ORDER BY 1
+            """  # noqa: S608 (table names only)
+        )
+        for txn_id, count in cursor.fetchall():
+            problems.append(f"transaction {txn_id}: {count} entries, but no such transaction")
     return problems

@@ -17,12 +17,14 @@ class UsageEvent(TenantModel):
     merchant = unchecked_foreign_key("merchants.Merchant", related_name="+", db_index=False)
     idempotency_key = models.CharField(max_length=255)
     request_hash = models.CharField(max_length=64)
-    customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="usage_events")
-    subscription = models.ForeignKey(
-        "subscriptions.Subscription", on_delete=models.PROTECT, related_name="usage_events"
-    )
-    entitlement = models.ForeignKey(
-        "entitlements.Entitlement", null=True, blank=True, on_delete=models.PROTECT, related_name="usage_events"
+    # The keys below are checked where the charge reads their rows, in the same transaction
+    # (see unchecked_foreign_key); `ledger_check` reports events whose rows do not exist.
+    # (indexed by usage_event_customer_time, which starts with it)
+    customer = unchecked_foreign_key("customers.Customer", related_name="usage_events", db_index=False)
+    subscription = unchecked_foreign_key("subscriptions.Subscription", related_name="usage_events")
+    # (indexed where set: usage_event_entitlement)
+    entitlement = unchecked_foreign_key(
+        "entitlements.Entitlement", null=True, blank=True, related_name="usage_events", db_index=False
     )
     timestamp = models.DateTimeField()
     currency = models.CharField(max_length=8, choices=Currency.choices)
@@ -30,8 +32,9 @@ class UsageEvent(TenantModel):
     commission_amount = AmountField()
     owner_revenue_amount = AmountField()
     balance_after = AmountField(null=True, blank=True)
-    ledger_transaction = models.ForeignKey(
-        "ledger.LedgerTransaction", null=True, blank=True, on_delete=models.PROTECT, related_name="usage_events"
+    # Written in the same transaction as the event; several events of a batch share it.
+    ledger_transaction = unchecked_foreign_key(
+        "ledger.LedgerTransaction", null=True, blank=True, related_name="usage_events", db_index=False
     )
     invoice_id = models.UUIDField(null=True, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
@@ -47,7 +50,11 @@ class UsageEvent(TenantModel):
         ]
         indexes = [
             models.Index(fields=["merchant", "timestamp"], name="usage_event_merchant_time"),
-            models.Index(fields=["merchant", "customer", "timestamp"], name="usage_event_customer_time"),
+            # A customer belongs to one merchant: the customer alone leads.
+            models.Index(fields=["customer", "timestamp"], name="usage_event_customer_time"),
+            models.Index(
+                fields=["entitlement"], condition=models.Q(entitlement__isnull=False), name="usage_event_entitlement"
+            ),
         ]
 
     def __str__(self):
@@ -57,10 +64,14 @@ class UsageEvent(TenantModel):
 class UsageLine(TenantModel):
     """One property of an event: a metric, its quantity and value, and its price."""
 
+    # Lines are read through their event, their metric or their subscription, never by date.
+    created_at = models.DateTimeField(auto_now_add=True)
     merchant = unchecked_foreign_key("merchants.Merchant", related_name="+", db_index=False)
-    event = models.ForeignKey(UsageEvent, on_delete=models.PROTECT, related_name="lines")
+    # Written with its event, in the same statement's transaction (indexed by usage_line_unique_position).
+    event = unchecked_foreign_key(UsageEvent, related_name="lines", db_index=False)
     position = models.PositiveSmallIntegerField()
-    billable_metric = unchecked_foreign_key("catalog.BillableMetric", related_name="+")
+    # (a metric belongs to one merchant: indexed by the composite indexes below, which start with it)
+    billable_metric = unchecked_foreign_key("catalog.BillableMetric", related_name="+", db_index=False)
     price = unchecked_foreign_key("catalog.Price", related_name="+")
     # Copied from the event (whose keys are checked) so that meters aggregate from this table alone.
     customer = unchecked_foreign_key("customers.Customer", related_name="+")
@@ -77,14 +88,13 @@ class UsageLine(TenantModel):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["merchant", "event", "position"], name="usage_line_unique_position"),
+            # the event leads (lines are read by event); merchant keeps the key within its tenant
+            models.UniqueConstraint(fields=["event", "merchant", "position"], name="usage_line_unique_position"),
         ]
         indexes = [
-            models.Index(fields=["merchant", "billable_metric", "timestamp"], name="usage_line_metric_time"),
+            models.Index(fields=["billable_metric", "timestamp"], name="usage_line_metric_time"),
             models.Index(fields=["subscription", "billable_metric", "timestamp"], name="usage_line_sub_metric_time"),
-            models.Index(
-                fields=["merchant", "billable_metric", "customer", "timestamp"], name="usage_line_customer_meter"
-            ),
+            models.Index(fields=["billable_metric", "customer", "timestamp"], name="usage_line_customer_meter"),
         ]
 
 

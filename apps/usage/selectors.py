@@ -1,3 +1,4 @@
+from django.db import connection
 from django.db.models import Prefetch, QuerySet
 
 from apps.core.errors import NotFound
@@ -28,3 +29,47 @@ def dispute_get(*, merchant, dispute_id) -> Dispute:
     if dispute is None:
         raise NotFound(f"No dispute {dispute_id}.", code="DISPUTE_NOT_FOUND")
     return dispute
+
+
+# The keys of usage rows that the database does not check (see unchecked_foreign_key):
+# (model, field). The charge writes them from rows it read in the same transaction.
+UNCHECKED_KEYS = (
+    (UsageEvent, "customer"),
+    (UsageEvent, "subscription"),
+    (UsageEvent, "entitlement"),
+    (UsageEvent, "ledger_transaction"),
+    (UsageLine, "event"),
+    (UsageLine, "billable_metric"),
+    (UsageLine, "price"),
+    (UsageLine, "customer"),
+    (UsageLine, "subscription"),
+)
+
+
+def usage_check() -> list[str]:
+    """Usage rows whose unchecked keys point at nothing, and events whose stored total is not
+    the sum of their lines'. An empty list means every usage row is whole."""
+    problems: list[str] = []
+    with connection.cursor() as cursor:
+        for model, name in UNCHECKED_KEYS:
+            field = model._meta.get_field(name)
+            table, column = model._meta.db_table, field.column
+            parent = field.related_model._meta
+            cursor.execute(
+                f"SELECT r.id, r.{column} FROM {table} r LEFT JOIN {parent.db_table} p "  # noqa: S608 (names only)
+                f"ON p.{parent.pk.column} = r.{column} WHERE r.{column} IS NOT NULL AND p.{parent.pk.column} IS NULL "
+                "ORDER BY 1 LIMIT 100"
+            )
+            for row_id, missing in cursor.fetchall():
+                problems.append(f"{model._meta.label} {row_id}: {name} {missing} does not exist")
+        cursor.execute(
+            f"""
+            SELECT e.id, e.amount, COALESCE(SUM(l.amount), 0)
+            FROM {UsageEvent._meta.db_table} e LEFT JOIN {UsageLine._meta.db_table} l ON l.event_id = e.id
+            GROUP BY e.id, e.amount HAVING e.amount <> COALESCE(SUM(l.amount), 0) OR COUNT(l.id) = 0
+            ORDER BY 1 LIMIT 100
+            """  # noqa: S608 (table names only)
+        )
+        for event_id, amount, lines_total in cursor.fetchall():
+            problems.append(f"usage event {event_id}: amount {amount}, but its lines sum to {lines_total}")
+    return problems

@@ -251,3 +251,21 @@ def test_ledger_check_reports_entries_of_an_account_that_does_not_exist(merchant
         )
     problems = ledger_check()
     assert any(str(ghost) in p and "no such account shard" in p for p in problems), problems
+
+
+def test_ledger_check_reports_entries_of_a_transaction_that_does_not_exist(merchant, wallet):
+    """Entries keep no database key to their transaction either (written with it in one round trip)."""
+    import uuid
+
+    fund(merchant, wallet, D("5"))
+    assert ledger_check() == []
+    ghost = uuid.uuid4()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO ledger_entry (id, created_at, updated_at, merchant_id, transaction_id, account_id, shard, amount) "
+            "VALUES (gen_random_uuid(), now(), now(), %s, %s, %s, 0, 1), "
+            "(gen_random_uuid(), now(), now(), %s, %s, %s, 0, -1)",
+            [merchant.id, ghost, wallet.available_account_id, merchant.id, ghost, wallet.available_account_id],
+        )
+    problems = ledger_check()
+    assert problems == [f"transaction {ghost}: 2 entries, but no such transaction"]

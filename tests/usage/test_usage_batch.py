@@ -6,7 +6,8 @@ import pytest
 
 from apps.ledger.models import LedgerTransaction
 from apps.ledger.selectors import ledger_check
-from apps.usage.models import UsageEvent
+from apps.usage.models import UsageEvent, UsageLine
+from apps.usage.selectors import usage_check
 from tests.usage.world import Billing
 
 D = Decimal
@@ -44,6 +45,7 @@ def test_all_good_is_201_with_one_ledger_transaction_for_the_batch(api, two):
         assert event.commission_amount + event.owner_revenue_amount == event.amount
     assert first.revenue() + first.commission() == D("2.5")
     assert ledger_check() == []
+    assert usage_check() == []
 
 
 def test_bad_events_fail_by_index_and_good_ones_are_charged(api, two):
@@ -114,3 +116,23 @@ def test_a_failure_echoing_a_key_json_cannot_render_fast_keeps_the_207(api):
     assert response.status_code == 207, response.content
     assert [e["idempotencyKey"] for e in response.json()["successful"]] == ["good"]
     assert response.json()["failed"][0]["index"] == 1
+
+
+def test_usage_check_reports_rows_whose_unchecked_keys_point_at_nothing(api, two):
+    """Events and lines keep no database keys to their parents (hot-path inserts): the check
+    finds a line without its event and an event whose lines do not sum to its amount."""
+    import uuid
+
+    from django.db import connection
+
+    first, _, metric = two
+    assert api.post("/v0/usage/batch", {"events": [first.event("a", metric)]}).status_code == 201
+    assert usage_check() == []
+    line = UsageLine.objects.get()
+    ghost = uuid.uuid4()
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE usage_usageline SET event_id = %s WHERE id = %s", [ghost, line.id])
+    problems = usage_check()
+    event = UsageEvent.objects.get()
+    assert f"usage.UsageLine {line.id}: event {ghost} does not exist" in problems
+    assert f"usage event {event.id}: amount 0.500000000000, but its lines sum to 0" in problems
