@@ -423,6 +423,14 @@ def _charge(
     `locked`: the wallet balance rows the caller locked already in this transaction (_lookup).
     """
     outcomes: list = list(events)
+    # Concurrent batches over the same customers wait for each other's wallets: what does not
+    # depend on a locked row (the price of an event that names no entitlement and whose prices
+    # keep no running total, its rows, their encoding) is done before the lock.
+    prepared = None
+    if all(_priced_alone(event) for event in events):
+        for event in events:
+            _price_event(merchant, event, ZERO_COUNTERS)
+        prepared = _prepare_rows(merchant, events, now, shared_transaction=shared_transaction)
     # With `locked`, inside the caller's transaction (record_one), which any error aborts as a
     # whole: no savepoint. Otherwise its own transaction, or a savepoint within a caller's, so
     # that a duplicate race can be retried.
@@ -478,15 +486,7 @@ def _charge(
                 event.entitlement = locked_entitlements[event.entitlement.id]
                 for line in event.lines:
                     line.entitlement_item = items[line.entitlement_item.id]
-            pending_counters = {}
-            for line in event.lines:
-                key = (event.subscription.id, line.price.id, event.period_start)
-                before = pending_counters.get(key, counters.get(key, ZERO))
-                _price_line(line, before)
-                if needs_counter(line.price):
-                    pending_counters[key] = before + line.quantity
-            event.amount = sum((line.amount for line in event.lines if line.amount is not None), ZERO)
-            event.commission, event.owner_revenue = split_commission(event.amount, merchant.commission_rate)
+            pending_counters = {} if prepared is not None else _price_event(merchant, event, counters)
             wallet_id = event.subscription.wallet_id
             if event.entitlement is not None:
                 refusal = _entitlement_refusal(event.entitlement, event, now)
@@ -531,8 +531,34 @@ def _charge(
         charged = [e for e in outcomes if isinstance(e, ResolvedEvent)]
         if not charged:
             return outcomes
-        _write(merchant, charged, counters, touched_counters, now, shared_transaction=shared_transaction)
+        if prepared is None or len(charged) != len(events):
+            # priced under the lock, or some refused: the rows are built (again) for what is charged
+            prepared = _prepare_rows(merchant, charged, now, shared_transaction=shared_transaction)
+        _write(merchant, prepared, counters, touched_counters, now)
     return outcomes
+
+
+ZERO_COUNTERS: dict = {}
+
+
+def _priced_alone(event: ResolvedEvent) -> bool:
+    """Whether the event's price depends on nothing a lock guards: no hold, no running total."""
+    return event.entitlement is None and not any(needs_counter(line.price) for line in event.lines)
+
+
+def _price_event(merchant, event: ResolvedEvent, counters: dict) -> dict:
+    """Price the event's lines (graduated tiers and free units continue from `counters`) and
+    split its total; returns the running totals it moves."""
+    pending_counters: dict = {}
+    for line in event.lines:
+        key = (event.subscription.id, line.price.id, event.period_start)
+        before = pending_counters.get(key, counters.get(key, ZERO))
+        _price_line(line, before)
+        if needs_counter(line.price):
+            pending_counters[key] = before + line.quantity
+    event.amount = sum((line.amount for line in event.lines if line.amount is not None), ZERO)
+    event.commission, event.owner_revenue = split_commission(event.amount, merchant.commission_rate)
+    return pending_counters
 
 
 COUNTER_COLUMNS = (
@@ -601,45 +627,38 @@ EVENT_COLUMNS = tuple(f.name for f in fields(StoredEvent) if f.name != "merchant
 LINE_COLUMNS = tuple(f.name for f in fields(StoredLine))
 
 
-def _write(merchant, charged: list[ResolvedEvent], counters, touched_counters, now, *, shared_transaction=True) -> None:
-    """Write the charged events, their lines, counters, entitlements and ledger transactions:
-    one round trip for the ledger and the rows beside it."""
+@dataclass
+class _PreparedRows:
+    """The rows of events about to be written, in key order, and their INSERTs."""
+
+    events: list[ResolvedEvent]
+    event_insert: Statement
+    line_insert: Statement
+
+
+BALANCE_AFTER_PARAM = EVENT_COLUMNS.index("balance_after")
+
+
+def _transaction_group(event: ResolvedEvent, shared_transaction: bool):
     # A batch posts one ledger transaction per currency for all its events: a debit per
     # wallet (or hold) and one credit each to the merchant's revenue and the platform's
     # commission; each event keeps its own figures, which sum to the transaction's. Single
     # reports charged together (combining) keep one ledger transaction each, as alone.
-    groups: dict = defaultdict(list)
-    for event in charged:
-        if event.amount > ZERO:
-            groups[(event.currency, None if shared_transaction else event.input.idempotency_key)].append(event)
-    specs = []
-    for (currency, _), members in groups.items():
-        debits: dict = {}
-        for event in members:
-            wallet = event.subscription.wallet
-            source = wallet.held_account if event.entitlement is not None else wallet.available_account
-            debits[source.id] = (source, debits.get(source.id, (source, ZERO))[1] + event.amount)
-        total = sum((e.amount for e in members), ZERO)
-        commission = sum((e.commission for e in members), ZERO)
-        spec = TransactionSpec(
-            merchant=merchant,
-            kind=LedgerTransaction.Kind.USAGE,
-            currency=currency,
-            postings=[
-                *(Posting(source, -amount) for source, amount in debits.values()),
-                Posting(merchant_revenue_account(merchant=merchant, currency=currency), total - commission),
-                Posting(platform_commission_account(currency=currency), commission),
-            ],
-            description=f"usage: {len(members)} event(s)",
-            metadata={"events": len(members)},
-        )
-        specs.append(spec)
-        for event in members:
-            event.transaction_id = spec.id
+    return (event.currency, None if shared_transaction else event.input.idempotency_key)
 
+
+def _prepare_rows(merchant, events: list[ResolvedEvent], now, *, shared_transaction: bool) -> _PreparedRows:
+    """Build and encode the rows of priced events (their balance_after is set by _write)."""
+    transaction_ids: dict = {}
     # in key order, so that two requests sharing keys wait on each other in one order
-    ordered = sorted(charged, key=lambda e: e.input.idempotency_key)
+    ordered = sorted(events, key=lambda e: e.input.idempotency_key)
     for event in ordered:
+        event.transaction_id = None
+        if event.amount > ZERO:
+            group = _transaction_group(event, shared_transaction)
+            event.transaction_id = transaction_ids.get(group)
+            if event.transaction_id is None:
+                event.transaction_id = transaction_ids[group] = uuid.uuid4()
         event.row = StoredEvent(
             new_id(),
             now,
@@ -685,10 +704,53 @@ def _write(merchant, charged: list[ResolvedEvent], counters, touched_counters, n
             for position, line in enumerate(event.lines)
         ]
     event_values, line_values = attrgetter(*EVENT_COLUMNS), attrgetter(*LINE_COLUMNS)
-    statements = [
+    return _PreparedRows(
+        ordered,
         insert_rows(UsageEvent, EVENT_COLUMNS, [event_values(e.row) for e in ordered]),
         insert_rows(UsageLine, LINE_COLUMNS, [line_values(line) for e in ordered for line in e.line_rows]),
-    ]
+    )
+
+
+def _write(merchant, prepared: _PreparedRows, counters, touched_counters, now) -> None:
+    """Write the charged events, their lines, counters, entitlements and ledger transactions:
+    one round trip for the ledger and the rows beside it."""
+    charged = prepared.events
+    groups: dict = defaultdict(list)
+    for event in charged:
+        if event.transaction_id is not None:
+            groups[event.transaction_id].append(event)
+    specs = []
+    for transaction_id, members in groups.items():
+        currency = members[0].currency
+        debits: dict = {}
+        for event in members:
+            wallet = event.subscription.wallet
+            source = wallet.held_account if event.entitlement is not None else wallet.available_account
+            debits[source.id] = (source, debits.get(source.id, (source, ZERO))[1] + event.amount)
+        total = sum((e.amount for e in members), ZERO)
+        commission = sum((e.commission for e in members), ZERO)
+        specs.append(
+            TransactionSpec(
+                merchant=merchant,
+                kind=LedgerTransaction.Kind.USAGE,
+                currency=currency,
+                postings=[
+                    *(Posting(source, -amount) for source, amount in debits.values()),
+                    Posting(merchant_revenue_account(merchant=merchant, currency=currency), total - commission),
+                    Posting(platform_commission_account(currency=currency), commission),
+                ],
+                description=f"usage: {len(members)} event(s)",
+                metadata={"events": len(members)},
+                id=transaction_id,
+            )
+        )
+
+    # The balances after each charge are known only now, under the lock.
+    for event in charged:
+        event.row.balance_after = event.balance_after
+    event_params = list(prepared.event_insert.params)
+    event_params[BALANCE_AFTER_PARAM] = array_param([e.balance_after for e in charged], "numeric")
+    statements = [Statement(prepared.event_insert.sql, event_params), prepared.line_insert]
     if touched_counters:
         upsert = insert_rows(
             UsageCounter,
