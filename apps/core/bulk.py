@@ -112,8 +112,8 @@ class Statement:
 _insert_sql_cache: dict = {}
 
 
-def _insert_plan(model: type[models.Model], attnames: tuple[str, ...]):
-    key = (model, attnames)
+def _insert_plan(model: type[models.Model], attnames: tuple[str, ...], generated: tuple[tuple[str, str], ...]):
+    key = (model, attnames, generated)
     plan = _insert_sql_cache.get(key)
     if plan is not None:
         return plan
@@ -134,6 +134,9 @@ def _insert_plan(model: type[models.Model], attnames: tuple[str, ...]):
             # refuses it (value too long).
             arrays.append(f"%s::{db_type.split('(')[0]}[]")
             selects.append(f"u.c{index}")
+    for name, expression in generated:
+        columns.append(quote(fields[name].column))
+        selects.append(expression)
     aliases = ", ".join(f"c{i}" for i in range(len(attnames)))
     sql = (
         f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(columns)}) "  # noqa: S608 (names from models)
@@ -143,13 +146,16 @@ def _insert_plan(model: type[models.Model], attnames: tuple[str, ...]):
     return plan
 
 
-def insert_rows(model: type[models.Model], attnames: Sequence[str], rows: Sequence[Sequence]) -> Statement:
+def insert_rows(
+    model: type[models.Model], attnames: Sequence[str], rows: Sequence[Sequence], *, generated: dict | None = None
+) -> Statement:
     """One INSERT of `rows` (tuples in the order of `attnames`) into `model`'s table.
 
-    Nothing is filled in: ids, timestamps and defaults are the caller's. JSON columns take
-    Python values (dumped here).
+    Nothing is filled in: ids, timestamps and defaults are the caller's, or computed by the
+    server where `generated` says so ({attname: SQL expression}, e.g. {"id": "gen_random_uuid()"}
+    for rows whose ids the caller never reads). JSON columns take Python values (dumped here).
     """
-    sql, encoders = _insert_plan(model, tuple(attnames))
+    sql, encoders = _insert_plan(model, tuple(attnames), tuple(sorted((generated or {}).items())))
     columns = zip(*rows, strict=True) if rows else [() for _ in encoders]
     return Statement(sql, [_encode_array(encode, column) for encode, column in zip(encoders, columns, strict=True)])
 

@@ -12,8 +12,10 @@ _registry: list["ProcessCache"] = []
 
 
 class ProcessCache:
-    def __init__(self, ttl_seconds: float | None):
+    def __init__(self, ttl_seconds: float | None, max_entries: int | None = None):
         self.ttl = ttl_seconds
+        # beyond it the cache starts again empty (a bound on memory, not an LRU)
+        self.max_entries = max_entries
         self._data: dict = {}
         self._lock = threading.Lock()
         _registry.append(self)
@@ -31,6 +33,8 @@ class ProcessCache:
     def set(self, key, value) -> None:
         expires = None if self.ttl is None else time.monotonic() + self.ttl
         with self._lock:
+            if self.max_entries is not None and len(self._data) >= self.max_entries:
+                self._data.clear()
             self._data[key] = (expires, value)
 
     def discard(self, key) -> None:

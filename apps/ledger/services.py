@@ -10,7 +10,7 @@ from decimal import Decimal
 from django.db import DataError, IntegrityError, connection, transaction
 from django.utils import timezone
 
-from apps.core.bulk import Statement, array_param, insert_rows, new_id, run_statements
+from apps.core.bulk import Statement, array_param, insert_rows, run_statements
 from apps.core.errors import PaymentRequired, Unprocessable
 from apps.core.money import ZERO, format_amount, round_amount
 from apps.core.process_cache import ProcessCache
@@ -155,7 +155,8 @@ TRANSACTION_COLUMNS = (
     "reverses_id",
     "metadata",
 )
-ENTRY_COLUMNS = ("id", "created_at", "updated_at", "merchant_id", "transaction_id", "account_id", "shard", "amount")
+# (an entry's id is made by the server: the posting never reads it)
+ENTRY_COLUMNS = ("created_at", "updated_at", "merchant_id", "transaction_id", "account_id", "shard", "amount")
 BALANCE_UPDATE_SQL = (
     f"WITH moved AS (UPDATE {Balance._meta.db_table} AS b SET amount = b.amount + v.delta "  # noqa: S608 (no user input)
     "FROM unnest(%s::uuid[], %s::int[], %s::numeric[]) AS v(account_id, shard, delta) "
@@ -195,7 +196,7 @@ def ledger_post_many(
         txns.append(txn)
         for posting in spec.postings:
             key = (posting.account.id, _shard_for(posting))
-            entries.append((new_id(), now, now, spec.merchant.id, txn.id, key[0], key[1], posting.amount))
+            entries.append((now, now, spec.merchant.id, txn.id, key[0], key[1], posting.amount))
             deltas[key] += posting.amount
             (wallet_keys if posting.account.kind in Account.WALLET_KINDS else shared_keys).append(key)
     moved = [(account_id, shard, delta) for (account_id, shard), delta in deltas.items() if delta != ZERO]
@@ -205,7 +206,7 @@ def ledger_post_many(
         insert_rows(
             LedgerTransaction, TRANSACTION_COLUMNS, [[getattr(t, c) for c in TRANSACTION_COLUMNS] for t in txns]
         ),
-        insert_rows(Entry, ENTRY_COLUMNS, entries),
+        insert_rows(Entry, ENTRY_COLUMNS, entries, generated={"id": "gen_random_uuid()"}),
     ]
     if moved:
         statements.append(

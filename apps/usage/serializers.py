@@ -6,11 +6,21 @@ from rest_framework import serializers
 
 from apps.core.money import format_amount, format_decimal
 
+_last_iso: tuple = (None, None)
+
 
 def iso(value) -> str | None:
+    """A time as RFC 3339 in UTC ("...Z"). The last one is remembered: the events of a batch
+    share their creation time, and usually their timestamp."""
+    global _last_iso
     if value is None:
         return None
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    last = _last_iso
+    if last[0] == value:
+        return last[1]
+    text = value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    _last_iso = (value, text)
+    return text
 
 
 def quantity_str(value) -> str:
@@ -22,20 +32,22 @@ def usage_event_data(event, lines) -> dict:
     """The response to a usage report, the same for the first request and every replay
     (built from the stored rows' values only)."""
     currency = event.currency
+    customer_id = str(event.customer_id)
+    amount = format_amount(event.amount, currency)
     return {
         "id": str(event.id),
         "object": "usageEvent",
         "livemode": event.merchant.livemode,
         "idempotencyKey": event.idempotency_key,
-        "customerId": str(event.customer_id),
-        "consumerId": str(event.customer_id),
+        "customerId": customer_id,
+        "consumerId": customer_id,
         "subscriptionId": str(event.subscription_id),
         "entitlementId": str(event.entitlement_id) if event.entitlement_id else None,
         "timestamp": iso(event.timestamp),
         "metadata": event.metadata,
         "billing": {
-            "price": format_amount(event.amount, currency),
-            "totalAmount": format_amount(event.amount, currency),
+            "price": amount,
+            "totalAmount": amount,
             "currency": currency,
             "lines": [
                 {
@@ -46,13 +58,13 @@ def usage_event_data(event, lines) -> dict:
                     "amount": format_amount(line.amount, currency),
                     "paymentTerm": line.payment_term,
                 }
-                for line in sorted(lines, key=lambda line: line.position)
+                for line in (lines if len(lines) < 2 else sorted(lines, key=lambda line: line.position))
             ],
             "billingEventId": str(event.ledger_transaction_id) if event.ledger_transaction_id else None,
             "invoiceId": str(event.invoice_id) if event.invoice_id else None,
         },
         "settlement": {
-            "priceAmount": format_amount(event.amount, currency),
+            "priceAmount": amount,
             "commissionAmount": format_amount(event.commission_amount, currency),
             "ownerRevenueAmount": format_amount(event.owner_revenue_amount, currency),
             "balanceAfter": format_amount(event.balance_after, currency),

@@ -193,3 +193,13 @@ def test_a_value_longer_than_its_column_is_refused_not_cut(merchant):
 def test_a_nul_character_is_refused_before_anything_is_sent():
     with pytest.raises(ValueError, match="NUL"):
         run_statements([Statement("SELECT %s::text", ["a\x00b"])])
+
+
+@pytest.mark.django_db
+def test_columns_the_server_generates_get_a_fresh_value_per_row(merchant):
+    billing = Billing(merchant)
+    customer, subscription = billing.customer, billing.subscription
+    rows = [_event_row(merchant, customer, subscription, key, {})[1:] for key in ("g1", "g2", "g3")]
+    run_statements([insert_rows(UsageEvent, EVENT_COLUMNS[1:], rows, generated={"id": "gen_random_uuid()"})])
+    ids = set(UsageEvent.objects.filter(merchant=merchant).values_list("id", flat=True))
+    assert len(ids) == 3 and all(i.version == 4 for i in ids)

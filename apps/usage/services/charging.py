@@ -22,7 +22,7 @@ import uuid
 from collections import defaultdict
 from contextlib import nullcontext
 from dataclasses import dataclass, field, fields
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from operator import attrgetter
 
@@ -36,6 +36,7 @@ from apps.catalog.pricing import price_quantity
 from apps.core.bulk import StalePreparedStatement, Statement, array_param, insert_rows, new_id, run_statements
 from apps.core.errors import ApiError, Conflict, FieldError, Forbidden, NotFound, PaymentRequired, Unprocessable
 from apps.core.money import ZERO, format_amount, round_amount, split_commission
+from apps.core.process_cache import ProcessCache
 from apps.customers.models import Customer
 from apps.entitlements.models import Entitlement, EntitlementItem
 from apps.entitlements.services import entitlement_after_use, entitlement_used_up
@@ -190,19 +191,34 @@ def _metric_value(metric: BillableMetric, quantity: Decimal, metadata: dict, fie
     return value, str(raw)[:255]
 
 
+# (subscription id, its start, its interval, the grace) -> (valid from, valid until, window)
+_windows = ProcessCache(ttl_seconds=None, max_entries=200_000)
+
+
 def _open_window(subscription: Subscription, now):
-    """[start, end) of the periods open to usage now: the current one, and the previous one
-    while it is within its grace period (late usage is accepted until its invoice is final)."""
+    """(start, end, current period or None): [start, end) are the periods open to usage now,
+    the current one, and the previous one while it is within its grace period (late usage is
+    accepted until its invoice is final). Kept per process for as long as it holds."""
     interval = subscription.plan.billing_interval
     anchor = subscription.started_at
-    if now < anchor:
-        return anchor, add_intervals(anchor, interval, 1)
-    index = period_index_at(anchor, interval, now)
-    start, end = period_at(anchor, interval, now)
     grace = timedelta(seconds=settings.USAGE_GRACE_PERIOD_SECONDS)
-    if index > 0 and now < start + grace:
-        start = add_intervals(anchor, interval, index - 1)
-    return start, end
+    key = (subscription.id, anchor, interval, grace)
+    cached = _windows.get(key)
+    if cached is not None and cached[0] <= now < cached[1]:
+        return cached[2]
+    if now < anchor:
+        valid, window = (datetime.min.replace(tzinfo=UTC), anchor), (anchor, add_intervals(anchor, interval, 1), None)
+    else:
+        index = period_index_at(anchor, interval, now)
+        start, end = period_at(anchor, interval, now)
+        if index > 0 and now < start + grace:
+            valid = (start, start + grace)
+            window = (add_intervals(anchor, interval, index - 1), end, (start, end))
+        else:
+            valid = (start + grace if index > 0 else start, end)
+            window = (start, end, (start, end))
+    _windows.set(key, (*valid, window))
+    return window
 
 
 def _resolve(merchant, inputs: list[UsageInput], now, subscriptions: SubscriptionIndex) -> list:
@@ -258,14 +274,10 @@ def _choose(memo: dict, subscriptions, customer_id, metric_ids, explicit_id):
 
 
 def _window(memo: dict, subscription, now):
-    """(window start, window end, current period or None), once per subscription of a batch."""
+    """_open_window, once per subscription of a batch."""
     key = ("window", subscription.id)
     if key not in memo:
-        window_start, window_end = _open_window(subscription, now)
-        current = None
-        if now >= subscription.started_at:
-            current = period_at(subscription.started_at, subscription.plan.billing_interval, now)
-        memo[key] = (window_start, window_end, current)
+        memo[key] = _open_window(subscription, now)
     return memo[key]
 
 
@@ -601,9 +613,8 @@ class StoredEvent:
 
 @dataclass(slots=True)
 class StoredLine:
-    """The values of a usage line row as written."""
+    """The values of a usage line row as written (its id is made by the server: no answer shows it)."""
 
-    id: str
     created_at: object
     updated_at: object
     merchant_id: uuid.UUID
@@ -625,6 +636,7 @@ class StoredLine:
 # The columns written, in the order of the fields above (the event's `merchant` is for the answer).
 EVENT_COLUMNS = tuple(f.name for f in fields(StoredEvent) if f.name != "merchant")
 LINE_COLUMNS = tuple(f.name for f in fields(StoredLine))
+SERVER_IDS = {"id": "gen_random_uuid()"}
 
 
 @dataclass
@@ -683,7 +695,6 @@ def _prepare_rows(merchant, events: list[ResolvedEvent], now, *, shared_transact
         )
         event.line_rows = [
             StoredLine(
-                new_id(),
                 now,
                 now,
                 merchant.id,
@@ -707,7 +718,12 @@ def _prepare_rows(merchant, events: list[ResolvedEvent], now, *, shared_transact
     return _PreparedRows(
         ordered,
         insert_rows(UsageEvent, EVENT_COLUMNS, [event_values(e.row) for e in ordered]),
-        insert_rows(UsageLine, LINE_COLUMNS, [line_values(line) for e in ordered for line in e.line_rows]),
+        insert_rows(
+            UsageLine,
+            LINE_COLUMNS,
+            [line_values(line) for e in ordered for line in e.line_rows],
+            generated=SERVER_IDS,
+        ),
     )
 
 
