@@ -75,7 +75,13 @@ def parse_args(argv=None):
     )
     parser.add_argument("--batches", type=int, default=20, help="batches of 1,000 events (default 20)")
     parser.add_argument("--concurrency", type=int, default=16, help="client threads for single events (default 16)")
-    parser.add_argument("--batch-concurrency", type=int, default=2, help="client threads for batches (default 2)")
+    parser.add_argument(
+        "--batch-concurrency",
+        type=int,
+        default=4,
+        help="client threads for batches (default 4: with 2, both keep-alive connections often land in one "
+        "gthread process and its GIL)",
+    )
     parser.add_argument("--workers", type=int, default=cores, help=f"gunicorn workers (default: one per core, {cores})")
     parser.add_argument(
         "--worker-class",
@@ -588,10 +594,13 @@ def print_table(report: dict) -> None:
     print(
         f"totals: stored {report['totals']['eventsStored']} vs acknowledged {report['totals']['eventsAcknowledged']}"
         f" -> {'equal' if report['totals']['storedEqualsAcknowledged'] else 'NOT EQUAL'}; "
-        f"ledger_check problems: {report['ledgerCheck']['problems']}"
+        f"ledger_check problems: {report['ledgerCheck']['problems']}; "
+        f"usage_check problems: {report['usageCheck']['problems']}"
     )
     for problem in report["ledgerCheck"]["sample"]:
         print(f"  ledger: {problem}")
+    for problem in report["usageCheck"]["sample"]:
+        print(f"  usage: {problem}")
     for line in report["targets"]:
         print(f"target: {line}")
     print(f"total wall: {report['wallSeconds']} s")
@@ -653,6 +662,7 @@ def main(argv=None) -> int:
         from django.db import connection
 
         from apps.ledger.selectors import ledger_check
+        from apps.usage.selectors import usage_check
 
         events_total = args.single_requests + args.batches * BATCH_SIZE + 100
         t0 = time.monotonic()
@@ -743,6 +753,7 @@ def main(argv=None) -> int:
             )
 
         problems = ledger_check()
+        usage_problems = usage_check()
         total_stored = stored_events(merchant)
         total_acked = sum(p["eventsAcknowledged"] for name, p in phases.items() if name != "floor")
         connection.close()
@@ -778,6 +789,7 @@ def main(argv=None) -> int:
                 "storedEqualsAcknowledged": total_stored == total_acked,
             },
             "ledgerCheck": {"problems": len(problems), "sample": problems[:5]},
+            "usageCheck": {"problems": len(usage_problems), "sample": usage_problems[:5]},
             "targets": target_lines(phases),
             "wallSeconds": round(time.monotonic() - started, 2),
         }
@@ -785,7 +797,7 @@ def main(argv=None) -> int:
             print(json.dumps(report, indent=2))
         else:
             print_table(report)
-        return 0 if report["totals"]["storedEqualsAcknowledged"] and not problems else 1
+        return 0 if report["totals"]["storedEqualsAcknowledged"] and not problems and not usage_problems else 1
     finally:
         if process is not None:
             stop_gunicorn(process)
