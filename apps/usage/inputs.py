@@ -68,10 +68,21 @@ def _uuid(value, field: str, *, required: bool) -> uuid.UUID | None:
         return None
     if not isinstance(value, str):
         raise FieldError(field, "must be an id (a UUID string)", code="INVALID_ID")
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise FieldError(field, f"must be an id (a UUID), got {value!r}", code="INVALID_ID") from None
+    parsed = _parsed_ids.get(value)
+    if parsed is None:
+        try:
+            parsed = uuid.UUID(value)
+        except ValueError:
+            raise FieldError(field, f"must be an id (a UUID), got {value!r}", code="INVALID_ID") from None
+        if len(_parsed_ids) >= 50_000:
+            _parsed_ids.clear()
+        _parsed_ids[value] = parsed
+    return parsed
+
+
+# Ids seen lately, parsed (a batch repeats its metric, often its customers; uuid.UUID(str)
+# is slow Python). A bound on memory, not an LRU; UUIDs are immutable, so sharing is safe.
+_parsed_ids: dict[str, uuid.UUID] = {}
 
 
 def parse_number(value, field: str, *, allow_negative: bool = False) -> Decimal:
