@@ -18,8 +18,8 @@ class UsageEvent(TenantModel):
     idempotency_key = models.CharField(max_length=255)
     request_hash = models.CharField(max_length=64)
     # The keys below are checked where the charge reads their rows, in the same transaction
-    # (see unchecked_foreign_key); `ledger_check` reports events whose rows do not exist.
-    # (indexed by usage_event_customer_time, which starts with it)
+    # (see unchecked_foreign_key); `usage_check` reports events whose rows do not exist.
+    # (indexed by usage_event_customer_ts, which starts with it)
     customer = unchecked_foreign_key("customers.Customer", related_name="usage_events", db_index=False)
     subscription = unchecked_foreign_key("subscriptions.Subscription", related_name="usage_events")
     # (indexed where set: usage_event_entitlement)
@@ -51,7 +51,7 @@ class UsageEvent(TenantModel):
         indexes = [
             models.Index(fields=["merchant", "timestamp"], name="usage_event_merchant_time"),
             # A customer belongs to one merchant: the customer alone leads.
-            models.Index(fields=["customer", "timestamp"], name="usage_event_customer_time"),
+            models.Index(fields=["customer", "timestamp"], name="usage_event_customer_ts"),
             models.Index(
                 fields=["entitlement"], condition=models.Q(entitlement__isnull=False), name="usage_event_entitlement"
             ),
@@ -67,7 +67,7 @@ class UsageLine(TenantModel):
     # Lines are read through their event, their metric or their subscription, never by date.
     created_at = models.DateTimeField(auto_now_add=True)
     merchant = unchecked_foreign_key("merchants.Merchant", related_name="+", db_index=False)
-    # Written with its event, in the same statement's transaction (indexed by usage_line_unique_position).
+    # Written with its event, in the same statement's transaction (indexed by usage_line_event_position).
     event = unchecked_foreign_key(UsageEvent, related_name="lines", db_index=False)
     position = models.PositiveSmallIntegerField()
     # (a metric belongs to one merchant: indexed by the composite indexes below, which start with it)
@@ -89,12 +89,12 @@ class UsageLine(TenantModel):
     class Meta:
         constraints = [
             # the event leads (lines are read by event); merchant keeps the key within its tenant
-            models.UniqueConstraint(fields=["event", "merchant", "position"], name="usage_line_unique_position"),
+            models.UniqueConstraint(fields=["event", "merchant", "position"], name="usage_line_event_position"),
         ]
         indexes = [
-            models.Index(fields=["billable_metric", "timestamp"], name="usage_line_metric_time"),
+            models.Index(fields=["billable_metric", "timestamp"], name="usage_line_metric_ts"),
             models.Index(fields=["subscription", "billable_metric", "timestamp"], name="usage_line_sub_metric_time"),
-            models.Index(fields=["billable_metric", "customer", "timestamp"], name="usage_line_customer_meter"),
+            models.Index(fields=["billable_metric", "customer", "timestamp"], name="usage_line_meter"),
         ]
 
 

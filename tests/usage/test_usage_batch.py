@@ -136,3 +136,13 @@ def test_usage_check_reports_rows_whose_unchecked_keys_point_at_nothing(api, two
     event = UsageEvent.objects.get()
     assert f"usage.UsageLine {line.id}: event {ghost} does not exist" in problems
     assert f"usage event {event.id}: amount 0.500000000000, but its lines sum to 0" in problems
+    # limited to recent rows, and as a command that fails
+    from datetime import timedelta
+
+    from django.core.management import CommandError, call_command
+    from django.utils import timezone
+
+    assert usage_check(since=timezone.now() + timedelta(seconds=1)) == []
+    assert len(usage_check(since=timezone.now() - timedelta(days=1))) == 2
+    with pytest.raises(CommandError, match="usage_check: 2 problem"):
+        call_command("usage_check", "--days", "1")

@@ -9,6 +9,7 @@ from django.db import connection
 from apps.ledger.models import LedgerTransaction
 from apps.ledger.selectors import ledger_check
 from apps.usage.models import UsageEvent
+from apps.usage.selectors import usage_check
 from tests.conftest import Api
 from tests.factories import MerchantFactory, issue_key
 from tests.usage.world import Billing
@@ -91,3 +92,38 @@ def test_a_negative_minimum_is_never_crossed_under_concurrency():
     assert results.count(201) == 5
     assert billing.available() == Decimal("-0.5")
     assert ledger_check() == []
+
+
+def test_concurrent_batches_sharing_a_wallet_and_keys_charge_each_key_once_in_one_chain():
+    """Batches price and build their rows before the wallet lock: six at once over one wallet
+    that covers 60 events, their keys overlapping and in different orders, store each key once,
+    every stored row is what its answer said, and the balances after form one unbroken chain."""
+    merchant = MerchantFactory()
+    secret = issue_key(merchant)
+    billing = Billing(merchant)
+    metric = billing.metric(properties={"unitPrice": "0.05"})
+    billing.fund("3")  # exactly 60 x 0.05; the six batches name 120 keys
+
+    def report(index):
+        keys = [f"key-{(index * 20 + j) % 120:03d}" for j in range(40)]
+        if index % 2:
+            keys.reverse()
+        response = Api(secret, merchant).post("/v0/usage/batch", {"events": [billing.event(k, metric) for k in keys]})
+        return response.status_code, response.json()
+
+    results = run_threads(6, report)
+    stored = {event.idempotency_key: event for event in UsageEvent.objects.all()}
+    assert len(stored) == 60
+    for status, body in results:
+        assert status in (201, 207), body
+        assert {f["error"]["code"] for f in body["failed"]} <= {"INSUFFICIENT_BALANCE"}
+        for answer in body["successful"]:
+            row = stored[answer["idempotencyKey"]]
+            assert answer["id"] == str(row.id)
+            assert answer["settlement"]["balanceAfter"] == f"{row.balance_after:.6f}"
+            assert answer["billing"]["billingEventId"] == str(row.ledger_transaction_id)
+    assert sorted(event.balance_after for event in stored.values()) == [Decimal("0.05") * i for i in range(60)]
+    assert billing.available() == Decimal("0")
+    assert billing.revenue() + billing.commission() == Decimal("3")
+    assert ledger_check() == []
+    assert usage_check() == []

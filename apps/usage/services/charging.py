@@ -212,7 +212,8 @@ def _open_window(subscription: Subscription, now):
         index = period_index_at(anchor, interval, now)
         start, end = period_at(anchor, interval, now)
         if index > 0 and now < start + grace:
-            valid = (start, start + grace)
+            # (a grace longer than the interval still ends this window with the period)
+            valid = (start, min(start + grace, end))
             window = (add_intervals(anchor, interval, index - 1), end, (start, end))
         else:
             valid = (start + grace if index > 0 else start, end)
