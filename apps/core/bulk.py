@@ -107,6 +107,10 @@ class StalePreparedStatement(DatabaseError):
 class Statement:
     sql: str
     params: Sequence = ()
+    # None: prepared once per connection (DATABASE_PREPARED_STATEMENTS) and run under a
+    # generic plan. False: planned with its values at every execution, for a statement whose
+    # generic plan depends on what the tables held when it was first prepared.
+    prepare: bool | None = None
 
 
 _insert_sql_cache: dict = {}
@@ -187,7 +191,7 @@ def run_statements(statements: Sequence[Statement]) -> list[list[tuple]]:
             try:
                 with raw.pipeline():
                     for cursor, statement in zip(cursors, statements, strict=True):
-                        cursor.execute(statement.sql, statement.params or None)
+                        cursor.execute(statement.sql, statement.params or None, prepare=statement.prepare)
             except (psycopg.errors.FeatureNotSupported, psycopg.errors.InvalidSqlStatementName) as exc:
                 if isinstance(exc, psycopg.errors.FeatureNotSupported) and "cached plan" not in str(exc):
                     raise

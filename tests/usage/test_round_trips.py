@@ -60,3 +60,23 @@ def test_a_batch_takes_as_many_round_trips_for_40_events_as_for_4(api):
             assert api.post("/v0/usage/batch", batch(prefix, size)).status_code == 201
         counts.append(len(queries))
     assert counts[0] == counts[1], counts
+
+
+def test_the_key_probe_is_planned_with_its_values_and_the_rest_is_prepared(api, settings):
+    """A generic plan of the key probe made while the events table was nearly empty could pick
+    the (merchant, timestamp) index and scan every event of the merchant for each key, for as
+    long as the connection lived: the probe is planned with its values every time, the other
+    hot statements stay prepared."""
+    billing = Billing(api.merchant)
+    metric = billing.metric()
+    billing.fund("10")
+    assert (
+        api.post("/v0/usage/batch", {"events": [billing.event(f"k{i}", metric) for i in range(3)]}).status_code == 201
+    )
+    assert api.post("/v0/usage", billing.event("single", metric)).status_code == 201
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert settings.DATABASES["default"]["OPTIONS"]["prepare_threshold"] == 0  # (the default)
+    assert any("INSERT INTO" in sql and "usage_usageevent" in sql for sql in prepared), prepared
+    assert not any("e0.idempotency_key = k.key" in sql for sql in prepared), prepared
