@@ -192,17 +192,7 @@ TIER_ROWS_HELP = (
     "(inclusive); leave upTo blank on the last row only (no upper bound). Empty rows are ignored, so clear "
     "a row to remove its tier. When any row is filled, the rows replace the properties box."
 )
-PRICE_FIELDS = (
-    "billable_metric",
-    "model",
-    "payment_term",
-    "currency",
-    "properties",
-    "free_units",
-    "allow_price_override",
-    "amount",
-    "invoice_display_name",
-)
+PRICE_FIELDS = services.PRICE_FIELDS
 
 
 class TierForm(forms.Form):

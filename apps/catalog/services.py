@@ -364,7 +364,8 @@ def price_create(
         )
 
 
-PRICE_FIELDS = {
+# What a price update may change (in form order: the admin lays its fields out from it).
+PRICE_FIELDS = (
     "billable_metric",
     "model",
     "payment_term",
@@ -374,13 +375,13 @@ PRICE_FIELDS = {
     "allow_price_override",
     "amount",
     "invoice_display_name",
-}
+)
 
 
 def price_update_clean(*, price: Price, **changes: Any) -> dict[str, Any]:
     """Validate a change of `price`: the merged result as a new price would be, and against
     every plan that holds it (currency, one price per metric). Returns every field to set."""
-    _only(changes, PRICE_FIELDS)
+    _only(changes, set(PRICE_FIELDS))
     _check_not_archived(price)
     merged = {name: changes.get(name, getattr(price, name)) for name in PRICE_FIELDS}
     becomes_fee = merged["billable_metric"] is None

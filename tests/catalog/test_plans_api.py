@@ -1,9 +1,6 @@
 """POST/GET /v0/plans, GET/PATCH /v0/plans/{id}."""
 
-import threading
-
 import pytest
-from django.db import connection
 
 from apps.catalog.models import Plan
 from tests.catalog.conftest import (
@@ -14,6 +11,7 @@ from tests.catalog.conftest import (
     make_price,
     make_product,
 )
+from tests.concurrency import run_at_once
 from tests.conftest import Api
 from tests.factories import MerchantFactory, issue_key
 
@@ -220,26 +218,15 @@ def test_concurrent_creates_of_one_code_give_one_201_and_409s():
     merchant = MerchantFactory()
     secret = issue_key(merchant)
     product = make_product(Api(secret, merchant))
-    barrier = threading.Barrier(6)
-    statuses = []
 
-    def create():
-        try:
-            client = Api(secret, merchant)
-            barrier.wait()
-            response = client.post(
-                "/v0/plans", {"name": "Race", "code": "race", "productId": product["id"], "currency": "USD"}
-            )
-            body = response.json()
-            statuses.append((response.status_code, body["object"] if response.status_code == 201 else body["code"]))
-        finally:
-            connection.close()
+    def create(_):
+        response = Api(secret, merchant).post(
+            "/v0/plans", {"name": "Race", "code": "race", "productId": product["id"], "currency": "USD"}
+        )
+        body = response.json()
+        return (response.status_code, body["object"] if response.status_code == 201 else body["code"])
 
-    threads = [threading.Thread(target=create) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    statuses = run_at_once(6, create)
     assert sorted(statuses, key=lambda s: s[0]) == [(201, "plan")] + [(409, "PLAN_CODE_TAKEN")] * 5
     assert Plan.objects.filter(merchant=merchant, code="race").count() == 1
 

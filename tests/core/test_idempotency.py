@@ -1,14 +1,13 @@
 """Idempotency-Key on POST, with Stripe's semantics."""
 
-import threading
 from datetime import timedelta
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from apps.core.idempotency import idempotency_purge_expired
 from apps.core.models import IdempotencyRecord
+from tests.concurrency import run_at_once
 from tests.conftest import Api
 from tests.tenancy_app.models import Widget, WidgetCall
 
@@ -102,25 +101,12 @@ def test_ten_concurrent_requests_with_one_key_run_the_endpoint_once(merchant):
     from tests.factories import issue_key
 
     secret = issue_key(merchant)
-    barrier = threading.Barrier(10)
-    results = []
-    lock = threading.Lock()
 
-    def worker():
-        client = Api(secret, merchant)
-        barrier.wait()
-        try:
-            response = post(client, {"name": "once", "sleep": 0.5}, "concurrent-key")
-            with lock:
-                results.append((response.status_code, response.json()))
-        finally:
-            connection.close()
+    def worker(_):
+        response = post(Api(secret, merchant), {"name": "once", "sleep": 0.5}, "concurrent-key")
+        return (response.status_code, response.json())
 
-    threads = [threading.Thread(target=worker) for _ in range(10)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = run_at_once(10, worker)
 
     assert WidgetCall.objects.count() == 1
     assert Widget.objects.count() == 1

@@ -1,37 +1,13 @@
 """The partial unique index decides between concurrent writers of one email."""
 
-import threading
-
 import pytest
-from django.db import connection
 
 from apps.customers.models import Customer
+from tests.concurrency import run_at_once
 from tests.conftest import Api
 from tests.factories import issue_key
 
 THREADS = 8
-
-
-def run_at_once(count, action):
-    """Run `action(index)` in `count` threads released together; returns the results by index."""
-    barrier = threading.Barrier(count)
-    results = [None] * count
-
-    def worker(index):
-        try:
-            barrier.wait()
-            results[index] = action(index)
-        except Exception as error:  # a failure is asserted on by the caller
-            results[index] = error
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
 
 
 @pytest.mark.django_db(transaction=True)

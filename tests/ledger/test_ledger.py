@@ -1,6 +1,5 @@
 """The double-entry ledger: balanced, append-only, balances provable from entries."""
 
-import threading
 from decimal import Decimal
 
 import pytest
@@ -20,6 +19,7 @@ from apps.ledger.services import (
     platform_commission_account,
     wallet_get_or_create,
 )
+from tests.concurrency import run_at_once
 from tests.factories import MerchantFactory
 
 D = Decimal
@@ -195,25 +195,14 @@ def test_concurrent_charges_across_merchants_do_not_deadlock_and_add_up():
             w = wallet_get_or_create(merchant=m, customer=customer, currency="USDC")
             fund(m, w, D("100"))
             wallets.append((m, w))
-    errors = []
-    barrier = threading.Barrier(12)
 
     def worker(index):
         m, w = wallets[index % len(wallets)]
-        barrier.wait()
-        try:
-            for _ in range(10):
-                charge(m, w, D("0.1"), D("0.005"))
-        except Exception as exc:  # any failure (a deadlock above all) fails the test below
-            errors.append(exc)
-        finally:
-            connection.close()
+        for _ in range(10):
+            charge(m, w, D("0.1"), D("0.005"))
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(12)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    # any failure (a deadlock above all) fails the test
+    errors = [result for result in run_at_once(12, worker) if result is not None]
     assert errors == []
     assert account_balance(account=platform_commission_account(currency="USDC")) == D("0.005") * 120
     total_wallets = sum(wallet_balances(wallet=w).available for _, w in wallets)

@@ -1,11 +1,9 @@
 """Subscriptions, payment sessions, top-ups and the sandbox test helper, through /v0."""
 
-import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from apps.ledger.models import LedgerTransaction
@@ -13,6 +11,7 @@ from apps.ledger.selectors import ledger_check, wallet_balances
 from apps.ledger.services import wallet_get_or_create
 from apps.subscriptions.models import PaymentSession, Subscription
 from apps.subscriptions.services import payment_session_expire_due, payment_session_pay
+from tests.concurrency import run_at_once
 from tests.factories import MerchantFactory, make_customer, make_plan, sandbox_of
 
 
@@ -215,23 +214,11 @@ def test_paying_one_session_from_20_threads_credits_once_and_activates_once():
 
     subscription = subscription_create(merchant=sandbox, customer=customer, plan=plan, prefund_amount=Decimal("7"))
     session = PaymentSession.objects.get(subscription=subscription)
-    barrier = threading.Barrier(20)
-    results, errors = [], []
 
-    def worker():
-        barrier.wait()
-        try:
-            results.append(payment_session_pay(session_id=session.id, source="test")[1])
-        except Exception as exc:  # a failure of any kind fails the assertions below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker) for _ in range(20)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    outcomes = run_at_once(20, lambda _: payment_session_pay(session_id=session.id, source="test")[1])
+    # a failure of any kind fails the assertions below
+    errors = [outcome for outcome in outcomes if isinstance(outcome, Exception)]
+    results = [outcome for outcome in outcomes if not isinstance(outcome, Exception)]
     assert errors == []
     assert results.count(True) == 1 and results.count(False) == 19
     subscription.refresh_from_db()

@@ -1,39 +1,19 @@
 """Limits and idempotency under real concurrency, against PostgreSQL with real threads."""
 
-import threading
 from decimal import Decimal
 
 import pytest
-from django.db import connection
 
 from apps.ledger.models import LedgerTransaction
 from apps.ledger.selectors import ledger_check
 from apps.usage.models import UsageEvent
 from apps.usage.selectors import usage_check
+from tests.concurrency import run_at_once
 from tests.conftest import Api
 from tests.factories import MerchantFactory, issue_key
 from tests.usage.world import Billing
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def run_threads(count, target):
-    barrier = threading.Barrier(count)
-    results = [None] * count
-
-    def worker(index):
-        barrier.wait()
-        try:
-            results[index] = target(index)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
 
 
 def test_50_concurrent_reports_against_a_wallet_covering_20_succeed_20_times():
@@ -47,7 +27,7 @@ def test_50_concurrent_reports_against_a_wallet_covering_20_succeed_20_times():
         response = Api(secret, merchant).post("/v0/usage", billing.event(f"evt-{index}", metric))
         return response.status_code, response.json()
 
-    results = run_threads(50, report)
+    results = run_at_once(50, report)
     statuses = [status for status, _ in results]
     assert statuses.count(201) == 20
     assert statuses.count(402) == 30
@@ -69,7 +49,7 @@ def test_one_key_sent_20_times_at_once_charges_once():
         response = Api(secret, merchant).post("/v0/usage", billing.event("the-one-key", metric))
         return response.status_code, response.json()
 
-    results = run_threads(20, report)
+    results = run_at_once(20, report)
     assert {status for status, _ in results} == {201}
     assert len({body["id"] for _, body in results}) == 1
     assert len({body["settlement"]["balanceAfter"] for _, body in results}) == 1
@@ -88,7 +68,7 @@ def test_a_negative_minimum_is_never_crossed_under_concurrency():
     def report(index):
         return Api(secret, merchant).post("/v0/usage", billing.event(f"credit-{index}", metric)).status_code
 
-    results = run_threads(12, report)
+    results = run_at_once(12, report)
     assert results.count(201) == 5
     assert billing.available() == Decimal("-0.5")
     assert ledger_check() == []
@@ -111,7 +91,7 @@ def test_concurrent_batches_sharing_a_wallet_and_keys_charge_each_key_once_in_on
         response = Api(secret, merchant).post("/v0/usage/batch", {"events": [billing.event(k, metric) for k in keys]})
         return response.status_code, response.json()
 
-    results = run_threads(6, report)
+    results = run_at_once(6, report)
     stored = {event.idempotency_key: event for event in UsageEvent.objects.all()}
     assert len(stored) == 60
     for status, body in results:
