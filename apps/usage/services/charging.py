@@ -279,14 +279,6 @@ def _choose(memo: dict, subscriptions, customer_id, metric_ids, explicit_id):
     return outcome
 
 
-def _window(memo: dict, subscription, now):
-    """_open_window, once per subscription of a batch."""
-    key = ("window", subscription.id)
-    if key not in memo:
-        memo[key] = _open_window(subscription, now)
-    return memo[key]
-
-
 def _resolve_one(merchant, event, now, customers, metrics, subscriptions, entitlements, memo):
     if event.merchant_id is not None and event.merchant_id != str(merchant.public_id):
         raise Forbidden(
@@ -308,7 +300,7 @@ def _resolve_one(merchant, event, now, customers, metrics, subscriptions, entitl
         memo, subscriptions, customer.id, [p.billable_metric_id for p in event.properties], event.subscription_id
     )
 
-    window_start, window_end, current = _window(memo, subscription, now)
+    window_start, window_end, current = _open_window(subscription, now)
     if not window_start <= event.timestamp < max(window_end, now + timedelta(minutes=5)):
         raise Unprocessable(
             f"timestamp {event.timestamp.isoformat()} is outside the periods open to usage of subscription "
@@ -692,7 +684,7 @@ def _prepare_rows(merchant, events: list[ResolvedEvent], now, *, shared_transact
             event.amount,
             event.commission,
             event.owner_revenue,
-            event.balance_after,
+            None,  # balance_after: known under the lock, set by _write
             event.transaction_id,
             None,
             event.input.metadata,
