@@ -52,13 +52,13 @@ class _ReplayResponse(Exception):
         self.replay = replay
 
 
-def check_merchant_id(request, value) -> None:
+def check_merchant_id(merchant, value) -> None:
     """A body's `merchantId`, where given, must be the key's merchant (403 MERCHANT_MISMATCH)."""
     if value in (None, ""):
         return
-    if str(value) != str(request.merchant.public_id):
+    if str(value) != str(merchant.public_id):
         raise Forbidden(
-            f"merchantId {value} is not the merchant of this API key ({request.merchant.public_id}).",
+            f"merchantId {value} is not the merchant of this API key ({merchant.public_id}).",
             code="MERCHANT_MISMATCH",
         )
 
@@ -83,15 +83,13 @@ def plain_json_post(request, handle) -> HttpResponse:
         except (ValueError, UnicodeDecodeError) as exc:
             raise BadRequest(f"The body is not valid JSON: {exc}", code="MALFORMED_JSON") from None
         if isinstance(data, dict):
-            check_merchant_id(_MerchantRequest(key.merchant), data.get("merchantId"))
+            check_merchant_id(key.merchant, data.get("merchantId"))
         status, body = handle(key.merchant, data)
         return HttpResponse(render_json(body), status=status, content_type="application/json")
     except ApiError as exc:
         response = HttpResponse(json.dumps(exc.as_body()), status=exc.status_code, content_type="application/json")
         for name, value in exc.headers.items():
             response[name] = value
-        if exc.status_code == 401:
-            response["WWW-Authenticate"] = 'Bearer realm="api"'
         return response
     except Exception:
         logger.exception("unhandled error in %s", request.path)
@@ -107,11 +105,6 @@ def render_json(body) -> bytes:
         return orjson.dumps(body)
     except (orjson.JSONEncodeError, TypeError):
         return json.dumps(body).encode()
-
-
-class _MerchantRequest:
-    def __init__(self, merchant):
-        self.merchant = merchant
 
 
 class ApiView(APIView):
@@ -136,7 +129,7 @@ class ApiView(APIView):
         if request.method in ("POST", "PATCH", "PUT") and body:
             payload = request.data  # parsed once, here; a malformed body is 400 MALFORMED_JSON
             if isinstance(payload, dict):
-                check_merchant_id(request, payload.get("merchantId"))
+                check_merchant_id(request.merchant, payload.get("merchantId"))
         if raw_key is not None and self.idempotent and request.method in IDEMPOTENT_METHODS:
             key = validate_key(raw_key)
             claimed = idempotency_claim(

@@ -65,6 +65,11 @@ class Unauthenticated(ApiError):
     error = "authentication_error"
     code = "AUTHENTICATION_FAILED"
 
+    def __init__(self, message: str, **kwargs):
+        super().__init__(message, **kwargs)
+        # every 401 names the scheme it expects (RFC 9110), whichever view raised it
+        self.headers.setdefault("WWW-Authenticate", 'Bearer realm="api"')
+
 
 class PaymentRequired(ApiError):
     status_code = 402
@@ -173,9 +178,7 @@ def api_exception_handler(exc, context):
             status=415,
         )
     if isinstance(exc, (drf_exceptions.NotAuthenticated, drf_exceptions.AuthenticationFailed)):
-        response = Response(error_body("authentication_error", str(exc.detail), "AUTHENTICATION_FAILED"), status=401)
-        response["WWW-Authenticate"] = 'Bearer realm="api"'
-        return response
+        return api_exception_handler(Unauthenticated(str(exc.detail)), context)
     if isinstance(exc, drf_exceptions.Throttled):
         wait = max(1, int(exc.wait or 1))
         response = Response(

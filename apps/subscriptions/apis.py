@@ -73,7 +73,7 @@ class SubscriptionListApi(ApiView):
             customer = customer_get(merchant=request.merchant, customer_id=data["customerId"])
         else:
             inline = data["customer"]
-            check_merchant_id(request, inline.get("merchantId"))
+            check_merchant_id(request.merchant, inline.get("merchantId"))
             consumer = inline["consumer"]
             customer, _ = customer_create(
                 merchant=request.merchant,

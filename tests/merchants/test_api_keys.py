@@ -56,6 +56,11 @@ def test_missing_or_bad_key_is_401_with_a_clear_message(client, db, header, code
     assert body["code"] == code
     assert body["error"] == "authentication_error"
     assert body["message"]
+    # the DRF views and the plain ingestion views name the scheme alike
+    assert response["WWW-Authenticate"] == 'Bearer realm="api"'
+    usage = client.post("/v0/usage", data="{}", content_type="application/json", **extra)
+    assert usage.status_code == 401 and usage.json()["code"] == code
+    assert usage["WWW-Authenticate"] == 'Bearer realm="api"'
 
 
 def test_a_key_with_a_right_prefix_and_wrong_secret_is_rejected(api, client):
