@@ -102,9 +102,16 @@ def render_json(body) -> bytes:
     cannot render (integers beyond 64 bits, very deep nesting, which events may carry in their
     metadata) falls back to json.dumps: the answer to a committed charge must never fail."""
     try:
-        return orjson.dumps(body)
+        return orjson.dumps(body, default=_as_float)
     except (orjson.JSONEncodeError, TypeError):
         return json.dumps(body).encode()
+
+
+def _as_float(value):
+    """What orjson leaves to the caller: a JSON number of a body echoed back (JsonNumber)."""
+    if isinstance(value, float):
+        return float(value)
+    raise TypeError
 
 
 class ApiView(APIView):

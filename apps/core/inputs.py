@@ -9,9 +9,7 @@ from rest_framework import serializers
 from rest_framework.exceptions import ErrorDetail, ValidationError
 
 from apps.core.fields import Currency
-from apps.core.money import AMOUNT_DECIMAL_PLACES, AMOUNT_MAX_DIGITS, parse_amount
-
-MAX_INTEGER_DIGITS = AMOUNT_MAX_DIGITS - AMOUNT_DECIMAL_PLACES
+from apps.core.money import amount_digits_problem, parse_amount
 
 
 @extend_schema_field(OpenApiTypes.STR)
@@ -39,11 +37,10 @@ class AmountInputField(serializers.Field):
             message = str(exc)
             prefix = f"{self.field_name} "
             self.fail("invalid", message=message.removeprefix(prefix))
-        exponent = value.as_tuple().exponent
-        places = -exponent if isinstance(exponent, int) and exponent < 0 else 0
-        if places > AMOUNT_DECIMAL_PLACES:
-            self.fail("places", places=places)
-        if value.adjusted() >= MAX_INTEGER_DIGITS:
+        problem = amount_digits_problem(value)
+        if problem == "places":
+            self.fail("places", places=-value.as_tuple().exponent)
+        if problem == "digits":
             self.fail("digits")
         if self.positive and value <= 0:
             self.fail("positive")

@@ -9,6 +9,7 @@ from decimal import ROUND_HALF_EVEN, Context, Decimal, DivisionByZero, InvalidOp
 
 AMOUNT_MAX_DIGITS = 38
 AMOUNT_DECIMAL_PLACES = 12
+AMOUNT_INTEGER_DIGITS = AMOUNT_MAX_DIGITS - AMOUNT_DECIMAL_PLACES
 RATE_MAX_DIGITS = 7
 RATE_DECIMAL_PLACES = 6
 
@@ -60,6 +61,17 @@ def split_commission(charge: Decimal, rate: Decimal) -> tuple[Decimal, Decimal]:
     """Return (commission, owner_revenue); they sum to `charge` exactly."""
     commission = round_amount(MONEY_CONTEXT.multiply(charge, rate))
     return commission, charge - commission
+
+
+def amount_digits_problem(value: Decimal) -> str | None:
+    """Why `value` does not fit an amount column, NUMERIC(38, 12): "places" (more than 12
+    fractional digits), "digits" (more than 26 integer digits), or None when it fits."""
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -AMOUNT_DECIMAL_PLACES:
+        return "places"
+    if value.adjusted() >= AMOUNT_INTEGER_DIGITS:
+        return "digits"
+    return None
 
 
 def parse_amount(raw, *, field: str = "amount") -> Decimal:

@@ -4,6 +4,7 @@ these rules is 400 MALFORMED_JSON, not a database error later."""
 
 import json
 import math
+import re
 
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
@@ -13,10 +14,19 @@ def _reject_constant(name):
     raise ValueError(f"{name} is not a number JSON allows")
 
 
+class JsonNumber(float):
+    """A JSON number with a fraction or exponent, as a float that keeps the digits it was
+    written with: `text` ("1234567890.123456789"), which a float cannot hold. Quantities are
+    read from it exactly (apps.usage.inputs.parse_number); everything else sees a float."""
+
+    __slots__ = ("text",)
+
+
 def _finite_float(text):
-    value = float(text)
+    value = JsonNumber(text)
     if not math.isfinite(value):
         raise ValueError(f"the number {text} is too large")
+    value.text = text
     return value
 
 
@@ -37,11 +47,21 @@ def _check_strings(value, path="body"):
             _check_strings(item, f"{path}[{index}]")
 
 
+# What can put a NUL or an unpaired surrogate into a parsed string: the escapes \u0000 and
+# \uD800-\uDFFF, and a surrogate written raw (json.loads decodes bytes with surrogatepass).
+# A body without any is walked no further; a false match (an escaped backslash before
+# "u0000") only costs the walk.
+_SUSPECT_BYTES = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])|\xed[\xa0-\xbf]")
+_SUSPECT_TEXT = re.compile(r"\\u(?:0000|[dD][89a-fA-F])|[\ud800-\udfff]")
+
+
 def loads_strict(body: bytes | str):
     """json.loads that raises ValueError for what PostgreSQL could not store."""
     try:
         data = json.loads(body, parse_constant=_reject_constant, parse_float=_finite_float)
-        _check_strings(data)
+        suspect = _SUSPECT_BYTES if isinstance(body, bytes | bytearray) else _SUSPECT_TEXT
+        if suspect.search(body):
+            _check_strings(data)
     except RecursionError:
         raise ValueError("the JSON is nested too deeply") from None
     return data

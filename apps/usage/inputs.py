@@ -15,13 +15,12 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from apps.core.errors import FieldError
-from apps.core.money import parse_amount
+from apps.core.money import AMOUNT_DECIMAL_PLACES, AMOUNT_INTEGER_DIGITS, amount_digits_problem, parse_amount
 
 MAX_PROPERTIES = 50
 MAX_METADATA_KEYS = 50
 MAX_KEY_LENGTH = 255
 FUTURE_TOLERANCE = timedelta(minutes=5)
-MAX_QUANTITY_DIGITS = 26
 EVENT_FIELDS = {
     "idempotencyKey",
     "customerId",
@@ -92,7 +91,8 @@ def parse_number(value, field: str, *, allow_negative: bool = False) -> Decimal:
     if isinstance(value, bool) or value is None:
         raise FieldError(field, f"must be {kind}", code="INVALID_QUANTITY")
     if isinstance(value, (int, float)):
-        value = repr(value) if isinstance(value, float) else str(value)
+        # a JSON number keeps its written digits (apps.core.parsers.JsonNumber): no float rounding
+        value = getattr(value, "text", None) or repr(value) if isinstance(value, float) else str(value)
     if not isinstance(value, str):
         raise FieldError(field, f"must be {kind}", code="INVALID_QUANTITY")
     try:
@@ -103,12 +103,19 @@ def parse_number(value, field: str, *, allow_negative: bool = False) -> Decimal:
         raise FieldError(field, "must be a finite number", code="INVALID_QUANTITY")
     if quantity < 0 and not allow_negative:
         raise FieldError(field, f"must not be negative, got {value}", code="NEGATIVE_QUANTITY")
-    exponent = quantity.as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -12:
-        raise FieldError(field, "must have at most 12 digits after the decimal point", code="INVALID_QUANTITY")
-    if quantity.adjusted() >= MAX_QUANTITY_DIGITS:
-        raise FieldError(field, "is too large (at most 26 digits before the decimal point)", code="INVALID_QUANTITY")
+    _check_digits(quantity, field, "INVALID_QUANTITY")
     return quantity
+
+
+def _check_digits(value: Decimal, field: str, code: str) -> None:
+    """400 when `value` does not fit an amount column (NUMERIC(38, 12))."""
+    problem = amount_digits_problem(value)
+    if problem == "places":
+        raise FieldError(field, f"must have at most {AMOUNT_DECIMAL_PLACES} digits after the decimal point", code=code)
+    if problem == "digits":
+        raise FieldError(
+            field, f"is too large (at most {AMOUNT_INTEGER_DIGITS} digits before the decimal point)", code=code
+        )
 
 
 def _timestamp(value, field: str, now: datetime) -> datetime:
@@ -203,15 +210,7 @@ def parse_usage_event(raw, *, prefix: str = "", now: datetime | None = None) -> 
                 raise FieldError(f"{field}.price", str(exc).removeprefix("price "), code="INVALID_PRICE") from None
             if price < 0:
                 raise FieldError(f"{field}.price", "must not be negative", code="INVALID_PRICE")
-            exponent = price.as_tuple().exponent
-            if isinstance(exponent, int) and exponent < -12:
-                raise FieldError(
-                    f"{field}.price", "must have at most 12 digits after the decimal point", code="INVALID_PRICE"
-                )
-            if price.adjusted() >= MAX_QUANTITY_DIGITS:
-                raise FieldError(
-                    f"{field}.price", "is too large (at most 26 digits before the decimal point)", code="INVALID_PRICE"
-                )
+            _check_digits(price, f"{field}.price", "INVALID_PRICE")
         parsed_properties.append(PropertyInput(metric_id, quantity, price))
     return UsageInput(
         idempotency_key=key,

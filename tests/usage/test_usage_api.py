@@ -1,5 +1,6 @@
 """POST /v0/usage: pricing, the split, idempotency, limits and validation."""
 
+import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -10,7 +11,7 @@ from apps.ledger.models import LedgerTransaction
 from apps.ledger.selectors import ledger_check
 from apps.merchants.services import merchant_update
 from apps.subscriptions.services import subscription_create
-from apps.usage.models import UsageEvent
+from apps.usage.models import UsageEvent, UsageLine
 from tests.factories import make_plan
 from tests.usage.world import Billing
 
@@ -438,3 +439,19 @@ def test_an_event_whose_metadata_json_cannot_render_fast_is_answered_and_replaye
     again = api.post("/v0/usage", body)
     assert again.status_code == 201
     assert again.json()["id"] == first.json()["id"]
+
+
+def test_a_quantity_sent_as_a_json_number_keeps_every_digit(api, billing):
+    """A float cannot hold 1234567890.123456789; the quantity is read from the digits as
+    written, and the body's other numbers (metadata) still answer as numbers."""
+    metric = billing.metric(properties={"unitPrice": "0.000001"})
+    billing.fund("10000")
+    body = billing.event("exact", metric, quantity=0, metadata={"ratio": 0.25})
+    raw = json.dumps(body).replace('"quantity": 0', '"quantity": 1234567890.123456789')
+    response = api.client.post("/v0/usage", data=raw, content_type="application/json")
+    assert response.status_code == 201, response.json()
+    data = response.json()
+    assert data["billing"]["lines"][0]["quantity"] == "1234567890.123456789"
+    assert data["billing"]["price"] == "1234.567890123457"  # (a charge keeps 12 places, half-even)
+    assert data["metadata"] == {"ratio": 0.25}
+    assert UsageLine.objects.get().quantity == Decimal("1234567890.123456789")
