@@ -106,13 +106,6 @@ if env.bool("DATABASE_PREPARED_STATEMENTS", default=True):
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
-CACHES = {
-    "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
-        "LOCATION": REDIS_URL,
-        "KEY_PREFIX": "bp",
-    }
-}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -157,14 +150,11 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["apps.merchants.authentication.MerchantKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["apps.merchants.authentication.IsMerchant"],
     "DEFAULT_THROTTLE_CLASSES": ["apps.merchants.throttling.MerchantKeyRateThrottle"],
-    "DEFAULT_PAGINATION_CLASS": "apps.core.pagination.LimitOffsetListPagination",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["apps.core.parsers.StrictJSONParser"],
     "DEFAULT_SCHEMA_CLASS": "apps.core.schema.ApiAutoSchema",
     "EXCEPTION_HANDLER": "apps.core.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
-    "COERCE_DECIMAL_TO_STRING": True,
-    "PAGE_SIZE": 20,
 }
 
 SPECTACULAR_SETTINGS = {

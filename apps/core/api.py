@@ -118,10 +118,12 @@ class ApiView(APIView):
     """Views set `idempotent = False` where the header does not apply (usage has its own keys)."""
 
     idempotent = True
+    # (also what the schema wraps every list response in: {"object": "list", "data", "pagination"})
+    pagination_class = LimitOffsetListPagination
 
     def paginated_response(self, queryset, serialize):
         """The contract's list envelope for `queryset`; `serialize(rows)` renders one page."""
-        paginator = LimitOffsetListPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(queryset, self.request, view=self)
         return paginator.get_paginated_response(serialize(page))
 

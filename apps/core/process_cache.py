@@ -7,12 +7,14 @@ their database is rolled back under the cached rows).
 
 import threading
 import time
+from collections.abc import Callable
 
 _registry: list["ProcessCache"] = []
 
 
 class ProcessCache:
-    def __init__(self, ttl_seconds: float | None, max_entries: int | None = None):
+    def __init__(self, ttl_seconds: "float | None | Callable[[], float]", max_entries: int | None = None):
+        # a number, None (for good), or a callable read at each set (a setting that tests override)
         self.ttl = ttl_seconds
         # beyond it the cache starts again empty (a bound on memory, not an LRU)
         self.max_entries = max_entries
@@ -31,7 +33,8 @@ class ProcessCache:
         return value
 
     def set(self, key, value) -> None:
-        expires = None if self.ttl is None else time.monotonic() + self.ttl
+        ttl = self.ttl() if callable(self.ttl) else self.ttl
+        expires = None if ttl is None else time.monotonic() + ttl
         with self._lock:
             if self.max_entries is not None and len(self._data) >= self.max_entries:
                 self._data.clear()

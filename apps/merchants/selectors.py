@@ -11,7 +11,7 @@ _KEY_SHAPE = re.compile(r"sk_(live|test)_[A-Za-z0-9]{8,128}")
 
 # Keys are looked up on every request; each process remembers them briefly, so a
 # revocation or a new rate limit reaches every process within API_KEY_CACHE_SECONDS.
-_keys_by_prefix = ProcessCache(ttl_seconds=settings.API_KEY_CACHE_SECONDS)
+_keys_by_prefix = ProcessCache(ttl_seconds=lambda: settings.API_KEY_CACHE_SECONDS)
 
 
 def api_key_forget(*, prefix: str) -> None:

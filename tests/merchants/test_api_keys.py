@@ -103,3 +103,14 @@ def test_merchant_public_id_works_with_live_and_sandbox_keys(merchant, sandbox):
 def test_sandbox_row_id_is_not_accepted_as_merchant_id(test_api, sandbox):
     response = test_api.post("/v0/widgets", {"name": "w", "merchantId": str(sandbox.id)})
     assert response.status_code == 403
+
+
+def test_the_key_cache_lasts_as_long_as_the_setting_says_now(api, settings):
+    """API_KEY_CACHE_SECONDS is read when a key is remembered, not when the module loads: a
+    key changed behind the services' back is seen at once when the setting is 0."""
+    from django.utils import timezone
+
+    settings.API_KEY_CACHE_SECONDS = 0
+    assert api.get("/v0/merchants/me").status_code == 200
+    ApiKey.objects.filter(merchant=api.merchant).update(revoked_at=timezone.now())  # (no api_key_forget)
+    assert api.get("/v0/merchants/me").status_code == 401
