@@ -70,7 +70,3 @@ class ApiKey(TenantModel):
 
     def __str__(self):
         return f"{self.prefix}… ({self.name or 'unnamed'})"
-
-    @property
-    def is_active(self) -> bool:
-        return self.revoked_at is None

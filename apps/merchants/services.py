@@ -40,10 +40,6 @@ def merchant_create(
     return merchant
 
 
-def merchant_sandbox(*, merchant: Merchant) -> Merchant:
-    return merchant if not merchant.livemode else Merchant.objects.get(live_merchant=merchant)
-
-
 def merchant_update(*, merchant: Merchant, **fields) -> Merchant:
     """Update shared settings on a merchant and keep its twin in step."""
     allowed = {"name", "contact_email", "commission_rate", "payout_wallet_address"}
