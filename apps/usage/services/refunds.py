@@ -39,46 +39,48 @@ def _uncount(event: UsageEvent) -> None:
             ).update(units=F("units") - line.quantity, updated_at=timezone.now())
 
 
+def _lock_event(merchant, event: UsageEvent) -> UsageEvent:
+    return (
+        UsageEvent.objects.select_for_update(no_key=True, of=("self",))
+        .select_related("merchant")
+        .get(pk=event.pk, merchant=merchant)
+    )
+
+
+def _refund_locked(merchant, locked: UsageEvent, wallet, reason: str) -> UsageEvent:
+    """Refund an event whose wallet balance rows and own row the caller locked (in that order)
+    and found not refunded: the lock and that check make it once."""
+    if locked.amount > 0:
+        currency = locked.currency
+        locked.refund_transaction = ledger_post(
+            merchant=merchant,
+            kind=LedgerTransaction.Kind.REVERSAL,
+            currency=currency,
+            postings=[
+                Posting(wallet.available_account, locked.amount),
+                Posting(merchant_revenue_account(merchant=merchant, currency=currency), -locked.owner_revenue_amount),
+                Posting(platform_commission_account(currency=currency), -locked.commission_amount),
+            ],
+            # (unique per event: a second refund could not post, whatever the path)
+            reference=f"usage_refund:{locked.id}",
+            description=f"refund of usage {locked.idempotency_key}: {reason}"[:500],
+            metadata={"usageEventId": str(locked.id)},
+        )
+    _uncount(locked)
+    locked.refunded_at = timezone.now()
+    locked.refund_reason = reason
+    locked.save(update_fields=["refunded_at", "refund_reason", "refund_transaction", "updated_at"])
+    return locked
+
+
 def usage_refund(*, merchant, event: UsageEvent, reason: str = "") -> UsageEvent:
     wallet = event.subscription.wallet
     with transaction.atomic():
         lock_wallet_balances([wallet])
-        locked = (
-            UsageEvent.objects.select_for_update(no_key=True, of=("self",))
-            .select_related("merchant")
-            .get(pk=event.pk, merchant=merchant)
-        )
+        locked = _lock_event(merchant, event)
         if locked.refunded_at is not None:
             raise _already_refunded(locked)
-        if locked.amount > 0:
-            currency = locked.currency
-            try:
-                with transaction.atomic():
-                    locked.refund_transaction = ledger_post(
-                        merchant=merchant,
-                        kind=LedgerTransaction.Kind.REVERSAL,
-                        currency=currency,
-                        postings=[
-                            Posting(wallet.available_account, locked.amount),
-                            Posting(
-                                merchant_revenue_account(merchant=merchant, currency=currency),
-                                -locked.owner_revenue_amount,
-                            ),
-                            Posting(platform_commission_account(currency=currency), -locked.commission_amount),
-                        ],
-                        reference=f"usage_refund:{locked.id}",
-                        description=f"refund of usage {locked.idempotency_key}: {reason}"[:500],
-                        metadata={"usageEventId": str(locked.id)},
-                    )
-            except IntegrityError:
-                raise Conflict(
-                    f"Usage event {locked.id} was already refunded.", code="USAGE_ALREADY_REFUNDED"
-                ) from None
-        _uncount(locked)
-        locked.refunded_at = timezone.now()
-        locked.refund_reason = reason
-        locked.save(update_fields=["refunded_at", "refund_reason", "refund_transaction", "updated_at"])
-    return locked
+        return _refund_locked(merchant, locked, wallet, reason)
 
 
 def dispute_open(*, merchant, event: UsageEvent, message: str, opened_by: str = Dispute.OpenedBy.MERCHANT) -> Dispute:
@@ -114,12 +116,13 @@ def _lock_open(merchant, dispute: Dispute) -> Dispute:
 def dispute_accept(*, merchant, dispute: Dispute) -> Dispute:
     """Accept the dispute: the event is refunded (if it was not already), once."""
     event = dispute.usage_event
+    wallet = event.subscription.wallet
     with transaction.atomic():
-        lock_wallet_balances([event.subscription.wallet])
+        lock_wallet_balances([wallet])
         locked = _lock_open(merchant, dispute)
-        event.refresh_from_db()
-        if event.refunded_at is None:
-            usage_refund(merchant=merchant, event=event, reason=f"dispute {locked.id} accepted")
+        locked_event = _lock_event(merchant, event)
+        if locked_event.refunded_at is None:
+            _refund_locked(merchant, locked_event, wallet, f"dispute {locked.id} accepted")
         locked.status = Dispute.Status.ACCEPTED
         locked.resolved_at = timezone.now()
         locked.save(update_fields=["status", "resolved_at", "updated_at"])
