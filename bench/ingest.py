@@ -29,7 +29,6 @@ import json
 import os
 import platform
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -44,6 +43,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
+
+from billing_platform.devservers import free_port, postgres_conninfo  # noqa: E402 (after the path)
 
 BENCH_DATABASE = "billing_bench"
 HOST = "127.0.0.1"
@@ -137,16 +138,12 @@ def with_database(url: str, name: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
 
 
-def conninfo(url: str) -> str:
-    return url.replace("postgres://", "postgresql://", 1) if url.startswith("postgres://") else url
-
-
 def recreate_database(server_url: str) -> str:
     """Drop and create the bench database on the server of `server_url`; return its URL."""
     import psycopg
 
     admin_url = with_database(server_url, "postgres")
-    with psycopg.connect(conninfo(admin_url), autocommit=True, connect_timeout=10) as conn:
+    with psycopg.connect(postgres_conninfo(admin_url), autocommit=True, connect_timeout=10) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DATABASE}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{BENCH_DATABASE}"')
     return with_database(server_url, BENCH_DATABASE)
@@ -156,7 +153,7 @@ def drop_database(server_url: str) -> None:
     import psycopg
 
     try:
-        with psycopg.connect(conninfo(with_database(server_url, "postgres")), autocommit=True) as conn:
+        with psycopg.connect(postgres_conninfo(with_database(server_url, "postgres")), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DATABASE}" WITH (FORCE)')
     except psycopg.Error as exc:
         log(f"could not drop {BENCH_DATABASE}: {exc}")
@@ -190,18 +187,19 @@ def seed(*, customers: int, events_total: int, threads: int) -> dict:
     """One merchant with a live key, a priced COUNT metric, `customers` funded subscribers."""
     from django.db import connection
 
-    from apps.catalog.models import BillableMetric, PaymentTerm, Plan, Price, Product
+    from apps.catalog.models import PaymentTerm
+    from apps.catalog.services import billable_metric_create, plan_create, price_create, product_create
     from apps.customers.services import customer_create
     from apps.merchants.services import api_key_create, merchant_create
     from apps.subscriptions.services import payment_session_pay, subscription_create, topup_session_create
 
     merchant = merchant_create(name="Bench Merchant", contact_email="bench@example.com")
     _, secret = api_key_create(merchant=merchant, name="bench")
-    product = Product.objects.create(merchant=merchant, name="Bench API")
-    metric = BillableMetric.objects.create(
+    product = product_create(merchant=merchant, name="Bench API")
+    metric = billable_metric_create(
         merchant=merchant, product=product, name="requests", aggregation="COUNT", unit="request"
     )
-    price = Price.objects.create(
+    price = price_create(
         merchant=merchant,
         billable_metric=metric,
         model="standard",
@@ -209,10 +207,15 @@ def seed(*, customers: int, events_total: int, threads: int) -> dict:
         currency="USDC",
         properties={"unitPrice": str(UNIT_PRICE)},
     )
-    plan = Plan.objects.create(
-        merchant=merchant, name="Bench plan", code="bench", product=product, currency="USDC", billing_interval="monthly"
+    plan = plan_create(
+        merchant=merchant,
+        name="Bench plan",
+        code="bench",
+        product=product,
+        currency="USDC",
+        billing_interval="monthly",
+        prices=[price],
     )
-    plan.prices.add(price)
     # Every customer can pay for every event of the run (and a margin), however they fall.
     funding = max(Decimal("10"), (UNIT_PRICE * events_total * 2).quantize(Decimal("1")))
 
@@ -248,12 +251,6 @@ def stored_events(merchant) -> int:
 
 
 # ---------------------------------------------------------------------------- server
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
 
 
 def start_gunicorn(env: dict, args, port: int, log_path: Path) -> subprocess.Popen:
@@ -672,7 +669,7 @@ def main(argv=None) -> int:
         if deadline.passed():
             raise RuntimeError("the duration cap passed while seeding")
 
-        port = free_port()
+        port = free_port(HOST)
         gunicorn_log = workdir / "gunicorn.log"
         process = start_gunicorn(env, args, port, gunicorn_log)
         wait_healthy(process, port, args.workers, timeout=min(60.0, max(5.0, deadline.left())))

