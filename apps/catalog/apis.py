@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from apps.catalog import selectors, services
 from apps.catalog.models import Aggregation, BillingInterval, Currency, PaymentTerm, PriceModel
 from apps.catalog.serializers import BillableMetricSerializer, PlanSerializer, PriceSerializer, ProductSerializer
-from apps.core.api import ApiView
+from apps.core.api import ApiView, choice_param, uuid_param
 from apps.core.errors import FieldError
 from apps.core.inputs import StrictCharField, StrictInputSerializer
 
@@ -69,13 +69,6 @@ class IdListField(serializers.JSONField):
 def merchant_id_field() -> serializers.CharField:
     # Checked against the key's merchant by ApiView (403 MERCHANT_MISMATCH).
     return serializers.CharField(required=False, allow_blank=True)
-
-
-def _filters(serializer_class, request) -> dict:
-    params = {key: request.query_params.get(key) for key in serializer_class().fields if key in request.query_params}
-    serializer = serializer_class(data=params)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
 
 
 def _rename(data: Mapping, names: dict[str, str]) -> dict[str, Any]:
@@ -167,10 +160,6 @@ def _metric_kwargs(request, validated: Mapping) -> dict[str, Any]:
     return kwargs
 
 
-class BillableMetricFilters(serializers.Serializer):
-    productId = reference(required=False)
-
-
 class BillableMetricListApi(ApiView):
     InputSerializer = BillableMetricInput
 
@@ -181,9 +170,8 @@ class BillableMetricListApi(ApiView):
         tags=["catalog"],
     )
     def get(self, request):
-        filters = _filters(BillableMetricFilters, request)
         queryset = selectors.billable_metric_list(
-            merchant=request.merchant, filters={"product_id": filters.get("productId")}
+            merchant=request.merchant, filters={"product_id": uuid_param(request, "productId")}
         )
         return self.paginated_response(queryset, lambda rows: BillableMetricSerializer(rows, many=True).data)
 
@@ -261,11 +249,6 @@ def _price_kwargs(request, validated: Mapping) -> dict[str, Any]:
     return kwargs
 
 
-class PriceFilters(serializers.Serializer):
-    billableMetricId = reference(required=False)
-    currency = choice(Currency.choices, required=False)
-
-
 class PriceListApi(ApiView):
     InputSerializer = PriceInput
 
@@ -279,10 +262,12 @@ class PriceListApi(ApiView):
         tags=["catalog"],
     )
     def get(self, request):
-        filters = _filters(PriceFilters, request)
         queryset = selectors.price_list(
             merchant=request.merchant,
-            filters={"billable_metric_id": filters.get("billableMetricId"), "currency": filters.get("currency")},
+            filters={
+                "billable_metric_id": uuid_param(request, "billableMetricId"),
+                "currency": choice_param(request, "currency", Currency.values),
+            },
         )
         return self.paginated_response(queryset, lambda rows: PriceSerializer(rows, many=True).data)
 
@@ -357,11 +342,6 @@ def _plan_kwargs(request, validated: Mapping) -> dict[str, Any]:
     return kwargs
 
 
-class PlanFilters(serializers.Serializer):
-    code = serializers.CharField(required=False)
-    productId = reference(required=False)
-
-
 class PlanListApi(ApiView):
     InputSerializer = PlanInput
 
@@ -372,9 +352,9 @@ class PlanListApi(ApiView):
         tags=["catalog"],
     )
     def get(self, request):
-        filters = _filters(PlanFilters, request)
         queryset = selectors.plan_list(
-            merchant=request.merchant, filters={"code": filters.get("code"), "product_id": filters.get("productId")}
+            merchant=request.merchant,
+            filters={"code": request.query_params.get("code"), "product_id": uuid_param(request, "productId")},
         )
         return self.paginated_response(queryset, lambda rows: PlanSerializer(rows, many=True).data)
 

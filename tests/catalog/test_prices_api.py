@@ -288,3 +288,16 @@ def test_idempotency_key_replays_the_created_price(api, metric):
     assert first.status_code == second.status_code == 201
     assert first.json() == second.json()
     assert Price.objects.count() == 1
+
+
+def test_list_filters_refuse_what_they_cannot_read_with_the_api_wide_codes(api):
+    """Catalog list filters use the same query-parameter rules as every other list."""
+    bad_id = api.get("/v0/prices", {"billableMetricId": "nope"})
+    assert bad_id.status_code == 400 and bad_id.json()["errors"][0] == {
+        "field": "billableMetricId",
+        "message": "must be an id (UUID), got 'nope'",
+        "code": "INVALID_ID",
+    }
+    bad_currency = api.get("/v0/prices", {"currency": "XXX"})
+    assert bad_currency.status_code == 400 and bad_currency.json()["errors"][0]["code"] == "INVALID_CHOICE"
+    assert api.get("/v0/plans", {"productId": "nope"}).json()["errors"][0]["code"] == "INVALID_ID"
