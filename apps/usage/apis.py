@@ -15,7 +15,7 @@ from apps.core.errors import FieldError
 from apps.core.inputs import StrictCharField, StrictInputSerializer
 from apps.usage.aggregation import MAX_WINDOWS, TooManyWindows, WindowSize, aggregate, format_value
 from apps.usage.models import Dispute
-from apps.usage.selectors import dispute_get, usage_event_get, usage_events
+from apps.usage.selectors import dispute_get, dispute_list, usage_event_get, usage_event_list
 from apps.usage.serializers import DisputeSerializer, UsageEventSchema, usage_event_detail
 from apps.usage.services import (
     MAX_BATCH_EVENTS,
@@ -248,23 +248,17 @@ class UsageApi(ApiView):
         tags=TAGS,
     )
     def get(self, request):
-        queryset = usage_events(merchant=request.merchant).order_by("-timestamp", "-created_at")
-        customer_id = uuid_param(request, "customerId")
-        if customer_id:
-            queryset = queryset.filter(customer_id=customer_id)
-        subscription_id = uuid_param(request, "subscriptionId")
-        if subscription_id:
-            queryset = queryset.filter(subscription_id=subscription_id)
-        metric_id = uuid_param(request, "billableMetricId")
-        if metric_id:
-            queryset = queryset.filter(lines__billable_metric_id=metric_id).distinct()
         start, end = _datetime_param(request, "from"), _datetime_param(request, "to")
         if start and end and start >= end:
             raise FieldError("from", "must be before to", code="INVALID_RANGE")
-        if start:
-            queryset = queryset.filter(timestamp__gte=start)
-        if end:
-            queryset = queryset.filter(timestamp__lt=end)
+        queryset = usage_event_list(
+            merchant=request.merchant,
+            customer_id=uuid_param(request, "customerId"),
+            subscription_id=uuid_param(request, "subscriptionId"),
+            metric_id=uuid_param(request, "billableMetricId"),
+            start=start,
+            end=end,
+        )
         return self.paginated_response(
             queryset, lambda rows: [usage_event_detail(e, list(e.lines.all())) for e in rows]
         )
@@ -359,13 +353,11 @@ class DisputeListApi(ApiView):
         tags=["disputes"],
     )
     def get(self, request):
-        queryset = Dispute.objects.filter(merchant=request.merchant).select_related("merchant").order_by("-created_at")
-        status = choice_param(request, "status", Dispute.Status.values)
-        if status:
-            queryset = queryset.filter(status=status)
-        customer_id = uuid_param(request, "customerId")
-        if customer_id:
-            queryset = queryset.filter(customer_id=customer_id)
+        queryset = dispute_list(
+            merchant=request.merchant,
+            status=choice_param(request, "status", Dispute.Status.values),
+            customer_id=uuid_param(request, "customerId"),
+        )
         return self.paginated_response(queryset, lambda rows: DisputeSerializer(rows, many=True).data)
 
 

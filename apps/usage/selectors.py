@@ -13,6 +13,33 @@ def usage_events(*, merchant) -> QuerySet[UsageEvent]:
     )
 
 
+def usage_event_list(
+    *, merchant, customer_id=None, subscription_id=None, metric_id=None, start=None, end=None
+) -> QuerySet[UsageEvent]:
+    """The merchant's usage events, newest first, filtered by what is given ([start, end))."""
+    queryset = usage_events(merchant=merchant).order_by("-timestamp", "-created_at")
+    if customer_id:
+        queryset = queryset.filter(customer_id=customer_id)
+    if subscription_id:
+        queryset = queryset.filter(subscription_id=subscription_id)
+    if metric_id:
+        queryset = queryset.filter(lines__billable_metric_id=metric_id).distinct()
+    if start:
+        queryset = queryset.filter(timestamp__gte=start)
+    if end:
+        queryset = queryset.filter(timestamp__lt=end)
+    return queryset
+
+
+def dispute_list(*, merchant, status=None, customer_id=None) -> QuerySet[Dispute]:
+    queryset = Dispute.objects.filter(merchant=merchant).select_related("merchant").order_by("-created_at")
+    if status:
+        queryset = queryset.filter(status=status)
+    if customer_id:
+        queryset = queryset.filter(customer_id=customer_id)
+    return queryset
+
+
 def usage_event_get(*, merchant, event_id) -> UsageEvent:
     event = usage_events(merchant=merchant).select_related("subscription__wallet").filter(pk=event_id).first()
     if event is None:
