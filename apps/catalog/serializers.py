@@ -8,8 +8,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.catalog.models import Aggregation, BillingInterval, Currency, PaymentTerm, Plan, Price, PriceModel
-from apps.catalog.pricing.base import canonical
-from apps.core.money import format_amount
+from apps.core.money import format_amount, format_decimal
 
 
 class CatalogResourceSerializer(serializers.Serializer):
@@ -82,7 +81,7 @@ class PriceSerializer(CatalogResourceSerializer):
         return obj.properties
 
     def get_freeUnits(self, obj: Price) -> str:
-        return canonical(obj.free_units)
+        return format_decimal(obj.free_units)
 
     @extend_schema_field({"type": "string", "nullable": True, "example": "49.00"})
     def get_amount(self, obj: Price) -> str | None:

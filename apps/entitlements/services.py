@@ -12,11 +12,10 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Max
 from django.utils import timezone
 
 from apps.catalog.models import BillableMetric, PaymentTerm
-from apps.catalog.pricing import price_quantity
+from apps.catalog.pricing import price_line_amount
 from apps.core.errors import NotFound, PaymentRequired, Unprocessable
 from apps.core.jobs import job_lock
 from apps.core.money import ZERO, format_amount
@@ -24,7 +23,6 @@ from apps.entitlements.models import Entitlement, EntitlementItem
 from apps.ledger.lock_objects import lock_wallet_balances
 from apps.ledger.models import LedgerTransaction
 from apps.ledger.services import Posting, ledger_post
-from apps.subscriptions.models import Subscription
 from apps.subscriptions.periods import period_at
 from apps.subscriptions.selectors import choose_subscription, usage_subscriptions
 from apps.usage.models import UsageCounter
@@ -39,14 +37,16 @@ class EntitlementRequest:
     price: Decimal | None
 
 
-def _reserved_amount(*, price, quantity: Decimal, override: Decimal | None, units_before: Decimal) -> Decimal:
-    if override is not None:
-        return price_quantity(
-            "standard", {"unitPrice": str(override)}, quantity, free_units=price.free_units, units_before=units_before
-        ).amount
-    return price_quantity(
-        price.model, price.properties, quantity, free_units=price.free_units, units_before=units_before
-    ).amount
+def _period_units(*, merchant, subscription, prices, period_start) -> dict:
+    """{price id: units already charged in the period}, for the prices that have any."""
+    return dict(
+        UsageCounter.objects.filter(
+            merchant=merchant,
+            subscription_id=subscription.id,
+            price_id__in=[price.id for price in prices],
+            period_start=period_start,
+        ).values_list("price_id", "units")
+    )
 
 
 def entitlement_create(
@@ -77,7 +77,7 @@ def entitlement_create(
     with transaction.atomic():
         balances = lock_wallet_balances([wallet])
         available = balances[(wallet.available_account_id, 0)]
-        items, total = [], ZERO
+        prices = []
         for index, request in enumerate(requests):
             price = subscription.metric_prices.get(request.billable_metric_id)
             field = f"entitlementData[{index}]"
@@ -98,23 +98,20 @@ def entitlement_create(
                     f"{field}.price: price {price.id} does not allow a per-event price.",
                     code="PRICE_OVERRIDE_NOT_ALLOWED",
                 )
-            counter = UsageCounter.objects.filter(
-                merchant=merchant, subscription_id=subscription.id, price=price, period_start=period_start
-            ).first()
-            amount = _reserved_amount(
-                price=price,
-                quantity=request.quantity,
-                override=request.price,
-                units_before=counter.units if counter else ZERO,
-            )
+            prices.append(price)
+        # read under the wallet's lock, like the charges that move these counters
+        units_by_price = _period_units(
+            merchant=merchant, subscription=subscription, prices=prices, period_start=period_start
+        )
+        items, total = [], ZERO
+        for request, price in zip(requests, prices, strict=True):
+            amount = price_line_amount(
+                price, request.quantity, request.price, units_by_price.get(price.id, ZERO)
+            ).amount
             total += amount
             items.append((request, price, amount))
-        minimum = (
-            Subscription.objects.filter(wallet_id=wallet.id, status=Subscription.Status.ACTIVE).aggregate(
-                m=Max("minimum_account_balance")
-            )["m"]
-            or ZERO
-        )
+        # the highest minimumAccountBalance of the active subscriptions sharing the wallet
+        minimum = subscriptions.wallet_minimum[wallet.id]
         if available - total < minimum:
             currency = wallet.currency
             raise PaymentRequired(

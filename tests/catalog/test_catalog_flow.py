@@ -2,7 +2,7 @@
 
 from decimal import Decimal
 
-from apps.catalog.pricing import price_quantity
+from apps.catalog.pricing import price_quantity, pricing_strategy
 
 
 def test_a_merchant_builds_a_catalog_with_the_api_alone(api):
@@ -63,6 +63,6 @@ def test_a_merchant_builds_a_catalog_with_the_api_alone(api):
     # The stored price is one the engine can charge: 1,100 tokens, the first 100 free,
     # 1,000 in tier 0 (0.002 each + a 0.5 flat fee).
     result = price_quantity(
-        stored["model"], stored["properties"], Decimal(1100), free_units=Decimal(stored["freeUnits"])
+        pricing_strategy(stored["model"], stored["properties"]), Decimal(1100), free_units=Decimal(stored["freeUnits"])
     )
     assert result.amount == Decimal("2.5")

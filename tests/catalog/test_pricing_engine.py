@@ -1,4 +1,5 @@
 from decimal import Decimal
+from types import SimpleNamespace
 
 import pytest
 
@@ -6,7 +7,11 @@ from apps.catalog.pricing import (
     PRICE_MODELS,
     PriceConfigError,
     PricingResult,
+    StandardPricing,
+    price_line_amount,
     price_quantity,
+    price_strategy,
+    pricing_strategy,
     validate_properties,
 )
 
@@ -64,7 +69,7 @@ PERCENTAGE_CLAMPED = {"percentage": "2.5", "minCharge": "0.30", "maxCharge": "10
     ],
 )
 def test_standard_charges_quantity_times_unit_price_rounded_half_even_once(unit_price, quantity, expected):
-    result = price_quantity("standard", {"unitPrice": unit_price}, quantity)
+    result = price_quantity(pricing_strategy("standard", {"unitPrice": unit_price}), quantity)
 
     assert result.amount == expected
     assert result.billable_quantity == quantity
@@ -95,7 +100,7 @@ def test_standard_charges_quantity_times_unit_price_rounded_half_even_once(unit_
 def test_graduated_charges_the_running_total_split_at_inclusive_tier_edges(
     quantity, units_before, expected, tier_units
 ):
-    result = price_quantity("graduated", GRADUATED, quantity, units_before=units_before)
+    result = price_quantity(pricing_strategy("graduated", GRADUATED), quantity, units_before=units_before)
 
     assert result.amount == expected
     assert tuple((tier.index, tier.units) for tier in result.tiers) == tier_units
@@ -117,7 +122,7 @@ def test_graduated_charges_the_running_total_split_at_inclusive_tier_edges(
     ],
 )
 def test_graduated_flat_fee_is_charged_once_by_the_event_entering_the_tier(quantity, units_before, expected, tier_fees):
-    result = price_quantity("graduated", GRADUATED_WITH_FEES, quantity, units_before=units_before)
+    result = price_quantity(pricing_strategy("graduated", GRADUATED_WITH_FEES), quantity, units_before=units_before)
 
     assert result.amount == expected
     assert tuple((tier.index, tier.flat_fee) for tier in result.tiers) == tier_fees
@@ -143,11 +148,13 @@ def test_instant_graduated_charges_sum_to_the_graduated_price_of_the_total(prope
     charged = D(0)
     units_before = D(0)
     for quantity in events:
-        result = price_quantity("graduated", properties, quantity, free_units=free_units, units_before=units_before)
+        result = price_quantity(
+            pricing_strategy("graduated", properties), quantity, free_units=free_units, units_before=units_before
+        )
         charged += result.amount
         units_before += quantity
 
-    period = price_quantity("graduated", properties, units_before, free_units=free_units)
+    period = price_quantity(pricing_strategy("graduated", properties), units_before, free_units=free_units)
 
     assert charged == period.amount
 
@@ -155,10 +162,12 @@ def test_instant_graduated_charges_sum_to_the_graduated_price_of_the_total(prope
 def test_instant_graduated_charges_telescope_where_each_event_alone_would_round_away():
     amounts = []
     for units_before in (D(0), D("0.5"), D(1), D("1.5")):
-        amounts.append(price_quantity("graduated", SMALLEST_PRICE, D("0.5"), units_before=units_before).amount)
+        amounts.append(
+            price_quantity(pricing_strategy("graduated", SMALLEST_PRICE), D("0.5"), units_before=units_before).amount
+        )
 
     assert amounts == [D(0), D("0.000000000001"), D("0.000000000001"), D(0)]
-    assert price_quantity("graduated", SMALLEST_PRICE, D(2)).amount == D("0.000000000002")
+    assert price_quantity(pricing_strategy("graduated", SMALLEST_PRICE), D(2)).amount == D("0.000000000002")
 
 
 @pytest.mark.parametrize(
@@ -204,7 +213,11 @@ def test_free_units_are_used_up_across_the_events_of_a_period(
     units_before = D(0)
     results = []
     for quantity in events:
-        results.append(price_quantity(model, properties, quantity, free_units=free_units, units_before=units_before))
+        results.append(
+            price_quantity(
+                pricing_strategy(model, properties), quantity, free_units=free_units, units_before=units_before
+            )
+        )
         units_before += quantity
 
     assert [result.billable_quantity for result in results] == expected_billable
@@ -225,7 +238,7 @@ def test_free_units_are_used_up_across_the_events_of_a_period(
     ],
 )
 def test_volume_prices_all_units_at_the_tier_the_quantity_falls_in(quantity, expected, tier_index, unit_price):
-    result = price_quantity("volume", VOLUME, quantity)
+    result = price_quantity(pricing_strategy("volume", VOLUME), quantity)
 
     assert result.amount == expected
     assert result.unit_price == unit_price
@@ -233,7 +246,7 @@ def test_volume_prices_all_units_at_the_tier_the_quantity_falls_in(quantity, exp
 
 
 def test_volume_prices_the_quantity_given_without_a_running_total():
-    result = price_quantity("volume", VOLUME, D(50), units_before=D(500))
+    result = price_quantity(pricing_strategy("volume", VOLUME), D(50), units_before=D(500))
 
     assert result.amount == D("0.5")
     assert result.tiers[0].index == 0
@@ -254,7 +267,7 @@ def test_volume_prices_the_quantity_given_without_a_running_total():
     ],
 )
 def test_package_charges_every_started_package_whole(properties, quantity, free_units, expected):
-    result = price_quantity("package", properties, quantity, free_units=free_units)
+    result = price_quantity(pricing_strategy("package", properties), quantity, free_units=free_units)
 
     assert result.amount == expected
 
@@ -277,7 +290,7 @@ def test_package_charges_every_started_package_whole(properties, quantity, free_
     ],
 )
 def test_percentage_is_clamped_to_min_and_max_charge(properties, quantity, expected, unit_price):
-    result = price_quantity("percentage", properties, quantity)
+    result = price_quantity(pricing_strategy("percentage", properties), quantity)
 
     assert result.amount == expected
     assert result.unit_price == unit_price
@@ -296,7 +309,7 @@ def test_percentage_is_clamped_to_min_and_max_charge(properties, quantity, expec
 def test_unit_price_is_the_configured_price_where_exact_else_amount_over_quantity(
     model, properties, quantity, unit_price
 ):
-    assert price_quantity(model, properties, quantity).unit_price == unit_price
+    assert price_quantity(pricing_strategy(model, properties), quantity).unit_price == unit_price
 
 
 @pytest.mark.parametrize("model", PRICE_MODELS)
@@ -309,7 +322,7 @@ def test_zero_quantity_costs_nothing_for_every_model(model):
         "percentage": PERCENTAGE_CLAMPED,
     }[model]
 
-    assert price_quantity(model, properties, D(0)) == PricingResult(
+    assert price_quantity(pricing_strategy(model, properties), D(0)) == PricingResult(
         amount=D(0), billable_quantity=D(0), unit_price=D(0), tiers=()
     )
 
@@ -376,7 +389,9 @@ def test_validate_properties_returns_a_canonical_copy_that_validates_again(model
 def test_price_quantity_accepts_normalized_properties(model, properties, quantity):
     normalized = validate_properties(model, properties)
 
-    assert price_quantity(model, normalized, quantity) == price_quantity(model, properties, quantity)
+    assert price_quantity(pricing_strategy(model, normalized), quantity) == price_quantity(
+        pricing_strategy(model, properties), quantity
+    )
 
 
 def tiers(*tier_list):
@@ -550,18 +565,81 @@ def test_validation_messages_name_the_tier_and_its_values(properties, fragments)
 )
 def test_price_quantity_refuses_quantities_it_cannot_price(kwargs, error, match):
     with pytest.raises(error, match=match):
-        price_quantity("standard", {"unitPrice": "1"}, **kwargs)
+        price_quantity(pricing_strategy("standard", {"unitPrice": "1"}), **kwargs)
 
 
 def test_price_quantity_refuses_invalid_properties_like_validation_does():
     with pytest.raises(PriceConfigError) as excinfo:
-        price_quantity("graduated", tiers({"upTo": 10, "unitPrice": "1"}), D(1))
+        price_quantity(pricing_strategy("graduated", tiers({"upTo": 10, "unitPrice": "1"})), D(1))
 
     assert (excinfo.value.field, excinfo.value.code) == ("properties.tiers[0].upTo", "TIERS_GAP")
 
 
 def test_price_quantity_accepts_int_quantities():
-    result = price_quantity("standard", {"unitPrice": "0.5"}, 3, free_units=1, units_before=0)
+    result = price_quantity(pricing_strategy("standard", {"unitPrice": "0.5"}), 3, free_units=1, units_before=0)
 
     assert result.amount == D(1)
     assert result.billable_quantity == D(2)
+
+
+@pytest.mark.parametrize(
+    ("raw", "stored"),
+    [
+        ("0", "0"),
+        ("0.000", "0"),
+        ("-0", "0"),
+        ("-0.00", "0"),
+        ("1E-12", "0.000000000001"),
+        ("1.50", "1.5"),
+        ("1E+5", "100000"),
+        ("99999999999999999999999999.999999999999", "99999999999999999999999999.999999999999"),
+    ],
+)
+def test_validate_properties_stores_plain_notation_without_a_sign_on_zero(raw, stored):
+    assert validate_properties("standard", {"unitPrice": raw}) == {"unitPrice": stored}
+    assert validate_properties("graduated", tiers({"upTo": None, "unitPrice": "1", "flatFee": raw})) == tiers(
+        {"upTo": None, "unitPrice": "1", "flatFee": stored}
+    )
+
+
+def catalog_price(model, properties, free_units="0"):
+    """What the engine reads of a catalog Price."""
+    return SimpleNamespace(model=model, properties=properties, free_units=D(free_units))
+
+
+@pytest.mark.parametrize(
+    ("model", "properties", "free_units", "quantity", "units_before"),
+    [
+        ("standard", {"unitPrice": "0.001"}, "0", D(7), D(0)),
+        ("graduated", GRADUATED_WITH_FEES, "3", D("12.5"), D(2)),
+        ("volume", VOLUME, "0", D(1001), D(0)),
+        ("package", PACKAGE, "50", D(101), D(10)),
+        ("percentage", PERCENTAGE_CLAMPED, "0", D(50), D(0)),
+    ],
+)
+def test_price_line_amount_without_override_prices_the_price_model(
+    model, properties, free_units, quantity, units_before
+):
+    price = catalog_price(model, properties, free_units)
+
+    assert price_line_amount(price, quantity, None, units_before) == price_quantity(
+        pricing_strategy(model, properties), quantity, free_units=D(free_units), units_before=units_before
+    )
+
+
+def test_price_line_amount_charges_an_override_per_unit_after_the_free_units_left():
+    price = catalog_price("graduated", GRADUATED_WITH_FEES, free_units="5")
+
+    # 2 of the 5 free units already used: 3 of the 10 units are free, 7 at the override
+    result = price_line_amount(price, D(10), D("0.25"), D(2))
+
+    assert result == PricingResult(amount=D("1.75"), billable_quantity=D(7), unit_price=D("0.25"))
+
+
+def test_price_strategy_reads_the_strategy_parsed_by_the_plan_price_cache():
+    price = catalog_price("standard", {"unitPrice": "1"})
+    assert price_strategy(price) == StandardPricing(unit_price=D(1))
+
+    price.parsed_strategy = StandardPricing(unit_price=D("0.5"))
+
+    assert price_line_amount(price, D(3), None, D(0)).amount == D("1.5")

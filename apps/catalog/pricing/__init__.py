@@ -29,8 +29,11 @@ __all__ = [
     "PriceConfigError",
     "PricingResult",
     "PricingStrategy",
+    "StandardPricing",
     "TierCharge",
+    "price_line_amount",
     "price_quantity",
+    "price_strategy",
     "pricing_strategy",
     "validate_properties",
 ]
@@ -59,9 +62,32 @@ def validate_properties(model: str, properties: dict) -> dict:
     return pricing_strategy(model, properties).to_properties()
 
 
+def price_strategy(price: Any) -> PricingStrategy:
+    """The parsed strategy of a catalog Price.
+
+    The plan price cache (apps.subscriptions.selectors.plan_metric_prices) parses each
+    price once as it loads it and keeps the strategy on it as `parsed_strategy`; a
+    Price loaded anywhere else is parsed now.
+    """
+    strategy = getattr(price, "parsed_strategy", None)
+    if strategy is None:
+        strategy = pricing_strategy(price.model, price.properties)
+    return strategy
+
+
+def price_line_amount(price: Any, quantity: Decimal, override: Decimal | None, units_before: Decimal) -> PricingResult:
+    """Price `quantity` units of a catalog Price charged now.
+
+    `override` is a per-unit price set by the event (or by the entitlement that
+    reserved the units): it replaces the price's model, while the price's free
+    units still apply.
+    """
+    strategy = price_strategy(price) if override is None else StandardPricing(unit_price=override)
+    return price_quantity(strategy, quantity, free_units=price.free_units, units_before=units_before)
+
+
 def price_quantity(
-    model: str,
-    properties: dict,
+    strategy: PricingStrategy,
     quantity: Decimal,
     *,
     free_units: Decimal = ZERO,
@@ -69,14 +95,14 @@ def price_quantity(
 ) -> PricingResult:
     """Price `quantity` units charged now, after the period's free units left.
 
-    `units_before` is the period's total already charged before this quantity:
-    it uses up free units first, and graduated prices continue from it. Pass 0
-    to price a whole period's aggregate.
+    `strategy` is a parsed price: `pricing_strategy(model, properties)`, or
+    `price_strategy(price)` for a catalog Price. `units_before` is the period's
+    total already charged before this quantity: it uses up free units first, and
+    graduated prices continue from it. Pass 0 to price a whole period's aggregate.
     """
     quantity = _quantity(quantity, "quantity")
     free_units = _quantity(free_units, "free_units")
     units_before = _quantity(units_before, "units_before")
-    strategy = pricing_strategy(model, properties)
     with money_context():
         free_left = max(ZERO, free_units - units_before)
         billable = max(ZERO, quantity - free_left)

@@ -18,6 +18,7 @@ from apps.core.money import (
     AMOUNT_MAX_DIGITS,
     MONEY_CONTEXT,
     ZERO,
+    format_decimal,
     parse_amount,
     round_amount,
 )
@@ -75,9 +76,9 @@ class Tier:
 
     def to_properties(self) -> dict[str, str | None]:
         return {
-            "upTo": None if self.up_to is None else canonical(self.up_to),
-            "unitPrice": canonical(self.unit_price),
-            "flatFee": canonical(self.flat_fee),
+            "upTo": None if self.up_to is None else format_decimal(self.up_to),
+            "unitPrice": format_decimal(self.unit_price),
+            "flatFee": format_decimal(self.flat_fee),
         }
 
 
@@ -135,13 +136,6 @@ def pricing_result(
     return PricingResult(amount=amount, billable_quantity=billable, unit_price=unit_price, tiers=tiers)
 
 
-def canonical(value: Decimal) -> str:
-    """Plain notation without trailing zeros, so equal prices are stored identically."""
-    if value == 0:
-        return "0"
-    return format(value.normalize(MONEY_CONTEXT), "f")
-
-
 def read_object(
     value: Any,
     *,
@@ -187,6 +181,8 @@ def parse_decimal(raw: Any, *, field: str, code: str, example: str = AMOUNT_EXAM
         raise PriceConfigError(field, f"{exc}.", code) from None
     if value < 0:
         raise PriceConfigError(field, f"{field} must be 0 or more; got {raw!r}.", code)
+    # "-0" is 0: without its sign it is stored and priced as "0"
+    value = value.copy_abs()
     if value.adjusted() >= INTEGER_LIMIT.adjusted() + 1:
         raise PriceConfigError(field, f"{field} is too large ({raw!r}); amounts have at most 26 integer digits.", code)
     fraction_digits = -value.normalize(MONEY_CONTEXT).as_tuple().exponent
@@ -264,13 +260,13 @@ def _parse_up_to(raw: Any, *, index: int, last: int, previous: Tier | None) -> D
     if previous is not None and previous.up_to is not None and up_to <= previous.up_to:
         raise PriceConfigError(
             field,
-            f"tiers[{index}] (upTo {canonical(up_to)}) overlaps tiers[{index - 1}] (upTo "
-            f"{canonical(previous.up_to)}): each tier starts just above the previous tier's upTo, "
-            f"so tiers[{index}].upTo must be greater than {canonical(previous.up_to)}.",
+            f"tiers[{index}] (upTo {format_decimal(up_to)}) overlaps tiers[{index - 1}] (upTo "
+            f"{format_decimal(previous.up_to)}): each tier starts just above the previous tier's upTo, "
+            f"so tiers[{index}].upTo must be greater than {format_decimal(previous.up_to)}.",
             "TIERS_OVERLAP",
         )
     if index == last:
-        bound = canonical(up_to)
+        bound = format_decimal(up_to)
         raise PriceConfigError(
             field,
             f"tiers[{index}] is the last tier and ends at upTo {bound}, so quantities above {bound} "

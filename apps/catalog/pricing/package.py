@@ -10,12 +10,11 @@ from apps.catalog.pricing.base import (
     PriceConfigError,
     PricingResult,
     PricingStrategy,
-    canonical,
     parse_decimal,
     pricing_result,
     read_object,
 )
-from apps.core.money import round_amount
+from apps.core.money import format_decimal, round_amount
 
 
 @dataclass(frozen=True)
@@ -36,7 +35,7 @@ class PackagePricing(PricingStrategy):
         )
 
     def to_properties(self) -> dict[str, Any]:
-        return {"packageSize": self.package_size, "packagePrice": canonical(self.package_price)}
+        return {"packageSize": self.package_size, "packagePrice": format_decimal(self.package_price)}
 
     def packages(self, billable: Decimal) -> Decimal:
         """Packages started by `billable` units, by exact integer division (no rounding)."""

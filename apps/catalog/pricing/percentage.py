@@ -14,13 +14,12 @@ from apps.catalog.pricing.base import (
     PriceConfigError,
     PricingResult,
     PricingStrategy,
-    canonical,
     parse_decimal,
     parse_optional_decimal,
     pricing_result,
     read_object,
 )
-from apps.core.money import ZERO, round_amount
+from apps.core.money import ZERO, format_decimal, round_amount
 
 MAX_PERCENTAGE = Decimal(100)
 
@@ -48,17 +47,17 @@ class PercentagePricing(PricingStrategy):
         if min_charge is not None and max_charge is not None and min_charge > max_charge:
             raise PriceConfigError(
                 "properties.minCharge",
-                f"properties.minCharge ({canonical(min_charge)}) must not be greater than "
-                f"properties.maxCharge ({canonical(max_charge)}).",
+                f"properties.minCharge ({format_decimal(min_charge)}) must not be greater than "
+                f"properties.maxCharge ({format_decimal(max_charge)}).",
                 "MIN_CHARGE_ABOVE_MAX_CHARGE",
             )
         return cls(percentage=percentage, min_charge=min_charge, max_charge=max_charge)
 
     def to_properties(self) -> dict[str, Any]:
         return {
-            "percentage": canonical(self.percentage),
-            "minCharge": None if self.min_charge is None else canonical(self.min_charge),
-            "maxCharge": None if self.max_charge is None else canonical(self.max_charge),
+            "percentage": format_decimal(self.percentage),
+            "minCharge": None if self.min_charge is None else format_decimal(self.min_charge),
+            "maxCharge": None if self.max_charge is None else format_decimal(self.max_charge),
         }
 
     def price(self, billable: Decimal, *, billable_before: Decimal) -> PricingResult:

@@ -9,12 +9,11 @@ from typing import Any, ClassVar
 from apps.catalog.pricing.base import (
     PricingResult,
     PricingStrategy,
-    canonical,
     parse_decimal,
     pricing_result,
     read_object,
 )
-from apps.core.money import round_amount
+from apps.core.money import format_decimal, round_amount
 
 
 @dataclass(frozen=True)
@@ -31,7 +30,7 @@ class StandardPricing(PricingStrategy):
         )
 
     def to_properties(self) -> dict[str, Any]:
-        return {"unitPrice": canonical(self.unit_price)}
+        return {"unitPrice": format_decimal(self.unit_price)}
 
     def price(self, billable: Decimal, *, billable_before: Decimal) -> PricingResult:
         return pricing_result(

@@ -32,7 +32,7 @@ from django.db.models import Prefetch
 from django.utils import timezone
 
 from apps.catalog.models import BillableMetric, PaymentTerm, Price
-from apps.catalog.pricing import price_quantity
+from apps.catalog.pricing import price_line_amount
 from apps.core.bulk import StalePreparedStatement, Statement, array_param, insert_rows, new_id, run_statements
 from apps.core.errors import ApiError, Conflict, FieldError, Forbidden, NotFound, PaymentRequired, Unprocessable
 from apps.core.money import ZERO, format_amount, round_amount, split_commission
@@ -377,22 +377,7 @@ def _price_line(line: ResolvedLine, units_before: Decimal) -> None:
         line.unit_price = None
         line.amount = None
         return
-    if line.unit_price_override is not None:
-        result = price_quantity(
-            "standard",
-            {"unitPrice": str(line.unit_price_override)},
-            line.quantity,
-            free_units=line.price.free_units,
-            units_before=units_before,
-        )
-    else:
-        result = price_quantity(
-            line.price.model,
-            line.price.properties,
-            line.quantity,
-            free_units=line.price.free_units,
-            units_before=units_before,
-        )
+    result = price_line_amount(line.price, line.quantity, line.unit_price_override, units_before)
     line.amount = result.amount
     line.unit_price = round_amount(result.unit_price)
 
