@@ -393,6 +393,7 @@ class PlanForm(CatalogForm):
             code=cleaned["code"],
             product=cleaned["product"],
             currency=cleaned["currency"],
+            billing_interval=cleaned["billing_interval"],
             prices=list(cleaned.get("prices") or []),
             features=cleaned.get("features"),
         )

@@ -608,11 +608,16 @@ def plan_clean(
     features: Any,
     plan: Plan | None = None,
     merge_features: bool = False,
+    billing_interval: str | None = None,
 ) -> tuple[dict, list[Price]]:
     """Validate a plan as a whole (a new one, or `plan` changed); return (features, prices).
 
     With `merge_features` (an API PATCH) the features sent are merged into the stored ones.
+    A `plan` with live subscriptions keeps its currency and billing interval (None: unchanged).
     """
+    if plan is not None:
+        terms = {"currency": currency, "billing_interval": billing_interval}
+        _check_subscribed_plan_keeps_terms(plan=plan, changes={k: v for k, v in terms.items() if v is not None})
     _require_text(name, field="name")
     _require_text(code, field="code")
     _owned(product, merchant=merchant, noun="product", field="productId")
@@ -680,7 +685,6 @@ def plan_update(*, plan: Plan, merge_features: bool = True, **changes: Any) -> P
     """PATCH: `prices` replaces the list; `features` is merged into the stored features
     (replaced with `merge_features=False`, as the admin's form edits them whole)."""
     _only(changes, {"name", "code", "product", "currency", "billing_interval", "prices", "features"})
-    _check_subscribed_plan_keeps_terms(plan=plan, changes=changes)
     new_prices = changes.pop("prices", None)
     changes["features"], prices = plan_clean(
         merchant=plan.merchant,
@@ -690,6 +694,7 @@ def plan_update(*, plan: Plan, merge_features: bool = True, **changes: Any) -> P
         code=changes.get("code", plan.code),
         product=changes.get("product", plan.product),
         currency=changes.get("currency", plan.currency),
+        billing_interval=changes.get("billing_interval", plan.billing_interval),
         prices=list(plan.prices.all()) if new_prices is None else new_prices,
         features=changes.get("features", {} if merge_features else plan.features),
     )

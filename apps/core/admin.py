@@ -5,10 +5,13 @@ the mode (live or sandbox) picked with the switch in the header. Platform
 superusers without a merchant see everything.
 """
 
+from collections.abc import Callable
+
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 
+from apps.core.errors import ApiError
 from apps.core.models import TenantModel
 
 SANDBOX_SESSION_KEY = "admin_sandbox"
@@ -37,6 +40,23 @@ def admin_tenant(request):
 def is_merchant_staff(request) -> bool:
     user = request.user
     return bool(user.is_active and user.is_staff and getattr(user, "merchant_id", None))
+
+
+def run_per_row(modeladmin, request, queryset, action: Callable, done_message: str, *, describe: Callable = str) -> int:
+    """Run an admin action's service on each selected row. A row the service refuses (an
+    ApiError) is reported by name (`describe(row)`) with the service's message, and the others
+    go on: a refusal is a message, never a 500. Then `done_message`, formatted with `{count}`
+    (the rows done), is shown. Returns that count."""
+    done = 0
+    for row in queryset:
+        try:
+            action(row)
+        except ApiError as exc:
+            modeladmin.message_user(request, f"{describe(row)}: {exc.message}", messages.ERROR)
+        else:
+            done += 1
+    modeladmin.message_user(request, done_message.format(count=done), messages.SUCCESS if done else messages.INFO)
+    return done
 
 
 class TenantModelForm(forms.ModelForm):

@@ -2,7 +2,7 @@ from django import forms
 from django.contrib import admin, messages
 from rest_framework import serializers
 
-from apps.core.admin import TenantAdmin, TenantModelForm, admin_tenant
+from apps.core.admin import TenantAdmin, TenantModelForm, admin_tenant, run_per_row
 from apps.customers.inputs import AddressInputSerializer, MetadataField, address_from_input
 from apps.customers.models import Customer
 from apps.customers.selectors import customer_find_active_by_email
@@ -141,8 +141,10 @@ class CustomerAdmin(TenantAdmin):
 
     @admin.action(description="Archive the selected customers")
     def archive_customers(self, request, queryset):
-        count = 0
-        for customer in queryset.select_related("merchant"):
-            customer_archive(merchant=customer.merchant, customer=customer)
-            count += 1
-        self.message_user(request, f"Archived {count} customer(s).")
+        run_per_row(
+            self,
+            request,
+            queryset.select_related("merchant"),
+            lambda customer: customer_archive(merchant=customer.merchant, customer=customer),
+            "Archived {count} customer(s).",
+        )

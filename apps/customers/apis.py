@@ -1,5 +1,4 @@
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
-from rest_framework import serializers
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.response import Response
 
 from apps.core.api import ApiView
@@ -15,22 +14,6 @@ from apps.customers.serializers import CustomerSerializer
 from apps.customers.services import customer_archive, customer_create, customer_update
 
 TAGS = ["customers"]
-
-CUSTOMER_LIST = inline_serializer(
-    name="CustomerList",
-    fields={
-        "object": serializers.CharField(default="list"),
-        "data": CustomerSerializer(many=True),
-        "pagination": inline_serializer(
-            name="Pagination",
-            fields={
-                "limit": serializers.IntegerField(),
-                "offset": serializers.IntegerField(),
-                "total": serializers.IntegerField(),
-            },
-        ),
-    },
-)
 
 
 def _external_id_field() -> StrictCharField:
@@ -99,7 +82,7 @@ class CustomerListApi(ApiView):
             OpenApiParameter("email", str, description="Exact email, compared without case."),
             OpenApiParameter("externalId", str, description="Exact external id."),
         ],
-        responses=CUSTOMER_LIST,
+        responses=CustomerSerializer(many=True),
         tags=TAGS,
     )
     def get(self, request):

@@ -48,12 +48,26 @@ def _with_email(queryset: QuerySet[Customer], email: str) -> QuerySet[Customer]:
     return queryset.alias(email_lower=Lower("email")).filter(email_lower=Lower(Value(normalize_email(email))))
 
 
-def customer_wallets(customer: Customer) -> list[dict]:
-    """The customer's wallets as the API shows them: `[{"id", "object", "currency", "balance",
-    "held"}]`, where `balance` is the available amount and `held` the amount reserved by
-    entitlements. CustomerSerializer (and with it every API response, webhook and portal
-    view of a customer) takes the wallets only from here."""
-    from apps.ledger.selectors import wallets_for_customer
+def customers_wallets(*, customers) -> dict[uuid.UUID, list[dict]]:
+    """The wallets of these customers as the API shows them, by customer id: `[{"id", "object",
+    "currency", "balance", "held"}]` in currency order, where `balance` is the available amount
+    and `held` the amount reserved by entitlements. Two queries (none for no customers),
+    whatever their number. CustomerSerializer (and with it every API response, webhook and
+    portal view of a customer) takes the wallets only from here."""
+    from apps.ledger.models import Wallet
+    from apps.ledger.selectors import wallets_balances
     from apps.ledger.serializers import wallet_data
 
-    return [wallet_data(wallet, balances) for wallet, balances in wallets_for_customer(customer=customer)]
+    result: dict[uuid.UUID, list[dict]] = {customer.id: [] for customer in customers}
+    if not result:
+        return result
+    wallets = list(Wallet.objects.filter(customer_id__in=list(result)).order_by("currency"))
+    balances = wallets_balances(wallets=wallets)
+    for wallet in wallets:
+        result[wallet.customer_id].append(wallet_data(wallet, balances[wallet.id]))
+    return result
+
+
+def customer_wallets(customer: Customer) -> list[dict]:
+    """One customer's wallets (see customers_wallets)."""
+    return customers_wallets(customers=[customer])[customer.id]

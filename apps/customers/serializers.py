@@ -1,10 +1,11 @@
 """The public shape of a customer, shared by the API, outbound webhooks and the portal."""
 
+from django.db.models.manager import BaseManager
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.customers.models import Customer
-from apps.customers.selectors import customer_wallets
+from apps.customers.selectors import customer_wallets, customers_wallets
 
 
 class AddressSerializer(serializers.Serializer):
@@ -44,6 +45,15 @@ class WalletSummarySerializer(serializers.Serializer):
     held = serializers.CharField(help_text="Reserved by entitlements, a decimal string.")
 
 
+class CustomerListSerializer(serializers.ListSerializer):
+    """Many customers: their wallets are read for all of them at once (see customers_wallets)."""
+
+    def to_representation(self, data):
+        customers = list(data.all() if isinstance(data, BaseManager) else data)
+        self.wallets_by_customer = customers_wallets(customers=customers)
+        return super().to_representation(customers)
+
+
 class CustomerSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     customerId = serializers.UUIDField(source="id", help_text="The same value as id.")
@@ -58,6 +68,9 @@ class CustomerSerializer(serializers.Serializer):
     createdAt = serializers.DateTimeField(source="created_at")
     updatedAt = serializers.DateTimeField(source="updated_at")
 
+    class Meta:
+        list_serializer_class = CustomerListSerializer
+
     def get_object(self, obj: Customer) -> str:
         return "customer"
 
@@ -69,4 +82,5 @@ class CustomerSerializer(serializers.Serializer):
 
     @extend_schema_field(WalletSummarySerializer(many=True))
     def get_wallets(self, obj: Customer) -> list:
-        return customer_wallets(obj)
+        page = getattr(self.parent, "wallets_by_customer", None)
+        return page[obj.id] if page is not None else customer_wallets(obj)

@@ -1,8 +1,9 @@
 """Entitlements admin: read-only; holds are released through the same service as the API."""
 
-from django.contrib import admin, messages
+from django.contrib import admin
 
-from apps.core.admin import ReadOnlyMixin, TenantAdmin, TenantTabularInline
+from apps.core.admin import ReadOnlyMixin, TenantAdmin, TenantTabularInline, run_per_row
+from apps.core.errors import Conflict
 from apps.core.money import format_amount
 from apps.entitlements.models import Entitlement, EntitlementItem
 from apps.entitlements.services import entitlement_release
@@ -69,15 +70,17 @@ class EntitlementAdmin(ReadOnlyMixin, TenantAdmin):
 
     @admin.action(description="Release the selected holds")
     def release_holds(self, request, queryset):
-        done = 0
-        for entitlement in queryset:
+        def release(entitlement):
             if entitlement.status != Entitlement.Status.ACTIVE:
-                self.message_user(
-                    request, f"Entitlement {entitlement.id} is already {entitlement.status}.", messages.WARNING
-                )
-                continue
-            if entitlement_release(entitlement=entitlement).status == Entitlement.Status.RELEASED:
-                done += 1
-            else:
-                self.message_user(request, f"Entitlement {entitlement.id} was already settled.", messages.WARNING)
-        self.message_user(request, f"Released {done} hold(s).")
+                raise Conflict(f"it is already {entitlement.status}.", code="ENTITLEMENT_NOT_ACTIVE")
+            if entitlement_release(entitlement=entitlement).status != Entitlement.Status.RELEASED:
+                raise Conflict("it was already settled.", code="ENTITLEMENT_NOT_ACTIVE")
+
+        run_per_row(
+            self,
+            request,
+            queryset,
+            release,
+            "Released {count} hold(s).",
+            describe=lambda entitlement: f"Entitlement {entitlement.id}",
+        )

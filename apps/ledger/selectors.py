@@ -1,3 +1,5 @@
+import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -19,32 +21,31 @@ class WalletBalances:
     held: Decimal
 
 
-def wallet_balances(*, wallet: Wallet) -> WalletBalances:
-    rows = dict(
-        Balance.objects.filter(account_id__in=[wallet.available_account_id, wallet.held_account_id]).values_list(
-            "account_id", "amount"
-        )
-    )
-    return WalletBalances(
-        available=rows.get(wallet.available_account_id, ZERO), held=rows.get(wallet.held_account_id, ZERO)
-    )
-
-
-def wallets_for_customer(*, customer) -> list[tuple[Wallet, WalletBalances]]:
-    wallets = list(Wallet.objects.filter(customer=customer).order_by("currency"))
+def wallets_balances(*, wallets: Iterable[Wallet]) -> dict[uuid.UUID, WalletBalances]:
+    """The available and held balances of these wallets, by wallet id, read in one query
+    (none for no wallets), whatever their number: lists and admin pages read a page at once."""
+    wallets = list(wallets)
     if not wallets:
-        return []
-    ids = [w.available_account_id for w in wallets] + [w.held_account_id for w in wallets]
-    amounts = dict(Balance.objects.filter(account_id__in=ids).values_list("account_id", "amount"))
-    return [
-        (
-            w,
-            WalletBalances(
-                available=amounts.get(w.available_account_id, ZERO), held=amounts.get(w.held_account_id, ZERO)
-            ),
+        return {}
+    account_ids = {w.available_account_id for w in wallets} | {w.held_account_id for w in wallets}
+    amounts = dict(
+        Balance.objects.filter(account_id__in=account_ids)
+        .order_by()
+        .values("account_id")
+        .annotate(total=Sum("amount"))
+        .values_list("account_id", "total")
+    )
+    return {
+        w.id: WalletBalances(
+            available=amounts.get(w.available_account_id, ZERO), held=amounts.get(w.held_account_id, ZERO)
         )
         for w in wallets
-    ]
+    }
+
+
+def wallet_balances(*, wallet: Wallet) -> WalletBalances:
+    """One wallet's balances (see wallets_balances)."""
+    return wallets_balances(wallets=[wallet])[wallet.id]
 
 
 def ledger_check() -> list[str]:

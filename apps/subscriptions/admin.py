@@ -1,8 +1,8 @@
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.utils.html import format_html
 
-from apps.core.admin import TenantAdmin
-from apps.core.errors import ApiError
+from apps.core.admin import TenantAdmin, run_per_row
+from apps.core.errors import Forbidden
 from apps.subscriptions.models import PaymentSession, Subscription
 from apps.subscriptions.serializers import checkout_url, session_status
 from apps.subscriptions.services import payment_session_pay, subscription_terminate
@@ -14,6 +14,7 @@ class SubscriptionAdmin(TenantAdmin):
     """Subscriptions are created through the API; the admin shows them and can terminate them."""
 
     list_display = ("customer", "plan", "status", "current_period_start", "current_period_end", "created_at")
+    list_select_related = ("merchant", "customer", "plan")  # the periods are computed from the plan
     list_filter = ("status",)
     search_fields = ("customer__email", "name", "id")
     readonly_fields = (
@@ -44,16 +45,16 @@ class SubscriptionAdmin(TenantAdmin):
 
     @admin.action(description="Terminate the selected subscriptions now")
     def terminate(self, request, queryset):
-        done = 0
-        for subscription in queryset:
-            try:
-                subscription_terminate(
-                    merchant=subscription.merchant, subscription=subscription, reason="terminated in the admin"
-                )
-                done += 1
-            except ApiError as exc:
-                self.message_user(request, f"{subscription.id}: {exc.message}", messages.WARNING)
-        self.message_user(request, f"Terminated {done} subscription(s).")
+        run_per_row(
+            self,
+            request,
+            queryset,
+            lambda subscription: subscription_terminate(
+                merchant=subscription.merchant, subscription=subscription, reason="terminated in the admin"
+            ),
+            "Terminated {count} subscription(s).",
+            describe=lambda subscription: f"Subscription {subscription.id}",
+        )
 
 
 @admin.register(PaymentSession)
@@ -97,13 +98,16 @@ class PaymentSessionAdmin(TenantAdmin):
 
     @admin.action(description="Pay the selected sessions with the sandbox's test payment")
     def pay_in_sandbox(self, request, queryset):
-        for session in queryset:
+        def pay(session):
             if session.merchant.livemode:
-                self.message_user(
-                    request, f"{session.id}: live sessions are paid only by the customer.", messages.ERROR
-                )
-                continue
-            try:
-                payment_session_pay(session_id=session.id, source=TEST_SOURCE)
-            except ApiError as exc:
-                self.message_user(request, f"{session.id}: {exc.message}", messages.WARNING)
+                raise Forbidden("live sessions are paid only by the customer.")
+            payment_session_pay(session_id=session.id, source=TEST_SOURCE)
+
+        run_per_row(
+            self,
+            request,
+            queryset.select_related("merchant"),
+            pay,
+            "Paid {count} session(s).",
+            describe=lambda session: f"Payment session {session.id}",
+        )

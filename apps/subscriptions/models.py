@@ -1,7 +1,11 @@
+from datetime import datetime
+
 from django.db import models
+from django.utils import timezone
 
 from apps.core.fields import AmountField, Currency
 from apps.core.models import TenantModel
+from apps.subscriptions.periods import period_at
 
 
 class Subscription(TenantModel):
@@ -19,8 +23,6 @@ class Subscription(TenantModel):
     name = models.CharField(max_length=200, blank=True)
     status = models.CharField(max_length=20, choices=Status.choices)
     started_at = models.DateTimeField()
-    current_period_start = models.DateTimeField()
-    current_period_end = models.DateTimeField()
     prefund_amount = AmountField(null=True, blank=True)
     minimum_account_balance = AmountField(default=0)
     success_url = models.URLField(max_length=2000, blank=True)
@@ -38,6 +40,22 @@ class Subscription(TenantModel):
 
     def __str__(self):
         return f"{self.name or self.plan} for {self.customer} ({self.status})"
+
+    @property
+    def current_period(self) -> tuple[datetime, datetime]:
+        """The [start, end) billing period now: computed, never stored, so that it moves on by
+        itself. Before startedAt it is the first period; a terminated subscription keeps the
+        period it ended in. Reads `plan` (select_related it where subscriptions are listed)."""
+        at = self.terminated_at or timezone.now()
+        return period_at(self.started_at, self.plan.billing_interval, max(at, self.started_at))
+
+    @property
+    def current_period_start(self) -> datetime:
+        return self.current_period[0]
+
+    @property
+    def current_period_end(self) -> datetime:
+        return self.current_period[1]
 
 
 class PaymentSession(TenantModel):

@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet
 
 from apps.core.bulk import Statement, array_param, run_statements
 from apps.core.errors import NotFound
@@ -14,8 +14,16 @@ from apps.subscriptions.models import PaymentSession, Subscription
 
 def subscription_list(*, merchant, filters: dict | None = None) -> QuerySet[Subscription]:
     filters = filters or {}
+    activation_sessions = Prefetch(
+        "payment_sessions",
+        queryset=PaymentSession.objects.filter(purpose=PaymentSession.Purpose.ACTIVATION).order_by("-created_at"),
+        to_attr="activation_sessions",
+    )
     queryset = (
-        Subscription.objects.filter(merchant=merchant).select_related("merchant", "wallet").order_by("-created_at")
+        Subscription.objects.filter(merchant=merchant)
+        .select_related("merchant", "wallet", "plan")
+        .prefetch_related(activation_sessions)
+        .order_by("-created_at")
     )
     if filters.get("customer_id"):
         queryset = queryset.filter(customer_id=filters["customer_id"])
@@ -72,8 +80,10 @@ _plan_prices = ProcessCache(ttl_seconds=300)
 
 
 def plan_metric_prices(plans) -> dict:
-    """{plan id: {billable_metric_id: price}} for the metered prices of these plans."""
+    """{plan id: {billable_metric_id: price}} for the metered prices of these plans, each
+    price with its parsed pricing strategy as `parsed_strategy`."""
     from apps.catalog.models import Plan
+    from apps.catalog.pricing import pricing_strategy
 
     result, missing = {}, {}
     for plan in plans:
@@ -88,7 +98,11 @@ def plan_metric_prices(plans) -> dict:
             plan_id__in=list(missing), price__billable_metric__isnull=False
         ).select_related("price__billable_metric")
         for link in links:
-            loaded[link.plan_id][link.price.billable_metric_id] = link.price
+            price = link.price
+            # parsed once here rather than on every line priced (see catalog.pricing.price_strategy);
+            # a change to the price touches the plan, so it is loaded again under a new key
+            price.parsed_strategy = pricing_strategy(price.model, price.properties)
+            loaded[link.plan_id][price.billable_metric_id] = price
         for plan_id, prices in loaded.items():
             _plan_prices.set((plan_id, missing[plan_id].updated_at), prices)
             result[plan_id] = prices

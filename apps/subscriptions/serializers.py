@@ -1,12 +1,13 @@
 """Public shapes of subscriptions and payment sessions (API, webhooks, portal)."""
 
 from django.conf import settings
+from django.db.models.manager import BaseManager
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.core.money import format_amount
-from apps.ledger.selectors import wallet_balances
+from apps.ledger.selectors import wallets_balances
 from apps.subscriptions.models import PaymentSession, Subscription
 
 
@@ -67,11 +68,17 @@ class SubscriptionPaymentSerializer(serializers.Serializer):
 
 
 def subscription_payment(subscription: Subscription) -> dict | None:
-    session = (
-        PaymentSession.objects.filter(subscription=subscription, purpose=PaymentSession.Purpose.ACTIVATION)
-        .order_by("-created_at")
-        .first()
-    )
+    """The latest activation session, from `activation_sessions` (newest first) where the
+    selector prefetched them, else read."""
+    prefetched = getattr(subscription, "activation_sessions", None)
+    if prefetched is not None:
+        session = prefetched[0] if prefetched else None
+    else:
+        session = (
+            PaymentSession.objects.filter(subscription=subscription, purpose=PaymentSession.Purpose.ACTIVATION)
+            .order_by("-created_at")
+            .first()
+        )
     if session is None:
         return None
     return {
@@ -81,6 +88,15 @@ def subscription_payment(subscription: Subscription) -> dict | None:
         "paymentSessionId": str(session.id),
         "invoiceId": str(session.invoice_id) if session.invoice_id else None,
     }
+
+
+class SubscriptionListSerializer(serializers.ListSerializer):
+    """Many subscriptions: their wallets' balances are read for all of them at once."""
+
+    def to_representation(self, data):
+        subscriptions = list(data.all() if isinstance(data, BaseManager) else data)
+        self.balances_by_wallet = wallets_balances(wallets={s.wallet_id: s.wallet for s in subscriptions}.values())
+        return super().to_representation(subscriptions)
 
 
 class SubscriptionSerializer(serializers.Serializer):
@@ -108,6 +124,9 @@ class SubscriptionSerializer(serializers.Serializer):
     createdAt = serializers.DateTimeField(source="created_at")
     updatedAt = serializers.DateTimeField(source="updated_at")
 
+    class Meta:
+        list_serializer_class = SubscriptionListSerializer
+
     def get_object(self, obj) -> str:
         return "subscription"
 
@@ -118,7 +137,9 @@ class SubscriptionSerializer(serializers.Serializer):
         return obj.wallet.currency
 
     def get_balance(self, obj) -> str:
-        return format_amount(wallet_balances(wallet=obj.wallet).available, obj.wallet.currency)
+        page = getattr(self.parent, "balances_by_wallet", None)
+        balances = page if page is not None else wallets_balances(wallets=[obj.wallet])
+        return format_amount(balances[obj.wallet_id].available, obj.wallet.currency)
 
     def get_prefundAmount(self, obj) -> str | None:
         return format_amount(obj.prefund_amount, obj.wallet.currency)

@@ -28,3 +28,14 @@ def test_schema_generation_has_no_warnings(tmp_path, db):
     document = yaml.safe_load((tmp_path / "schema.yaml").read_text())
     assert document["paths"]["/v0/usage"]["post"]["operationId"] == "usage_create"
     assert document["paths"]["/v0/usage/batch"]["post"]["operationId"] == "usage_batch_create"
+
+
+def test_list_responses_are_documented_as_the_list_envelope(client, db):
+    document = yaml.safe_load(client.get("/v0/schema").content)
+    schemas = document["components"]["schemas"]
+    for path in ("/v0/plans", "/v0/prices", "/v0/billableMetrics", "/v0/subscriptions", "/v0/customers"):
+        schema = document["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+        if "$ref" in schema:
+            schema = schemas[schema["$ref"].rsplit("/", 1)[1]]
+        assert set(schema["required"]) >= {"object", "data", "pagination"}, (path, schema)
+        assert schema["properties"]["data"]["type"] == "array", path

@@ -7,7 +7,6 @@ from apps.core.errors import Conflict, Unprocessable
 from apps.customers.models import Customer
 from apps.ledger.services import wallet_get_or_create
 from apps.subscriptions.models import PaymentSession, Subscription
-from apps.subscriptions.periods import period_at
 from apps.subscriptions.services.payment_sessions import payment_session_create
 
 
@@ -29,7 +28,6 @@ def subscription_create(
         raise Unprocessable(f"Customer {customer.id} is archived; it cannot subscribe.", code="CUSTOMER_ARCHIVED")
     now = timezone.now()
     started_at = started_at or now
-    period_start, period_end = period_at(started_at, plan.billing_interval, max(now, started_at))
     needs_payment = prefund_amount is not None and prefund_amount > 0
     with transaction.atomic():
         # Locked, so that archiving the customer (which refuses live subscriptions) waits.
@@ -45,8 +43,6 @@ def subscription_create(
             name=name or plan.name,
             status=Subscription.Status.PENDING_PAYMENT if needs_payment else Subscription.Status.ACTIVE,
             started_at=started_at,
-            current_period_start=period_start,
-            current_period_end=period_end,
             prefund_amount=prefund_amount,
             minimum_account_balance=minimum_account_balance,
             success_url=success_url,
@@ -71,7 +67,11 @@ def subscription_create(
 def subscription_terminate(*, merchant, subscription: Subscription, reason: str = "") -> Subscription:
     """End the subscription now; its pending payment sessions can no longer be paid."""
     with transaction.atomic():
-        locked = Subscription.objects.select_for_update(no_key=True).get(pk=subscription.pk, merchant=merchant)
+        locked = (
+            Subscription.objects.select_for_update(no_key=True, of=("self",))
+            .select_related("merchant", "wallet", "plan")
+            .get(pk=subscription.pk, merchant=merchant)
+        )
         if locked.status == Subscription.Status.TERMINATED:
             raise Conflict(
                 f"Subscription {locked.id} was already terminated at {locked.terminated_at.isoformat()}.",
