@@ -12,7 +12,7 @@ from django.utils.functional import cached_property
 
 from apps.catalog import services
 from apps.catalog.models import BillableMetric, Plan, Price, PriceModel, Product
-from apps.core.admin import TenantAdmin, TenantModelForm, TenantTabularInline, admin_tenant
+from apps.core.admin import TenantAdmin, TenantModelForm, TenantTabularInline, admin_tenant, run_per_row
 from apps.core.errors import ApiError
 
 # The API's names of fields, as services report them, and the form fields they belong to.
@@ -365,9 +365,9 @@ class PriceAdmin(CatalogAdmin):
 
     @admin.action(description="Archive the selected prices")
     def archive_prices(self, request, queryset):
-        for price in queryset:
-            services.price_archive(price=price)
-        self.message_user(request, f"Archived {queryset.count()} price(s).")
+        run_per_row(
+            self, request, queryset, lambda price: services.price_archive(price=price), "Archived {count} price(s)."
+        )
 
 
 # --- plans -----------------------------------------------------------------------------------

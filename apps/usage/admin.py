@@ -4,13 +4,12 @@ the same services as the API (apps.usage.services.refunds)."""
 import uuid
 
 from django import forms
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.contrib.admin.helpers import ActionForm
 from django.db.models import Exists, OuterRef
 
 from apps.catalog.models import BillableMetric
-from apps.core.admin import ReadOnlyMixin, TenantAdmin, TenantTabularInline, admin_tenant
-from apps.core.errors import ApiError
+from apps.core.admin import ReadOnlyMixin, TenantAdmin, TenantTabularInline, admin_tenant, run_per_row
 from apps.core.money import format_amount
 from apps.usage.models import Dispute, UsageEvent, UsageLine
 from apps.usage.services.refunds import dispute_accept, dispute_decline, usage_refund
@@ -148,14 +147,14 @@ class UsageEventAdmin(ReadOnlyMixin, TenantAdmin):
     @admin.action(description="Refund the selected events")
     def refund_events(self, request, queryset):
         reason = _action_reason(request, REFUND_REASON)
-        done = 0
-        for event in queryset.select_related("merchant", "subscription__wallet"):
-            try:
-                usage_refund(merchant=event.merchant, event=event, reason=reason)
-                done += 1
-            except ApiError as exc:
-                self.message_user(request, f"{event.idempotency_key}: {exc.message}", messages.WARNING)
-        self.message_user(request, f"Refunded {done} usage event(s).")
+        run_per_row(
+            self,
+            request,
+            queryset.select_related("merchant", "subscription__wallet"),
+            lambda event: usage_refund(merchant=event.merchant, event=event, reason=reason),
+            "Refunded {count} usage event(s).",
+            describe=lambda event: event.idempotency_key,
+        )
 
 
 @admin.register(Dispute)
@@ -183,17 +182,15 @@ class DisputeAdmin(ReadOnlyMixin, TenantAdmin):
     action_form = ReasonActionForm
 
     def _resolve(self, request, queryset, resolve, verb: str):
-        done = 0
-        for dispute in queryset.select_related("merchant", "usage_event__subscription__wallet"):
-            if dispute.status != Dispute.Status.OPEN:
-                self.message_user(request, f"Dispute {dispute.id} is already {dispute.status}.", messages.WARNING)
-                continue
-            try:
-                resolve(dispute)
-                done += 1
-            except ApiError as exc:
-                self.message_user(request, f"Dispute {dispute.id}: {exc.message}", messages.WARNING)
-        self.message_user(request, f"{verb} {done} dispute(s).")
+        # (a dispute no longer open is refused by the service: DISPUTE_NOT_OPEN)
+        run_per_row(
+            self,
+            request,
+            queryset.select_related("merchant", "usage_event__subscription__wallet"),
+            resolve,
+            f"{verb} {{count}} dispute(s).",
+            describe=lambda dispute: f"Dispute {dispute.id}",
+        )
 
     @admin.action(description="Accept (refunds the event)")
     def accept_disputes(self, request, queryset):
