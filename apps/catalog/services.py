@@ -32,6 +32,7 @@ from apps.catalog.pricing import PriceConfigError, validate_properties
 from apps.catalog.pricing.base import parse_decimal
 from apps.catalog.selectors import reference_not_found
 from apps.core.errors import Conflict, FieldError, Unprocessable
+from apps.core.models import violated_constraint
 from apps.merchants.models import Merchant
 from apps.usage.models import UsageLine
 
@@ -591,12 +592,6 @@ def _code_taken(*, merchant: Merchant, code: str, exclude=None) -> Conflict:
     )
 
 
-def _is_code_violation(exc: IntegrityError) -> bool:
-    diag = getattr(exc.__cause__, "diag", None)
-    name = getattr(diag, "constraint_name", None)
-    return name == PLAN_CODE_CONSTRAINT or (name is None and PLAN_CODE_CONSTRAINT in str(exc))
-
-
 def plan_clean(
     *,
     merchant: Merchant,
@@ -658,7 +653,7 @@ def plan_create(
             )
             plan.prices.set(prices)
     except IntegrityError as exc:
-        if _is_code_violation(exc):
+        if violated_constraint(exc) == PLAN_CODE_CONSTRAINT:
             raise _code_taken(merchant=merchant, code=code) from None
         raise
     return plan
@@ -705,7 +700,7 @@ def plan_update(*, plan: Plan, merge_features: bool = True, **changes: Any) -> P
             plan.save()
             plan.prices.set(prices)
     except IntegrityError as exc:
-        if _is_code_violation(exc):
+        if violated_constraint(exc) == PLAN_CODE_CONSTRAINT:
             raise _code_taken(merchant=plan.merchant, code=plan.code, exclude=plan.pk) from None
         raise
     if hasattr(plan, "_prefetched_objects_cache"):

@@ -42,6 +42,12 @@ def unchecked_foreign_key(to, **options):
     return models.ForeignKey(to, db_constraint=False, **options)
 
 
+def violated_constraint(error) -> str | None:
+    """The name of the constraint an IntegrityError broke (PostgreSQL reports it), or None."""
+    diag = getattr(error.__cause__, "diag", None)
+    return getattr(diag, "constraint_name", None)
+
+
 class IdempotencyRecord(TenantModel):
     """The stored first response of a POST sent with an Idempotency-Key header."""
 

@@ -5,6 +5,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.core.errors import Conflict
+from apps.core.models import violated_constraint
 from apps.customers.inputs import ADDRESS_KEYS, normalize_email
 from apps.customers.models import Customer
 from apps.customers.selectors import customer_find_active_by_email
@@ -22,11 +23,6 @@ class _Unset:
 
 
 UNSET = _Unset()
-
-
-def _is_email_conflict(error: IntegrityError) -> bool:
-    diag = getattr(error.__cause__, "diag", None)
-    return getattr(diag, "constraint_name", None) == EMAIL_CONSTRAINT
 
 
 def customer_create(
@@ -62,7 +58,7 @@ def customer_create(
                     metadata=dict(metadata or {}),
                 )
         except IntegrityError as error:
-            if not _is_email_conflict(error):
+            if violated_constraint(error) != EMAIL_CONSTRAINT:
                 raise
             # A concurrent request created this customer first; its row is committed now.
             continue
@@ -144,7 +140,7 @@ def customer_update(
             if changed:
                 locked.save(update_fields=[*changed, "updated_at"])
     except IntegrityError as error:
-        if not _is_email_conflict(error):
+        if violated_constraint(error) != EMAIL_CONSTRAINT:
             raise
         # Another customer took the email between the check and the write.
         raise _email_taken(email) from None

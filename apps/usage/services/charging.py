@@ -35,6 +35,7 @@ from apps.catalog.models import BillableMetric, PaymentTerm, Price
 from apps.catalog.pricing import price_line_amount
 from apps.core.bulk import StalePreparedStatement, Statement, array_param, insert_rows, new_id, run_statements
 from apps.core.errors import ApiError, Conflict, FieldError, Forbidden, NotFound, PaymentRequired, Unprocessable
+from apps.core.models import violated_constraint
 from apps.core.money import ZERO, format_amount, round_amount, split_commission
 from apps.core.process_cache import ProcessCache
 from apps.customers.models import Customer
@@ -771,7 +772,7 @@ def _write(merchant, prepared: _PreparedRows, counters, touched_counters, now) -
         else:
             run_statements(statements)
     except IntegrityError as exc:
-        if IDEMPOTENCY_CONSTRAINT not in str(exc):
+        if violated_constraint(exc) != IDEMPOTENCY_CONSTRAINT:
             raise
         raise _DuplicateRace() from exc
 
