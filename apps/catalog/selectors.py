@@ -97,11 +97,3 @@ def plan_list(*, merchant: Merchant, filters: dict | None = None) -> QuerySet[Pl
 
 def plan_get(*, merchant: Merchant, id: Any, field: str | None = None) -> Plan:
     return _get(_plans(), noun="plan", merchant=merchant, id=id, field=field)
-
-
-def plan_get_by_code(*, merchant: Merchant, code: str) -> Plan:
-    """A tier plan by its code (`free`, `starter`, ...), for the features that name tiers."""
-    plan = _plans().filter(merchant=merchant, code=code).first()
-    if plan is None:
-        raise NotFound(f"No plan with code {code!r}.", code="PLAN_NOT_FOUND", details={"code": code})
-    return plan

@@ -37,7 +37,6 @@ from apps.merchants.models import Merchant
 from apps.usage.models import UsageLine
 
 PLAN_CODE_CONSTRAINT = "plan_unique_merchant_code"
-FEATURE_LIMITS = ("rateLimit", "monthlyQueryLimit")
 MAX_GROUP_BY = 10
 MAX_FEATURE_INT = 2**63 - 1
 

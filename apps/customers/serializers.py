@@ -6,6 +6,7 @@ from rest_framework import serializers
 
 from apps.customers.models import Customer
 from apps.customers.selectors import customer_wallets, customers_wallets
+from apps.ledger.serializers import WalletSerializer
 
 
 class AddressSerializer(serializers.Serializer):
@@ -34,15 +35,6 @@ class ConsumerSerializer(serializers.Serializer):
     @extend_schema_field(AddressSerializer)
     def get_address(self, obj: Customer) -> dict:
         return AddressSerializer(obj.address or {}).data
-
-
-class WalletSummarySerializer(serializers.Serializer):
-    """A wallet as a customer shows it (filled in by the ledger; see selectors.customer_wallets)."""
-
-    id = serializers.CharField()
-    currency = serializers.CharField()
-    balance = serializers.CharField(help_text="Available balance, a decimal string.")
-    held = serializers.CharField(help_text="Reserved by entitlements, a decimal string.")
 
 
 class CustomerListSerializer(serializers.ListSerializer):
@@ -80,7 +72,7 @@ class CustomerSerializer(serializers.Serializer):
     def get_externalId(self, obj: Customer) -> str | None:
         return obj.external_id or None
 
-    @extend_schema_field(WalletSummarySerializer(many=True))
+    @extend_schema_field(WalletSerializer(many=True))
     def get_wallets(self, obj: Customer) -> list:
         page = getattr(self.parent, "wallets_by_customer", None)
         return page[obj.id] if page is not None else customer_wallets(obj)

@@ -4,7 +4,7 @@ from rest_framework.response import Response
 from apps.core.api import ApiView
 from apps.core.inputs import AmountInputField, CurrencyInputField, StrictCharField, StrictInputSerializer
 from apps.customers.selectors import customer_get
-from apps.ledger.models import Adjustment
+from apps.ledger.selectors import adjustment_list
 from apps.ledger.serializers import AdjustmentSerializer
 from apps.ledger.services import wallet_adjust
 
@@ -46,9 +46,5 @@ class CustomerAdjustmentListApi(ApiView):
     )
     def get(self, request, customer_id):
         customer = customer_get(merchant=request.merchant, customer_id=customer_id)
-        queryset = (
-            Adjustment.objects.filter(merchant=request.merchant, customer=customer)
-            .select_related("merchant")
-            .order_by("-created_at")
-        )
+        queryset = adjustment_list(merchant=request.merchant, customer=customer)
         return self.paginated_response(queryset, lambda rows: AdjustmentSerializer(rows, many=True).data)
