@@ -7,7 +7,7 @@ from apps.customers.inputs import (
     ADDRESS_KEYS,
     ConsumerInputSerializer,
     MetadataField,
-    address_from_input,
+    customer_fields_from_input,
 )
 from apps.customers.selectors import customer_get, customer_list
 from apps.customers.serializers import CustomerSerializer
@@ -63,16 +63,7 @@ class CustomerListApi(ApiView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        consumer = data["consumer"]
-        customer, created = customer_create(
-            merchant=request.merchant,
-            email=consumer["email"],
-            name=consumer.get("name") or "",
-            phone=consumer.get("phone") or "",
-            address=address_from_input(consumer.get("address") or {}),
-            external_id=data.get("externalId") or "",
-            metadata=data.get("metadata") or {},
-        )
+        customer, created = customer_create(merchant=request.merchant, **customer_fields_from_input(data))
         return Response(CustomerSerializer(customer).data, status=201 if created else 200)
 
     @extend_schema(

@@ -9,7 +9,7 @@ import re
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from apps.core.inputs import StrictCharField
+from apps.core.inputs import StrictCharField, StrictInputSerializer
 from apps.customers.countries import ISO_3166_ALPHA2
 
 EMAIL_MAX_LENGTH = 320
@@ -51,7 +51,7 @@ def _optional_text(max_length: int, **kwargs) -> StrictCharField:
     return StrictCharField(max_length=max_length, required=False, allow_blank=True, allow_null=True, **kwargs)
 
 
-class AddressInputSerializer(serializers.Serializer):
+class AddressInputSerializer(StrictInputSerializer):
     """A postal address. Unknown keys are refused; `country` is ISO 3166-1 alpha-2.
 
     Null or an empty string for a key means "not set" (and, in a PATCH, clears it).
@@ -64,15 +64,6 @@ class AddressInputSerializer(serializers.Serializer):
     country = _optional_text(2, help_text="ISO 3166-1 alpha-2 code, e.g. US; upper-cased.")
     zipCode = _optional_text(32)
 
-    def to_internal_value(self, data):
-        if isinstance(data, dict):
-            unknown = sorted(str(key) for key in data if key not in self.fields)
-            if unknown:
-                raise serializers.ValidationError(
-                    {key: [serializers.ErrorDetail("Unknown address field.", code="unknown_field")] for key in unknown}
-                )
-        return super().to_internal_value(data)
-
     def validate_country(self, value):
         if value in (None, ""):
             return value
@@ -81,6 +72,19 @@ class AddressInputSerializer(serializers.Serializer):
                 f"{value!r} is not an ISO 3166-1 alpha-2 country code (two letters, e.g. US).", code="invalid_country"
             )
         return value.upper()
+
+
+def customer_fields_from_input(data: dict) -> dict:
+    """customer_create's arguments from a request's customer (`consumer`, `externalId`, `metadata`)."""
+    consumer = data["consumer"]
+    return {
+        "email": consumer["email"],
+        "name": consumer.get("name") or "",
+        "phone": consumer.get("phone") or "",
+        "address": address_from_input(consumer.get("address") or {}),
+        "external_id": data.get("externalId") or "",
+        "metadata": data.get("metadata") or {},
+    }
 
 
 def address_from_input(validated: dict) -> dict:

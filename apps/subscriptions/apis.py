@@ -10,7 +10,7 @@ from apps.core.api import ApiView, check_merchant_id, choice_param, uuid_param
 from apps.core.errors import NotFound
 from apps.core.inputs import AmountInputField, CurrencyInputField, StrictCharField, StrictInputSerializer
 from apps.customers.apis import CustomerListApi
-from apps.customers.inputs import address_from_input
+from apps.customers.inputs import customer_fields_from_input
 from apps.customers.selectors import customer_get
 from apps.customers.services import customer_create
 from apps.subscriptions.models import Subscription
@@ -74,16 +74,7 @@ class SubscriptionListApi(ApiView):
         else:
             inline = data["customer"]
             check_merchant_id(request.merchant, inline.get("merchantId"))
-            consumer = inline["consumer"]
-            customer, _ = customer_create(
-                merchant=request.merchant,
-                email=consumer["email"],
-                name=consumer.get("name") or "",
-                phone=consumer.get("phone") or "",
-                address=address_from_input(consumer.get("address") or {}),
-                external_id=inline.get("externalId") or "",
-                metadata=inline.get("metadata") or {},
-            )
+            customer, _ = customer_create(merchant=request.merchant, **customer_fields_from_input(inline))
         redirects = data.get("redirectUrls") or {}
         subscription = subscription_create(
             merchant=request.merchant,

@@ -420,3 +420,12 @@ def test_schema_documents_the_customer_endpoints(client, db):
     document = yaml.safe_load(client.get("/v0/schema").content)
     assert {"post", "get"} <= set(document["paths"]["/v0/customers"])
     assert {"get", "patch", "delete"} <= set(document["paths"]["/v0/customers/{customer_id}"])
+
+
+def test_a_misspelt_address_field_is_refused_by_name(api):
+    consumer = {"email": "typo@example.com", "address": {"line1": "1 Main St", "zipcode": "10001"}}
+    response = api.post("/v0/customers", {"consumer": consumer})
+    assert response.status_code == 400
+    assert [e["code"] for e in response.json()["errors"]] == ["UNKNOWN_FIELD"]
+    assert "zipcode" in response.json()["errors"][0]["field"]
+    assert not api.get("/v0/customers", {"email": "typo@example.com"}).json()["data"]
