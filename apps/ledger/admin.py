@@ -5,14 +5,15 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import ValidationError
+from django.db.models import Sum
 
 from apps.core.admin import ReadOnlyMixin, TenantAdmin, TenantTabularInline, admin_tenant
 from apps.core.errors import ApiError
 from apps.core.fields import Currency
-from apps.core.money import format_amount
+from apps.core.money import ZERO, format_amount
 from apps.customers.models import Customer
 from apps.ledger.models import Account, Adjustment, Entry, LedgerTransaction, Wallet
-from apps.ledger.selectors import account_balance, wallet_balances, wallets_balances
+from apps.ledger.selectors import wallet_balances, wallets_balances
 from apps.ledger.services import wallet_adjust
 
 
@@ -36,13 +37,18 @@ class LedgerTransactionAdmin(ReadOnlyMixin, TenantAdmin):
 @admin.register(Account)
 class AccountAdmin(ReadOnlyMixin, TenantAdmin):
     list_display = ("kind", "currency", "customer", "source", "balance")
+    list_select_related = ("customer",)
     list_filter = ("kind", "currency")
     readonly_fields = ("id", "kind", "currency", "customer", "source", "shard_count", "balance")
     fields = readonly_fields
 
+    def get_queryset(self, request):
+        # the balance of each row in the page's own query (the sum of its shard rows)
+        return super().get_queryset(request).annotate(balance_total=Sum("balances__amount"))
+
     @admin.display(description="balance")
     def balance(self, obj):
-        return format_amount(account_balance(account=obj), obj.currency)
+        return format_amount(obj.balance_total or ZERO, obj.currency)
 
 
 class WalletChangeList(ChangeList):

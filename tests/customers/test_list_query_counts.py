@@ -99,3 +99,19 @@ def test_the_wallet_admin_list_costs_the_same_queries_for_2_or_6_customers(clien
     html = response.content.decode()
     assert '<td class="field-available">3.000000</td>' in html
     assert '<td class="field-held">0.000000</td>' in html
+
+
+def test_the_account_admin_list_costs_the_same_queries_for_few_or_many_accounts(client, merchant):
+    user = merchant_staff_create(merchant=merchant, username="a", email="a@m.example", password="pw-123456789")
+    client.force_login(user)
+    url = reverse("admin:ledger_account_changelist")
+    add_customers_with_wallets(merchant, 0, 1)
+    client.get(url)
+    few, _ = queries_of(lambda: client.get(url))
+    add_customers_with_wallets(merchant, 1, 2)
+    many, response = queries_of(lambda: client.get(url))
+    assert few == many
+    html = response.content.decode()
+    # each customer's USDC wallet was credited n + 1; the merchant's revenue gave 1 + 2 + 3
+    for amount in ("1.000000", "2.000000", "3.000000", "-6.000000"):
+        assert f'<td class="field-balance">{amount}</td>' in html, amount
