@@ -197,21 +197,28 @@ def _metric_value(metric: BillableMetric, quantity: Decimal, metadata: dict, fie
     return value, str(raw)[:255]
 
 
-# (subscription id, its start, its interval, the grace) -> (valid from, valid until, window)
+# subscription id -> (its start, its interval, the grace in seconds, valid from, valid until, window)
 _windows = ProcessCache(ttl_seconds=None, max_entries=200_000)
 
 
 def _open_window(subscription: Subscription, now):
     """(start, end, current period or None): [start, end) are the periods open to usage now,
     the current one, and the previous one while it is within its grace period (late usage is
-    accepted until its invoice is final). Kept per process for as long as it holds."""
+    accepted until its invoice is final). Kept per process for as long as it holds (it runs
+    for every event of a batch: a hit is a dict lookup and five comparisons)."""
     interval = subscription.plan.billing_interval
     anchor = subscription.started_at
-    grace = timedelta(seconds=settings.USAGE_GRACE_PERIOD_SECONDS)
-    key = (subscription.id, anchor, interval, grace)
-    cached = _windows.get(key)
-    if cached is not None and cached[0] <= now < cached[1]:
-        return cached[2]
+    grace_seconds = settings.USAGE_GRACE_PERIOD_SECONDS
+    cached = _windows.get(subscription.id)
+    if (
+        cached is not None
+        and cached[0] == anchor
+        and cached[1] == interval
+        and cached[2] == grace_seconds
+        and cached[3] <= now < cached[4]
+    ):
+        return cached[5]
+    grace = timedelta(seconds=grace_seconds)
     if now < anchor:
         valid, window = (datetime.min.replace(tzinfo=UTC), anchor), (anchor, add_intervals(anchor, interval, 1), None)
     else:
@@ -224,7 +231,7 @@ def _open_window(subscription: Subscription, now):
         else:
             valid = (start + grace if index > 0 else start, end)
             window = (start, end, (start, end))
-    _windows.set(key, (*valid, window))
+    _windows.set(subscription.id, (anchor, interval, grace_seconds, *valid, window))
     return window
 
 
