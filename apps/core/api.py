@@ -6,6 +6,7 @@ import logging
 import uuid
 
 import orjson
+from django.db import InterfaceError, OperationalError, transaction
 from django.http import HttpResponse
 from rest_framework.views import APIView
 
@@ -13,8 +14,10 @@ from apps.core.errors import ApiError, BadRequest, FieldError, Forbidden, RateLi
 from apps.core.idempotency import (
     HEADER,
     Replay,
+    idempotency_answer,
     idempotency_claim,
-    idempotency_complete,
+    idempotency_lock,
+    idempotency_settle_failure,
     request_fingerprint,
     validate_key,
 )
@@ -50,6 +53,14 @@ def choice_param(request, name: str, choices) -> str | None:
 class _ReplayResponse(Exception):
     def __init__(self, replay: Replay):
         self.replay = replay
+
+
+class _Unanswered(Exception):
+    """A claimed request's handler returned a response that is not a 2xx: its transaction
+    rolls back, and the response is sent as it is."""
+
+    def __init__(self, response):
+        self.response = response
 
 
 def check_merchant_id(merchant, value) -> None:
@@ -160,14 +171,72 @@ class ApiView(APIView):
             return response
         return super().handle_exception(exc)
 
+    def dispatch(self, request, *args, **kwargs):
+        """DRF's APIView.dispatch, except that a request holding an Idempotency-Key claim runs
+        its handler through `_answer_once`."""
+        self.args = args
+        self.kwargs = kwargs
+        request = self.initialize_request(request, *args, **kwargs)
+        self.request = request
+        self.headers = self.default_response_headers
+        try:
+            self.initial(request, *args, **kwargs)
+            if request.method.lower() in self.http_method_names:
+                handler = getattr(self, request.method.lower(), self.http_method_not_allowed)
+            else:
+                handler = self.http_method_not_allowed
+            if self._idempotency_record is None:
+                response = handler(request, *args, **kwargs)
+            else:
+                response = self._answer_once(handler, request, *args, **kwargs)
+        except Exception as exc:
+            response = self.handle_exception(exc)
+        self.response = self.finalize_response(request, response, *args, **kwargs)
+        return self.response
+
+    def _answer_once(self, handler, request, *args, **kwargs):
+        """Run the handler in one transaction with its claim locked, re-read and answered
+        (see apps.core.idempotency): its work and its stored 2xx answer commit together."""
+        record = self._idempotency_record
+        try:
+            with transaction.atomic():
+                replay = idempotency_lock(record=record)
+                if replay is not None:
+                    self._idempotency_record = None
+                    raise _ReplayResponse(replay)
+                # (finalized here to be rendered before the commit; dispatch finalizes it again,
+                # which changes nothing)
+                response = super().finalize_response(request, handler(request, *args, **kwargs), *args, **kwargs)
+                if hasattr(response, "render"):
+                    response.render()
+                if not 200 <= response.status_code < 300:
+                    raise _Unanswered(response)
+                idempotency_answer(
+                    record=record,
+                    status=response.status_code,
+                    body=response.content,
+                    content_type=response.get("Content-Type", "application/json"),
+                )
+        except _Unanswered as unanswered:
+            return unanswered.response
+        except (OperationalError, InterfaceError):
+            # The database failed the transaction (connection lost, deadlock): nothing of it
+            # committed, so the claim is left to a retry, which takes it over at once.
+            self._idempotency_record = None
+            raise
+        self._idempotency_record = None
+        return response
+
     def finalize_response(self, request, response, *args, **kwargs):
+        """A claim still held here was not answered in its transaction (which rolled back):
+        a 4xx releases it, a 5xx is stored where no answer is."""
         response = super().finalize_response(request, response, *args, **kwargs)
         record = getattr(self, "_idempotency_record", None)
         if record is not None:
             self._idempotency_record = None
             if hasattr(response, "render"):
                 response.render()
-            idempotency_complete(
+            idempotency_settle_failure(
                 record=record,
                 status=response.status_code,
                 body=response.content,

@@ -1,13 +1,25 @@
-"""Idempotency-Key for POST requests, with Stripe's semantics.
+"""Idempotency-Key for POST requests, with Stripe's semantics, exactly once.
 
 The first response an endpoint produces (2xx or 5xx) is stored with a hash of the
 request and returned, same status and body, to every replay within the TTL. A
 replay with another body is 409 IDEMPOTENCY_KEY_REUSED. A 4xx stores nothing, so
 the key can be retried once the cause is fixed. A request arriving while another
-with the same key runs gets 409 IDEMPOTENCY_KEY_IN_USE: the endpoint runs once.
+with the same key runs gets 409 IDEMPOTENCY_KEY_IN_USE.
 
-The claim is a committed row (unique on merchant and key), so it holds across
-processes and machines.
+How "once" holds with no window, across processes and machines:
+
+1. The claim is a committed row (unique on merchant and key), status in progress.
+2. The service runs in one transaction that first locks the claim row and re-reads it
+   (an answer stored meanwhile is returned without running) and writes its 2xx answer
+   into it before it commits: the work and its answer commit together or not at all.
+3. A request that finds a claim in progress tries to lock it with SKIP LOCKED. Locked:
+   its holder is running (409 IN_USE). Not locked: its holder died between the claim
+   and its commit (the database released its lock with its transaction), so this
+   request takes the claim over at once and runs the service.
+4. After a rollback, a 4xx releases the claim and a 5xx is stored only where no answer
+   is (a request that took the claim over may have answered). A 5xx that the database
+   caused (its connection lost, a deadlock) stores nothing: the claim is left to a
+   retry, which takes it over, since nothing of the work committed.
 """
 
 import hashlib
@@ -57,13 +69,12 @@ def validate_key(raw: str) -> str:
 
 
 def idempotency_claim(*, merchant, key: str, method: str, path: str, request_hash: str) -> IdempotencyRecord | Replay:
-    """Claim the key for this request, or return the stored response to replay.
+    """Claim the key for this request (a committed row), or return the stored response to replay.
 
     Raises Conflict when the key is in use by a running request or was used for
-    another request.
+    another request. Call it outside any transaction: the claim must commit at once.
     """
     ttl = timedelta(hours=settings.IDEMPOTENCY_KEY_TTL_HOURS)
-    lock_timeout = timedelta(seconds=settings.IDEMPOTENCY_LOCK_TIMEOUT_SECONDS)
     for _ in range(5):
         try:
             with transaction.atomic():
@@ -79,11 +90,8 @@ def idempotency_claim(*, merchant, key: str, method: str, path: str, request_has
         existing = IdempotencyRecord.objects.filter(merchant=merchant, key=key).first()
         if existing is None:
             continue  # released by a 4xx between our insert and read: claim again
-        now = timezone.now()
-        expired = existing.created_at < now - ttl
-        abandoned = existing.status == IdempotencyRecord.Status.IN_PROGRESS and existing.updated_at < now - lock_timeout
-        if expired or abandoned:
-            IdempotencyRecord.objects.filter(pk=existing.pk, updated_at=existing.updated_at).delete()
+        if existing.created_at < timezone.now() - ttl:
+            IdempotencyRecord.objects.filter(pk=existing.pk, created_at=existing.created_at).delete()
             continue
         if existing.request_hash != request_hash:
             raise Conflict(
@@ -91,34 +99,83 @@ def idempotency_claim(*, merchant, key: str, method: str, path: str, request_has
                 f"({existing.request_method} {existing.request_path}); use a new key for a new request.",
                 code="IDEMPOTENCY_KEY_REUSED",
             )
-        if existing.status == IdempotencyRecord.Status.IN_PROGRESS:
-            raise Conflict(
-                f"A request with idempotency key {key!r} is still being processed; retry shortly to get its response.",
-                code="IDEMPOTENCY_KEY_IN_USE",
-            )
-        return Replay(
-            status=existing.response_status,
-            body=bytes(existing.response_body or b""),
-            content_type=existing.response_content_type,
-        )
-    raise Conflict(
-        f"Idempotency key {key!r} is contended; retry shortly.",
+        if existing.status == IdempotencyRecord.Status.COMPLETED:
+            return _replay(existing)
+        if _holder_gone(existing):
+            return existing
+        raise _in_use(key)
+    raise Conflict(f"Idempotency key {key!r} is contended; retry shortly.", code="IDEMPOTENCY_KEY_IN_USE")
+
+
+def _in_use(key: str) -> Conflict:
+    return Conflict(
+        f"A request with idempotency key {key!r} is still being processed; retry shortly to get its response.",
         code="IDEMPOTENCY_KEY_IN_USE",
     )
 
 
-def idempotency_complete(*, record: IdempotencyRecord, status: int, body: bytes, content_type: str) -> None:
-    """Store the response (2xx and 5xx), or release the key after a 4xx."""
-    if 400 <= status < 500:
-        IdempotencyRecord.objects.filter(pk=record.pk).delete()
-        return
+def _replay(record: IdempotencyRecord) -> Replay:
+    return Replay(
+        status=record.response_status,
+        body=bytes(record.response_body or b""),
+        content_type=record.response_content_type,
+    )
+
+
+def _holder_gone(record: IdempotencyRecord) -> bool:
+    """Whether a claim in progress is unlocked: no transaction of its holder runs on it (the
+    holder died, or has not begun its transaction yet; either way whoever locks it first runs
+    and the other then finds the answer)."""
+    with transaction.atomic():
+        return (
+            IdempotencyRecord.objects.select_for_update(skip_locked=True)
+            .filter(pk=record.pk, status=IdempotencyRecord.Status.IN_PROGRESS)
+            .values_list("pk", flat=True)
+            .first()
+            is not None
+        )
+
+
+def idempotency_lock(*, record: IdempotencyRecord) -> Replay | None:
+    """Inside the service's transaction, before its work: lock the claim and re-read it.
+    Returns the answer another request stored meanwhile (then the service must not run)."""
+    current = IdempotencyRecord.objects.select_for_update().filter(pk=record.pk).first()
+    if current is None:
+        # released by a 4xx of a request that had taken the claim over
+        raise _in_use(record.key)
+    if current.status == IdempotencyRecord.Status.COMPLETED:
+        return _replay(current)
+    return None
+
+
+def idempotency_answer(*, record: IdempotencyRecord, status: int, body: bytes, content_type: str) -> None:
+    """Store the service's 2xx answer in its own transaction, under the lock of idempotency_lock."""
+    now = timezone.now()
     IdempotencyRecord.objects.filter(pk=record.pk).update(
         status=IdempotencyRecord.Status.COMPLETED,
         response_status=status,
         response_body=body,
         response_content_type=content_type,
-        completed_at=timezone.now(),
-        updated_at=timezone.now(),
+        completed_at=now,
+        updated_at=now,
+    )
+
+
+def idempotency_settle_failure(*, record: IdempotencyRecord, status: int, body: bytes, content_type: str) -> None:
+    """After the service's transaction rolled back: a 4xx releases the key; a 5xx is stored
+    unless an answer is stored already (by a request that took the claim over)."""
+    in_progress = IdempotencyRecord.objects.filter(pk=record.pk, status=IdempotencyRecord.Status.IN_PROGRESS)
+    if 400 <= status < 500:
+        in_progress.delete()
+        return
+    now = timezone.now()
+    in_progress.update(
+        status=IdempotencyRecord.Status.COMPLETED,
+        response_status=status,
+        response_body=body,
+        response_content_type=content_type,
+        completed_at=now,
+        updated_at=now,
     )
 
 

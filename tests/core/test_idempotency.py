@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from apps.core.idempotency import idempotency_purge_expired
+from apps.core.idempotency import idempotency_purge_expired, request_fingerprint
 from apps.core.models import IdempotencyRecord
 from tests.concurrency import run_at_once
 from tests.conftest import Api
@@ -55,12 +55,40 @@ def test_a_4xx_is_not_stored_so_the_key_can_be_retried(api):
     assert post(api, {"name": "ok"}, "key-2").status_code == 201
 
 
-def test_a_5xx_is_stored_and_replayed(api):
+def test_a_5xx_is_stored_and_replayed_and_its_work_rolled_back(api):
     first = post(api, {"name": "a", "fail": "500"}, "key-1")
     assert first.status_code == 500
     again = post(api, {"name": "a", "fail": "500"}, "key-1")
     assert again.status_code == 500
-    assert WidgetCall.objects.count() == 1
+    assert again.json() == first.json()
+    assert again["Idempotent-Replayed"] == "true"
+    # what the handler wrote before failing rolled back with it, and the replay ran nothing
+    assert WidgetCall.objects.count() == 0
+    assert IdempotencyRecord.objects.get().response_status == 500
+
+
+def test_the_answer_is_stored_with_the_work(api):
+    response = post(api, {"name": "a"}, "key-1")
+    record = IdempotencyRecord.objects.get()
+    assert record.status == IdempotencyRecord.Status.COMPLETED
+    assert record.response_status == 201
+    assert bytes(record.response_body) == response.content
+
+
+def test_a_claim_left_by_a_dead_request_is_taken_over_at_once(api):
+    """A claim in progress that no transaction holds (its request died after claiming) is
+    taken over by the next request at once, not after a timeout."""
+    IdempotencyRecord.objects.create(
+        merchant=api.merchant,
+        key="key-1",
+        request_method="POST",
+        request_path="/v0/widgets",
+        request_hash=request_fingerprint(method="POST", path="/v0/widgets", body=b'{"name":"a"}'),
+    )
+    response = post(api, {"name": "a"}, "key-1")
+    assert response.status_code == 201
+    assert Widget.objects.count() == 1
+    assert IdempotencyRecord.objects.get().status == IdempotencyRecord.Status.COMPLETED
 
 
 def test_keys_are_per_merchant_and_mode(api, test_api, other_api):
