@@ -38,12 +38,16 @@ class Account(BaseModel):
         "customers.Customer", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     source = models.CharField(max_length=64, blank=True, help_text="Funding source of a clearing account.")
+    # Sandbox and live money never meet: every account belongs to one mode (a merchant's
+    # accounts to its own; the platform has a commission and clearing account per mode), and
+    # a transaction posts to accounts of its merchant's mode only (ledger_post refuses others).
+    livemode = models.BooleanField()
     shard_count = models.PositiveSmallIntegerField(default=1)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["merchant", "customer", "kind", "currency", "source"],
+                fields=["merchant", "customer", "kind", "currency", "source", "livemode"],
                 name="ledger_account_unique_identity",
                 nulls_distinct=False,
             ),
@@ -61,7 +65,7 @@ class Account(BaseModel):
 
     def __str__(self):
         owner = self.source or (self.customer_id and f"customer {self.customer_id}") or self.merchant_id or "platform"
-        return f"{self.kind} {self.currency} ({owner})"
+        return f"{self.kind} {self.currency} ({owner}{'' if self.livemode else ', sandbox'})"
 
 
 class Balance(models.Model):
@@ -91,6 +95,9 @@ class LedgerTransaction(TenantModel):
         REVERSAL = "reversal"
         INVOICE_PAYMENT = "invoice_payment"
         FEE = "fee"
+        # Moves amounts between the modes' accounts once, when the ledger was split by mode
+        # (migration ledger 0006): the one kind whose entries reach both modes.
+        RECLASSIFICATION = "reclassification"
 
     # (indexed by ledger_txn_merchant_created)
     merchant = unchecked_foreign_key("merchants.Merchant", related_name="+", db_index=False)

@@ -38,15 +38,15 @@ class Posting:
 _shared_accounts = ProcessCache(ttl_seconds=None)
 
 
-def _account_get_or_create(*, merchant, kind, currency, customer=None, source="") -> Account:
+def _account_get_or_create(*, merchant, kind, currency, livemode: bool, customer=None, source="") -> Account:
     shared = kind not in Account.WALLET_KINDS
-    cache_key = (getattr(merchant, "pk", None), kind, currency, source)
+    cache_key = (getattr(merchant, "pk", None), kind, currency, source, livemode)
     if shared:
         cached = _shared_accounts.get(cache_key)
         if cached is not None:
             return cached
     account = _account_fetch_or_create(
-        merchant=merchant, kind=kind, currency=currency, customer=customer, source=source
+        merchant=merchant, kind=kind, currency=currency, customer=customer, source=source, livemode=livemode
     )
     if shared:
         # Only once committed: an account created in a transaction that rolls back must not
@@ -55,9 +55,16 @@ def _account_get_or_create(*, merchant, kind, currency, customer=None, source=""
     return account
 
 
-def _account_fetch_or_create(*, merchant, kind, currency, customer, source) -> Account:
+def _account_fetch_or_create(*, merchant, kind, currency, customer, source, livemode) -> Account:
     shards = 1 if kind in Account.WALLET_KINDS else SHARED_ACCOUNT_SHARDS
-    lookup = {"merchant": merchant, "kind": kind, "currency": currency, "customer": customer, "source": source}
+    lookup = {
+        "merchant": merchant,
+        "kind": kind,
+        "currency": currency,
+        "customer": customer,
+        "source": source,
+        "livemode": livemode,
+    }
     account = Account.objects.filter(**lookup).first()
     if account is not None:
         return account
@@ -70,17 +77,25 @@ def _account_fetch_or_create(*, merchant, kind, currency, customer, source) -> A
         return Account.objects.get(**lookup)
 
 
-def platform_commission_account(*, currency: str) -> Account:
-    return _account_get_or_create(merchant=None, kind=Account.Kind.PLATFORM_COMMISSION, currency=currency)
+def platform_commission_account(*, currency: str, livemode: bool) -> Account:
+    """The platform's commission in one mode (sandbox commission is never live money)."""
+    return _account_get_or_create(
+        merchant=None, kind=Account.Kind.PLATFORM_COMMISSION, currency=currency, livemode=livemode
+    )
 
 
-def clearing_account(*, source: str, currency: str) -> Account:
-    """The platform's account for money arriving from one funding source (stripe, chain:<name>, test)."""
-    return _account_get_or_create(merchant=None, kind=Account.Kind.CLEARING, currency=currency, source=source)
+def clearing_account(*, source: str, currency: str, livemode: bool) -> Account:
+    """The platform's account for money arriving from one funding source (stripe, chain:<name>,
+    test) in one mode."""
+    return _account_get_or_create(
+        merchant=None, kind=Account.Kind.CLEARING, currency=currency, source=source, livemode=livemode
+    )
 
 
 def merchant_revenue_account(*, merchant, currency: str) -> Account:
-    return _account_get_or_create(merchant=merchant, kind=Account.Kind.MERCHANT_REVENUE, currency=currency)
+    return _account_get_or_create(
+        merchant=merchant, kind=Account.Kind.MERCHANT_REVENUE, currency=currency, livemode=merchant.livemode
+    )
 
 
 def wallet_get_or_create(*, merchant, customer, currency: str) -> Wallet:
@@ -91,10 +106,18 @@ def wallet_get_or_create(*, merchant, customer, currency: str) -> Wallet:
     try:
         with transaction.atomic():
             available = _account_get_or_create(
-                merchant=merchant, kind=Account.Kind.WALLET_AVAILABLE, currency=currency, customer=customer
+                merchant=merchant,
+                kind=Account.Kind.WALLET_AVAILABLE,
+                currency=currency,
+                customer=customer,
+                livemode=merchant.livemode,
             )
             held = _account_get_or_create(
-                merchant=merchant, kind=Account.Kind.WALLET_HELD, currency=currency, customer=customer
+                merchant=merchant,
+                kind=Account.Kind.WALLET_HELD,
+                currency=currency,
+                customer=customer,
+                livemode=merchant.livemode,
             )
             return Wallet.objects.create(
                 merchant=merchant, customer=customer, currency=currency, available_account=available, held_account=held
@@ -133,9 +156,12 @@ def _check(spec: TransactionSpec) -> None:
     if len(spec.postings) < 2:
         raise LedgerError("a transaction needs at least two postings")
     total = ZERO
+    livemode = spec.merchant.livemode
     for posting in spec.postings:
         if posting.account.currency != spec.currency:
             raise LedgerError(f"{posting.account} is not in {spec.currency}")
+        if posting.account.livemode != livemode:
+            raise LedgerError(f"{posting.account} is not in the mode of {spec.merchant} (sandbox and live never meet)")
         if round_amount(posting.amount) != posting.amount:
             raise LedgerError(f"amount {posting.amount} has more than 12 fractional digits")
         total += posting.amount

@@ -117,6 +117,7 @@ class AccountRef:
     kind: str
     currency: str
     shard_count: int
+    livemode: bool
 
     def __str__(self):
         return f"{self.kind} {self.currency} ({self.id})"
@@ -184,7 +185,7 @@ def _usage_subscriptions_sql() -> str:
     from apps.customers.models import Customer
     from apps.ledger.models import Account, Wallet
 
-    account = "{a}.id, {a}.kind, {a}.currency, {a}.shard_count"
+    account = "{a}.id, {a}.kind, {a}.currency, {a}.shard_count, {a}.livemode"
     return (
         "SELECT s.id, s.status, s.started_at, s.minimum_account_balance, "  # noqa: S608 (names from models)
         "c.id, c.archived_at, p.id, p.billing_interval, p.currency, p.updated_at, w.id, w.currency, "
@@ -246,7 +247,7 @@ def usage_subscriptions_from_rows(rows) -> SubscriptionIndex:
     """The SubscriptionIndex of the rows of `usage_subscriptions_statement`."""
     subscriptions = []
     for r in rows:
-        wallet = WalletRef(r[10], r[11], AccountRef(*r[12:16]), AccountRef(*r[16:20]))
+        wallet = WalletRef(r[10], r[11], AccountRef(*r[12:17]), AccountRef(*r[17:22]))
         subscriptions.append(
             UsageSubscription(r[0], CustomerRef(r[4], r[5]), PlanRef(*r[6:10]), wallet, r[1], r[2], r[3])
         )

@@ -37,7 +37,7 @@ def fund(merchant, wallet, amount, reference=None):
         kind=LedgerTransaction.Kind.PAYMENT,
         currency=wallet.currency,
         postings=[
-            Posting(clearing_account(source="test", currency=wallet.currency), -amount),
+            Posting(clearing_account(source="test", currency=wallet.currency, livemode=True), -amount),
             Posting(wallet.available_account, amount),
         ],
         reference=reference,
@@ -52,7 +52,7 @@ def charge(merchant, wallet, price, commission):
         postings=[
             Posting(wallet.available_account, -price),
             Posting(merchant_revenue_account(merchant=merchant, currency=wallet.currency), price - commission),
-            Posting(platform_commission_account(currency=wallet.currency), commission),
+            Posting(platform_commission_account(currency=wallet.currency, livemode=True), commission),
         ],
     )
 
@@ -62,8 +62,8 @@ def test_a_balanced_transaction_moves_every_balance(merchant, wallet):
     charge(merchant, wallet, D("0.000001500000"), D("0.000000105000"))
     assert wallet_balances(wallet=wallet).available == D("9.999998500000")
     assert account_balance(account=merchant_revenue_account(merchant=merchant, currency="USDC")) == D("0.000001395")
-    assert account_balance(account=platform_commission_account(currency="USDC")) == D("0.000000105")
-    assert account_balance(account=clearing_account(source="test", currency="USDC")) == D("-10")
+    assert account_balance(account=platform_commission_account(currency="USDC", livemode=True)) == D("0.000000105")
+    assert account_balance(account=clearing_account(source="test", currency="USDC", livemode=True)) == D("-10")
     assert ledger_check() == []
 
 
@@ -82,14 +82,14 @@ def test_an_unbalanced_posting_is_refused_and_writes_nothing(merchant, wallet):
             currency="USDC",
             postings=[
                 Posting(wallet.available_account, D("1")),
-                Posting(clearing_account(source="test", currency="USDC"), D("-0.99")),
+                Posting(clearing_account(source="test", currency="USDC", livemode=True), D("-0.99")),
             ],
         )
     assert not LedgerTransaction.objects.exists()
 
 
 def test_more_than_12_places_or_another_currency_is_refused(merchant, wallet):
-    clearing = clearing_account(source="test", currency="USDC")
+    clearing = clearing_account(source="test", currency="USDC", livemode=True)
     with pytest.raises(LedgerError, match="12 fractional"):
         ledger_post(
             merchant=merchant,
@@ -151,7 +151,7 @@ def test_reversal_restores_every_balance_and_happens_once(merchant, wallet):
     assert reversal.reverses == txn
     assert wallet_balances(wallet=wallet).available == D("2")
     assert account_balance(account=merchant_revenue_account(merchant=merchant, currency="USDC")) == 0
-    assert account_balance(account=platform_commission_account(currency="USDC")) == 0
+    assert account_balance(account=platform_commission_account(currency="USDC", livemode=True)) == 0
     with pytest.raises(IntegrityError), transaction.atomic():
         ledger_reverse(original=txn)
     assert ledger_check() == []
@@ -171,8 +171,8 @@ def test_shared_accounts_are_sharded_and_wallets_are_not(merchant, wallet):
 
 
 def test_platform_accounts_have_no_merchant_and_tenant_accounts_do(merchant, wallet):
-    assert platform_commission_account(currency="USDC").merchant_id is None
-    assert clearing_account(source="stripe", currency="USD").merchant_id is None
+    assert platform_commission_account(currency="USDC", livemode=True).merchant_id is None
+    assert clearing_account(source="stripe", currency="USD", livemode=True).merchant_id is None
     assert merchant_revenue_account(merchant=merchant, currency="USDC").merchant_id == merchant.id
     assert wallet.available_account.merchant_id == merchant.id
 
@@ -204,7 +204,7 @@ def test_concurrent_charges_across_merchants_do_not_deadlock_and_add_up():
     # any failure (a deadlock above all) fails the test
     errors = [result for result in run_at_once(12, worker) if result is not None]
     assert errors == []
-    assert account_balance(account=platform_commission_account(currency="USDC")) == D("0.005") * 120
+    assert account_balance(account=platform_commission_account(currency="USDC", livemode=True)) == D("0.005") * 120
     total_wallets = sum(wallet_balances(wallet=w).available for _, w in wallets)
     assert total_wallets == D("600") - D("0.1") * 120
     assert ledger_check() == []
@@ -257,4 +257,4 @@ def test_ledger_check_reports_entries_of_a_transaction_that_does_not_exist(merch
             [merchant.id, ghost, wallet.available_account_id, merchant.id, ghost, wallet.available_account_id],
         )
     problems = ledger_check()
-    assert problems == [f"transaction {ghost}: 2 entries, but no such transaction"]
+    assert problems == [f"[live] transaction {ghost}: 2 entries, but no such transaction"]

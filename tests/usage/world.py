@@ -72,7 +72,9 @@ class Billing:
         return account_balance(account=merchant_revenue_account(merchant=self.merchant, currency=self.currency))
 
     def commission(self):
-        return account_balance(account=platform_commission_account(currency=self.currency))
+        return account_balance(
+            account=platform_commission_account(currency=self.currency, livemode=self.merchant.livemode)
+        )
 
     def event(self, key, metric, quantity=1, **extra):
         body = {

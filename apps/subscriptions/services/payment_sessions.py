@@ -123,7 +123,10 @@ def payment_session_pay(
                 kind=LedgerTransaction.Kind.PAYMENT,
                 currency=session.currency,
                 postings=[
-                    Posting(clearing_account(source=source, currency=session.currency), -session.amount),
+                    Posting(
+                        clearing_account(source=source, currency=session.currency, livemode=session.merchant.livemode),
+                        -session.amount,
+                    ),
                     Posting(session.wallet.available_account, session.amount),
                 ],
                 reference=f"payment_session:{session.id}",

@@ -744,7 +744,7 @@ def _write(merchant, prepared: _PreparedRows, counters, touched_counters, now) -
                 postings=[
                     *(Posting(source, -amount) for source, amount in debits.values()),
                     Posting(merchant_revenue_account(merchant=merchant, currency=currency), total - commission),
-                    Posting(platform_commission_account(currency=currency), commission),
+                    Posting(platform_commission_account(currency=currency, livemode=merchant.livemode), commission),
                 ],
                 description=f"usage: {len(members)} event(s)",
                 metadata={"events": len(members)},

@@ -59,7 +59,10 @@ def _refund_locked(merchant, locked: UsageEvent, wallet, reason: str) -> UsageEv
             postings=[
                 Posting(wallet.available_account, locked.amount),
                 Posting(merchant_revenue_account(merchant=merchant, currency=currency), -locked.owner_revenue_amount),
-                Posting(platform_commission_account(currency=currency), -locked.commission_amount),
+                Posting(
+                    platform_commission_account(currency=currency, livemode=merchant.livemode),
+                    -locked.commission_amount,
+                ),
             ],
             # (unique per event: a second refund could not post, whatever the path)
             reference=f"usage_refund:{locked.id}",
