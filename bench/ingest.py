@@ -191,7 +191,8 @@ def seed(*, customers: int, events_total: int, threads: int) -> dict:
     from apps.catalog.services import billable_metric_create, plan_create, price_create, product_create
     from apps.customers.services import customer_create
     from apps.merchants.services import api_key_create, merchant_create
-    from apps.subscriptions.services import payment_session_pay, subscription_create, topup_session_create
+    from apps.payments.services import adjustment_create
+    from apps.subscriptions.services import subscription_create
 
     merchant = merchant_create(name="Bench Merchant", contact_email="bench@example.com")
     _, secret = api_key_create(merchant=merchant, name="bench")
@@ -225,8 +226,9 @@ def seed(*, customers: int, events_total: int, threads: int) -> dict:
             for i in indexes:
                 customer, _ = customer_create(merchant=merchant, email=f"bench-{i:06d}@example.com", name=f"Bench {i}")
                 subscription_create(merchant=merchant, customer=customer, plan=plan)
-                session = topup_session_create(merchant=merchant, customer=customer, amount=funding, currency="USDC")
-                payment_session_pay(session_id=session.id, source="test")
+                adjustment_create(
+                    merchant=merchant, customer=customer, amount=funding, currency="USDC", reason="bench funding"
+                )
                 ids.append(str(customer.id))
         finally:
             connection.close()

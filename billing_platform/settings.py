@@ -47,9 +47,11 @@ INSTALLED_APPS = [
     "apps.catalog",
     "apps.customers",
     "apps.ledger",
+    "apps.payments",
     "apps.subscriptions",
     "apps.entitlements",
     "apps.usage",
+    "apps.checkout",
 ]
 
 MIDDLEWARE = [
@@ -199,7 +201,7 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(minute="*"),
     },
     "expire-payment-sessions": {
-        "task": "apps.subscriptions.tasks.expire_payment_sessions",
+        "task": "apps.payments.tasks.expire_payment_sessions",
         "schedule": crontab(minute="*"),
     },
     "purge-expired-idempotency-keys": {

@@ -4,7 +4,6 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from apps.core.views import healthz, readyz
 from apps.merchants.views import admin_switch_mode
-from apps.subscriptions.views import checkout_page, checkout_test_payment
 
 v0_patterns = [
     path("schema", SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]), name="schema"),
@@ -16,8 +15,8 @@ v0_patterns = [
     path("", include("apps.merchants.urls")),
     path("", include("apps.catalog.urls")),
     path("", include("apps.customers.urls")),
-    path("", include("apps.ledger.urls")),
     path("", include("apps.subscriptions.urls")),
+    path("", include("apps.payments.urls")),
     path("", include("apps.entitlements.urls")),
     path("", include("apps.usage.urls")),
 ]
@@ -26,8 +25,7 @@ urlpatterns = [
     path("admin/mode", admin_switch_mode, name="admin-switch-mode"),
     path("admin/", admin.site.urls),
     path("v0/", include(v0_patterns)),
-    path("checkout/<uuid:session_id>", checkout_page, name="checkout"),
-    path("checkout/<uuid:session_id>/test-payment", checkout_test_payment, name="checkout-test-payment"),
+    path("checkout/", include("apps.checkout.urls")),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
 ]

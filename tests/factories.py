@@ -48,3 +48,19 @@ def make_customer(merchant, email="customer@example.com", **fields):
     from apps.customers.models import Customer
 
     return Customer.objects.create(merchant=merchant, email=email, **fields)
+
+
+def pay_session(session, amount=None, reference=None):
+    """Money arriving for a session as the payments service receives it (a test payment of
+    `amount`, default what is still due), in either mode."""
+    from apps.payments.models import PaymentSource
+    from apps.payments.services import Arrival, amount_due, payment_receive
+
+    arrival = Arrival(
+        source=PaymentSource.TEST,
+        amount=amount if amount is not None else amount_due(session),
+        currency=session.currency,
+        external_reference=reference or f"test:{session.id}",
+        clearing="test",
+    )
+    return payment_receive(session_id=session.id, arrival=arrival)

@@ -153,22 +153,3 @@ class Wallet(TenantModel):
 
     def __str__(self):
         return f"{self.customer} {self.currency}"
-
-
-class Adjustment(TenantModel):
-    """A merchant's credit (positive) or debit (negative) of a customer's wallet, taken from or
-    returned to the merchant's revenue account."""
-
-    customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="adjustments")
-    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="adjustments")
-    amount = AmountField()
-    currency = models.CharField(max_length=8, choices=Currency.choices)
-    reason = models.CharField(max_length=500)
-    actor = models.CharField(max_length=200, blank=True, help_text="Who made it: the API, or an admin user.")
-    ledger_transaction = models.OneToOneField(LedgerTransaction, on_delete=models.PROTECT, related_name="+")
-
-    class Meta:
-        indexes = [models.Index(fields=["customer", "created_at"], name="adjustment_customer_created")]
-
-    def __str__(self):
-        return f"{self.amount} {self.currency} ({self.reason})"

@@ -4,10 +4,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db import connection
-from django.db.models import QuerySet, Sum
+from django.db.models import Sum
 
 from apps.core.money import ZERO
-from apps.ledger.models import Account, Adjustment, Balance, Entry, LedgerTransaction, Wallet
+from apps.ledger.models import Account, Balance, Entry, LedgerTransaction, Wallet
 from apps.merchants.models import Merchant
 
 
@@ -47,15 +47,6 @@ def wallets_balances(*, wallets: Iterable[Wallet]) -> dict[uuid.UUID, WalletBala
 def wallet_balances(*, wallet: Wallet) -> WalletBalances:
     """One wallet's balances (see wallets_balances)."""
     return wallets_balances(wallets=[wallet])[wallet.id]
-
-
-def adjustment_list(*, merchant, customer) -> QuerySet[Adjustment]:
-    """A customer's adjustments, newest first."""
-    return (
-        Adjustment.objects.filter(merchant=merchant, customer=customer)
-        .select_related("merchant")
-        .order_by("-created_at")
-    )
 
 
 MODE_NAMES = {True: "live", False: "sandbox"}

@@ -1,4 +1,4 @@
-"""Public shapes of wallets and adjustments."""
+"""Public shapes of wallets."""
 
 from rest_framework import serializers
 
@@ -25,22 +25,3 @@ class WalletSerializer(serializers.Serializer):
     currency = serializers.CharField()
     balance = serializers.CharField(help_text="Available balance.")
     held = serializers.CharField(help_text="Reserved by entitlements.")
-
-
-class AdjustmentSerializer(serializers.Serializer):
-    id = serializers.UUIDField()
-    object = serializers.SerializerMethodField()
-    livemode = serializers.BooleanField()
-    customerId = serializers.UUIDField(source="customer_id")
-    walletId = serializers.UUIDField(source="wallet_id")
-    amount = serializers.SerializerMethodField()
-    currency = serializers.CharField()
-    reason = serializers.CharField()
-    ledgerTransactionId = serializers.UUIDField(source="ledger_transaction_id")
-    createdAt = serializers.DateTimeField(source="created_at")
-
-    def get_object(self, obj) -> str:
-        return "adjustment"
-
-    def get_amount(self, obj) -> str:
-        return format_amount(obj.amount, obj.currency)

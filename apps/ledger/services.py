@@ -11,11 +11,11 @@ from django.db import DataError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from apps.core.bulk import Statement, array_param, insert_rows, run_statements
-from apps.core.errors import PaymentRequired, Unprocessable
-from apps.core.money import ZERO, format_amount, round_amount
+from apps.core.errors import Unprocessable
+from apps.core.money import ZERO, round_amount
 from apps.core.process_cache import ProcessCache
-from apps.ledger.lock_objects import lock_statement, lock_wallet_balances
-from apps.ledger.models import Account, Adjustment, Balance, Entry, LedgerTransaction, Wallet
+from apps.ledger.lock_objects import lock_statement
+from apps.ledger.models import Account, Balance, Entry, LedgerTransaction, Wallet
 
 # Shared accounts (revenue, commission, clearing) are touched by every charge; their
 # balance is spread over this many rows so that concurrent charges do not queue on one.
@@ -306,51 +306,3 @@ def ledger_reverse(
         description=description or f"reversal of {original.id}",
         reverses=original,
     )
-
-
-def wallet_adjust(*, merchant, customer, amount: Decimal, currency: str, reason: str, actor: str = "api"):
-    """Credit (positive) or debit (negative) the customer's wallet from the merchant's revenue.
-
-    A debit may not take the available balance below zero (402 INSUFFICIENT_BALANCE).
-    The merchant's revenue account may go below zero: the merchant then owes the platform.
-    """
-    if amount == ZERO:
-        raise Unprocessable(
-            "An adjustment of 0 moves nothing; send a positive credit or a negative debit.", code="ZERO_ADJUSTMENT"
-        )
-    if customer.archived_at is not None:
-        raise Unprocessable(
-            f"Customer {customer.id} is archived; its wallet cannot be adjusted.", code="CUSTOMER_ARCHIVED"
-        )
-    wallet = wallet_get_or_create(merchant=merchant, customer=customer, currency=currency)
-    with transaction.atomic():
-        locked = lock_wallet_balances([wallet])
-        available = locked[(wallet.available_account_id, 0)]
-        if available + amount < ZERO:
-            raise PaymentRequired(
-                f"The wallet has {format_amount(available, currency)} {currency} available; a debit of "
-                f"{format_amount(-amount, currency)} would take it below zero.",
-                code="INSUFFICIENT_BALANCE",
-                details={"available": format_amount(available, currency), "currency": currency},
-            )
-        txn = ledger_post(
-            merchant=merchant,
-            kind=LedgerTransaction.Kind.ADJUSTMENT,
-            currency=currency,
-            postings=[
-                Posting(merchant_revenue_account(merchant=merchant, currency=currency), -amount),
-                Posting(wallet.available_account, amount),
-            ],
-            description=reason,
-            metadata={"customerId": str(customer.id), "actor": actor},
-        )
-        return Adjustment.objects.create(
-            merchant=merchant,
-            customer=customer,
-            wallet=wallet,
-            amount=amount,
-            currency=currency,
-            reason=reason,
-            actor=actor,
-            ledger_transaction=txn,
-        )

@@ -1,28 +1,21 @@
 from decimal import Decimal
 
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 
 from apps.catalog.selectors import plan_get
 from apps.core.api import ApiView, check_merchant_id, choice_param, uuid_param
-from apps.core.errors import NotFound
-from apps.core.inputs import AmountInputField, CurrencyInputField, StrictCharField, StrictInputSerializer
+from apps.core.inputs import AmountInputField, StrictCharField, StrictInputSerializer
 from apps.customers.apis import CustomerListApi
 from apps.customers.inputs import customer_fields_from_input
 from apps.customers.selectors import customer_get
 from apps.customers.services import customer_create
 from apps.subscriptions.models import Subscription
-from apps.subscriptions.selectors import payment_session_get, subscription_get, subscription_list
-from apps.subscriptions.serializers import PaymentSessionSerializer, SubscriptionSerializer
-from apps.subscriptions.services import (
-    payment_session_pay,
-    subscription_create,
-    subscription_terminate,
-    topup_session_create,
-)
-from apps.subscriptions.services.payment_sessions import TEST_SOURCE
+from apps.subscriptions.selectors import subscription_get, subscription_list
+from apps.subscriptions.serializers import SubscriptionSerializer
+from apps.subscriptions.services import subscription_create, subscription_terminate
 
 TAGS = ["subscriptions"]
 
@@ -133,44 +126,3 @@ class SubscriptionTerminationApi(ApiView):
             merchant=request.merchant, subscription=subscription, reason=serializer.validated_data.get("reason", "")
         )
         return Response(SubscriptionSerializer(subscription).data)
-
-
-class CustomerTopupApi(ApiView):
-    class InputSerializer(StrictInputSerializer):
-        amount = AmountInputField(positive=True)
-        currency = CurrencyInputField()
-
-    @extend_schema(
-        operation_id="customers_topups_create",
-        request=InputSerializer,
-        responses={201: PaymentSessionSerializer},
-        tags=["customers"],
-    )
-    def post(self, request, customer_id):
-        serializer = self.InputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        customer = customer_get(merchant=request.merchant, customer_id=customer_id)
-        session = topup_session_create(
-            merchant=request.merchant,
-            customer=customer,
-            amount=serializer.validated_data["amount"],
-            currency=serializer.validated_data["currency"],
-        )
-        return Response(PaymentSessionSerializer(session).data, status=201)
-
-
-class TestHelperPaySessionApi(ApiView):
-    """Sandbox only: pay a session as if the customer had paid (live keys get 404)."""
-
-    @extend_schema(
-        operation_id="test_helpers_payment_sessions_pay",
-        request=None,
-        responses={200: PaymentSessionSerializer, 404: OpenApiResponse(description="Live key, or no such session.")},
-        tags=["testHelpers"],
-    )
-    def post(self, request, session_id):
-        if request.merchant.livemode:
-            raise NotFound("Test helpers exist only in the sandbox: use an sk_test_ key.", code="NOT_FOUND")
-        session = payment_session_get(merchant=request.merchant, session_id=session_id)
-        session, _ = payment_session_pay(session_id=session.id, source=TEST_SOURCE, merchant=request.merchant)
-        return Response(PaymentSessionSerializer(session).data)

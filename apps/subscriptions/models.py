@@ -3,7 +3,7 @@ from datetime import datetime
 from django.db import models
 from django.utils import timezone
 
-from apps.core.fields import AmountField, Currency
+from apps.core.fields import AmountField
 from apps.core.models import TenantModel
 from apps.subscriptions.periods import period_at
 
@@ -56,51 +56,3 @@ class Subscription(TenantModel):
     @property
     def current_period_end(self) -> datetime:
         return self.current_period[1]
-
-
-class PaymentSession(TenantModel):
-    """What a customer is asked to pay through the hosted checkout."""
-
-    class Purpose(models.TextChoices):
-        ACTIVATION = "activation"
-        TOP_UP = "top_up"
-        INVOICE = "invoice"
-        SETUP = "setup"
-
-    class Status(models.TextChoices):
-        PENDING = "pending"
-        PAID = "paid"
-        EXPIRED = "expired"
-
-    class Mode(models.TextChoices):
-        PAYMENT = "payment"
-        SETUP = "setup"
-
-    purpose = models.CharField(max_length=16, choices=Purpose.choices)
-    mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.PAYMENT)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
-    amount = AmountField()
-    currency = models.CharField(max_length=8, choices=Currency.choices)
-    customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="payment_sessions")
-    wallet = models.ForeignKey("ledger.Wallet", on_delete=models.PROTECT, related_name="payment_sessions")
-    subscription = models.ForeignKey(
-        Subscription, null=True, blank=True, on_delete=models.PROTECT, related_name="payment_sessions"
-    )
-    invoice_id = models.UUIDField(null=True, blank=True)
-    expires_at = models.DateTimeField()
-    paid_at = models.DateTimeField(null=True, blank=True)
-    paid_source = models.CharField(max_length=64, blank=True)
-    ledger_transaction = models.OneToOneField(
-        "ledger.LedgerTransaction", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
-    )
-    success_url = models.URLField(max_length=2000, blank=True)
-    cancel_url = models.URLField(max_length=2000, blank=True)
-
-    class Meta:
-        constraints = [
-            models.CheckConstraint(condition=models.Q(amount__gte=0), name="payment_session_amount_not_negative"),
-        ]
-        indexes = [models.Index(fields=["status", "expires_at"], name="payment_session_status_expiry")]
-
-    def __str__(self):
-        return f"{self.purpose} {self.amount} {self.currency} ({self.status})"

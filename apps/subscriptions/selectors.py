@@ -9,14 +9,16 @@ from django.db.models import Prefetch, QuerySet
 from apps.core.bulk import Statement, array_param, run_statements
 from apps.core.errors import NotFound
 from apps.core.process_cache import ProcessCache
-from apps.subscriptions.models import PaymentSession, Subscription
+from apps.payments.models import PaymentSession
+from apps.payments.selectors import latest_sessions
+from apps.subscriptions.models import Subscription
 
 
 def subscription_list(*, merchant, filters: dict | None = None) -> QuerySet[Subscription]:
     filters = filters or {}
     activation_sessions = Prefetch(
         "payment_sessions",
-        queryset=PaymentSession.objects.filter(purpose=PaymentSession.Purpose.ACTIVATION).order_by("-created_at"),
+        queryset=latest_sessions(purpose=PaymentSession.Purpose.ACTIVATION),
         to_attr="activation_sessions",
     )
     queryset = (
@@ -43,13 +45,6 @@ def subscription_get(*, merchant, subscription_id) -> Subscription:
     if subscription is None:
         raise NotFound(f"No subscription {subscription_id}.", code="SUBSCRIPTION_NOT_FOUND")
     return subscription
-
-
-def payment_session_get(*, merchant, session_id) -> PaymentSession:
-    session = PaymentSession.objects.select_related("merchant").filter(merchant=merchant, pk=session_id).first()
-    if session is None:
-        raise NotFound(f"No payment session {session_id}.", code="PAYMENT_SESSION_NOT_FOUND")
-    return session
 
 
 def customer_has_live_subscription(*, customer) -> bool:

@@ -1,70 +1,15 @@
-"""Public shapes of subscriptions and payment sessions (API, webhooks, portal)."""
+"""Public shapes of subscriptions (API, webhooks, portal)."""
 
-from django.conf import settings
 from django.db.models.manager import BaseManager
-from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.core.money import format_amount
 from apps.ledger.selectors import wallets_balances
-from apps.subscriptions.models import PaymentSession, Subscription
-
-
-def checkout_url(session: PaymentSession) -> str:
-    return f"{settings.PUBLIC_BASE_URL}/checkout/{session.id}"
-
-
-def session_status(session: PaymentSession) -> str:
-    """A pending session past its expiry is expired, before the beat task marks it."""
-    if session.status == PaymentSession.Status.PENDING and session.expires_at <= timezone.now():
-        return PaymentSession.Status.EXPIRED
-    return session.status
-
-
-class PaymentSessionSerializer(serializers.Serializer):
-    id = serializers.UUIDField()
-    object = serializers.SerializerMethodField()
-    livemode = serializers.BooleanField()
-    purpose = serializers.ChoiceField(choices=PaymentSession.Purpose.choices)
-    amount = serializers.SerializerMethodField()
-    currency = serializers.CharField()
-    status = serializers.SerializerMethodField()
-    checkoutUrl = serializers.SerializerMethodField()
-    url = serializers.SerializerMethodField()
-    mode = serializers.ChoiceField(choices=PaymentSession.Mode.choices)
-    expiresAt = serializers.DateTimeField(source="expires_at")
-    paidAt = serializers.DateTimeField(source="paid_at")
-    customerId = serializers.UUIDField(source="customer_id")
-    walletId = serializers.UUIDField(source="wallet_id")
-    subscriptionId = serializers.UUIDField(source="subscription_id", allow_null=True)
-    invoiceId = serializers.UUIDField(source="invoice_id", allow_null=True)
-    createdAt = serializers.DateTimeField(source="created_at")
-
-    def get_object(self, obj) -> str:
-        return "paymentSession"
-
-    def get_amount(self, obj) -> str:
-        return format_amount(obj.amount, obj.currency)
-
-    def get_status(self, obj) -> str:
-        return session_status(obj)
-
-    def get_checkoutUrl(self, obj) -> str:
-        return checkout_url(obj)
-
-    def get_url(self, obj) -> str:
-        return checkout_url(obj)
-
-
-class SubscriptionPaymentSerializer(serializers.Serializer):
-    """The short view of the session a subscription waits on (or was activated by)."""
-
-    status = serializers.CharField()
-    amount = serializers.CharField()
-    checkoutUrl = serializers.CharField()
-    paymentSessionId = serializers.UUIDField()
-    invoiceId = serializers.UUIDField(allow_null=True)
+from apps.payments.models import PaymentSession
+from apps.payments.selectors import latest_sessions
+from apps.payments.serializers import PaymentSessionShortSerializer, payment_session_short
+from apps.subscriptions.models import Subscription
 
 
 def subscription_payment(subscription: Subscription) -> dict | None:
@@ -74,20 +19,8 @@ def subscription_payment(subscription: Subscription) -> dict | None:
     if prefetched is not None:
         session = prefetched[0] if prefetched else None
     else:
-        session = (
-            PaymentSession.objects.filter(subscription=subscription, purpose=PaymentSession.Purpose.ACTIVATION)
-            .order_by("-created_at")
-            .first()
-        )
-    if session is None:
-        return None
-    return {
-        "status": session_status(session),
-        "amount": format_amount(session.amount, session.currency),
-        "checkoutUrl": checkout_url(session),
-        "paymentSessionId": str(session.id),
-        "invoiceId": str(session.invoice_id) if session.invoice_id else None,
-    }
+        session = latest_sessions(purpose=PaymentSession.Purpose.ACTIVATION).filter(subscription=subscription).first()
+    return None if session is None else payment_session_short(session)
 
 
 class SubscriptionListSerializer(serializers.ListSerializer):
@@ -150,6 +83,6 @@ class SubscriptionSerializer(serializers.Serializer):
     def get_redirectUrls(self, obj) -> dict:
         return {"onSuccess": obj.success_url or None, "onFailure": obj.failure_url or None}
 
-    @extend_schema_field(SubscriptionPaymentSerializer(allow_null=True))
+    @extend_schema_field(PaymentSessionShortSerializer(allow_null=True))
     def get_payment(self, obj):
         return subscription_payment(obj)

@@ -5,8 +5,10 @@ from decimal import Decimal
 
 from apps.catalog.models import BillableMetric, Plan
 from apps.customers.services import customer_create
-from apps.subscriptions.models import PaymentSession, Subscription
-from apps.subscriptions.services import payment_session_pay, subscription_create
+from apps.payments.models import PaymentSession
+from apps.payments.services import payment_session_pay_test
+from apps.subscriptions.models import Subscription
+from apps.subscriptions.services import subscription_create
 
 DEMO_CUSTOMER_EMAIL = "ada@demo-customer.example"
 PREFUND = Decimal("10")
@@ -22,7 +24,7 @@ def seed(*, live, sandbox) -> list[str]:
     if subscription is None:
         subscription = subscription_create(merchant=sandbox, customer=customer, plan=plan, prefund_amount=PREFUND)
         session = PaymentSession.objects.get(subscription=subscription)
-        payment_session_pay(session_id=session.id, source="test")
+        payment_session_pay_test(merchant=sandbox, session_id=session.id)
     body = (
         f'{{"idempotencyKey": "demo-1", "customerId": "{customer.id}", '
         f'"properties": [{{"billableMetricId": "{metric.id}", "quantity": 1}}]}}'

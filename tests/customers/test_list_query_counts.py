@@ -8,10 +8,11 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from apps.ledger.models import Wallet
-from apps.ledger.services import wallet_adjust, wallet_get_or_create
+from apps.ledger.services import wallet_get_or_create
 from apps.merchants.services import merchant_staff_create
-from apps.subscriptions.services import payment_session_pay, subscription_create
-from tests.factories import make_customer, make_plan
+from apps.payments.services import adjustment_create
+from apps.subscriptions.services import subscription_create
+from tests.factories import make_customer, make_plan, pay_session
 
 pytestmark = pytest.mark.django_db
 
@@ -28,7 +29,7 @@ def add_customers_with_wallets(merchant, start, count):
         customer = make_customer(merchant, email=f"c{n}@example.com")
         for currency in ("USD", "USDC"):
             wallet_get_or_create(merchant=merchant, customer=customer, currency=currency)
-        wallet_adjust(merchant=merchant, customer=customer, amount=Decimal(n + 1), currency="USDC", reason="credit")
+        adjustment_create(merchant=merchant, customer=customer, amount=Decimal(n + 1), currency="USDC", reason="credit")
 
 
 def add_subscriptions(merchant, plan, start, count):
@@ -38,7 +39,7 @@ def add_subscriptions(merchant, plan, start, count):
             merchant=merchant, customer=customer, plan=plan, prefund_amount=Decimal(n + 1)
         )
         if n % 2:
-            payment_session_pay(session_id=subscription.payment_sessions.get().id, source="test")
+            pay_session(subscription.payment_sessions.get())
 
 
 def test_the_customer_list_costs_the_same_queries_for_2_or_6_customers(api):

@@ -27,9 +27,9 @@ from apps.entitlements.models import Entitlement
 from apps.entitlements.tasks import release_expired_entitlements
 from apps.ledger.models import Entry, LedgerTransaction
 from apps.ledger.selectors import ledger_check
-from apps.subscriptions.models import PaymentSession
-from apps.subscriptions.services import topup_session_create
-from apps.subscriptions.tasks import expire_payment_sessions
+from apps.payments.models import PaymentSession
+from apps.payments.services import topup_session_create
+from apps.payments.tasks import expire_payment_sessions
 from billing_platform.celery import app as celery_app
 from tests.factories import make_customer
 from tests.usage.world import Billing

@@ -7,7 +7,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from apps.customers.models import Customer
-from apps.ledger.services import wallet_adjust
+from apps.payments.services import adjustment_create
 from apps.subscriptions.services import subscription_create
 from tests.usage.world import Billing
 
@@ -38,7 +38,7 @@ def test_a_batch_takes_as_many_round_trips_for_40_events_as_for_4(api):
     for i in range(40):
         customer = Customer.objects.create(merchant=api.merchant, email=f"batch{i}@example.com")
         subscription_create(merchant=api.merchant, customer=customer, plan=billing.plan)
-        wallet_adjust(merchant=api.merchant, customer=customer, amount=Decimal("5"), currency="USDC", reason="seed")
+        adjustment_create(merchant=api.merchant, customer=customer, amount=Decimal("5"), currency="USDC", reason="seed")
         customers.append(customer)
 
     def batch(prefix, count):

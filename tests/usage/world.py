@@ -5,8 +5,9 @@ from decimal import Decimal
 from apps.catalog.models import BillableMetric, PaymentTerm, Price, Product
 from apps.ledger.selectors import account_balance, wallet_balances
 from apps.ledger.services import merchant_revenue_account, platform_commission_account
-from apps.subscriptions.services import payment_session_pay, subscription_create, topup_session_create
-from tests.factories import make_customer, make_plan
+from apps.payments.services import topup_session_create
+from apps.subscriptions.services import subscription_create
+from tests.factories import make_customer, make_plan, pay_session
 
 D = Decimal
 
@@ -60,7 +61,7 @@ class Billing:
         session = topup_session_create(
             merchant=self.merchant, customer=self.customer, amount=D(amount), currency=self.currency
         )
-        payment_session_pay(session_id=session.id, source="test")
+        pay_session(session)
 
     def available(self):
         return wallet_balances(wallet=self.wallet).available

@@ -6,8 +6,9 @@ from django.utils import timezone
 from apps.core.errors import Conflict, Unprocessable
 from apps.customers.models import Customer
 from apps.ledger.services import wallet_get_or_create
-from apps.subscriptions.models import PaymentSession, Subscription
-from apps.subscriptions.services.payment_sessions import payment_session_create
+from apps.payments.models import PaymentSession
+from apps.payments.services import payment_session_create, payment_sessions_expire
+from apps.subscriptions.models import Subscription
 
 
 def subscription_create(
@@ -82,7 +83,5 @@ def subscription_terminate(*, merchant, subscription: Subscription, reason: str 
         locked.terminated_at = now
         locked.termination_reason = reason
         locked.save(update_fields=["status", "terminated_at", "termination_reason", "updated_at"])
-        PaymentSession.objects.filter(subscription=locked, status=PaymentSession.Status.PENDING).update(
-            status=PaymentSession.Status.EXPIRED, expires_at=now, updated_at=now
-        )
+        payment_sessions_expire(sessions=PaymentSession.objects.filter(subscription=locked))
     return locked

@@ -6,8 +6,9 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from apps.subscriptions.models import PaymentSession
-from apps.subscriptions.services import payment_session_pay, subscription_create, topup_session_create
+from apps.payments.models import PaymentSession
+from apps.payments.services import payment_session_pay_test, topup_session_create
+from apps.subscriptions.services import subscription_create
 from tests.factories import make_customer, make_plan
 
 
@@ -38,7 +39,7 @@ def test_pending_session_shows_what_is_due_and_each_way_of_paying(client, sessio
 
 
 def test_paid_session_says_so(client, session):
-    payment_session_pay(session_id=session.id, source="test")
+    payment_session_pay_test(merchant=session.merchant, session_id=session.id)
     html = client.get(f"/checkout/{session.id}").content.decode()
     assert "Paid on" in html
     assert "test-payment" not in html

@@ -1,22 +1,22 @@
 """The hosted checkout page, /checkout/{paymentSessionId}: what is due and how to pay it."""
 
-from django.http import Http404, HttpResponseNotAllowed
+from django.http import Http404
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_GET, require_POST
 
+from apps.checkout.methods import payment_methods
 from apps.core.errors import ApiError
 from apps.core.money import format_amount
-from apps.subscriptions.checkout import payment_methods
-from apps.subscriptions.models import PaymentSession
-from apps.subscriptions.serializers import session_status
-from apps.subscriptions.services import payment_session_pay
-from apps.subscriptions.services.payment_sessions import TEST_SOURCE
+from apps.payments.models import PaymentSession
+from apps.payments.serializers import session_status
+from apps.payments.services import amount_due, payment_session_pay_test
 
 PURPOSE_TITLES = {
     PaymentSession.Purpose.ACTIVATION: "Activate your subscription",
     PaymentSession.Purpose.TOP_UP: "Top up your balance",
     PaymentSession.Purpose.INVOICE: "Pay your invoice",
     PaymentSession.Purpose.SETUP: "Save a payment method",
+    PaymentSession.Purpose.TIER_CHANGE: "Change your plan",
 }
 
 
@@ -31,7 +31,7 @@ def _session_or_404(session_id) -> PaymentSession:
     return session
 
 
-@require_http_methods(["GET"])
+@require_GET
 def checkout_page(request, session_id):
     session = _session_or_404(session_id)
     status = session_status(session)
@@ -40,6 +40,8 @@ def checkout_page(request, session_id):
         "status": status,
         "title": PURPOSE_TITLES[session.purpose],
         "amount": format_amount(session.amount, session.currency),
+        "amount_paid": format_amount(session.amount_paid, session.currency) if session.amount_paid else None,
+        "amount_due": format_amount(amount_due(session), session.currency),
         "merchant_name": session.merchant.name,
         "methods": payment_methods(session) if status == PaymentSession.Status.PENDING else [],
         "error": request.GET.get("error", ""),
@@ -47,15 +49,14 @@ def checkout_page(request, session_id):
     return render(request, "checkout/session.html", context, status=200)
 
 
+@require_POST
 def checkout_test_payment(request, session_id):
     """The sandbox's test payment, from the checkout page's button."""
-    if request.method != "POST":
-        return HttpResponseNotAllowed(["POST"])
     session = _session_or_404(session_id)
     if session.merchant.livemode:
         raise Http404("Test payments exist only in the sandbox.")
     try:
-        payment_session_pay(session_id=session.id, source=TEST_SOURCE)
+        payment_session_pay_test(merchant=session.merchant, session_id=session.id)
     except ApiError as exc:
         return redirect(f"/checkout/{session.id}?error={exc.code}")
     if session.success_url:

@@ -1,6 +1,6 @@
 from celery import shared_task
 
-from apps.subscriptions.services import payment_session_expire_due
+from apps.payments.services import payment_session_expire_due
 
 
 @shared_task

@@ -5,10 +5,10 @@ from decimal import Decimal
 import pytest
 from django.urls import reverse
 
-from apps.ledger.models import Adjustment
 from apps.ledger.selectors import account_balance, ledger_check, wallet_balances
 from apps.ledger.services import merchant_revenue_account, wallet_get_or_create
 from apps.merchants.services import merchant_staff_create
+from apps.payments.models import Adjustment
 from tests.factories import make_customer
 
 
@@ -82,15 +82,19 @@ def test_another_merchants_customer_is_404(other_api, customer):
 def test_admin_adjustment_goes_through_the_same_service(client, api, customer):
     staff = merchant_staff_create(merchant=api.merchant, username="sam", email="sam@m.example", password="pw-123456789")
     client.force_login(staff)
-    url = reverse("admin:ledger_adjustment_add")
+    url = reverse("admin:payments_adjustment_add")
     response = client.post(
-        url, {"customer": str(customer.id), "currency": "USDC", "amount": "3", "reason": "admin credit"}
+        url,
+        {"customer": str(customer.id), "currency": "USDC", "amount": "3", "reason": "admin credit", "form_token": "t1"},
     )
     assert response.status_code == 302, response.content.decode()[:2000]
     adjustment = Adjustment.objects.get()
     assert adjustment.actor == "admin sam"
     assert adjustment.merchant == api.merchant
-    refused = client.post(url, {"customer": str(customer.id), "currency": "USDC", "amount": "-5", "reason": "too much"})
+    refused = client.post(
+        url,
+        {"customer": str(customer.id), "currency": "USDC", "amount": "-5", "reason": "too much", "form_token": "t2"},
+    )
     assert refused.status_code == 200
     assert "below zero" in refused.content.decode()
     assert Adjustment.objects.count() == 1
@@ -101,7 +105,7 @@ def test_admin_ledger_pages_render_for_staff(client, api, customer):
     adjust(api, customer, amount="3", currency="USDC", reason="x")
     staff = merchant_staff_create(merchant=api.merchant, username="sam", email="sam@m.example", password="pw-123456789")
     client.force_login(staff)
-    for name in ("ledger_wallet", "ledger_ledgertransaction", "ledger_adjustment", "ledger_account"):
+    for name in ("ledger_wallet", "ledger_ledgertransaction", "payments_adjustment", "ledger_account"):
         assert client.get(reverse(f"admin:{name}_changelist")).status_code == 200
     wallet = wallet_get_or_create(merchant=api.merchant, customer=customer, currency="USDC")
     page = client.get(reverse("admin:ledger_wallet_change", args=[wallet.pk]))

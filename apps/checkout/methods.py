@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from apps.subscriptions.models import PaymentSession
+from apps.payments.models import PaymentSession
 
 
 @dataclass(frozen=True)
@@ -23,8 +23,6 @@ def payment_methods(session: PaymentSession) -> list[PaymentMethod]:
         )
     if not session.merchant.livemode:
         methods.append(
-            PaymentMethod(
-                "test", "Test payment", True, "Sandbox only: marks this session paid, as if the customer had paid."
-            )
+            PaymentMethod("test", "Test payment", True, "Sandbox only: pays what is due, as if the customer had paid.")
         )
     return methods

@@ -1,0 +1,11 @@
+"""Adjustment moves to the payments app (payments 0001 takes over its table)."""
+
+from django.db import migrations
+
+
+class Migration(migrations.Migration):
+    dependencies = [("ledger", "0006_accounts_per_mode")]
+
+    operations = [
+        migrations.SeparateDatabaseAndState(state_operations=[migrations.DeleteModel(name="Adjustment")]),
+    ]

@@ -1,0 +1,181 @@
+"""Payments admin: sessions (with their attempts and payments), payments, adjustments. Money
+moves only through the services; a form or an action submitted twice moves it once."""
+
+import uuid
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.utils.html import format_html
+
+from apps.core.admin import ReadOnlyMixin, TenantAdmin, TenantTabularInline, admin_tenant, run_per_row
+from apps.core.errors import ApiError, Conflict
+from apps.core.fields import Currency
+from apps.customers.models import Customer
+from apps.payments.models import Adjustment, Payment, PaymentAttempt, PaymentSession
+from apps.payments.serializers import checkout_url, session_status
+from apps.payments.services import adjustment_create, payment_session_pay_test
+
+
+class PaymentAttemptInline(ReadOnlyMixin, TenantTabularInline):
+    model = PaymentAttempt
+    fields = ("created_at", "source", "status", "amount", "external_reference", "failure_reason", "finished_at")
+    readonly_fields = fields
+    extra = 0
+    ordering = ("created_at",)
+
+
+class PaymentInline(ReadOnlyMixin, TenantTabularInline):
+    model = Payment
+    fk_name = "session"
+    fields = ("created_at", "source", "external_reference", "amount", "applied_amount", "status")
+    readonly_fields = fields
+    extra = 0
+    ordering = ("created_at",)
+
+
+@admin.register(PaymentSession)
+class PaymentSessionAdmin(TenantAdmin):
+    list_display = (
+        "created_at",
+        "purpose",
+        "amount",
+        "amount_paid",
+        "currency",
+        "effective_status",
+        "customer",
+        "link",
+    )
+    list_filter = ("purpose", "status", "currency")
+    search_fields = ("id", "customer__email")
+    readonly_fields = (
+        "id",
+        "purpose",
+        "mode",
+        "status",
+        "amount",
+        "amount_paid",
+        "currency",
+        "customer",
+        "wallet",
+        "subscription",
+        "invoice_id",
+        "expires_at",
+        "paid_at",
+        "link",
+    )
+    fields = readonly_fields
+    inlines = (PaymentAttemptInline, PaymentInline)
+    actions = ("pay_in_sandbox",)
+
+    def has_add_permission(self, request, *args):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="status")
+    def effective_status(self, obj):
+        return session_status(obj)
+
+    @admin.display(description="checkout")
+    def link(self, obj):
+        return format_html('<a href="{}" target="_blank" rel="noopener">open</a>', checkout_url(obj))
+
+    @admin.action(description="Pay the selected sessions with the sandbox's test payment")
+    def pay_in_sandbox(self, request, queryset):
+        def pay(session):
+            _, paid_now = payment_session_pay_test(merchant=session.merchant, session_id=session.id)
+            if not paid_now:
+                raise Conflict("already paid; nothing was charged again.", code="PAYMENT_SESSION_PAID")
+
+        run_per_row(
+            self,
+            request,
+            queryset.select_related("merchant"),
+            pay,
+            "Paid {count} session(s).",
+            describe=lambda session: f"Payment session {session.id}",
+        )
+
+
+@admin.register(Payment)
+class PaymentAdmin(ReadOnlyMixin, TenantAdmin):
+    list_display = ("created_at", "source", "amount", "applied_amount", "currency", "status", "customer")
+    list_filter = ("source", "status", "currency")
+    search_fields = ("external_reference", "customer__email", "id")
+    list_select_related = ("merchant", "customer")
+
+
+class AdjustmentForm(forms.ModelForm):
+    """Built per request by AdjustmentAdmin.get_form with `tenant` and `actor` set. Each form
+    shown carries its own token, so that submitting it twice adjusts the wallet once."""
+
+    tenant = None
+    actor = ""
+    customer = forms.ModelChoiceField(queryset=Customer.objects.none())
+    currency = forms.ChoiceField(choices=Currency.choices)
+    form_token = forms.CharField(widget=forms.HiddenInput, max_length=64)
+
+    class Meta:
+        model = Adjustment
+        fields = ("customer", "currency", "amount", "reason")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        customers = Customer.objects.filter(archived_at__isnull=True).order_by("email")
+        self.fields["customer"].queryset = customers.filter(merchant=self.tenant) if self.tenant else customers
+        self.fields["form_token"].initial = uuid.uuid4().hex
+
+    def clean(self):
+        cleaned = super().clean()
+        if not self.errors:
+            try:
+                self.instance = adjustment_create(
+                    merchant=self.tenant or cleaned["customer"].merchant,
+                    customer=cleaned["customer"],
+                    amount=cleaned["amount"],
+                    currency=cleaned["currency"],
+                    reason=cleaned["reason"],
+                    actor=f"admin {self.actor}",
+                    idempotency_key=f"admin:{cleaned['form_token']}",
+                )
+            except ApiError as exc:
+                raise ValidationError(exc.message) from exc
+        return cleaned
+
+
+@admin.register(Adjustment)
+class AdjustmentAdmin(TenantAdmin):
+    """Adding an adjustment credits or debits the wallet through `adjustment_create`; nothing is edited after."""
+
+    list_display = ("created_at", "customer", "amount", "currency", "reason", "actor")
+    list_filter = ("currency",)
+    search_fields = ("customer__email", "reason")
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is not None:
+            return super().get_form(request, obj, change=change, **kwargs)
+        return type(
+            "AdjustmentForm",
+            (AdjustmentForm,),
+            {"tenant": admin_tenant(request), "actor": request.user.get_username()},
+        )
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["customer", "currency", "amount", "reason", "form_token"]
+        return ["customer", "wallet", "amount", "currency", "reason", "actor", "ledger_transaction", "created_at"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.get_fields(request, obj) if obj is not None else []
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        """The service already wrote the adjustment while validating the form."""
+        messages.info(request, f"Wallet {'credited' if obj.amount > 0 else 'debited'} {obj.amount} {obj.currency}.")

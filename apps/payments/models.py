@@ -1,0 +1,164 @@
+"""Payment sessions (what a customer is asked to pay), the attempts to collect them, the
+payments that arrived, and the merchants' adjustments of wallets."""
+
+from django.db import models
+from django.db.models import Q
+
+from apps.core.fields import AmountField, Currency
+from apps.core.models import TenantModel
+
+
+class PaymentSession(TenantModel):
+    """What a customer is asked to pay through the hosted checkout. Its target (a subscription
+    to activate, a wallet to top up, later an invoice or a tier change) is paid through the
+    handler its purpose registered (apps.payments.registry)."""
+
+    class Purpose(models.TextChoices):
+        ACTIVATION = "activation"
+        TOP_UP = "top_up"
+        INVOICE = "invoice"
+        SETUP = "setup"
+        TIER_CHANGE = "tier_change"
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        PAID = "paid"
+        EXPIRED = "expired"
+
+    class Mode(models.TextChoices):
+        PAYMENT = "payment"
+        SETUP = "setup"
+
+    purpose = models.CharField(max_length=16, choices=Purpose.choices)
+    mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.PAYMENT)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    amount = AmountField()
+    # What arrived money applied to the target so far (an underpayment leaves it short of amount).
+    amount_paid = AmountField(default=0)
+    currency = models.CharField(max_length=8, choices=Currency.choices)
+    customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="payment_sessions")
+    wallet = models.ForeignKey("ledger.Wallet", on_delete=models.PROTECT, related_name="payment_sessions")
+    subscription = models.ForeignKey(
+        "subscriptions.Subscription", null=True, blank=True, on_delete=models.PROTECT, related_name="payment_sessions"
+    )
+    invoice_id = models.UUIDField(null=True, blank=True)
+    expires_at = models.DateTimeField()
+    paid_at = models.DateTimeField(null=True, blank=True)
+    success_url = models.URLField(max_length=2000, blank=True)
+    cancel_url = models.URLField(max_length=2000, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gte=0), name="payment_session_amount_not_negative"),
+            models.CheckConstraint(
+                condition=Q(amount_paid__gte=0) & Q(amount_paid__lte=models.F("amount")),
+                name="payment_session_paid_within_amount",
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "expires_at"], name="payment_session_status_expiry")]
+
+    def __str__(self):
+        return f"{self.purpose} {self.amount} {self.currency} ({self.status})"
+
+
+class PaymentSource(models.TextChoices):
+    """Where money came from (the contract's payment.source)."""
+
+    CARD = "card"
+    USDC = "usdc"
+    TEST = "test"
+    WALLET = "wallet"
+
+
+class PaymentAttempt(TenantModel):
+    """One try to collect a session: a card charge, a USDC transfer being confirmed, the
+    sandbox's test payment. At most one is in flight per session, across all sources."""
+
+    class Status(models.TextChoices):
+        IN_FLIGHT = "in_flight"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    session = models.ForeignKey(PaymentSession, on_delete=models.PROTECT, related_name="attempts")
+    source = models.CharField(max_length=16, choices=PaymentSource.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.IN_FLIGHT)
+    amount = AmountField(help_text="What this attempt asked for.")
+    currency = models.CharField(max_length=8, choices=Currency.choices)
+    # The processor's id for it once known (a PaymentIntent id, a transaction hash).
+    external_reference = models.CharField(max_length=300, blank=True)
+    failure_reason = models.CharField(max_length=500, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["merchant", "session"],
+                condition=Q(status="in_flight"),
+                name="payment_attempt_one_in_flight_per_session",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.source} attempt {self.amount} {self.currency} ({self.status})"
+
+
+class Payment(TenantModel):
+    """Money that arrived: credited in full to the customer's wallet through its source's
+    clearing account, and what of it applied to the session's target. One per external
+    reference (a PaymentIntent id, chain + transaction hash + log index, test:<session id>),
+    whatever merchant or session claims it, so the same money is never credited twice."""
+
+    class Status(models.TextChoices):
+        SUCCEEDED = "succeeded"
+        REFUNDED = "refunded"
+        DISPUTED = "disputed"
+
+    source = models.CharField(max_length=16, choices=PaymentSource.choices)
+    external_reference = models.CharField(max_length=300)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.SUCCEEDED)
+    amount = AmountField()
+    currency = models.CharField(max_length=8, choices=Currency.choices)
+    applied_amount = AmountField(default=0, help_text="What went to the session's target; the rest stays free.")
+    customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="payments")
+    wallet = models.ForeignKey("ledger.Wallet", on_delete=models.PROTECT, related_name="payments")
+    session = models.ForeignKey(
+        PaymentSession, null=True, blank=True, on_delete=models.PROTECT, related_name="payments"
+    )
+    attempt = models.OneToOneField(
+        PaymentAttempt, null=True, blank=True, on_delete=models.PROTECT, related_name="payment"
+    )
+    ledger_transaction = models.OneToOneField("ledger.LedgerTransaction", on_delete=models.PROTECT, related_name="+")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["source", "external_reference"], name="payment_unique_external_reference"),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="payment_amount_positive"),
+        ]
+        indexes = [models.Index(fields=["merchant", "created_at"], name="payment_merchant_created")]
+
+    def __str__(self):
+        return f"{self.source} {self.amount} {self.currency} ({self.external_reference})"
+
+
+class Adjustment(TenantModel):
+    """A merchant's credit (positive) or debit (negative) of a customer's wallet, taken from or
+    returned to the merchant's revenue account."""
+
+    customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="adjustments")
+    wallet = models.ForeignKey("ledger.Wallet", on_delete=models.PROTECT, related_name="adjustments")
+    amount = AmountField()
+    currency = models.CharField(max_length=8, choices=Currency.choices)
+    reason = models.CharField(max_length=500)
+    actor = models.CharField(max_length=200, blank=True, help_text="Who made it: the API, or an admin user.")
+    ledger_transaction = models.OneToOneField("ledger.LedgerTransaction", on_delete=models.PROTECT, related_name="+")
+    # Set by the admin's form (one token per form shown), so that a form submitted twice adjusts once.
+    idempotency_key = models.CharField(max_length=64, null=True, blank=True, editable=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["merchant", "idempotency_key"], name="adjustment_unique_idempotency_key"),
+        ]
+        indexes = [models.Index(fields=["customer", "created_at"], name="adjustment_customer_created")]
+
+    def __str__(self):
+        return f"{self.amount} {self.currency} ({self.reason})"

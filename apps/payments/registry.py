@@ -1,0 +1,77 @@
+"""What the payments service lets the apps above it plug in (they register in their
+AppConfig.ready(); payments never imports them):
+
+- a handler per session purpose: what paying a session of that purpose does to its target
+  (activation: the subscription's; top-up: payments' own; later invoice and tier change);
+- listeners of "wallet credited": told of every credit to a wallet's available balance, in
+  the transaction that made it (a later invoices app pays open invoices from it).
+
+A hook runs inside the caller's transaction: what it writes commits or rolls back with the
+money that caused it.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+
+
+class PurposeHandler:
+    """What paying a session of one purpose does to its target. The defaults suit a target
+    that is the wallet itself (a top-up)."""
+
+    def lock_target(self, session) -> None:
+        """Lock the target's rows, before the session's row is locked (the order every
+        writer of both keeps: target, then session)."""
+
+    def payable(self, session) -> bool:
+        """Whether the target still takes money (not paid, void or ended by other means)."""
+        return True
+
+    def apply(self, *, session, payment, amount: Decimal, covered: bool) -> None:
+        """`amount` of an arrived payment goes to the target (already credited to the wallet,
+        the session's amount_paid moved); `covered`: the session is now paid in full."""
+
+
+_handlers: dict[str, PurposeHandler] = {}
+
+
+def register_purpose(purpose: str, handler: PurposeHandler) -> None:
+    existing = _handlers.get(purpose)
+    if existing is not None and type(existing) is not type(handler):
+        raise RuntimeError(f"purpose {purpose!r} already has the handler {existing!r}")
+    _handlers[purpose] = handler
+
+
+def purpose_handler(purpose: str) -> PurposeHandler:
+    try:
+        return _handlers[purpose]
+    except KeyError:
+        raise LookupError(
+            f"no handler is registered for payment sessions of purpose {purpose!r}: the app that owns that purpose "
+            "registers it in its AppConfig.ready()"
+        ) from None
+
+
+@dataclass(frozen=True)
+class WalletCredit:
+    """A credit to a wallet's available balance: what and why (`cause`: payment, adjustment,
+    refund, hold_release), with the row that explains it where there is one."""
+
+    wallet: object
+    amount: Decimal
+    cause: str
+    payment: object = None
+
+
+_wallet_credited: list[Callable[[WalletCredit], None]] = []
+
+
+def on_wallet_credited(listener: Callable[[WalletCredit], None]) -> None:
+    if listener not in _wallet_credited:
+        _wallet_credited.append(listener)
+
+
+def wallet_credited(credit: WalletCredit) -> None:
+    """Announce a credit to every listener, inside the caller's transaction."""
+    for listener in _wallet_credited:
+        listener(credit)

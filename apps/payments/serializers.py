@@ -1,0 +1,97 @@
+"""Public shapes of payment sessions and adjustments (API, webhooks, checkout, portal)."""
+
+from django.conf import settings
+from django.utils import timezone
+from rest_framework import serializers
+
+from apps.core.money import format_amount
+from apps.payments.models import PaymentSession
+
+
+def checkout_url(session: PaymentSession) -> str:
+    return f"{settings.PUBLIC_BASE_URL}/checkout/{session.id}"
+
+
+def session_status(session: PaymentSession) -> str:
+    """A pending session past its expiry is expired, before the beat task marks it."""
+    if session.status == PaymentSession.Status.PENDING and session.expires_at <= timezone.now():
+        return PaymentSession.Status.EXPIRED
+    return session.status
+
+
+class PaymentSessionSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    object = serializers.SerializerMethodField()
+    livemode = serializers.BooleanField()
+    purpose = serializers.ChoiceField(choices=PaymentSession.Purpose.choices)
+    amount = serializers.SerializerMethodField()
+    amountPaid = serializers.SerializerMethodField(help_text="What arrived money paid of `amount` so far.")
+    currency = serializers.CharField()
+    status = serializers.SerializerMethodField()
+    checkoutUrl = serializers.SerializerMethodField()
+    url = serializers.SerializerMethodField()
+    mode = serializers.ChoiceField(choices=PaymentSession.Mode.choices)
+    expiresAt = serializers.DateTimeField(source="expires_at")
+    paidAt = serializers.DateTimeField(source="paid_at", allow_null=True)
+    customerId = serializers.UUIDField(source="customer_id")
+    walletId = serializers.UUIDField(source="wallet_id")
+    subscriptionId = serializers.UUIDField(source="subscription_id", allow_null=True)
+    invoiceId = serializers.UUIDField(source="invoice_id", allow_null=True)
+    createdAt = serializers.DateTimeField(source="created_at")
+
+    def get_object(self, obj) -> str:
+        return "paymentSession"
+
+    def get_amount(self, obj) -> str:
+        return format_amount(obj.amount, obj.currency)
+
+    def get_amountPaid(self, obj) -> str:
+        return format_amount(obj.amount_paid, obj.currency)
+
+    def get_status(self, obj) -> str:
+        return session_status(obj)
+
+    def get_checkoutUrl(self, obj) -> str:
+        return checkout_url(obj)
+
+    def get_url(self, obj) -> str:
+        return checkout_url(obj)
+
+
+class PaymentSessionShortSerializer(serializers.Serializer):
+    """The short view of a session that a subscription waits on (or was activated by)."""
+
+    status = serializers.CharField()
+    amount = serializers.CharField()
+    checkoutUrl = serializers.CharField()
+    paymentSessionId = serializers.UUIDField()
+    invoiceId = serializers.UUIDField(allow_null=True)
+
+
+def payment_session_short(session: PaymentSession) -> dict:
+    return {
+        "status": session_status(session),
+        "amount": format_amount(session.amount, session.currency),
+        "checkoutUrl": checkout_url(session),
+        "paymentSessionId": str(session.id),
+        "invoiceId": str(session.invoice_id) if session.invoice_id else None,
+    }
+
+
+class AdjustmentSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    object = serializers.SerializerMethodField()
+    livemode = serializers.BooleanField()
+    customerId = serializers.UUIDField(source="customer_id")
+    walletId = serializers.UUIDField(source="wallet_id")
+    amount = serializers.SerializerMethodField()
+    currency = serializers.CharField()
+    reason = serializers.CharField()
+    ledgerTransactionId = serializers.UUIDField(source="ledger_transaction_id")
+    createdAt = serializers.DateTimeField(source="created_at")
+
+    def get_object(self, obj) -> str:
+        return "adjustment"
+
+    def get_amount(self, obj) -> str:
+        return format_amount(obj.amount, obj.currency)

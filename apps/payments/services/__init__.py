@@ -1,0 +1,31 @@
+from apps.payments.services.adjustments import adjustment_create
+from apps.payments.services.receive import (
+    Arrival,
+    Received,
+    amount_due,
+    payment_attempt_fail,
+    payment_attempt_start,
+    payment_receive,
+    payment_session_pay_test,
+)
+from apps.payments.services.sessions import (
+    payment_session_create,
+    payment_session_expire_due,
+    payment_sessions_expire,
+    topup_session_create,
+)
+
+__all__ = [
+    "Arrival",
+    "Received",
+    "adjustment_create",
+    "amount_due",
+    "payment_attempt_fail",
+    "payment_attempt_start",
+    "payment_receive",
+    "payment_session_create",
+    "payment_session_expire_due",
+    "payment_session_pay_test",
+    "payment_sessions_expire",
+    "topup_session_create",
+]

@@ -1,0 +1,309 @@
+"""The one payment service: money that arrived for a session, credited and applied once.
+
+Every source (the sandbox's test payment today; card payments and USDC settlements next)
+reports what arrived through `payment_receive`, which in one transaction:
+
+1. locks the session's target (through its purpose's handler), then the session;
+2. records the Payment, unique per (source, external reference) whatever merchant or session
+   reports it: the same money reported again is credited once (the report returns the first
+   payment), and money already credited for another session is refused;
+3. credits exactly what arrived to the customer's wallet through the source's clearing
+   account of the merchant's mode (one balanced ledger transaction);
+4. applies it to the session's target at once, before anything else can spend it: up to what
+   is still due (an underpayment leaves the session pending with amount_paid; an excess stays
+   free on the wallet); a session already paid or expired, or a target that no longer takes
+   money, leaves it all on the wallet;
+5. completes the attempt it answers (or records one), and announces the credit
+   (registry.wallet_credited).
+
+It is the one place that will publish payment.* events (the outbox comes next).
+"""
+
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from apps.core.errors import Conflict, NotFound
+from apps.core.models import violated_constraint
+from apps.core.money import ZERO, format_amount, round_amount
+from apps.ledger.lock_objects import lock_wallet_balances
+from apps.ledger.models import LedgerTransaction
+from apps.ledger.services import Posting, TransactionSpec, clearing_account, ledger_post_many, wallet_get_or_create
+from apps.payments.models import Payment, PaymentAttempt, PaymentSession, PaymentSource
+from apps.payments.registry import PurposeHandler, WalletCredit, purpose_handler, wallet_credited
+
+ONE_IN_FLIGHT = "payment_attempt_one_in_flight_per_session"
+# The clearing account (a ledger "source") money of each kind arrives through.
+TEST_CLEARING = "test"
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """Money that arrived, as its processor reports it."""
+
+    source: str  # PaymentSource
+    amount: Decimal
+    currency: str
+    # Unique per source: a PaymentIntent id, "<chain>:<tx hash>:<log index>", "test:<session id>".
+    external_reference: str
+    # The clearing account it arrives through: stripe, chain:<name>, test.
+    clearing: str
+
+
+@dataclass(frozen=True)
+class Received:
+    payment: Payment
+    session: PaymentSession
+    # False: this money had been reported before, and nothing moved now.
+    created: bool
+
+
+def _lock_session(session_id, merchant=None) -> tuple[PaymentSession, PurposeHandler]:
+    """Lock the session's target, then the session (the order every writer of both keeps)."""
+    queryset = PaymentSession.objects.all() if merchant is None else PaymentSession.objects.filter(merchant=merchant)
+    unlocked = queryset.filter(pk=session_id).first()
+    if unlocked is None:
+        raise NotFound(f"No payment session {session_id}.", code="PAYMENT_SESSION_NOT_FOUND")
+    handler = purpose_handler(unlocked.purpose)
+    handler.lock_target(unlocked)
+    session = (
+        queryset.select_for_update(no_key=True, of=("self",))
+        .select_related("merchant", "wallet", "customer")
+        .get(pk=session_id)
+    )
+    return session, handler
+
+
+def _takes_money(session: PaymentSession, handler: PurposeHandler, now) -> bool:
+    return (
+        session.status == PaymentSession.Status.PENDING
+        and session.expires_at > now
+        and session.mode == PaymentSession.Mode.PAYMENT
+        and handler.payable(session)
+    )
+
+
+def _check_collectable(session: PaymentSession, handler: PurposeHandler, now) -> None:
+    """Refuse to start collecting a session that takes no money (409, naming why)."""
+    if session.mode == PaymentSession.Mode.SETUP:
+        raise Conflict(
+            f"Payment session {session.id} sets up a payment method; it takes no payment.",
+            code="PAYMENT_SESSION_IS_SETUP",
+        )
+    if session.status == PaymentSession.Status.PAID:
+        raise Conflict(f"Payment session {session.id} is already paid.", code="PAYMENT_SESSION_PAID")
+    if session.status == PaymentSession.Status.EXPIRED or session.expires_at <= now:
+        raise Conflict(
+            f"Payment session {session.id} expired at {session.expires_at.isoformat()}; create a new one.",
+            code="PAYMENT_SESSION_EXPIRED",
+        )
+    if not handler.payable(session):
+        raise Conflict(
+            f"What payment session {session.id} pays for ({session.purpose}) no longer takes payment.",
+            code="PAYMENT_TARGET_CLOSED",
+        )
+
+
+def amount_due(session: PaymentSession) -> Decimal:
+    return session.amount - session.amount_paid
+
+
+def _attempt_start_locked(session: PaymentSession, source: str) -> PaymentAttempt:
+    try:
+        with transaction.atomic():
+            return PaymentAttempt.objects.create(
+                merchant=session.merchant,
+                session=session,
+                source=source,
+                amount=amount_due(session),
+                currency=session.currency,
+            )
+    except IntegrityError as exc:
+        if violated_constraint(exc) != ONE_IN_FLIGHT:
+            raise
+    in_flight = PaymentAttempt.objects.filter(session=session, status=PaymentAttempt.Status.IN_FLIGHT).first()
+    raise Conflict(
+        f"Payment session {session.id} has a {in_flight.source if in_flight else 'payment'} attempt in flight"
+        f"{f' ({in_flight.id})' if in_flight else ''}; wait until it succeeds or fails before paying another way.",
+        code="PAYMENT_IN_FLIGHT",
+    )
+
+
+def payment_attempt_start(*, session_id, source: str, merchant=None) -> PaymentAttempt:
+    """Start collecting what the session still asks for through `source`: one attempt in
+    flight per session across all sources (409 PAYMENT_IN_FLIGHT for a second)."""
+    with transaction.atomic():
+        session, handler = _lock_session(session_id, merchant)
+        _check_collectable(session, handler, timezone.now())
+        return _attempt_start_locked(session, source)
+
+
+def payment_attempt_fail(*, attempt_id, reason: str) -> PaymentAttempt:
+    """The attempt failed (a declined card, a reverted transfer): the session can be tried again."""
+    with transaction.atomic():
+        attempt = PaymentAttempt.objects.select_for_update().get(pk=attempt_id)
+        if attempt.status == PaymentAttempt.Status.IN_FLIGHT:
+            attempt.status = PaymentAttempt.Status.FAILED
+            attempt.failure_reason = reason[:500]
+            attempt.finished_at = timezone.now()
+            attempt.save(update_fields=["status", "failure_reason", "finished_at", "updated_at"])
+        return attempt
+
+
+def _check_arrival(arrival: Arrival) -> None:
+    """Arrivals come from the platform's own processors: a malformed one is a bug."""
+    if arrival.amount <= ZERO or round_amount(arrival.amount) != arrival.amount:
+        raise ValueError(f"an arrival's amount must be positive with at most 12 places, got {arrival.amount}")
+    if arrival.source not in PaymentSource.values or not arrival.external_reference or not arrival.clearing:
+        raise ValueError(f"an arrival needs a known source, an external reference and a clearing account: {arrival}")
+
+
+def payment_receive(*, session_id, arrival: Arrival, attempt_id=None, merchant=None) -> Received:
+    """Credit what arrived for the session and apply it to its target, once (see the module)."""
+    _check_arrival(arrival)
+    with transaction.atomic():
+        session, handler = _lock_session(session_id, merchant)
+        existing = Payment.objects.filter(source=arrival.source, external_reference=arrival.external_reference).first()
+        if existing is not None:
+            return _reported_again(existing, session)
+        now = timezone.now()
+        merchant = session.merchant
+        same_currency = arrival.currency == session.currency
+        wallet = (
+            session.wallet
+            if same_currency
+            else wallet_get_or_create(merchant=merchant, customer=session.customer, currency=arrival.currency)
+        )
+        lock_wallet_balances([wallet])
+        applied = ZERO
+        if same_currency and _takes_money(session, handler, now):
+            applied = min(arrival.amount, amount_due(session))
+        attempt = _attempt_for(session, arrival, attempt_id, now)
+        txn_id = uuid.uuid4()
+        payment = _record(session, wallet, arrival, applied, attempt, txn_id)
+        ledger_post_many(
+            [
+                TransactionSpec(
+                    merchant=merchant,
+                    kind=LedgerTransaction.Kind.PAYMENT,
+                    currency=arrival.currency,
+                    postings=[
+                        Posting(
+                            clearing_account(
+                                source=arrival.clearing, currency=arrival.currency, livemode=merchant.livemode
+                            ),
+                            -arrival.amount,
+                        ),
+                        Posting(wallet.available_account, arrival.amount),
+                    ],
+                    reference=f"payment:{payment.id}",
+                    description=f"{session.purpose} paid via {arrival.source}",
+                    metadata={"paymentId": str(payment.id), "paymentSessionId": str(session.id)},
+                    id=txn_id,
+                )
+            ],
+            wallets_locked=True,
+        )
+        if applied > ZERO:
+            session.amount_paid += applied
+            covered = session.amount_paid >= session.amount
+            if covered:
+                session.status = PaymentSession.Status.PAID
+                session.paid_at = now
+            session.save(update_fields=["amount_paid", "status", "paid_at", "updated_at"])
+            handler.apply(session=session, payment=payment, amount=applied, covered=covered)
+        wallet_credited(WalletCredit(wallet=wallet, amount=arrival.amount, cause="payment", payment=payment))
+    return Received(payment=payment, session=session, created=True)
+
+
+def _reported_again(payment: Payment, session: PaymentSession) -> Received:
+    if payment.session_id != session.id:
+        raise Conflict(
+            f"The {payment.source} payment {payment.external_reference!r} was already credited for payment session "
+            f"{payment.session_id}; the same money cannot pay twice.",
+            code="PAYMENT_ALREADY_RECEIVED",
+        )
+    return Received(payment=payment, session=session, created=False)
+
+
+def _attempt_for(session: PaymentSession, arrival: Arrival, attempt_id, now) -> PaymentAttempt:
+    """The attempt this money answers, now succeeded; money that arrived without one (a
+    transfer sent on the customer's own) gets an attempt row recording it."""
+    if attempt_id is None:
+        return PaymentAttempt.objects.create(
+            merchant=session.merchant,
+            session=session,
+            source=arrival.source,
+            status=PaymentAttempt.Status.SUCCEEDED,
+            amount=arrival.amount,
+            currency=arrival.currency,
+            external_reference=arrival.external_reference,
+            finished_at=now,
+        )
+    attempt = PaymentAttempt.objects.select_for_update().get(pk=attempt_id, session=session)
+    attempt.status = PaymentAttempt.Status.SUCCEEDED
+    attempt.external_reference = attempt.external_reference or arrival.external_reference
+    attempt.finished_at = now
+    attempt.save(update_fields=["status", "external_reference", "finished_at", "updated_at"])
+    return attempt
+
+
+def _record(session, wallet, arrival: Arrival, applied: Decimal, attempt, txn_id) -> Payment:
+    """The Payment row; its (source, external reference) is unique across every merchant."""
+    try:
+        with transaction.atomic():
+            # (its ledger transaction is written next, in this transaction: the key is deferred)
+            return Payment.objects.create(
+                merchant=session.merchant,
+                source=arrival.source,
+                external_reference=arrival.external_reference,
+                amount=arrival.amount,
+                currency=arrival.currency,
+                applied_amount=applied,
+                customer=session.customer,
+                wallet=wallet,
+                session=session,
+                attempt=attempt,
+                ledger_transaction_id=txn_id,
+            )
+    except IntegrityError as exc:
+        if violated_constraint(exc) != "payment_unique_external_reference":
+            raise
+    # credited meanwhile by a concurrent report for another session (the same session's
+    # reports wait on its lock and find it before)
+    return _reported_again(
+        Payment.objects.get(source=arrival.source, external_reference=arrival.external_reference), session
+    )
+
+
+def payment_session_pay_test(*, merchant, session_id) -> tuple[PaymentSession, bool]:
+    """The sandbox's test payment: as if the customer paid what the session still asks for.
+    Its external reference is test:<session id>, so paying a session twice credits once.
+    Returns (session, paid_now)."""
+    if merchant.livemode:
+        raise NotFound("Test payments exist only in the sandbox: use an sk_test_ key.", code="NOT_FOUND")
+    with transaction.atomic():
+        session, handler = _lock_session(session_id, merchant)
+        reference = f"test:{session.id}"
+        if session.status == PaymentSession.Status.PAID or (
+            Payment.objects.filter(source=PaymentSource.TEST, external_reference=reference).exists()
+        ):
+            return session, False
+        _check_collectable(session, handler, timezone.now())
+        due = amount_due(session)
+        if due <= ZERO:
+            raise Conflict(
+                f"Payment session {session.id} asks for {format_amount(due, session.currency)}: nothing to pay.",
+                code="NOTHING_DUE",
+            )
+        attempt = _attempt_start_locked(session, PaymentSource.TEST)
+        received = payment_receive(
+            session_id=session.id,
+            arrival=Arrival(PaymentSource.TEST, due, session.currency, reference, TEST_CLEARING),
+            attempt_id=attempt.id,
+            merchant=merchant,
+        )
+    return received.session, True

@@ -1,0 +1,79 @@
+"""Payment sessions: creating them, and their expiry."""
+
+from datetime import timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from apps.core.errors import Unprocessable
+from apps.ledger.services import wallet_get_or_create
+from apps.payments.models import PaymentSession
+
+
+def session_expiry():
+    return timezone.now() + timedelta(seconds=settings.PAYMENT_SESSION_TTL_SECONDS)
+
+
+def payment_session_create(
+    *,
+    merchant,
+    purpose: str,
+    amount: Decimal,
+    currency: str,
+    customer,
+    wallet=None,
+    subscription=None,
+    invoice_id=None,
+    success_url: str = "",
+    cancel_url: str = "",
+) -> PaymentSession:
+    wallet = wallet or wallet_get_or_create(merchant=merchant, customer=customer, currency=currency)
+    return PaymentSession.objects.create(
+        merchant=merchant,
+        purpose=purpose,
+        mode=PaymentSession.Mode.SETUP if purpose == PaymentSession.Purpose.SETUP else PaymentSession.Mode.PAYMENT,
+        amount=amount,
+        currency=currency,
+        customer=customer,
+        wallet=wallet,
+        subscription=subscription,
+        invoice_id=invoice_id,
+        expires_at=session_expiry(),
+        success_url=success_url,
+        cancel_url=cancel_url,
+    )
+
+
+def topup_session_create(*, merchant, customer, amount: Decimal, currency: str) -> PaymentSession:
+    """A session that credits the customer's wallet in `currency` when paid."""
+    if customer.archived_at is not None:
+        raise Unprocessable(
+            f"Customer {customer.id} is archived; its wallet takes no top-up.", code="CUSTOMER_ARCHIVED"
+        )
+    with transaction.atomic():
+        return payment_session_create(
+            merchant=merchant,
+            purpose=PaymentSession.Purpose.TOP_UP,
+            amount=amount,
+            currency=currency,
+            customer=customer,
+        )
+
+
+def payment_sessions_expire(*, sessions) -> int:
+    """Expire these sessions now where still pending (their target ended: a subscription
+    terminated). Run under the target's lock; money arriving later stays on the wallet."""
+    now = timezone.now()
+    return sessions.filter(status=PaymentSession.Status.PENDING).update(
+        status=PaymentSession.Status.EXPIRED, expires_at=now, updated_at=now
+    )
+
+
+def payment_session_expire_due() -> int:
+    """Mark pending sessions past their expiry as expired (a beat task runs this)."""
+    now = timezone.now()
+    return PaymentSession.objects.filter(status=PaymentSession.Status.PENDING, expires_at__lte=now).update(
+        status=PaymentSession.Status.EXPIRED, updated_at=now
+    )

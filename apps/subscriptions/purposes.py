@@ -1,0 +1,33 @@
+"""What paying an activation session does: the subscription it activates (registered on the
+payments service by SubscriptionsConfig.ready)."""
+
+from django.utils import timezone
+
+from apps.payments.models import PaymentSession
+from apps.payments.registry import PurposeHandler, register_purpose
+from apps.subscriptions.models import Subscription
+
+
+class ActivationHandler(PurposeHandler):
+    """The prefund stays on the wallet (it is the customer's money for usage); once the session
+    is paid in full, the subscription waiting on it becomes active."""
+
+    def lock_target(self, session) -> None:
+        # the subscription before its session, as subscription_terminate locks them
+        Subscription.objects.select_for_update(no_key=True).filter(pk=session.subscription_id).first()
+
+    def payable(self, session) -> bool:
+        return Subscription.objects.filter(
+            pk=session.subscription_id, status=Subscription.Status.PENDING_PAYMENT
+        ).exists()
+
+    def apply(self, *, session, payment, amount, covered: bool) -> None:
+        if covered:
+            now = timezone.now()
+            Subscription.objects.filter(pk=session.subscription_id, status=Subscription.Status.PENDING_PAYMENT).update(
+                status=Subscription.Status.ACTIVE, activated_at=now, updated_at=now
+            )
+
+
+def register_purposes() -> None:
+    register_purpose(PaymentSession.Purpose.ACTIVATION, ActivationHandler())
