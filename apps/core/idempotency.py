@@ -150,15 +150,7 @@ def idempotency_lock(*, record: IdempotencyRecord) -> Replay | None:
 
 def idempotency_answer(*, record: IdempotencyRecord, status: int, body: bytes, content_type: str) -> None:
     """Store the service's 2xx answer in its own transaction, under the lock of idempotency_lock."""
-    now = timezone.now()
-    IdempotencyRecord.objects.filter(pk=record.pk).update(
-        status=IdempotencyRecord.Status.COMPLETED,
-        response_status=status,
-        response_body=body,
-        response_content_type=content_type,
-        completed_at=now,
-        updated_at=now,
-    )
+    _store(IdempotencyRecord.objects.filter(pk=record.pk), status, body, content_type)
 
 
 def idempotency_settle_failure(*, record: IdempotencyRecord, status: int, body: bytes, content_type: str) -> None:
@@ -168,8 +160,12 @@ def idempotency_settle_failure(*, record: IdempotencyRecord, status: int, body: 
     if 400 <= status < 500:
         in_progress.delete()
         return
+    _store(in_progress, status, body, content_type)
+
+
+def _store(records, status: int, body: bytes, content_type: str) -> None:
     now = timezone.now()
-    in_progress.update(
+    records.update(
         status=IdempotencyRecord.Status.COMPLETED,
         response_status=status,
         response_body=body,

@@ -6,7 +6,6 @@ from decimal import Decimal
 
 import pytest
 from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 
 from apps.ledger.models import Account, Balance, LedgerTransaction
 from apps.ledger.selectors import account_balance, ledger_check
@@ -19,6 +18,7 @@ from apps.ledger.services import (
     wallet_get_or_create,
 )
 from tests.factories import make_customer
+from tests.migrations import migrate_over_history
 from tests.usage.world import Billing
 
 D = Decimal
@@ -130,15 +130,7 @@ BEFORE_SPLIT = [("ledger", "0005_lean_hot_rows")]
 
 @pytest.mark.django_db(transaction=True)
 def test_the_split_migration_reclassifies_sandbox_amounts_with_balanced_transactions():
-    executor = MigrationExecutor(connection)
-    executor.migrate(BEFORE_SPLIT)
-    old = executor.loader.project_state(BEFORE_SPLIT).apps
-    try:
-        history = _post_history_before_the_split(old)
-    finally:
-        executor = MigrationExecutor(connection)
-        executor.loader.build_graph()
-        executor.migrate(executor.loader.graph.leaf_nodes())
+    history = migrate_over_history(BEFORE_SPLIT, _post_history_before_the_split)
 
     commission, clearing = (Account.objects.get(pk=pk) for pk in (history["commission"], history["clearing"]))
     assert commission.livemode and clearing.livemode

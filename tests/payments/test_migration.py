@@ -4,13 +4,12 @@ before the move got the payment and attempt that paid them."""
 from decimal import Decimal
 
 import pytest
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 from django.db.models import F
 from django.utils import timezone
 
 from apps.ledger.selectors import ledger_check
 from apps.payments.models import Adjustment, Payment, PaymentAttempt, PaymentSession
+from tests.migrations import migrate_over_history
 
 D = Decimal
 BEFORE_THE_MOVE = [("subscriptions", "0002_remove_stored_periods"), ("ledger", "0006_accounts_per_mode")]
@@ -18,15 +17,7 @@ BEFORE_THE_MOVE = [("subscriptions", "0002_remove_stored_periods"), ("ledger", "
 
 @pytest.mark.django_db(transaction=True)
 def test_the_move_keeps_sessions_and_adjustments_and_records_what_paid_them():
-    executor = MigrationExecutor(connection)
-    executor.migrate(BEFORE_THE_MOVE)
-    old = executor.loader.project_state(BEFORE_THE_MOVE).apps
-    try:
-        ids = _history(old)
-    finally:
-        executor = MigrationExecutor(connection)
-        executor.loader.build_graph()
-        executor.migrate(executor.loader.graph.leaf_nodes())
+    ids = migrate_over_history(BEFORE_THE_MOVE, _history)
 
     paid = PaymentSession.objects.get(pk=ids["paid"])
     assert (paid.status, paid.amount_paid) == ("paid", D("7"))
