@@ -9,7 +9,7 @@ from django.utils import timezone
 from apps.payments.models import PaymentSession
 from apps.payments.services import payment_session_pay_test, topup_session_create
 from apps.subscriptions.services import subscription_create
-from tests.factories import make_customer, make_plan
+from tests.factories import make_customer, make_plan, pay_session
 
 
 @pytest.fixture
@@ -72,3 +72,13 @@ def test_live_sessions_have_no_test_payment(client, merchant):
 
 def test_unknown_session_is_404(client, db):
     assert client.get("/checkout/00000000-0000-0000-0000-000000000000").status_code == 404
+
+
+def test_a_partly_paid_session_shows_what_is_still_due(client, session):
+    pay_session(session, amount=Decimal("7.5"), reference="0xabc:0")
+    html = client.get(f"/checkout/{session.id}").content.decode()
+    assert "7.500000 USDC received so far; 12.500000 USDC still due" in html
+    assert "Pay 12.500000 USDC (test)" in html
+    client.post(f"/checkout/{session.id}/test-payment")
+    session.refresh_from_db()
+    assert (session.status, session.amount_paid) == ("paid", Decimal("20"))
