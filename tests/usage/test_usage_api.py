@@ -373,9 +373,26 @@ def test_a_price_change_applies_to_the_next_event_at_once(api, billing):
     billing.fund("100")
     assert api.post("/v0/usage", billing.event("before", metric)).json()["billing"]["price"] == "1.000000"
     price = billing.plan.prices.get()
-    assert api.patch(f"/v0/prices/{price.id}", {"properties": {"unitPrice": "2"}}).status_code == 200
+    # a price that has priced usage keeps its terms; what stays editable applies at once
+    assert api.patch(f"/v0/prices/{price.id}", {"properties": {"unitPrice": "2"}}).status_code == 409
+    assert api.patch(f"/v0/prices/{price.id}", {"allowPriceOverride": True}).status_code == 200
+    overridden = billing.event(
+        "override", metric, properties=[{"billableMetricId": str(metric.id), "quantity": 1, "price": "3"}]
+    )
+    assert api.post("/v0/usage", overridden).json()["billing"]["price"] == "3.000000"
+    # a new price, and the plan switched to it
+    new = api.post(
+        "/v0/prices",
+        {
+            "billableMetricId": str(metric.id),
+            "paymentTerm": "instant",
+            "currency": "USDC",
+            "properties": {"unitPrice": "2"},
+        },
+    ).json()
+    assert api.patch(f"/v0/plans/{billing.plan.id}", {"prices": [new["id"]]}).status_code == 200
     assert api.post("/v0/usage", billing.event("after", metric)).json()["billing"]["price"] == "2.000000"
-    api.delete(f"/v0/prices/{price.id}")
+    api.delete(f"/v0/prices/{new['id']}")
     # an archived price still bills the plans that hold it
     assert api.post("/v0/usage", billing.event("archived", metric)).json()["billing"]["price"] == "2.000000"
 
