@@ -272,6 +272,70 @@ def test_package_charges_every_started_package_whole(properties, quantity, free_
     assert result.amount == expected
 
 
+HUNDRED_FOR_ONE = {"packageSize": 100, "packagePrice": "1"}
+
+
+@pytest.mark.parametrize(
+    ("properties", "quantity", "units_before", "free_units", "expected", "billable"),
+    [
+        (HUNDRED_FOR_ONE, D(1), D(0), D(0), D(1), D(1)),
+        (HUNDRED_FOR_ONE, D(1), D(1), D(0), D(0), D(1)),
+        (HUNDRED_FOR_ONE, D(1), D(99), D(0), D(0), D(1)),
+        (HUNDRED_FOR_ONE, D(1), D(100), D(0), D(1), D(1)),
+        (HUNDRED_FOR_ONE, D(100), D(0), D(0), D(1), D(100)),
+        (HUNDRED_FOR_ONE, D(100), D(1), D(0), D(1), D(100)),
+        (HUNDRED_FOR_ONE, D(100), D(50), D(0), D(1), D(100)),
+        (HUNDRED_FOR_ONE, D(150), D(50), D(0), D(1), D(150)),
+        (HUNDRED_FOR_ONE, D(151), D(50), D(0), D(2), D(151)),
+        (HUNDRED_FOR_ONE, D("0.5"), D("99.75"), D(0), D(1), D("0.5")),
+        (HUNDRED_FOR_ONE, D("0.25"), D("99.75"), D(0), D(0), D("0.25")),
+        (HUNDRED_FOR_ONE, D(0), D(37), D(0), D(0), D(0)),
+        # free units first: 5 of the 10 free units left, so 5 billable units start the first package
+        (HUNDRED_FOR_ONE, D(10), D(5), D(10), D(1), D(5)),
+        (HUNDRED_FOR_ONE, D(10), D(10), D(10), D(1), D(10)),
+        (HUNDRED_FOR_ONE, D(10), D(20), D(10), D(0), D(10)),
+        (HUNDRED_FOR_ONE, D(100), D(0), D(100), D(0), D(0)),
+        (PACKAGE, D(1), D(10**20), D(0), D(5), D(1)),
+        (PACKAGE, D(1), D(10**20 - 1), D(0), D(0), D(1)),
+        ({"packageSize": 3, "packagePrice": "0.000000000001"}, D(1), D(3), D(0), D("0.000000000001"), D(1)),
+        ({"packageSize": 3, "packagePrice": "0.000000000001"}, D(2), D(4), D(0), D(0), D(2)),
+    ],
+)
+def test_instant_package_charges_the_packages_the_event_starts_over_the_running_total(
+    properties, quantity, units_before, free_units, expected, billable
+):
+    result = price_quantity(
+        pricing_strategy("package", properties), quantity, free_units=free_units, units_before=units_before
+    )
+
+    assert result.amount == expected
+    assert result.billable_quantity == billable
+
+
+@pytest.mark.parametrize(
+    ("properties", "free_units", "events", "period_amount"),
+    [
+        (HUNDRED_FOR_ONE, D(0), [D(1)] * 100, D(1)),
+        (HUNDRED_FOR_ONE, D(0), [D(1)] * 101, D(2)),
+        (HUNDRED_FOR_ONE, D(0), [D(40), D(40), D(40), D(80)], D(2)),
+        (HUNDRED_FOR_ONE, D(0), [D("0.5")] * 201, D(2)),
+        (HUNDRED_FOR_ONE, D(30), [D(10)] * 13, D(1)),
+        (PACKAGE, D(150), [D(100), D(100), D(100)], D(10)),
+        ({"packageSize": 3, "packagePrice": "0.000000000001"}, D(0), [D(1)] * 10, D("0.000000000004")),
+    ],
+)
+def test_instant_package_charges_sum_to_the_package_price_of_the_total(properties, free_units, events, period_amount):
+    strategy = pricing_strategy("package", properties)
+    charged = D(0)
+    units_before = D(0)
+    for quantity in events:
+        charged += price_quantity(strategy, quantity, free_units=free_units, units_before=units_before).amount
+        units_before += quantity
+
+    assert charged == period_amount
+    assert charged == price_quantity(strategy, units_before, free_units=free_units).amount
+
+
 @pytest.mark.parametrize(
     ("properties", "quantity", "expected", "unit_price"),
     [

@@ -98,7 +98,7 @@ def price_quantity(
     `strategy` is a parsed price: `pricing_strategy(model, properties)`, or
     `price_strategy(price)` for a catalog Price. `units_before` is the period's
     total already charged before this quantity: it uses up free units first, and
-    graduated prices continue from it. Pass 0 to price a whole period's aggregate.
+    graduated tiers and packages continue from it. Pass 0 to price a whole period's aggregate.
     """
     quantity = _quantity(quantity, "quantity")
     free_units = _quantity(free_units, "free_units")

@@ -8,8 +8,8 @@ One code path serves single events and batches:
    (404, 409, 422).
 3. `_charge` prices and charges them in one database transaction: the wallets'
    balance rows are locked first (in one order), each event is priced (instant
-   graduated prices continue from the period's running total, read under that
-   lock), checked against the wallet's minimum balance or the entitlement's hold
+   graduated and package prices continue from the period's running total, read
+   under that lock), checked against the wallet's minimum balance or the entitlement's hold
    (402, nothing written), then the events, their lines and one balanced ledger
    transaction (per currency) are written. A response is returned only after commit.
 
@@ -550,7 +550,7 @@ def _priced_alone(event: ResolvedEvent) -> bool:
 
 
 def _price_event(merchant, event: ResolvedEvent, counters: dict) -> dict:
-    """Price the event's lines (graduated tiers and free units continue from `counters`) and
+    """Price the event's lines (graduated tiers, packages and free units continue from `counters`) and
     split its total; returns the running totals it moves."""
     pending_counters: dict = {}
     for line in event.lines:
