@@ -282,6 +282,14 @@ def price_clean(
             "A metered price is instant (charged per event) or in_arrears (invoiced at period end).",
             code="METERED_PRICE_IN_ADVANCE",
         )
+    if model == PriceModel.VOLUME and payment_term == PaymentTerm.INSTANT:
+        raise FieldError(
+            "paymentTerm",
+            "a volume price cannot be instant: its tier, and so the price of every unit, depends on the "
+            "period's total, which is known only when the period ends. Use paymentTerm in_arrears, or the "
+            "graduated model to price each event as it comes.",
+            code="VOLUME_PRICE_NOT_INSTANT",
+        )
     free = _decimal(0 if free_units is None else free_units, field="freeUnits", code="INVALID_FREE_UNITS")
     if payment_term == PaymentTerm.INSTANT and billable_metric.aggregation not in ADDITIVE_AGGREGATIONS:
         raise Unprocessable(
