@@ -3,8 +3,9 @@
 Creating one moves the priced amount from the wallet's available balance to held
 (402 INSUFFICIENT_BALANCE, nothing written, when it is not there), and keeps with each
 item how it priced it. Usage that names it is charged from the hold what the hold
-reserved for those units (apps.usage.services). Releasing it (DELETE, expiry,
-exhaustion) moves what is left back to available, once.
+reserved for those units (apps.usage.services), and a refund of such usage while it is
+active goes back to it. Releasing it (DELETE, expiry, exhaustion) moves what is left back
+to available, once.
 """
 
 from dataclasses import dataclass
@@ -199,6 +200,31 @@ def entitlement_item_charge(item: EntitlementItem, quantity: Decimal) -> Pricing
         quantity=quantity,
         remaining_amount=item.remaining_amount,
     )
+
+
+def entitlement_is_live(entitlement: Entitlement, now) -> bool:
+    """Whether usage can still be charged from the entitlement (and a refund go back to it)."""
+    return entitlement.status == Entitlement.Status.ACTIVE and entitlement.expires_at > now
+
+
+def entitlement_restore_use(*, entitlement: Entitlement, amount: Decimal, lines) -> None:
+    """Give a live hold back what a refunded use of it took, as if that use had not happened:
+    each line's units and amount to its metric's item, the amount to the hold, and the use.
+    The caller locked the wallet's balance rows and the entitlement, and posts `amount` back to
+    the held balance. `lines` are the refunded event's (billable_metric_id, quantity, amount)."""
+    items = {
+        item.billable_metric_id: item
+        for item in EntitlementItem.objects.filter(entitlement=entitlement, merchant_id=entitlement.merchant_id)
+    }
+    for line in lines:
+        item = items[line.billable_metric_id]
+        item.remaining_quantity += line.quantity
+        item.remaining_amount += line.amount or ZERO
+    for item in items.values():
+        item.save(update_fields=["remaining_quantity", "remaining_amount", "updated_at"])
+    entitlement.remaining_amount += amount
+    entitlement.used_count = max(0, entitlement.used_count - 1)
+    entitlement.save(update_fields=["remaining_amount", "used_count", "updated_at"])
 
 
 def _release(entitlement: Entitlement, status: str, now) -> None:

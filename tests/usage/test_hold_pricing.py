@@ -1,5 +1,5 @@
-"""Holds charge what they reserved: an entitlement keeps how it priced its units, and usage
-consumes them in order."""
+"""Holds charge what they reserved: an entitlement keeps how it priced its units, usage
+consumes them in order, and a refund while the hold is active gives them back to it."""
 
 from decimal import Decimal
 
@@ -214,3 +214,93 @@ def test_usage_from_a_hold_after_a_plan_switch_is_an_instant_line_of_the_reserve
         payment_term=PaymentTerm.IN_ARREARS,
     ).total
     assert arrears_total == D(7)
+
+
+# --- refunds ----------------------------------------------------------------------------------
+
+
+def test_a_refund_of_usage_from_a_live_hold_goes_back_to_the_hold(api, billing):
+    assert charged(use(api, billing, "before", 90)) == D("0.9")
+    hold = reserve(api, billing, billing.tokens, 20, expiresIn=600)
+    first = use(api, billing, "h1", 5, hold)
+    second = use(api, billing, "h2", 10, hold)
+    assert (charged(first), charged(second)) == (D("0.05"), D("0.055"))
+    assert (billing.available(), billing.held()) == (D("8.99"), D("0.005"))
+    assert counter(billing) == D(105)
+
+    refunded = api.patch(f"/v0/usage/{second['id']}", {"refund": True, "reason": "failed call"})
+
+    assert refunded.status_code == 200, refunded.json()
+    # back to the hold, not to available
+    assert (billing.available(), billing.held()) == (D("8.99"), D("0.06"))
+    after = entitlement_of(api, hold)
+    assert (after["status"], after["remainingBalance"], after["remainingQuantity"], after["usedCount"]) == (
+        "active",
+        "0.060000",
+        "15",
+        1,
+    )
+    item = after["entitlementData"][0]
+    assert (item["remainingQuantity"], item["remainingBalance"]) == ("15", "0.060000")
+    assert counter(billing) == D(95)
+    assert billing.revenue() + billing.commission() == D("0.95")
+    # and used again: the same units, the same charge; the hold used up charged what it reserved
+    again = use(api, billing, "h3", 10, hold)
+    last = use(api, billing, "h4", 5, hold)
+    assert (charged(again), charged(last)) == (D("0.055"), D("0.005"))
+    assert charged(first) + charged(again) + charged(last) == D("0.11")
+    after = entitlement_of(api, hold)
+    assert (after["status"], after["usedCount"]) == ("exhausted", 3)
+    assert (billing.available(), billing.held()) == (D("8.99"), D(0))
+    assert ledger_check() == []
+
+
+def test_a_refund_into_a_live_hold_restores_a_use_counted_against_max_uses(api, billing):
+    hold = reserve(api, billing, billing.tokens, 20, maxUses=2)
+    first = use(api, billing, "u1", 5, hold)
+    assert api.patch(f"/v0/usage/{first['id']}", {"refund": True}).status_code == 200
+    assert entitlement_of(api, hold)["usedCount"] == 0
+
+    use(api, billing, "u2", 5, hold)
+    after = entitlement_of(api, hold)
+
+    assert (after["status"], after["usedCount"], after["remainingQuantity"]) == ("active", 1, "15")
+
+
+def test_a_refund_of_usage_from_a_released_hold_goes_to_available(api, billing):
+    hold = reserve(api, billing, billing.tokens, 20)
+    event = use(api, billing, "h1", 5, hold)
+    assert api.delete(f"/v0/entitlements/{hold['id']}").json()["status"] == "released"
+    assert (billing.available(), billing.held()) == (D("9.95"), D(0))
+
+    assert api.patch(f"/v0/usage/{event['id']}", {"refund": True}).status_code == 200
+
+    assert (billing.available(), billing.held()) == (D(10), D(0))
+    after = entitlement_of(api, hold)
+    assert (after["status"], after["remainingBalance"], after["usedCount"]) == ("released", "0.000000", 1)
+    assert ledger_check() == []
+
+
+def test_a_refund_of_usage_that_exhausted_its_hold_goes_to_available(api, billing):
+    hold = reserve(api, billing, billing.tokens, 20)
+    event = use(api, billing, "all", 20, hold)
+    assert entitlement_of(api, hold)["status"] == "exhausted"
+
+    assert api.patch(f"/v0/usage/{event['id']}", {"refund": True}).status_code == 200
+
+    assert (billing.available(), billing.held()) == (D(10), D(0))
+    assert entitlement_of(api, hold)["remainingQuantity"] == "0"
+    assert ledger_check() == []
+
+
+def test_accepting_a_dispute_of_usage_from_a_live_hold_refunds_it_to_the_hold(api, billing):
+    hold = reserve(api, billing, billing.tokens, 20)
+    event = use(api, billing, "h1", 5, hold)
+    dispute = api.post("/v0/disputes", {"usageEventId": event["id"], "message": "never called"}).json()
+
+    assert api.post(f"/v0/disputes/{dispute['id']}/accept").status_code == 200
+
+    assert (billing.available(), billing.held()) == (D("9.8"), D("0.2"))
+    after = entitlement_of(api, hold)
+    assert (after["remainingBalance"], after["remainingQuantity"], after["usedCount"]) == ("0.200000", "20", 0)
+    assert ledger_check() == []
