@@ -17,6 +17,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from apps.catalog import hooks
 from apps.catalog.models import (
     ADDITIVE_AGGREGATIONS,
     Aggregation,
@@ -34,7 +35,6 @@ from apps.catalog.selectors import reference_not_found
 from apps.core.errors import Conflict, FieldError, Unprocessable
 from apps.core.models import violated_constraint
 from apps.merchants.models import Merchant
-from apps.usage.models import UsageLine
 
 PLAN_CODE_CONSTRAINT = "plan_unique_merchant_code"
 MAX_GROUP_BY = 10
@@ -173,7 +173,7 @@ def billable_metric_clean(
     measure_changed = metric is not None and (
         aggregation != metric.aggregation or value_property != metric.value_property
     )
-    if measure_changed and UsageLine.objects.filter(billable_metric=metric).exists():
+    if measure_changed and hooks.metric_has_usage(metric):
         raise Conflict(
             f"Billable metric {metric.id} already has usage, measured with aggregation {metric.aggregation} "
             f"and valueProperty {metric.value_property!r}; changing them would rewrite past meters. "
@@ -282,6 +282,14 @@ def price_clean(
             "A metered price is instant (charged per event) or in_arrears (invoiced at period end).",
             code="METERED_PRICE_IN_ADVANCE",
         )
+    if model == PriceModel.VOLUME and payment_term == PaymentTerm.INSTANT:
+        raise FieldError(
+            "paymentTerm",
+            "a volume price cannot be instant: its tier, and so the price of every unit, depends on the "
+            "period's total, which is known only when the period ends. Use paymentTerm in_arrears, or the "
+            "graduated model to price each event as it comes.",
+            code="VOLUME_PRICE_NOT_INSTANT",
+        )
     free = _decimal(0 if free_units is None else free_units, field="freeUnits", code="INVALID_FREE_UNITS")
     if payment_term == PaymentTerm.INSTANT and billable_metric.aggregation not in ADDITIVE_AGGREGATIONS:
         raise Unprocessable(
@@ -378,11 +386,28 @@ PRICE_FIELDS = (
 )
 
 
+# What a price that has priced usage keeps (its API names): that usage was charged, or waits
+# to be invoiced, by them. Its display name, allowPriceOverride and a fee's amount stay editable.
+PRICE_TERMS = {
+    "billable_metric": "billableMetricId",
+    "model": "model",
+    "payment_term": "paymentTerm",
+    "currency": "currency",
+    "properties": "properties",
+    "free_units": "freeUnits",
+}
+
+
 def price_update_clean(*, price: Price, **changes: Any) -> dict[str, Any]:
     """Validate a change of `price`: the merged result as a new price would be, and against
-    every plan that holds it (currency, one price per metric). Returns every field to set."""
+    every plan that holds it (currency, one price per metric). Returns every field to set.
+
+    A price that has priced usage keeps its terms (PRICE_TERMS): changing one is 409
+    PRICE_IN_USE, whatever the new value's validity. Sending a term's current value is no change.
+    """
     _only(changes, set(PRICE_FIELDS))
     _check_not_archived(price)
+    _check_terms_kept_if_used(price=price, changes=changes)
     merged = {name: changes.get(name, getattr(price, name)) for name in PRICE_FIELDS}
     becomes_fee = merged["billable_metric"] is None
     if becomes_fee and "properties" not in changes and not price.is_fee:
@@ -408,6 +433,63 @@ def price_update_clean(*, price: Price, **changes: Any) -> dict[str, Any]:
     for plan in Plan.objects.filter(prices=price).prefetch_related("prices"):
         _check_price_fits_plan(price=candidate, plan=plan)
     return merged
+
+
+def _changed_terms(*, price: Price, changes: dict[str, Any]) -> list[str]:
+    """The API names of the terms in `changes` whose value differs from the price's.
+
+    Values are compared as stored: properties in their canonical form under the (new) model,
+    free units as numbers (none is 0 on a metered price). A value that cannot be read is a change.
+    """
+    changed = []
+    for name, api_name in PRICE_TERMS.items():
+        if name not in changes:
+            continue
+        new = changes[name]
+        if name == "billable_metric":
+            same = getattr(new, "pk", new) == price.billable_metric_id
+        elif name == "properties":
+            model = changes.get("model", price.model)
+            stored = _canonical_properties(price.model, price.properties)
+            same = stored is not None and _canonical_properties(model, new) == stored
+        elif name == "free_units":
+            same = _same_number(new, price.free_units)
+        else:
+            same = new == getattr(price, name)
+        if not same:
+            changed.append(api_name)
+    return changed
+
+
+def _canonical_properties(model: str, properties: Any) -> dict | None:
+    if not properties:
+        return {}
+    try:
+        return validate_properties(model, properties)
+    except PriceConfigError:
+        return None
+
+
+def _same_number(raw: Any, current: Decimal) -> bool:
+    try:
+        return (Decimal(0) if raw is None else parse_decimal(raw, field="freeUnits", code="INVALID")) == current
+    except PriceConfigError:
+        return False
+
+
+def _check_terms_kept_if_used(*, price: Price, changes: dict[str, Any]) -> None:
+    changed = _changed_terms(price=price, changes=changes)
+    if not changed or not hooks.price_has_usage(price):
+        return
+    fields = ", ".join(changed)
+    raise Conflict(
+        f"Price {price.pk} has priced usage, so its {fields} can no longer change: usage already charged "
+        "or waiting to be invoiced was priced by them. Create a new price with the new values and switch "
+        "the plan to it (PATCH /v0/plans/{id} with its prices). invoiceDisplayName, allowPriceOverride and "
+        "a fee's amount stay editable.",
+        code="PRICE_IN_USE",
+        details={"priceId": str(price.pk), "fields": changed},
+    )
 
 
 def _touch_plans_of(price: Price) -> None:

@@ -18,6 +18,11 @@ class EntitlementItemInline(ReadOnlyMixin, TenantTabularInline):
         "quantity",
         "remaining_quantity",
         "reserved_amount",
+        "remaining_amount",
+        "pricing_model",
+        "pricing_properties",
+        "free_units",
+        "units_before",
     )
     readonly_fields = fields
     extra = 0

@@ -1,5 +1,6 @@
 from django.db import models
 
+from apps.catalog.models import PriceModel
 from apps.core.fields import AmountField, Currency
 from apps.core.models import TenantModel
 
@@ -51,7 +52,15 @@ class Entitlement(TenantModel):
 
 
 class EntitlementItem(TenantModel):
-    """One metric of an entitlement: the units reserved and left, at the price reserved."""
+    """One metric of an entitlement: the units reserved and left, at the price reserved.
+
+    How the reservation was priced is kept with it (a snapshot: later changes of the price, or
+    of the period's running total, do not reach it): the pricing model and properties (a
+    standard price at `unit_price_override` when one was given), the price's free units, and
+    the period's running total of the price when it reserved. The first u reserved units cost
+    R(u) = price_quantity(strategy, u, free_units, units_before), R(quantity) is
+    `reserved_amount`, and usage consumes the units in order (apps.catalog.pricing.reservation).
+    """
 
     entitlement = models.ForeignKey(Entitlement, on_delete=models.CASCADE, related_name="items")
     billable_metric = models.ForeignKey("catalog.BillableMetric", on_delete=models.PROTECT, related_name="+")
@@ -62,6 +71,10 @@ class EntitlementItem(TenantModel):
     reserved_amount = AmountField()
     # What this metric may still draw from the hold: one metric cannot use another's funds.
     remaining_amount = AmountField(default=0)
+    pricing_model = models.CharField(max_length=16, choices=PriceModel.choices)
+    pricing_properties = models.JSONField()
+    free_units = AmountField(default=0)
+    units_before = AmountField(default=0)
 
     class Meta:
         constraints = [

@@ -1,9 +1,11 @@
 """Entitlements: pre-authorizations that hold wallet funds for N units of usage.
 
 Creating one moves the priced amount from the wallet's available balance to held
-(402 INSUFFICIENT_BALANCE, nothing written, when it is not there). Usage that names
-it is charged from the hold (apps.usage.services). Releasing it (DELETE, expiry,
-exhaustion) moves what is left back to available, once.
+(402 INSUFFICIENT_BALANCE, nothing written, when it is not there), and keeps with each
+item how it priced it. Usage that names it is charged from the hold what the hold
+reserved for those units (apps.usage.services), and a refund of such usage while it is
+active goes back to it. Releasing it (DELETE, expiry, exhaustion) moves what is left back
+to available, once.
 """
 
 from dataclasses import dataclass
@@ -15,7 +17,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.catalog.models import BillableMetric, PaymentTerm
-from apps.catalog.pricing import price_line_amount
+from apps.catalog.pricing import (
+    PricingResult,
+    Reservation,
+    price_reservation,
+    pricing_strategy,
+    reservation_charge,
+)
 from apps.core.errors import NotFound, PaymentRequired, Unprocessable
 from apps.core.jobs import job_lock
 from apps.core.money import ZERO, format_amount
@@ -105,11 +113,11 @@ def entitlement_create(
         )
         items, total = [], ZERO
         for request, price in zip(requests, prices, strict=True):
-            amount = price_line_amount(
-                price, request.quantity, request.price, units_by_price.get(price.id, ZERO)
-            ).amount
+            # how this reservation is priced is kept with it: its uses are charged by it
+            reservation = price_reservation(price, request.price, units_by_price.get(price.id, ZERO))
+            amount = reservation.amount(request.quantity)
             total += amount
-            items.append((request, price, amount))
+            items.append((request, price, reservation, amount))
         # the highest minimumAccountBalance of the active subscriptions sharing the wallet
         minimum = subscriptions.wallet_minimum[wallet.id]
         if available - total < minimum:
@@ -158,11 +166,65 @@ def entitlement_create(
                     remaining_quantity=request.quantity,
                     reserved_amount=amount,
                     remaining_amount=amount,
+                    pricing_model=reservation.strategy.name,
+                    pricing_properties=reservation.strategy.to_properties(),
+                    free_units=reservation.free_units,
+                    units_before=reservation.units_before,
                 )
-                for request, price, amount in items
+                for request, price, reservation, amount in items
             ]
         )
     return entitlement
+
+
+def item_reservation(item: EntitlementItem) -> Reservation:
+    """How the item's reservation was priced (its snapshot), parsed once per loaded row."""
+    reservation = getattr(item, "parsed_reservation", None)
+    if reservation is None:
+        reservation = item.parsed_reservation = Reservation(
+            strategy=pricing_strategy(item.pricing_model, item.pricing_properties),
+            free_units=item.free_units,
+            units_before=item.units_before,
+        )
+    return reservation
+
+
+def entitlement_item_charge(item: EntitlementItem, quantity: Decimal) -> PricingResult:
+    """What a use of `quantity` of the item's units is charged: what the hold reserved for them,
+    the units consumed in order (apps.catalog.pricing.reservation). The item is locked with
+    its entitlement; the caller refuses a quantity beyond what is left."""
+    return reservation_charge(
+        item_reservation(item),
+        reserved=item.quantity,
+        consumed=item.quantity - item.remaining_quantity,
+        quantity=quantity,
+        remaining_amount=item.remaining_amount,
+    )
+
+
+def entitlement_is_live(entitlement: Entitlement, now) -> bool:
+    """Whether usage can still be charged from the entitlement (and a refund go back to it)."""
+    return entitlement.status == Entitlement.Status.ACTIVE and entitlement.expires_at > now
+
+
+def entitlement_restore_use(*, entitlement: Entitlement, amount: Decimal, lines) -> None:
+    """Give a live hold back what a refunded use of it took, as if that use had not happened:
+    each line's units and amount to its metric's item, the amount to the hold, and the use.
+    The caller locked the wallet's balance rows and the entitlement, and posts `amount` back to
+    the held balance. `lines` are the refunded event's (billable_metric_id, quantity, amount)."""
+    items = {
+        item.billable_metric_id: item
+        for item in EntitlementItem.objects.filter(entitlement=entitlement, merchant_id=entitlement.merchant_id)
+    }
+    for line in lines:
+        item = items[line.billable_metric_id]
+        item.remaining_quantity += line.quantity
+        item.remaining_amount += line.amount or ZERO
+    for item in items.values():
+        item.save(update_fields=["remaining_quantity", "remaining_amount", "updated_at"])
+    entitlement.remaining_amount += amount
+    entitlement.used_count = max(0, entitlement.used_count - 1)
+    entitlement.save(update_fields=["remaining_amount", "used_count", "updated_at"])
 
 
 def _release(entitlement: Entitlement, status: str, now) -> None:

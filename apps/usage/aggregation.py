@@ -152,8 +152,23 @@ def window_starts(start: dt.datetime, end: dt.datetime, window: str) -> list[dt.
     return starts
 
 
-def usage_lines(*, merchant, metric: BillableMetric, start, end, customer_id=None, subscription_id=None):
-    """The lines a meter aggregates: the metric's, in [start, end), of events not refunded."""
+def usage_lines(
+    *,
+    merchant,
+    metric: BillableMetric,
+    start,
+    end,
+    customer_id=None,
+    subscription_id=None,
+    price_id=None,
+    payment_term: str | None = None,
+):
+    """The lines a meter aggregates: the metric's, in [start, end), of events not refunded.
+
+    `price_id` and `payment_term` select the lines priced by one price, or on one term: what
+    an invoice bills. A metric can be priced instant by one price and in_arrears by another in
+    one period (a plan switched to a new price); invoicing its in_arrears usage must not count
+    the lines already charged instantly."""
     queryset = UsageLine.objects.filter(
         merchant=merchant,
         billable_metric=metric,
@@ -165,6 +180,10 @@ def usage_lines(*, merchant, metric: BillableMetric, start, end, customer_id=Non
         queryset = queryset.filter(customer_id=customer_id)
     if subscription_id is not None:
         queryset = queryset.filter(subscription_id=subscription_id)
+    if price_id is not None:
+        queryset = queryset.filter(price_id=price_id)
+    if payment_term is not None:
+        queryset = queryset.filter(payment_term=payment_term)
     return queryset
 
 
@@ -176,10 +195,15 @@ def aggregate(
     end: dt.datetime,
     customer_id=None,
     subscription_id=None,
+    price_id=None,
+    payment_term: str | None = None,
     group_by: list[str] | None = None,
     window: str | None = None,
 ) -> AggregationResult:
     """The metric's usage over [start, end): its total, and where asked its windows and groups.
+
+    `price_id` and `payment_term` keep only the lines priced by that price, or on that term
+    (see `usage_lines`): billing aggregates what one price bills, never what another charged.
 
     `windows` lists (window_start, window_end, value) for every UTC-aligned window that overlaps
     [start, end), the first and last clipped to the range (only usage inside it is counted);
@@ -200,6 +224,8 @@ def aggregate(
         end=end,
         customer_id=customer_id,
         subscription_id=subscription_id,
+        price_id=price_id,
+        payment_term=payment_term,
     )
 
     total_row = lines.aggregate(**aggregates)

@@ -31,6 +31,16 @@ def usage_event_list(
     return queryset
 
 
+def price_has_usage(price) -> bool:
+    """Whether any usage line was priced by `price` (registered with the catalog's hooks)."""
+    return UsageLine.objects.filter(price_id=price.pk).exists()
+
+
+def metric_has_usage(metric) -> bool:
+    """Whether any usage line reports `metric` (registered with the catalog's hooks)."""
+    return UsageLine.objects.filter(billable_metric_id=metric.pk).exists()
+
+
 def dispute_list(*, merchant, status=None, customer_id=None) -> QuerySet[Dispute]:
     queryset = Dispute.objects.filter(merchant=merchant).select_related("merchant").order_by("-created_at")
     if status:

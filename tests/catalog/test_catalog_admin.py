@@ -120,6 +120,15 @@ def test_instant_price_on_an_average_metric_is_refused(staff, merchant, metric):
     assert not Price.objects.exists()
 
 
+def test_an_instant_volume_price_is_refused_on_its_payment_term(staff, metric):
+    response = staff.post(
+        reverse("admin:catalog_price_add"), price_form(metric, model="volume", payment_term="instant")
+    )
+    assert response.status_code == 200
+    assert "a volume price cannot be instant" in form_errors(response)["payment_term"][0]
+    assert not Price.objects.exists()
+
+
 def test_fee_without_amount_is_refused(staff):
     response = staff.post(
         reverse("admin:catalog_price_add"),

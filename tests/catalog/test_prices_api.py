@@ -77,16 +77,41 @@ def test_graduated_tiers_are_stored_normalized(api, metric):
 
 
 @pytest.mark.parametrize(
-    ("model", "properties"),
+    ("model", "properties", "term"),
     [
-        ("volume", GRADUATED),
-        ("package", {"packageSize": "100", "packagePrice": "1.5"}),
-        ("percentage", {"percentage": "0.02", "minCharge": "0.01", "maxCharge": None}),
+        ("volume", GRADUATED, "in_arrears"),
+        ("package", {"packageSize": "100", "packagePrice": "1.5"}, "instant"),
+        ("percentage", {"percentage": "0.02", "minCharge": "0.01", "maxCharge": None}, "instant"),
     ],
 )
-def test_other_models_are_accepted(api, product, model, properties):
+def test_other_models_are_accepted(api, product, model, properties, term):
     metric = make_metric(api, product["id"], aggregation="SUM")
-    assert make_price(api, metric["id"], model=model, properties=properties)["model"] == model
+    created = make_price(api, metric["id"], model=model, properties=properties, paymentTerm=term)
+    assert (created["model"], created["paymentTerm"]) == (model, term)
+
+
+def test_an_instant_volume_price_is_400_on_create_and_on_patch(api, metric):
+    refused = assert_field_error(
+        post(api, metered(metric["id"], model="volume", properties=GRADUATED)),
+        "paymentTerm",
+        "VOLUME_PRICE_NOT_INSTANT",
+    )
+    message = refused["errors"][0]["message"]
+    assert "period's total" in message and "in_arrears" in message and "graduated" in message
+    assert not Price.objects.exists()
+
+    volume = make_price(api, metric["id"], model="volume", properties=GRADUATED, paymentTerm="in_arrears")
+    assert_field_error(
+        api.patch(f"/v0/prices/{volume['id']}", {"paymentTerm": "instant"}), "paymentTerm", "VOLUME_PRICE_NOT_INSTANT"
+    )
+    standard = make_price(api, metric["id"])
+    assert_field_error(
+        api.patch(f"/v0/prices/{standard['id']}", {"model": "volume", "properties": GRADUATED}),
+        "paymentTerm",
+        "VOLUME_PRICE_NOT_INSTANT",
+    )
+    assert api.get(f"/v0/prices/{volume['id']}").json()["paymentTerm"] == "in_arrears"
+    assert api.get(f"/v0/prices/{standard['id']}").json()["model"] == "standard"
 
 
 def test_overlapping_tiers_are_400_naming_the_tier(api, metric):

@@ -7,11 +7,14 @@ from apps.catalog.pricing import (
     PRICE_MODELS,
     PriceConfigError,
     PricingResult,
+    Reservation,
     StandardPricing,
     price_line_amount,
     price_quantity,
+    price_reservation,
     price_strategy,
     pricing_strategy,
+    reservation_charge,
     validate_properties,
 )
 
@@ -270,6 +273,70 @@ def test_package_charges_every_started_package_whole(properties, quantity, free_
     result = price_quantity(pricing_strategy("package", properties), quantity, free_units=free_units)
 
     assert result.amount == expected
+
+
+HUNDRED_FOR_ONE = {"packageSize": 100, "packagePrice": "1"}
+
+
+@pytest.mark.parametrize(
+    ("properties", "quantity", "units_before", "free_units", "expected", "billable"),
+    [
+        (HUNDRED_FOR_ONE, D(1), D(0), D(0), D(1), D(1)),
+        (HUNDRED_FOR_ONE, D(1), D(1), D(0), D(0), D(1)),
+        (HUNDRED_FOR_ONE, D(1), D(99), D(0), D(0), D(1)),
+        (HUNDRED_FOR_ONE, D(1), D(100), D(0), D(1), D(1)),
+        (HUNDRED_FOR_ONE, D(100), D(0), D(0), D(1), D(100)),
+        (HUNDRED_FOR_ONE, D(100), D(1), D(0), D(1), D(100)),
+        (HUNDRED_FOR_ONE, D(100), D(50), D(0), D(1), D(100)),
+        (HUNDRED_FOR_ONE, D(150), D(50), D(0), D(1), D(150)),
+        (HUNDRED_FOR_ONE, D(151), D(50), D(0), D(2), D(151)),
+        (HUNDRED_FOR_ONE, D("0.5"), D("99.75"), D(0), D(1), D("0.5")),
+        (HUNDRED_FOR_ONE, D("0.25"), D("99.75"), D(0), D(0), D("0.25")),
+        (HUNDRED_FOR_ONE, D(0), D(37), D(0), D(0), D(0)),
+        # free units first: 5 of the 10 free units left, so 5 billable units start the first package
+        (HUNDRED_FOR_ONE, D(10), D(5), D(10), D(1), D(5)),
+        (HUNDRED_FOR_ONE, D(10), D(10), D(10), D(1), D(10)),
+        (HUNDRED_FOR_ONE, D(10), D(20), D(10), D(0), D(10)),
+        (HUNDRED_FOR_ONE, D(100), D(0), D(100), D(0), D(0)),
+        (PACKAGE, D(1), D(10**20), D(0), D(5), D(1)),
+        (PACKAGE, D(1), D(10**20 - 1), D(0), D(0), D(1)),
+        ({"packageSize": 3, "packagePrice": "0.000000000001"}, D(1), D(3), D(0), D("0.000000000001"), D(1)),
+        ({"packageSize": 3, "packagePrice": "0.000000000001"}, D(2), D(4), D(0), D(0), D(2)),
+    ],
+)
+def test_instant_package_charges_the_packages_the_event_starts_over_the_running_total(
+    properties, quantity, units_before, free_units, expected, billable
+):
+    result = price_quantity(
+        pricing_strategy("package", properties), quantity, free_units=free_units, units_before=units_before
+    )
+
+    assert result.amount == expected
+    assert result.billable_quantity == billable
+
+
+@pytest.mark.parametrize(
+    ("properties", "free_units", "events", "period_amount"),
+    [
+        (HUNDRED_FOR_ONE, D(0), [D(1)] * 100, D(1)),
+        (HUNDRED_FOR_ONE, D(0), [D(1)] * 101, D(2)),
+        (HUNDRED_FOR_ONE, D(0), [D(40), D(40), D(40), D(80)], D(2)),
+        (HUNDRED_FOR_ONE, D(0), [D("0.5")] * 201, D(2)),
+        (HUNDRED_FOR_ONE, D(30), [D(10)] * 13, D(1)),
+        (PACKAGE, D(150), [D(100), D(100), D(100)], D(10)),
+        ({"packageSize": 3, "packagePrice": "0.000000000001"}, D(0), [D(1)] * 10, D("0.000000000004")),
+    ],
+)
+def test_instant_package_charges_sum_to_the_package_price_of_the_total(properties, free_units, events, period_amount):
+    strategy = pricing_strategy("package", properties)
+    charged = D(0)
+    units_before = D(0)
+    for quantity in events:
+        charged += price_quantity(strategy, quantity, free_units=free_units, units_before=units_before).amount
+        units_before += quantity
+
+    assert charged == period_amount
+    assert charged == price_quantity(strategy, units_before, free_units=free_units).amount
 
 
 @pytest.mark.parametrize(
@@ -643,3 +710,189 @@ def test_price_strategy_reads_the_strategy_parsed_by_the_plan_price_cache():
     price.parsed_strategy = StandardPricing(unit_price=D("0.5"))
 
     assert price_line_amount(price, D(3), None, D(0)).amount == D("1.5")
+
+
+# --- holds: what an entitlement reserved, and what each use of it is charged -----------------
+
+
+def reservation(model, properties, free_units="0", units_before="0"):
+    return Reservation(pricing_strategy(model, properties), free_units=D(free_units), units_before=D(units_before))
+
+
+def consume(hold, reserved, uses):
+    """Charge `uses` in order against a fresh hold of `reserved` units: [("use", q) | ("refund", i)]
+    (refund gives the i-th use's units and amount back); returns the charges of the uses."""
+    remaining_quantity, remaining_amount = reserved, hold.amount(reserved)
+    charges: list = []
+    for kind, value in uses:
+        if kind == "use":
+            charge = reservation_charge(
+                hold,
+                reserved=reserved,
+                consumed=reserved - remaining_quantity,
+                quantity=value,
+                remaining_amount=remaining_amount,
+            ).amount
+            charges.append((value, charge))
+            remaining_quantity -= value
+            remaining_amount -= charge
+        else:
+            quantity, charge = charges[value]
+            charges[value] = (quantity, None)
+            remaining_quantity += quantity
+            remaining_amount += charge
+    return [charge for _, charge in charges]
+
+
+@pytest.mark.parametrize(
+    ("model", "properties", "free_units", "quantity", "override", "units_before"),
+    [
+        ("standard", {"unitPrice": "0.001"}, "0", D(7), None, D(0)),
+        ("standard", {"unitPrice": "0.001"}, "10", D(7), None, D(5)),
+        ("graduated", GRADUATED, "0", D(20), None, D(90)),
+        ("graduated", GRADUATED_WITH_FEES, "3", D("12.5"), None, D(2)),
+        ("package", HUNDRED_FOR_ONE, "0", D(100), None, D(50)),
+        ("percentage", PERCENTAGE_CLAMPED, "0", D(50), None, D(0)),
+        ("graduated", GRADUATED, "5", D(10), D("0.25"), D(2)),
+    ],
+)
+def test_a_reservation_reserves_what_the_price_charges_now(
+    model, properties, free_units, quantity, override, units_before
+):
+    price = catalog_price(model, properties, free_units)
+
+    hold = price_reservation(price, override, units_before)
+
+    assert hold.amount(quantity) == price_line_amount(price, quantity, override, units_before).amount
+    assert hold.units_before == units_before
+    assert hold.free_units == D(free_units)
+    assert hold.strategy == (pricing_strategy(model, properties) if override is None else StandardPricing(override))
+
+
+@pytest.mark.parametrize(
+    ("hold", "reserved", "uses", "charges"),
+    [
+        # 10 units at 0.01 up to 100, then 0.008: reserved at a running total of 90
+        (reservation("graduated", GRADUATED, units_before="90"), D(20), [5, 10, 5], ["0.05", "0.09", "0.04"]),
+        (reservation("graduated", GRADUATED, units_before="90"), D(20), [20], ["0.18"]),
+        # a tier's flat fee is charged by the use that enters the tier
+        (reservation("graduated", GRADUATED_WITH_FEES, units_before="8"), D(5), [2, 1, 2], ["2", "3.5", "1"]),
+        (reservation("package", HUNDRED_FOR_ONE, units_before="50"), D(100), [50, 1, 49], ["0", "1", "0"]),
+        (reservation("package", HUNDRED_FOR_ONE), D(100), [1] * 4 + [96], ["1", "0", "0", "0", "0"]),
+        # 6 of the 10 free units left when it reserved
+        (
+            reservation("standard", {"unitPrice": "0.1"}, free_units="10", units_before="4"),
+            D(20),
+            [5, 5, 10],
+            ["0", "0.4", "1"],
+        ),
+        # the charges telescope where each use alone would round away
+        (reservation("standard", {"unitPrice": "0.000000000001"}), D(2), [D("0.5")] * 4, ["0", "1E-12", "1E-12", "0"]),
+        (reservation("percentage", PERCENTAGE_CLAMPED), D(100), [10, 10, 80], ["0.3", "0.2", "2"]),
+        (reservation("standard", {"unitPrice": "0.01"}), D(100), [10] * 10, ["0.1"] * 10),
+    ],
+)
+def test_a_hold_charges_its_reserved_units_in_order_and_sums_to_what_it_reserved(hold, reserved, uses, charges):
+    charged = consume(hold, reserved, [("use", D(q)) for q in uses])
+
+    assert charged == [D(c) for c in charges]
+    assert sum(charged, D(0)) == hold.amount(reserved)
+
+
+def test_a_hold_charges_the_same_whatever_the_running_total_does_after_it_reserved():
+    hold = reservation("graduated", GRADUATED, units_before="90")
+
+    first = reservation_charge(hold, reserved=D(20), consumed=D(0), quantity=D(10), remaining_amount=D("0.18"))
+
+    # at a running total of 90 the first 10 units are all in the first tier, whatever came since
+    assert first.amount == D("0.1")
+    assert first.unit_price == D("0.01")
+    assert first.billable_quantity == D(10)
+
+
+@pytest.mark.parametrize(
+    ("hold", "reserved", "uses"),
+    [
+        (
+            reservation("graduated", GRADUATED, units_before="90"),
+            D(20),
+            [("use", 5), ("use", 10), ("refund", 0), ("use", 5), ("use", 5)],
+        ),
+        (
+            reservation("graduated", GRADUATED_WITH_FEES, units_before="8"),
+            D(5),
+            [("use", 3), ("refund", 0), ("use", 1), ("use", 4)],
+        ),
+        (
+            reservation("package", HUNDRED_FOR_ONE, units_before="50"),
+            D(100),
+            [("use", 51), ("use", 40), ("refund", 0), ("use", 60)],
+        ),
+        (
+            reservation("standard", {"unitPrice": "0.000000000001"}),
+            D(2),
+            [("use", D("0.5")), ("use", D("0.5")), ("refund", 1), ("use", D("1.5"))],
+        ),
+    ],
+)
+def test_a_hold_used_up_after_refunds_has_charged_exactly_what_it_reserved(hold, reserved, uses):
+    charged = consume(hold, reserved, [(kind, D(v) if kind == "use" else v) for kind, v in uses])
+
+    assert sum((charge for charge in charged if charge is not None), D(0)) == hold.amount(reserved)
+
+
+@pytest.mark.parametrize(
+    ("consumed", "quantity", "remaining_amount", "expected"),
+    [
+        # R(c+q) - R(c) = 0.05, less than what is left: charged as priced
+        (D(0), D(5), D("0.18"), D("0.05")),
+        # never more than what is left
+        (D(0), D(5), D("0.03"), D("0.03")),
+        (D(15), D(4), D("0.01"), D("0.01")),
+        # the use that takes every unit left takes exactly what is left, whatever R says
+        (D(15), D(5), D("0.04"), D("0.04")),
+        (D(15), D(5), D("0.07"), D("0.07")),
+        (D(0), D(20), D("0.2"), D("0.2")),
+        # more than is left is the caller's to refuse; priced as every unit left
+        (D(15), D(6), D("0.04"), D("0.04")),
+        (D(20), D(0), D(0), D(0)),
+        (D(3), D(0), D("0.15"), D(0)),
+    ],
+)
+def test_a_hold_charge_is_capped_by_what_is_left_and_the_last_use_takes_it_all(
+    consumed, quantity, remaining_amount, expected
+):
+    hold = reservation("graduated", GRADUATED, units_before="90")
+
+    result = reservation_charge(
+        hold, reserved=D(20), consumed=consumed, quantity=quantity, remaining_amount=remaining_amount
+    )
+
+    assert result.amount == expected
+
+
+def test_a_hold_charge_is_never_negative_where_a_price_falls_with_the_quantity():
+    # a volume price (no longer instant, but stored holds may still carry one) falls past 100 units
+    falling = {"tiers": [{"upTo": "100", "unitPrice": "0.01"}, {"upTo": None, "unitPrice": "0.005"}]}
+    hold = reservation("volume", falling)
+
+    result = reservation_charge(hold, reserved=D(200), consumed=D(100), quantity=D(1), remaining_amount=D(1))
+
+    assert hold.amount(D(101)) < hold.amount(D(100))
+    assert result.amount == D(0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"consumed": D(21)}, ValueError, "consumed .21. must not exceed reserved .20."),
+        ({"quantity": D(-1)}, ValueError, "quantity must be 0 or more"),
+        ({"remaining_amount": D("-0.01")}, ValueError, "remaining_amount must be 0 or more"),
+        ({"quantity": 1.5}, TypeError, "quantity must be a Decimal or an int, not float"),
+    ],
+)
+def test_a_hold_charge_refuses_what_it_cannot_price(kwargs, error, match):
+    arguments = {"reserved": D(20), "consumed": D(0), "quantity": D(1), "remaining_amount": D(1), **kwargs}
+
+    with pytest.raises(error, match=match):
+        reservation_charge(reservation("standard", {"unitPrice": "1"}), **arguments)

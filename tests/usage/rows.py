@@ -52,6 +52,16 @@ class UsageWorld:
         )
         return metric
 
+    def price(self, metric: BillableMetric, term: str) -> Price:
+        """Another price of `metric`, on `term`."""
+        return Price.objects.create(
+            merchant=self.merchant,
+            billable_metric=metric,
+            payment_term=term,
+            currency="USDC",
+            properties={"unitPrice": "0.002"},
+        )
+
     def report(
         self,
         metric: BillableMetric,
@@ -65,9 +75,12 @@ class UsageWorld:
         subscription=None,
         refunded=False,
         created_at: dt.datetime | None = None,
+        price: Price | None = None,
     ) -> UsageLine:
-        """One event reporting `metric`; `value` defaults to the quantity (no valueProperty)."""
+        """One event reporting `metric`; `value` defaults to the quantity (no valueProperty).
+        The line is priced by `price` (default: the metric's first price), on its term."""
         when = at(when) if isinstance(when, str) else when
+        price = price or metric.prices.order_by("created_at").first()
         customer = customer or self.customer
         subscription = subscription or self.subscription
         quantity = Decimal(quantity)
@@ -95,12 +108,12 @@ class UsageWorld:
             event=event,
             position=0,
             billable_metric=metric,
-            price=metric.prices.first(),
+            price=price,
             customer=customer,
             subscription=subscription,
             timestamp=when,
             quantity=quantity,
             value=value,
             value_text=value_text,
-            payment_term=PaymentTerm.IN_ARREARS,
+            payment_term=price.payment_term,
         )

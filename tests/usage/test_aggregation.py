@@ -4,12 +4,15 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 
-from apps.catalog.models import Aggregation
+from apps.catalog.models import Aggregation, PaymentTerm, Price
+from apps.subscriptions.periods import period_at
 from apps.usage.aggregation import MAX_WINDOWS, TooManyWindows, aggregate, format_value
 from apps.usage.models import UsageLine
 from tests.factories import MerchantFactory, sandbox_of
 from tests.usage.rows import UsageWorld, at
+from tests.usage.world import Billing
 
 START = at("2025-03-01T00:00")
 END = at("2025-04-01T00:00")
@@ -379,6 +382,69 @@ def test_customer_and_subscription_filters_exclude_other_usage(world):
     assert total(world, metric, customer_id=other_customer.id) == Decimal("7")
     assert total(world, metric, subscription_id=other_subscription.id) == Decimal("7")
     assert total(world, metric, customer_id=world.customer.id, subscription_id=other_subscription.id) == Decimal("0")
+
+
+def test_price_and_payment_term_filters_keep_only_the_lines_one_price_bills(world):
+    metric = world.metric(Aggregation.SUM)
+    arrears = metric.prices.get()
+    instant = world.price(metric, PaymentTerm.INSTANT)
+    world.report(metric, "2025-03-02T00:00", quantity="5", price=instant, metadata={"region": "eu"})
+    world.report(metric, "2025-03-20T00:00", quantity="7", price=arrears, metadata={"region": "eu"})
+    world.report(metric, "2025-03-21T00:00", quantity="11", price=arrears, refunded=True)
+
+    assert total(world, metric) == Decimal("12")
+    assert total(world, metric, payment_term=PaymentTerm.IN_ARREARS) == Decimal("7")
+    assert total(world, metric, payment_term=PaymentTerm.INSTANT) == Decimal("5")
+    assert total(world, metric, price_id=arrears.id) == Decimal("7")
+    assert total(world, metric, price_id=instant.id) == Decimal("5")
+    assert total(world, metric, price_id=instant.id, payment_term=PaymentTerm.IN_ARREARS) == Decimal("0")
+    result = aggregate(
+        merchant=world.merchant,
+        metric=metric,
+        start=START,
+        end=END,
+        payment_term=PaymentTerm.IN_ARREARS,
+        window="MONTH",
+        group_by=["region"],
+    )
+    assert result.windows[0][2] == Decimal("7")
+    assert result.groups == [{"group": {"region": "eu"}, "value": Decimal("7")}]
+
+
+def test_in_arrears_billing_after_a_plan_switch_never_counts_usage_charged_instantly(api):
+    """A metric priced instant, then (the plan switched to a new price) in_arrears, in one period:
+    aggregating what the in_arrears price bills counts only its own usage."""
+    billing = Billing(api.merchant)
+    metric = billing.metric(aggregation="SUM", properties={"unitPrice": "0.01"})
+    instant = Price.objects.get(billable_metric=metric)
+    billing.fund("10")
+    charged = api.post("/v0/usage", billing.event("instant", metric, quantity=5)).json()
+    assert charged["billing"]["price"] == "0.050000"
+    arrears = api.post(
+        "/v0/prices",
+        {
+            "billableMetricId": str(metric.id),
+            "paymentTerm": "in_arrears",
+            "currency": "USDC",
+            "properties": {"unitPrice": "0.01"},
+        },
+    ).json()
+    assert api.patch(f"/v0/plans/{billing.plan.id}", {"prices": [arrears["id"]]}).status_code == 200
+    later = api.post("/v0/usage", billing.event("arrears", metric, quantity=7)).json()
+    assert later["billing"]["price"] == "0.000000"
+    subscription = billing.subscription
+    start, end = period_at(subscription.started_at, billing.plan.billing_interval, timezone.now())
+
+    def period_total(**filters):
+        return aggregate(
+            merchant=api.merchant, metric=metric, start=start, end=end, subscription_id=subscription.id, **filters
+        ).total
+
+    assert period_total() == Decimal("12")
+    assert period_total(price_id=arrears["id"], payment_term=PaymentTerm.IN_ARREARS) == Decimal("7")
+    assert period_total(payment_term=PaymentTerm.IN_ARREARS) == Decimal("7")
+    assert period_total(price_id=instant.id) == Decimal("5")
+    assert billing.available() == Decimal("9.95")
 
 
 def test_another_merchants_and_the_sandboxs_usage_are_never_counted(merchant):

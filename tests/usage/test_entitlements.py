@@ -215,18 +215,24 @@ def test_one_metric_cannot_use_funds_reserved_for_another(api):
     }
     entitlement = api.post("/v0/entitlements", body).json()
     assert entitlement["reservedAmount"] == "2.000000"
-    # graduated or not, calls may draw at most the 1.00 reserved for them
+    # the price rises after the reservation (straight in the table: it has no usage yet): the hold
+    # still charges what it reserved, and calls draw only the 1.00 reserved for them
     from apps.catalog.models import Price
 
     Price.objects.filter(billable_metric=calls).update(properties={"unitPrice": "0.5"})
     billing.plan.save(update_fields=["updated_at"])
-    refused = api.post("/v0/usage", billing.event("greedy", calls, quantity=3, entitlementId=entitlement["id"]))
-    assert refused.status_code == 402
-    assert "for billable metric" in refused.json()["message"]
-    fine = api.post("/v0/usage", billing.event("ok", calls, quantity=2, entitlementId=entitlement["id"]))
-    assert fine.status_code == 201
-    items = {
-        i["billableMetricId"]: i for i in api.get(f"/v0/entitlements/{entitlement['id']}").json()["entitlementData"]
-    }
+    first = api.post("/v0/usage", billing.event("three", calls, quantity=3, entitlementId=entitlement["id"]))
+    assert first.status_code == 201, first.json()
+    assert first.json()["billing"]["price"] == "0.300000"
+    rest = api.post("/v0/usage", billing.event("seven", calls, quantity=7, entitlementId=entitlement["id"]))
+    assert rest.json()["billing"]["price"] == "0.700000"
+    beyond = api.post("/v0/usage", billing.event("more", calls, quantity=1, entitlementId=entitlement["id"]))
+    assert beyond.status_code == 402
+    assert beyond.json()["code"] == "ENTITLEMENT_EXHAUSTED"
+    after = api.get(f"/v0/entitlements/{entitlement['id']}").json()
+    items = {i["billableMetricId"]: i for i in after["entitlementData"]}
     assert items[str(calls.id)]["remainingBalance"] == "0.000000"
     assert items[str(tokens.id)]["remainingBalance"] == "1.000000"
+    assert (after["status"], after["remainingBalance"]) == ("active", "1.000000")
+    assert billing.held() == D("1")
+    assert ledger_check() == []

@@ -197,6 +197,23 @@ def test_refund_action_refunds_once(staff, mine, theirs):
     assert ledger_check() == []
 
 
+def test_refund_action_gives_usage_from_a_live_hold_back_to_the_hold(staff, api, mine):
+    billing = mine.billing
+    used = api.post(
+        "/v0/usage", billing.event("from-hold", mine.calls, quantity=2, entitlementId=str(mine.entitlement.id))
+    )
+    assert used.status_code == 201, used.json()
+    held, available = billing.held(), billing.available()
+
+    messages = run_action(staff, "usage_usageevent", "refund_events", [UsageEvent.objects.get(pk=used.json()["id"])])
+
+    assert "Refunded 1 usage event(s)." in messages
+    assert (billing.held(), billing.available()) == (held + D("0.6"), available)
+    entitlement = Entitlement.objects.get(pk=mine.entitlement.pk)
+    assert (entitlement.remaining_amount, entitlement.used_count) == (D("1.5"), 0)
+    assert ledger_check() == []
+
+
 def test_refund_action_cannot_reach_another_merchants_event(staff, theirs):
     run_action(staff, "usage_usageevent", "refund_events", [theirs.calls_event])
     assert UsageEvent.objects.get(pk=theirs.calls_event.pk).refunded_at is None

@@ -183,6 +183,36 @@ def test_instant_graduated_price_uses_the_periods_running_total(api, billing):
     assert amounts == ["6.000000", "5.000000", "1.000000"]
 
 
+def test_instant_package_price_counts_packages_over_the_periods_running_total(api, billing):
+    metric = billing.metric(model="package", properties={"packageSize": 100, "packagePrice": "1"})
+    billing.fund("10")
+    batch = api.post("/v0/usage/batch", {"events": [billing.event(f"p{i}", metric) for i in range(100)]})
+    assert batch.status_code == 201, batch.json()
+    # 100 one-unit events on "100 units for 1.00" cost 1.00 in all: the first starts the package
+    amounts = [Decimal(event["billing"]["price"]) for event in batch.json()["successful"]]
+    assert sum(amounts, Decimal(0)) == Decimal("1")
+    assert billing.available() == Decimal("9")
+    next_package = api.post("/v0/usage", billing.event("p100", metric)).json()
+    assert next_package["billing"]["price"] == "1.000000"
+    assert api.post("/v0/usage", billing.event("p101", metric, quantity=99)).json()["billing"]["price"] == "0.000000"
+    assert billing.available() == Decimal("8")
+    assert ledger_check() == []
+
+
+def test_a_refund_takes_a_package_events_units_out_of_the_running_total(api, billing):
+    metric = billing.metric(model="package", properties={"packageSize": 10, "packagePrice": "1"})
+    billing.fund("10")
+    assert api.post("/v0/usage", billing.event("a", metric, quantity=10)).json()["billing"]["price"] == "1.000000"
+    second = api.post("/v0/usage", billing.event("b", metric, quantity=2)).json()
+    assert second["billing"]["price"] == "1.000000"
+    assert api.patch(f"/v0/usage/{second['id']}", {"refund": True}).status_code == 200
+    # as if "b" had not happened: 10 units counted, so the next unit starts the second package again
+    assert api.post("/v0/usage", billing.event("c", metric, quantity=1)).json()["billing"]["price"] == "1.000000"
+    assert api.post("/v0/usage", billing.event("d", metric, quantity=9)).json()["billing"]["price"] == "0.000000"
+    assert billing.available() == Decimal("8")
+    assert ledger_check() == []
+
+
 def test_free_units_are_per_period(api, billing):
     metric = billing.metric(properties={"unitPrice": "1"}, free_units="3")
     billing.fund("100")
@@ -373,9 +403,26 @@ def test_a_price_change_applies_to_the_next_event_at_once(api, billing):
     billing.fund("100")
     assert api.post("/v0/usage", billing.event("before", metric)).json()["billing"]["price"] == "1.000000"
     price = billing.plan.prices.get()
-    assert api.patch(f"/v0/prices/{price.id}", {"properties": {"unitPrice": "2"}}).status_code == 200
+    # a price that has priced usage keeps its terms; what stays editable applies at once
+    assert api.patch(f"/v0/prices/{price.id}", {"properties": {"unitPrice": "2"}}).status_code == 409
+    assert api.patch(f"/v0/prices/{price.id}", {"allowPriceOverride": True}).status_code == 200
+    overridden = billing.event(
+        "override", metric, properties=[{"billableMetricId": str(metric.id), "quantity": 1, "price": "3"}]
+    )
+    assert api.post("/v0/usage", overridden).json()["billing"]["price"] == "3.000000"
+    # a new price, and the plan switched to it
+    new = api.post(
+        "/v0/prices",
+        {
+            "billableMetricId": str(metric.id),
+            "paymentTerm": "instant",
+            "currency": "USDC",
+            "properties": {"unitPrice": "2"},
+        },
+    ).json()
+    assert api.patch(f"/v0/plans/{billing.plan.id}", {"prices": [new["id"]]}).status_code == 200
     assert api.post("/v0/usage", billing.event("after", metric)).json()["billing"]["price"] == "2.000000"
-    api.delete(f"/v0/prices/{price.id}")
+    api.delete(f"/v0/prices/{new['id']}")
     # an archived price still bills the plans that hold it
     assert api.post("/v0/usage", billing.event("archived", metric)).json()["billing"]["price"] == "2.000000"
 

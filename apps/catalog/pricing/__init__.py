@@ -2,7 +2,8 @@
 
 Pure Decimal functions, free of Django, shared by the API (validating a price's
 `properties`), usage ingestion (instant charges against the period's running
-total) and invoicing (a period's aggregate). One strategy module per model,
+total), entitlements (what a hold reserves, and what each use of it is charged)
+and invoicing (a period's aggregate). One strategy module per model,
 picked by name by `pricing_strategy`.
 """
 
@@ -20,21 +21,25 @@ from apps.catalog.pricing.base import (
 from apps.catalog.pricing.graduated import GraduatedPricing
 from apps.catalog.pricing.package import PackagePricing
 from apps.catalog.pricing.percentage import PercentagePricing
+from apps.catalog.pricing.quantity import price_quantity
+from apps.catalog.pricing.reservation import Reservation, reservation_charge
 from apps.catalog.pricing.standard import StandardPricing
 from apps.catalog.pricing.volume import VolumePricing
-from apps.core.money import ZERO, money_context
 
 __all__ = [
     "PRICE_MODELS",
     "PriceConfigError",
     "PricingResult",
     "PricingStrategy",
+    "Reservation",
     "StandardPricing",
     "TierCharge",
     "price_line_amount",
     "price_quantity",
+    "price_reservation",
     "price_strategy",
     "pricing_strategy",
+    "reservation_charge",
     "validate_properties",
 ]
 
@@ -78,47 +83,19 @@ def price_strategy(price: Any) -> PricingStrategy:
 def price_line_amount(price: Any, quantity: Decimal, override: Decimal | None, units_before: Decimal) -> PricingResult:
     """Price `quantity` units of a catalog Price charged now.
 
-    `override` is a per-unit price set by the event (or by the entitlement that
-    reserved the units): it replaces the price's model, while the price's free
-    units still apply.
+    `override` is a per-unit price set by the event: it replaces the price's
+    model, while the price's free units still apply. (Usage from an entitlement
+    is charged by what the entitlement reserved: see `price_reservation`.)
     """
     strategy = price_strategy(price) if override is None else StandardPricing(unit_price=override)
     return price_quantity(strategy, quantity, free_units=price.free_units, units_before=units_before)
 
 
-def price_quantity(
-    strategy: PricingStrategy,
-    quantity: Decimal,
-    *,
-    free_units: Decimal = ZERO,
-    units_before: Decimal = ZERO,
-) -> PricingResult:
-    """Price `quantity` units charged now, after the period's free units left.
-
-    `strategy` is a parsed price: `pricing_strategy(model, properties)`, or
-    `price_strategy(price)` for a catalog Price. `units_before` is the period's
-    total already charged before this quantity: it uses up free units first, and
-    graduated prices continue from it. Pass 0 to price a whole period's aggregate.
-    """
-    quantity = _quantity(quantity, "quantity")
-    free_units = _quantity(free_units, "free_units")
-    units_before = _quantity(units_before, "units_before")
-    with money_context():
-        free_left = max(ZERO, free_units - units_before)
-        billable = max(ZERO, quantity - free_left)
-        billable_before = max(ZERO, units_before - free_units)
-        return strategy.price(billable, billable_before=billable_before)
-
-
-def _quantity(value: Any, name: str) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, (Decimal, int)):
-        raise TypeError(
-            f"{name} must be a Decimal or an int, not {type(value).__name__}; "
-            "build Decimals from strings, never from floats"
-        )
-    value = Decimal(value)
-    if not value.is_finite():
-        raise ValueError(f"{name} must be a finite number; got {value}")
-    if value < 0:
-        raise ValueError(f"{name} must be 0 or more; got {value}: a negative quantity cannot be priced")
-    return value
+def price_reservation(price: Any, override: Decimal | None, units_before: Decimal) -> Reservation:
+    """How an entitlement reserves units of a catalog Price now: the price's strategy, or a
+    standard price at `override` (the per-unit price the entitlement was given), with the
+    price's free units, after the period's `units_before` units already charged. What it
+    reserves for `quantity` units is `reservation.amount(quantity)`, the same amount as
+    `price_line_amount(price, quantity, override, units_before)`."""
+    strategy = price_strategy(price) if override is None else StandardPricing(unit_price=override)
+    return Reservation(strategy=strategy, free_units=price.free_units, units_before=units_before)

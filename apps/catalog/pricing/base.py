@@ -101,7 +101,7 @@ class PricingStrategy(ABC):
         """Price `billable` units, run inside money_context().
 
         `billable_before` is the period's billable units already charged; only a
-        model priced on the running total (graduated) reads it.
+        model priced on the running total (graduated, package) reads it.
         """
 
 

@@ -1,4 +1,10 @@
-"""Package pricing: units sold in packages of a fixed size; a started package is paid whole."""
+"""Package pricing: units sold in packages of a fixed size; a started package is paid whole.
+
+Packages are counted over the period's running total, like graduated tiers: an instant
+charge is the packages started after the event less those started before it, so 100
+one-unit events on "100 units for 1.00" cost 1.00 in all, the first of them paying the
+package.
+"""
 
 from __future__ import annotations
 
@@ -42,9 +48,13 @@ class PackagePricing(PricingStrategy):
         full, rest = divmod(billable, self.package_size)
         return full + 1 if rest else full
 
+    def cumulative_price(self, units: Decimal) -> Decimal:
+        """P(units): the price of a period's first `units` billable units, rounded once."""
+        return round_amount(self.packages(units) * self.package_price)
+
     def price(self, billable: Decimal, *, billable_before: Decimal) -> PricingResult:
         return pricing_result(
-            amount=round_amount(self.packages(billable) * self.package_price),
+            amount=self.cumulative_price(billable_before + billable) - self.cumulative_price(billable_before),
             billable=billable,
         )
 

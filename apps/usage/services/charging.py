@@ -8,8 +8,8 @@ One code path serves single events and batches:
    (404, 409, 422).
 3. `_charge` prices and charges them in one database transaction: the wallets'
    balance rows are locked first (in one order), each event is priced (instant
-   graduated prices continue from the period's running total, read under that
-   lock), checked against the wallet's minimum balance or the entitlement's hold
+   graduated and package prices continue from the period's running total, read
+   under that lock), checked against the wallet's minimum balance or the entitlement's hold
    (402, nothing written), then the events, their lines and one balanced ledger
    transaction (per currency) are written. A response is returned only after commit.
 
@@ -40,7 +40,7 @@ from apps.core.money import ZERO, format_amount, round_amount, split_commission
 from apps.core.process_cache import ProcessCache
 from apps.customers.models import Customer
 from apps.entitlements.models import Entitlement, EntitlementItem
-from apps.entitlements.services import entitlement_after_use, entitlement_used_up
+from apps.entitlements.services import entitlement_after_use, entitlement_item_charge, entitlement_used_up
 from apps.ledger.lock_objects import lock_balances
 from apps.ledger.models import LedgerTransaction
 from apps.ledger.services import (
@@ -81,6 +81,7 @@ class ResolvedLine:
     # Filled in by _charge.
     unit_price: Decimal | None = None
     amount: Decimal | None = None
+    payment_term: str | None = None
 
 
 @dataclass
@@ -257,9 +258,10 @@ def _resolve(merchant, inputs: list[UsageInput], now, subscriptions: Subscriptio
         metrics.update({m.id: m for m in BillableMetric.objects.filter(merchant=merchant, pk__in=missing_metrics)})
     entitlements = {}
     if entitlement_ids:
+        items = Prefetch("items", queryset=EntitlementItem.objects.select_related("price"))
         entitlements = {
             e.id: e
-            for e in Entitlement.objects.filter(merchant=merchant, pk__in=entitlement_ids).prefetch_related("items")
+            for e in Entitlement.objects.filter(merchant=merchant, pk__in=entitlement_ids).prefetch_related(items)
         }
 
     resolved, memo = [], {}
@@ -347,6 +349,13 @@ def _resolve_one(merchant, event, now, customers, metrics, subscriptions, entitl
                 f"{metric.id} ({metric.name}); all properties of one event belong to one subscription.",
                 code="METRIC_NOT_PRICED",
             )
+        if prop.price is not None and entitlement is not None:
+            raise Unprocessable(
+                f"properties[{index}].price: usage from entitlement {entitlement.id} is charged what the entitlement "
+                "reserved for its units, priced when it was created; leave price out (or give the price when "
+                "creating the entitlement).",
+                code="PRICE_OVERRIDE_WITH_ENTITLEMENT",
+            )
         if prop.price is not None and not price.allow_price_override:
             raise Unprocessable(
                 f"properties[{index}].price: price {price.id} of billable metric {metric.id} does not allow a "
@@ -360,7 +369,6 @@ def _resolve_one(merchant, event, now, customers, metrics, subscriptions, entitl
                 code="PRICE_OVERRIDE_NOT_INSTANT",
             )
         item = None
-        override = prop.price
         if entitlement is not None:
             item = entitled_items.get(metric.id)
             if item is None:
@@ -368,11 +376,10 @@ def _resolve_one(merchant, event, now, customers, metrics, subscriptions, entitl
                     f"properties[{index}]: entitlement {entitlement.id} reserves nothing for billable metric {metric.id}.",
                     code="METRIC_NOT_ENTITLED",
                 )
-            if override is None:
-                # usage from a hold is charged at the price it was reserved at
-                override = item.unit_price_override
+            # usage from a hold is priced by the price it reserved at, as it was then (its snapshot)
+            price = item.price
         value, value_text = _metric_value(metric, prop.quantity, event.metadata, f"properties[{index}]")
-        lines.append(ResolvedLine(metric, price, prop.quantity, value, value_text, override, item))
+        lines.append(ResolvedLine(metric, price, prop.quantity, value, value_text, prop.price, item))
     wallet_minimum = subscriptions.wallet_minimum[subscription.wallet_id]
     return ResolvedEvent(event, customer, subscription, period_start, lines, entitlement, wallet_minimum)
 
@@ -381,11 +388,18 @@ def _resolve_one(merchant, event, now, customers, metrics, subscriptions, entitl
 
 
 def _price_line(line: ResolvedLine, units_before: Decimal) -> None:
-    if line.price.payment_term != PaymentTerm.INSTANT:
+    if line.entitlement_item is not None:
+        # charged now from the hold, what it reserved for these units (whatever the price became)
+        result = entitlement_item_charge(line.entitlement_item, line.quantity)
+        line.payment_term = PaymentTerm.INSTANT
+    elif line.price.payment_term != PaymentTerm.INSTANT:
         line.unit_price = None
         line.amount = None
+        line.payment_term = line.price.payment_term
         return
-    result = price_line_amount(line.price, line.quantity, line.unit_price_override, units_before)
+    else:
+        result = price_line_amount(line.price, line.quantity, line.unit_price_override, units_before)
+        line.payment_term = PaymentTerm.INSTANT
     line.amount = result.amount
     line.unit_price = round_amount(result.unit_price)
 
@@ -403,12 +417,6 @@ def _entitlement_refusal(entitlement: Entitlement, event: ResolvedEvent, now) ->
             return (
                 f"entitlement {entitlement.id} has {item.remaining_quantity} units of billable metric "
                 f"{line.metric.id} left, not {line.quantity}"
-            )
-        if (line.amount or ZERO) > item.remaining_amount:
-            return (
-                f"entitlement {entitlement.id} holds {format_amount(item.remaining_amount, entitlement.currency)} "
-                f"{entitlement.currency} for billable metric {line.metric.id}, not "
-                f"{format_amount(line.amount, entitlement.currency)}"
             )
     if event.amount > entitlement.remaining_amount:
         return (
@@ -463,7 +471,10 @@ def _charge(
                 .filter(pk__in=entitlement_ids)
                 .order_by("id")
             }
-            items = {item.id: item for item in EntitlementItem.objects.filter(entitlement_id__in=entitlement_ids)}
+            items = {
+                item.id: item
+                for item in EntitlementItem.objects.filter(entitlement_id__in=entitlement_ids).select_related("price")
+            }
         items_by_entitlement: dict = defaultdict(list)
         for item in items.values():
             items_by_entitlement[item.entitlement_id].append(item)
@@ -550,7 +561,7 @@ def _priced_alone(event: ResolvedEvent) -> bool:
 
 
 def _price_event(merchant, event: ResolvedEvent, counters: dict) -> dict:
-    """Price the event's lines (graduated tiers and free units continue from `counters`) and
+    """Price the event's lines (graduated tiers, packages and free units continue from `counters`) and
     split its total; returns the running totals it moves."""
     pending_counters: dict = {}
     for line in event.lines:
@@ -699,7 +710,7 @@ def _prepare_rows(merchant, events: list[ResolvedEvent], now, *, shared_transact
                 line.quantity,
                 line.value,
                 line.value_text,
-                line.price.payment_term,
+                line.payment_term,
                 line.unit_price,
                 line.amount,
             )

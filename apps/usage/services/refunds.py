@@ -5,6 +5,15 @@ the price back, the merchant's revenue and the platform's commission give back t
 shares), once: its ledger reference is unique per event. Events charged in a batch
 share a ledger transaction, so a refund reverses the event's share, not the whole
 transaction.
+
+Usage charged from an entitlement that is still active goes back to that hold (the wallet's
+held balance), with its units, its amount and its use (as if it had not happened), so that
+it can be used again; once the entitlement is released, expired or exhausted, the refund goes
+to the wallet's available balance.
+
+Rows are locked in the charge's order: the wallet's balance rows, then the entitlement (whose
+lock guards its items), then the event; accepting a dispute locks the dispute's own row, which
+no charge takes, after the wallet's.
 """
 
 from django.db import IntegrityError, transaction
@@ -12,11 +21,13 @@ from django.db.models import F
 from django.utils import timezone
 
 from apps.core.errors import Conflict
+from apps.entitlements.models import Entitlement
+from apps.entitlements.services import entitlement_is_live, entitlement_restore_use
 from apps.ledger.lock_objects import lock_wallet_balances
 from apps.ledger.models import LedgerTransaction
 from apps.ledger.services import Posting, ledger_post, merchant_revenue_account, platform_commission_account
 from apps.subscriptions.periods import period_at
-from apps.usage.models import Dispute, UsageCounter, UsageEvent
+from apps.usage.models import Dispute, UsageCounter, UsageEvent, UsageLine
 from apps.usage.pricing import needs_counter
 
 
@@ -27,12 +38,13 @@ def _already_refunded(event: UsageEvent) -> Conflict:
     )
 
 
-def _uncount(event: UsageEvent) -> None:
-    """Take a refunded event's units out of its period's running totals, so that free units
-    and graduated tiers of later events are as if it had not happened (under the wallet lock)."""
+def _uncount(event: UsageEvent, lines: list[UsageLine]) -> None:
+    """Take a refunded event's units out of its period's running totals, so that free units,
+    graduated tiers and packages of later events are as if it had not happened (under the
+    wallet lock)."""
     subscription = event.subscription
     period_start, _ = period_at(subscription.started_at, subscription.plan.billing_interval, event.timestamp)
-    for line in event.lines.select_related("price"):
+    for line in lines:
         if needs_counter(line.price):
             UsageCounter.objects.filter(
                 merchant=event.merchant, subscription=subscription, price=line.price, period_start=period_start
@@ -47,9 +59,25 @@ def _lock_event(merchant, event: UsageEvent) -> UsageEvent:
     )
 
 
-def _refund_locked(merchant, locked: UsageEvent, wallet, reason: str) -> UsageEvent:
-    """Refund an event whose wallet balance rows and own row the caller locked (in that order)
-    and found not refunded: the lock and that check make it once."""
+def _lock_entitlement(event: UsageEvent) -> Entitlement | None:
+    """The entitlement the event was charged from, locked (after the wallet, before the event)."""
+    if event.entitlement_id is None:
+        return None
+    return Entitlement.objects.select_for_update(no_key=True).get(
+        pk=event.entitlement_id, merchant_id=event.merchant_id
+    )
+
+
+def _refund_locked(
+    merchant, locked: UsageEvent, wallet, reason: str, entitlement: Entitlement | None = None
+) -> UsageEvent:
+    """Refund an event whose wallet balance rows, entitlement (`entitlement`, when the event
+    names one) and own row the caller locked (in that order) and found not refunded: the lock
+    and that check make it once."""
+    lines = list(locked.lines.select_related("price"))
+    to_hold = entitlement is not None and entitlement_is_live(entitlement, timezone.now())
+    if to_hold:
+        entitlement_restore_use(entitlement=entitlement, amount=locked.amount, lines=lines)
     if locked.amount > 0:
         currency = locked.currency
         locked.refund_transaction = ledger_post(
@@ -57,7 +85,7 @@ def _refund_locked(merchant, locked: UsageEvent, wallet, reason: str) -> UsageEv
             kind=LedgerTransaction.Kind.REVERSAL,
             currency=currency,
             postings=[
-                Posting(wallet.available_account, locked.amount),
+                Posting(wallet.held_account if to_hold else wallet.available_account, locked.amount),
                 Posting(merchant_revenue_account(merchant=merchant, currency=currency), -locked.owner_revenue_amount),
                 Posting(
                     platform_commission_account(currency=currency, livemode=merchant.livemode),
@@ -69,7 +97,7 @@ def _refund_locked(merchant, locked: UsageEvent, wallet, reason: str) -> UsageEv
             description=f"refund of usage {locked.idempotency_key}: {reason}"[:500],
             metadata={"usageEventId": str(locked.id)},
         )
-    _uncount(locked)
+    _uncount(locked, lines)
     locked.refunded_at = timezone.now()
     locked.refund_reason = reason
     locked.save(update_fields=["refunded_at", "refund_reason", "refund_transaction", "updated_at"])
@@ -80,10 +108,11 @@ def usage_refund(*, merchant, event: UsageEvent, reason: str = "") -> UsageEvent
     wallet = event.subscription.wallet
     with transaction.atomic():
         lock_wallet_balances([wallet])
+        entitlement = _lock_entitlement(event)
         locked = _lock_event(merchant, event)
         if locked.refunded_at is not None:
             raise _already_refunded(locked)
-        return _refund_locked(merchant, locked, wallet, reason)
+        return _refund_locked(merchant, locked, wallet, reason, entitlement)
 
 
 def dispute_open(*, merchant, event: UsageEvent, message: str, opened_by: str = Dispute.OpenedBy.MERCHANT) -> Dispute:
@@ -123,9 +152,10 @@ def dispute_accept(*, merchant, dispute: Dispute) -> Dispute:
     with transaction.atomic():
         lock_wallet_balances([wallet])
         locked = _lock_open(merchant, dispute)
+        entitlement = _lock_entitlement(event)
         locked_event = _lock_event(merchant, event)
         if locked_event.refunded_at is None:
-            _refund_locked(merchant, locked_event, wallet, f"dispute {locked.id} accepted")
+            _refund_locked(merchant, locked_event, wallet, f"dispute {locked.id} accepted", entitlement)
         locked.status = Dispute.Status.ACCEPTED
         locked.resolved_at = timezone.now()
         locked.save(update_fields=["status", "resolved_at", "updated_at"])
