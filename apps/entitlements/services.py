@@ -31,6 +31,7 @@ from apps.entitlements.models import Entitlement, EntitlementItem
 from apps.ledger.lock_objects import lock_wallet_balances
 from apps.ledger.models import LedgerTransaction
 from apps.ledger.services import Posting, ledger_post
+from apps.payments.registry import WalletCredit, wallet_credited
 from apps.subscriptions.periods import period_at
 from apps.subscriptions.selectors import choose_subscription, usage_subscriptions
 from apps.usage.models import UsageCounter
@@ -242,6 +243,7 @@ def _release(entitlement: Entitlement, status: str, now) -> None:
             description=f"entitlement {status}",
             metadata={"entitlementId": str(entitlement.id)},
         )
+        wallet_credited(WalletCredit(wallet=wallet, amount=entitlement.remaining_amount, cause="hold_release"))
         entitlement.remaining_amount = ZERO
     entitlement.status = status
     entitlement.released_at = now

@@ -180,6 +180,37 @@ def test_a_per_event_price_on_usage_from_a_hold_is_422(api):
     assert entitlement_of(api, hold)["remainingQuantity"] == "10"
 
 
+def test_usage_from_a_hold_may_repeat_the_price_the_hold_reserved_at(api):
+    """A merchant that sends the price on both the entitlement and its usage is not refused."""
+    billing = Billing(api.merchant)
+    calls = billing.metric(properties={"unitPrice": "0.05"}, override=True)
+    billing.fund("10")
+    hold = reserve(api, billing, calls, 10, price="0.01")
+    body = billing.event(
+        "priced",
+        calls,
+        entitlementId=hold["id"],
+        properties=[{"billableMetricId": str(calls.id), "quantity": 2, "price": "0.010"}],
+    )
+
+    response = api.post("/v0/usage", body)
+
+    assert response.status_code == 201, response.json()
+    assert response.json()["billing"]["totalAmount"] == "0.020000"
+    assert entitlement_of(api, hold)["remainingQuantity"] == "8"
+    other = api.post(
+        "/v0/usage",
+        {
+            **body,
+            "idempotencyKey": "other-price",
+            "properties": [{"billableMetricId": str(calls.id), "quantity": 1, "price": "0.02"}],
+        },
+    )
+    assert other.status_code == 422
+    assert other.json()["code"] == "PRICE_OVERRIDE_WITH_ENTITLEMENT"
+    assert "at 0.01 a unit" in other.json()["message"]
+
+
 def test_usage_from_a_hold_after_a_plan_switch_is_an_instant_line_of_the_reserved_price(api, billing):
     hold = reserve(api, billing, billing.tokens, 20)
     reserved_price = Price.objects.get(billable_metric=billing.tokens)

@@ -36,7 +36,7 @@ from apps.catalog.pricing import price_line_amount
 from apps.core.bulk import StalePreparedStatement, Statement, array_param, insert_rows, new_id, run_statements
 from apps.core.errors import ApiError, Conflict, FieldError, Forbidden, NotFound, PaymentRequired, Unprocessable
 from apps.core.models import violated_constraint
-from apps.core.money import ZERO, format_amount, round_amount, split_commission
+from apps.core.money import ZERO, format_amount, format_decimal, round_amount, split_commission
 from apps.core.process_cache import ProcessCache
 from apps.customers.models import Customer
 from apps.entitlements.models import Entitlement, EntitlementItem
@@ -349,25 +349,6 @@ def _resolve_one(merchant, event, now, customers, metrics, subscriptions, entitl
                 f"{metric.id} ({metric.name}); all properties of one event belong to one subscription.",
                 code="METRIC_NOT_PRICED",
             )
-        if prop.price is not None and entitlement is not None:
-            raise Unprocessable(
-                f"properties[{index}].price: usage from entitlement {entitlement.id} is charged what the entitlement "
-                "reserved for its units, priced when it was created; leave price out (or give the price when "
-                "creating the entitlement).",
-                code="PRICE_OVERRIDE_WITH_ENTITLEMENT",
-            )
-        if prop.price is not None and not price.allow_price_override:
-            raise Unprocessable(
-                f"properties[{index}].price: price {price.id} of billable metric {metric.id} does not allow a "
-                "per-event price; set allowPriceOverride on the price, or leave price out.",
-                code="PRICE_OVERRIDE_NOT_ALLOWED",
-            )
-        if prop.price is not None and price.payment_term != PaymentTerm.INSTANT:
-            raise Unprocessable(
-                f"properties[{index}].price: billable metric {metric.id} is billed {price.payment_term}, at the "
-                "period's end, from the plan's price; a per-event price applies to instant prices only.",
-                code="PRICE_OVERRIDE_NOT_INSTANT",
-            )
         item = None
         if entitlement is not None:
             item = entitled_items.get(metric.id)
@@ -376,8 +357,33 @@ def _resolve_one(merchant, event, now, customers, metrics, subscriptions, entitl
                     f"properties[{index}]: entitlement {entitlement.id} reserves nothing for billable metric {metric.id}.",
                     code="METRIC_NOT_ENTITLED",
                 )
+            if prop.price is not None and prop.price != item.unit_price_override:
+                reserved_at = (
+                    f"at {format_decimal(item.unit_price_override)} a unit"
+                    if item.unit_price_override is not None
+                    else f"by price {item.price_id}"
+                )
+                raise Unprocessable(
+                    f"properties[{index}].price: usage from entitlement {entitlement.id} is charged what the "
+                    f"entitlement reserved for its units ({reserved_at}, when it was created); leave price out, "
+                    "or send the price the entitlement reserved at.",
+                    code="PRICE_OVERRIDE_WITH_ENTITLEMENT",
+                )
             # usage from a hold is priced by the price it reserved at, as it was then (its snapshot)
             price = item.price
+        elif prop.price is not None:
+            if not price.allow_price_override:
+                raise Unprocessable(
+                    f"properties[{index}].price: price {price.id} of billable metric {metric.id} does not allow a "
+                    "per-event price; set allowPriceOverride on the price, or leave price out.",
+                    code="PRICE_OVERRIDE_NOT_ALLOWED",
+                )
+            if price.payment_term != PaymentTerm.INSTANT:
+                raise Unprocessable(
+                    f"properties[{index}].price: billable metric {metric.id} is billed {price.payment_term}, at the "
+                    "period's end, from the plan's price; a per-event price applies to instant prices only.",
+                    code="PRICE_OVERRIDE_NOT_INSTANT",
+                )
         value, value_text = _metric_value(metric, prop.quantity, event.metadata, f"properties[{index}]")
         lines.append(ResolvedLine(metric, price, prop.quantity, value, value_text, prop.price, item))
     wallet_minimum = subscriptions.wallet_minimum[subscription.wallet_id]

@@ -26,6 +26,7 @@ from apps.entitlements.services import entitlement_is_live, entitlement_restore_
 from apps.ledger.lock_objects import lock_wallet_balances
 from apps.ledger.models import LedgerTransaction
 from apps.ledger.services import Posting, ledger_post, merchant_revenue_account, platform_commission_account
+from apps.payments.registry import WalletCredit, wallet_credited
 from apps.subscriptions.periods import period_at
 from apps.usage.models import Dispute, UsageCounter, UsageEvent, UsageLine
 from apps.usage.pricing import needs_counter
@@ -97,6 +98,8 @@ def _refund_locked(
             description=f"refund of usage {locked.idempotency_key}: {reason}"[:500],
             metadata={"usageEventId": str(locked.id)},
         )
+        if not to_hold:
+            wallet_credited(WalletCredit(wallet=wallet, amount=locked.amount, cause="refund"))
     _uncount(locked, lines)
     locked.refunded_at = timezone.now()
     locked.refund_reason = reason
