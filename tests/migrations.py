@@ -6,8 +6,9 @@ from django.db.migrations.executor import MigrationExecutor
 
 def migrate_over_history(before, write_history):
     """Migrate back to `before` (a list of (app, migration) targets), call
-    `write_history(apps)` with the models as they were there, then migrate to the latest
-    schema (also when writing failed); returns what `write_history` returned."""
+    `write_history(apps)` with the models as they were there (to write rows, or to read what
+    a backward migration left), then migrate to the latest schema (also when it failed);
+    returns what `write_history` returned."""
     executor = MigrationExecutor(connection)
     executor.migrate(before)
     try:

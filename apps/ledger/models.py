@@ -96,7 +96,7 @@ class LedgerTransaction(TenantModel):
         INVOICE_PAYMENT = "invoice_payment"
         FEE = "fee"
         # Moves amounts between the modes' accounts once, when the ledger was split by mode
-        # (migration ledger 0006): the one kind whose entries reach both modes.
+        # (migration ledger 0007): the one kind whose entries reach both modes.
         RECLASSIFICATION = "reclassification"
 
     # (indexed by ledger_txn_merchant_created)

@@ -58,7 +58,7 @@ def ledger_check() -> list[str]:
 
     Per mode: every account's balance rows equal its entries; the mode's accounts sum to zero
     on their own; no merchant account is in another mode than its merchant; no transaction
-    (but the split's reclassifications, see ledger migration 0006) reaches an account of the
+    (but the split's reclassifications, see ledger migration 0007) reaches an account of the
     other mode. And: every transaction sums to zero with at least two entries, and no entry
     belongs to a transaction that does not exist (entries keep no database key to it, see
     unchecked_foreign_key). An empty list means the ledger is consistent.
@@ -159,7 +159,7 @@ def ledger_check() -> list[str]:
 
 # Transactions posted before this migration split the ledger by mode may reach both modes'
 # accounts: the migration moved their sums with reclassifying transactions.
-MODE_SPLIT_MIGRATION = "0006_accounts_per_mode"
+MODE_SPLIT_MIGRATION = "0007_reclassify_sandbox_amounts"
 
 
 def _mode(livemode) -> str:

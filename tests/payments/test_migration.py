@@ -12,7 +12,7 @@ from apps.payments.models import Adjustment, Payment, PaymentAttempt, PaymentSes
 from tests.migrations import migrate_over_history
 
 D = Decimal
-BEFORE_THE_MOVE = [("subscriptions", "0002_remove_stored_periods"), ("ledger", "0006_accounts_per_mode")]
+BEFORE_THE_MOVE = [("subscriptions", "0002_remove_stored_periods"), ("ledger", "0007_reclassify_sandbox_amounts")]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -38,6 +38,19 @@ def test_the_move_keeps_sessions_and_adjustments_and_records_what_paid_them():
     adjustment = Adjustment.objects.get(pk=ids["adjustment"])
     assert (adjustment.amount, adjustment.reason, adjustment.idempotency_key) == (D("2"), "goodwill", None)
     assert ledger_check() == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_move_runs_backwards_and_gives_sessions_back_what_paid_them():
+    ids = migrate_over_history(BEFORE_THE_MOVE, _history)
+
+    def read_back(old):
+        session = old.get_model("subscriptions", "PaymentSession").objects.get(pk=ids["paid"])
+        assert (session.paid_source, session.ledger_transaction_id) == ("test", ids["txn"])
+        assert old.get_model("ledger", "Adjustment").objects.filter(pk=ids["adjustment"]).exists()
+
+    migrate_over_history(BEFORE_THE_MOVE, read_back)  # back again, then forward once more
+    assert PaymentSession.objects.get(pk=ids["paid"]).amount_paid == D("7")
 
 
 def _history(old) -> dict:

@@ -52,12 +52,25 @@ def record_payments_of_paid_sessions(apps, schema_editor):
         )
 
 
+def restore_paid_sources(apps, schema_editor):
+    """Backwards: a session paid by one payment gets back its paid_source and ledger transaction
+    (the columns this migration drops), before the payments and attempts are dropped."""
+    PaymentSession = apps.get_model("payments", "PaymentSession")
+    Payment = apps.get_model("payments", "Payment")
+    clearing = {"card": "stripe", "test": "test"}
+    for payment in Payment.objects.filter(session__status="paid").order_by("created_at").iterator():
+        PaymentSession.objects.filter(pk=payment.session_id, ledger_transaction__isnull=True).update(
+            paid_source=clearing.get(payment.source, payment.source),
+            ledger_transaction_id=payment.ledger_transaction_id,
+        )
+
+
 class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
         ("customers", "0002_initial"),
-        ("ledger", "0007_move_adjustments"),
+        ("ledger", "0008_move_adjustments"),
         ("merchants", "0001_initial"),
         ("subscriptions", "0003_move_payment_sessions"),
     ]
@@ -297,7 +310,7 @@ class Migration(migrations.Migration):
             model_name='payment',
             constraint=models.CheckConstraint(condition=models.Q(('amount__gt', 0)), name='payment_amount_positive'),
         ),
-        migrations.RunPython(record_payments_of_paid_sessions, migrations.RunPython.noop),
+        migrations.RunPython(record_payments_of_paid_sessions, restore_paid_sources),
         migrations.RemoveField(model_name="paymentsession", name="paid_source"),
         migrations.RemoveField(model_name="paymentsession", name="ledger_transaction"),
         migrations.AddConstraint(

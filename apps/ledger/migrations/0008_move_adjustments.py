@@ -4,7 +4,7 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-    dependencies = [("ledger", "0006_accounts_per_mode")]
+    dependencies = [("ledger", "0007_reclassify_sandbox_amounts")]
 
     operations = [
         migrations.SeparateDatabaseAndState(state_operations=[migrations.DeleteModel(name="Adjustment")]),
