@@ -1,8 +1,8 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from apps.core.views import healthz, readyz
+from apps.core.views import healthz, readyz, unknown_endpoint
 from apps.merchants.views import admin_switch_mode
 
 v0_patterns = [
@@ -19,6 +19,9 @@ v0_patterns = [
     path("", include("apps.payments.urls")),
     path("", include("apps.entitlements.urls")),
     path("", include("apps.usage.urls")),
+    # last: any other /v0 path is the envelope's 404, also with DEBUG on (Django's debug page
+    # would answer HTML to a client that parses JSON)
+    re_path(r"^.*$", unknown_endpoint),
 ]
 
 urlpatterns = [

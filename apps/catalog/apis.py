@@ -19,6 +19,7 @@ from apps.catalog.serializers import BillableMetricSerializer, PlanSerializer, P
 from apps.core.api import ApiView, choice_param, uuid_param
 from apps.core.errors import FieldError
 from apps.core.inputs import StrictCharField, StrictInputSerializer
+from apps.core.metadata import MetadataField
 
 # --- input fields ----------------------------------------------------------------------------
 
@@ -93,7 +94,7 @@ class ProductInput(StrictInputSerializer):
     merchantId = merchant_id_field()
     name = StrictCharField(max_length=200)
     description = StrictCharField(required=False, allow_blank=True, default="")
-    metadata = serializers.DictField(required=False, default=dict)
+    metadata = MetadataField(required=False, default=dict)
 
     class Meta:
         ref_name = "ProductInput"

@@ -37,7 +37,7 @@ def _get(queryset: QuerySet, *, noun: str, merchant: Merchant, id: Any, field: s
 
 
 def product_list(*, merchant: Merchant, filters: dict | None = None) -> QuerySet[Product]:
-    return Product.objects.filter(merchant=merchant).select_related("merchant").order_by("created_at", "id")
+    return Product.objects.filter(merchant=merchant).select_related("merchant").order_by("-created_at", "-id")
 
 
 def product_get(*, merchant: Merchant, id: Any, field: str | None = None) -> Product:
@@ -49,7 +49,7 @@ def billable_metric_list(*, merchant: Merchant, filters: dict | None = None) -> 
     queryset = BillableMetric.objects.filter(merchant=merchant).select_related("merchant")
     if filters.get("product_id"):
         queryset = queryset.filter(product_id=filters["product_id"])
-    return queryset.order_by("created_at", "id")
+    return queryset.order_by("-created_at", "-id")
 
 
 def billable_metric_get(*, merchant: Merchant, id: Any, field: str | None = None) -> BillableMetric:
@@ -70,7 +70,7 @@ def price_list(*, merchant: Merchant, filters: dict | None = None) -> QuerySet[P
         queryset = queryset.filter(billable_metric_id=filters["billable_metric_id"])
     if filters.get("currency"):
         queryset = queryset.filter(currency=filters["currency"])
-    return queryset.order_by("created_at", "id")
+    return queryset.order_by("-created_at", "-id")
 
 
 def price_get(*, merchant: Merchant, id: Any, field: str | None = None) -> Price:
@@ -92,7 +92,7 @@ def plan_list(*, merchant: Merchant, filters: dict | None = None) -> QuerySet[Pl
         queryset = queryset.filter(code=filters["code"])
     if filters.get("product_id"):
         queryset = queryset.filter(product_id=filters["product_id"])
-    return queryset.order_by("created_at", "id")
+    return queryset.order_by("-created_at", "-id")
 
 
 def plan_get(*, merchant: Merchant, id: Any, field: str | None = None) -> Plan:

@@ -33,6 +33,7 @@ from apps.catalog.pricing import PriceConfigError, validate_properties
 from apps.catalog.pricing.base import parse_decimal
 from apps.catalog.selectors import reference_not_found
 from apps.core.errors import Conflict, FieldError, Unprocessable
+from apps.core.metadata import clean_metadata
 from apps.core.models import violated_constraint
 from apps.merchants.models import Merchant
 
@@ -63,14 +64,6 @@ def _require_text(value: Any, *, field: str) -> str:
     return value
 
 
-def _check_metadata(metadata: Any) -> dict:
-    if metadata is None:
-        return {}
-    if not isinstance(metadata, dict):
-        raise FieldError("metadata", "metadata must be an object of keys and values.", code="INVALID_METADATA")
-    return metadata
-
-
 def _decimal(raw: Any, *, field: str, code: str) -> Decimal:
     """A non-negative amount or quantity sent as a string (never a JSON float), at most 12 places."""
     try:
@@ -92,7 +85,7 @@ def _properties_error(exc: PriceConfigError) -> FieldError:
 def product_clean(*, name: str, metadata: Any) -> dict:
     """Validate a product's values; return its metadata."""
     _require_text(name, field="name")
-    return _check_metadata(metadata)
+    return clean_metadata(metadata)
 
 
 def product_create(*, merchant: Merchant, name: str, description: str = "", metadata: dict | None = None) -> Product:

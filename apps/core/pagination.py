@@ -1,6 +1,7 @@
 """List pagination of the contract: `?limit=&offset=` ->
 `{"object": "list", "data": [...], "pagination": {"limit", "offset", "total"}}`."""
 
+from django.core.exceptions import ImproperlyConfigured
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 
@@ -24,9 +25,24 @@ def _parse_non_negative(raw, name: str, default: int, maximum: int | None = None
     return value
 
 
+def check_total_order(queryset) -> None:
+    """Offset paging is exact only over a total order: one that ends in the id. Rows that share
+    every other sort key (a batch's events share a timestamp) would otherwise come back in any
+    order on each page's query, and paging would skip some and repeat others."""
+    ordering = [str(key) for key in queryset.query.order_by]
+    if not ordering or ordering[-1].lstrip("-") not in ("id", "pk"):
+        raise ImproperlyConfigured(
+            f"A {queryset.model.__name__} list must be ordered by keys that end in the id; it is ordered by {ordering}."
+        )
+
+
 class LimitOffsetListPagination(LimitOffsetPagination):
     default_limit = DEFAULT_LIMIT
     max_limit = MAX_LIMIT
+
+    def paginate_queryset(self, queryset, request, view=None):
+        check_total_order(queryset)
+        return super().paginate_queryset(queryset, request, view)
 
     def get_limit(self, request):
         limit = _parse_non_negative(request.query_params.get("limit"), "limit", self.default_limit, self.max_limit)

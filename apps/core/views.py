@@ -6,7 +6,9 @@ import redis
 from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
 
+from apps.core.errors import json_not_found
 from apps.core.redis import get_redis
 
 logger = logging.getLogger(__name__)
@@ -35,3 +37,9 @@ def readyz(request):
         checks["redis"] = "unreachable"
     ready = all(v == "ok" for v in checks.values())
     return JsonResponse({"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503)
+
+
+@csrf_exempt
+def unknown_endpoint(request):
+    """Any /v0 path that no route matches, with any method."""
+    return json_not_found(request)

@@ -3,7 +3,8 @@ from django.contrib import admin, messages
 from rest_framework import serializers
 
 from apps.core.admin import TenantAdmin, TenantModelForm, admin_tenant, run_per_row
-from apps.customers.inputs import AddressInputSerializer, MetadataField, address_from_input
+from apps.core.metadata import MetadataField
+from apps.customers.inputs import AddressInputSerializer, address_from_input
 from apps.customers.models import Customer
 from apps.customers.selectors import customer_find_active_by_email
 from apps.customers.services import customer_archive, customer_create, customer_update

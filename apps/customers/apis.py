@@ -3,10 +3,10 @@ from rest_framework.response import Response
 
 from apps.core.api import ApiView
 from apps.core.inputs import StrictCharField, StrictInputSerializer
+from apps.core.metadata import MetadataField
 from apps.customers.inputs import (
     ADDRESS_KEYS,
     ConsumerInputSerializer,
-    MetadataField,
     customer_fields_from_input,
 )
 from apps.customers.selectors import customer_get, customer_list

@@ -6,7 +6,6 @@ every lookup by email goes through it.
 
 import re
 
-from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.core.inputs import StrictCharField, StrictInputSerializer
@@ -14,9 +13,6 @@ from apps.customers.countries import ISO_3166_ALPHA2
 
 EMAIL_MAX_LENGTH = 320
 ADDRESS_KEYS = ("line1", "line2", "city", "state", "country", "zipCode")
-METADATA_MAX_KEYS = 50
-METADATA_KEY_MAX_LENGTH = 40
-METADATA_VALUE_MAX_LENGTH = 500
 
 _COUNTRY_SHAPE = re.compile(r"^[A-Za-z]{2}$")
 
@@ -90,33 +86,6 @@ def customer_fields_from_input(data: dict) -> dict:
 def address_from_input(validated: dict) -> dict:
     """The stored form of a validated address: only the keys that are set."""
     return {key: value for key, value in validated.items() if key in ADDRESS_KEYS and value not in (None, "")}
-
-
-@extend_schema_field({"type": "object", "additionalProperties": {"type": "string", "maxLength": 500}})
-class MetadataField(serializers.Field):
-    """A JSON object of up to 50 string keys (at most 40 characters) to string values (at most 500)."""
-
-    default_error_messages = {
-        "not_an_object": "Must be a JSON object of string keys to string values.",
-        "too_many_keys": f"At most {METADATA_MAX_KEYS} keys.",
-        "bad_key": f"Keys must be non-empty strings of at most {METADATA_KEY_MAX_LENGTH} characters.",
-        "bad_value": f"Values must be strings of at most {METADATA_VALUE_MAX_LENGTH} characters.",
-    }
-
-    def to_internal_value(self, data):
-        if not isinstance(data, dict):
-            self.fail("not_an_object")
-        if len(data) > METADATA_MAX_KEYS:
-            self.fail("too_many_keys")
-        for key, value in data.items():
-            if not isinstance(key, str) or not key or len(key) > METADATA_KEY_MAX_LENGTH:
-                self.fail("bad_key")
-            if not isinstance(value, str) or len(value) > METADATA_VALUE_MAX_LENGTH:
-                self.fail("bad_value")
-        return dict(data)
-
-    def to_representation(self, value):
-        return value
 
 
 class ConsumerInputSerializer(serializers.Serializer):

@@ -88,7 +88,7 @@ class ActiveEntitlementsApi(ApiView):
         queryset = (
             entitlements(merchant=request.merchant)
             .filter(customer_id=customer_id, status=Entitlement.Status.ACTIVE, expires_at__gt=timezone.now())
-            .order_by("-created_at")
+            .order_by("-created_at", "-id")
         )
         return self.paginated_response(queryset, lambda rows: [entitlement_data(e) for e in rows])
 

@@ -25,7 +25,7 @@ def subscription_list(*, merchant, filters: dict | None = None) -> QuerySet[Subs
         Subscription.objects.filter(merchant=merchant)
         .select_related("merchant", "wallet", "plan")
         .prefetch_related(activation_sessions)
-        .order_by("-created_at")
+        .order_by("-created_at", "-id")
     )
     if filters.get("customer_id"):
         queryset = queryset.filter(customer_id=filters["customer_id"])

@@ -15,10 +15,10 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from apps.core.errors import FieldError
+from apps.core.metadata import clean_metadata
 from apps.core.money import AMOUNT_DECIMAL_PLACES, AMOUNT_INTEGER_DIGITS, amount_digits_problem, parse_amount
 
 MAX_PROPERTIES = 50
-MAX_METADATA_KEYS = 50
 MAX_KEY_LENGTH = 255
 FUTURE_TOLERANCE = timedelta(minutes=5)
 EVENT_FIELDS = {
@@ -143,20 +143,7 @@ def _timestamp(value, field: str, now: datetime) -> datetime:
 
 
 def _metadata(value, field: str) -> dict:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise FieldError(field, "must be an object of keys to values", code="INVALID_METADATA")
-    if len(value) > MAX_METADATA_KEYS:
-        raise FieldError(field, f"may hold at most {MAX_METADATA_KEYS} keys", code="INVALID_METADATA")
-    for key, item in value.items():
-        if len(key) > 40:
-            raise FieldError(f"{field}.{key}", "keys are at most 40 characters", code="INVALID_METADATA")
-        if isinstance(item, (dict, list)):
-            raise FieldError(f"{field}.{key}", "values must be strings, numbers or booleans", code="INVALID_METADATA")
-        if isinstance(item, str) and len(item) > 500:
-            raise FieldError(f"{field}.{key}", "values are at most 500 characters", code="INVALID_METADATA")
-    return value
+    return clean_metadata(value, field=field)
 
 
 def parse_usage_event(raw, *, prefix: str = "", now: datetime | None = None) -> UsageInput:

@@ -17,7 +17,7 @@ def usage_event_list(
     *, merchant, customer_id=None, subscription_id=None, metric_id=None, start=None, end=None
 ) -> QuerySet[UsageEvent]:
     """The merchant's usage events, newest first, filtered by what is given ([start, end))."""
-    queryset = usage_events(merchant=merchant).order_by("-timestamp", "-created_at")
+    queryset = usage_events(merchant=merchant).order_by("-timestamp", "-created_at", "-id")
     if customer_id:
         queryset = queryset.filter(customer_id=customer_id)
     if subscription_id:
@@ -42,7 +42,7 @@ def metric_has_usage(metric) -> bool:
 
 
 def dispute_list(*, merchant, status=None, customer_id=None) -> QuerySet[Dispute]:
-    queryset = Dispute.objects.filter(merchant=merchant).select_related("merchant").order_by("-created_at")
+    queryset = Dispute.objects.filter(merchant=merchant).select_related("merchant").order_by("-created_at", "-id")
     if status:
         queryset = queryset.filter(status=status)
     if customer_id:

@@ -260,7 +260,7 @@ def test_list_filters_by_code_and_paginates(api, product):
     assert [p["name"] for p in page["data"]] == ["Starter"]
     page = api.get("/v0/plans", {"limit": 1, "offset": 2}).json()
     assert page["pagination"] == {"limit": 1, "offset": 2, "total": 3}
-    assert [p["code"] for p in page["data"]] == ["growth"]
+    assert [p["code"] for p in page["data"]] == ["free"]  # newest first
 
 
 def test_another_merchant_and_other_mode_get_404(api, test_api, other_api, product):

@@ -231,7 +231,7 @@ def test_list_hides_archived_and_filters(api, metric, product):
     archived = make_price(api, metric["id"])
     assert api.delete(f"/v0/prices/{archived['id']}").status_code == 200
     page = api.get("/v0/prices", {"billableMetricId": metric["id"]}).json()
-    assert [p["id"] for p in page["data"]] == [usdc["id"], usd["id"]]
+    assert [p["id"] for p in page["data"]] == [usd["id"], usdc["id"]]  # newest first
     page = api.get("/v0/prices", {"billableMetricId": metric["id"], "currency": "USD"}).json()
     assert [p["id"] for p in page["data"]] == [usd["id"]]
     assert api.get("/v0/prices").json()["pagination"]["total"] == 3

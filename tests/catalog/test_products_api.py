@@ -39,7 +39,7 @@ def test_get_product_and_list_with_pagination(api):
     page = api.get("/v0/products", {"limit": 2, "offset": 1}).json()
     assert page["object"] == "list"
     assert page["pagination"] == {"limit": 2, "offset": 1, "total": 3}
-    assert [p["id"] for p in page["data"]] == ids[1:]
+    assert [p["id"] for p in page["data"]] == [ids[1], ids[0]]  # newest first
 
 
 def test_patch_changes_only_the_fields_sent(api):

@@ -49,10 +49,20 @@ def test_rule_error_is_422_in_the_envelope(api):
     }
 
 
-def test_unknown_v0_route_is_json_404(client, db):
-    response = client.get("/v0/nothing-here")
+@pytest.mark.parametrize("debug", [False, True])
+@pytest.mark.parametrize("method", ["get", "post", "patch", "delete"])
+@pytest.mark.parametrize("path", ["/v0/nothing-here", "/v0/customers/x/y/z", "/v0/", "/v0/customers/"])
+def test_unknown_v0_path_is_the_envelopes_404(client, db, settings, debug, method, path):
+    settings.DEBUG = debug
+    response = getattr(client, method)(path, content_type="application/json")
     assert response.status_code == 404
-    assert response.json()["code"] == "NOT_FOUND"
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {
+        "error": "not_found",
+        "message": f"No endpoint {method.upper()} {path}.",
+        "code": "NOT_FOUND",
+        "details": {},
+    }
 
 
 def test_unhandled_error_is_500_in_the_envelope(api):

@@ -27,7 +27,7 @@ class WidgetListApi(ApiView):
 
     @extend_schema(exclude=True)
     def get(self, request):
-        queryset = Widget.objects.filter(merchant=request.merchant).order_by("created_at")
+        queryset = Widget.objects.filter(merchant=request.merchant).order_by("created_at", "id")
         return self.paginated_response(queryset, lambda rows: WidgetSerializer(rows, many=True).data)
 
     @extend_schema(exclude=True)
