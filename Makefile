@@ -21,6 +21,7 @@ run: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 
 dockerfile-check: install
 	$(VENV)/bin/hadolint Dockerfile

@@ -736,14 +736,12 @@ def plan_create(
 def _check_subscribed_plan_keeps_terms(*, plan: Plan, changes: dict) -> None:
     """A plan with live subscriptions keeps its currency (their wallets are in it) and its
     billing interval (their periods are computed from it)."""
-    from apps.subscriptions.models import Subscription
-
     for field, api_name in (("currency", "currency"), ("billing_interval", "billingInterval")):
         if field in changes and changes[field] != getattr(plan, field):
-            live = Subscription.objects.filter(plan=plan).exclude(status=Subscription.Status.TERMINATED)
-            if live.exists():
+            live = hooks.plan_live_subscriptions(plan)
+            if live:
                 raise Conflict(
-                    f"{api_name}: plan {plan.code!r} ({plan.pk}) has {live.count()} subscription(s) that are not "
+                    f"{api_name}: plan {plan.code!r} ({plan.pk}) has {live} subscription(s) that are not "
                     f"terminated, billed in its {field.replace('_', ' ')}; create a new plan instead.",
                     code="PLAN_HAS_SUBSCRIPTIONS",
                     details={"field": api_name},

@@ -1,16 +1,19 @@
-"""The base of every /v0 view: merchant key auth, the `merchantId` check, and
-Idempotency-Key handling on POST."""
+"""The base of every /v0 view: the `merchantId` check, Idempotency-Key handling on POST, and
+the error envelope. Who the caller is, is told by the authenticator each view is given (DRF's
+`authentication_classes`, by default the merchant's secret key from settings; for the plain hot
+path, the `authenticate` argument): core knows no kind of key."""
 
 import json
 import logging
 import uuid
+from collections.abc import Callable
 
 import orjson
 from django.db import InterfaceError, OperationalError, transaction
 from django.http import HttpResponse
 from rest_framework.views import APIView
 
-from apps.core.errors import ApiError, BadRequest, FieldError, Forbidden, RateLimited, error_body
+from apps.core.errors import ApiError, BadRequest, FieldError, Forbidden, error_body
 from apps.core.idempotency import (
     HEADER,
     Replay,
@@ -23,8 +26,6 @@ from apps.core.idempotency import (
 )
 from apps.core.pagination import LimitOffsetListPagination
 from apps.core.parsers import loads_strict
-from apps.merchants.authentication import authenticate_header
-from apps.merchants.throttling import rate_limit_wait
 
 IDEMPOTENT_METHODS = ("POST",)
 logger = logging.getLogger(__name__)
@@ -74,28 +75,22 @@ def check_merchant_id(merchant, value) -> None:
         )
 
 
-def plain_json_post(request, handle) -> HttpResponse:
+def plain_json_post(request, handle, *, authenticate: Callable) -> HttpResponse:
     """A POST served without DRF's generic machinery, for the ingestion hot path, with the
-    same authentication, rate limit, merchantId rule and error envelope as every ApiView.
+    merchantId rule and error envelope of every ApiView.
 
-    `handle(merchant, data)` returns (status, body).
+    `authenticate(request)` returns the caller's merchant, having applied its rate limit, or
+    raises an ApiError (401, 429); `handle(merchant, data)` returns (status, body).
     """
     try:
-        key = authenticate_header(request.META.get("HTTP_AUTHORIZATION", ""))
-        wait = rate_limit_wait(key)
-        if wait is not None:
-            raise RateLimited(
-                f"Too many requests for this API key; retry in {wait} s.",
-                details={"retryAfter": wait},
-                headers={"Retry-After": str(wait)},
-            )
+        merchant = authenticate(request)
         try:
             data = loads_strict(request.body) if request.body else None
         except (ValueError, UnicodeDecodeError) as exc:
             raise BadRequest(f"The body is not valid JSON: {exc}", code="MALFORMED_JSON") from None
         if isinstance(data, dict):
-            check_merchant_id(key.merchant, data.get("merchantId"))
-        status, body = handle(key.merchant, data)
+            check_merchant_id(merchant, data.get("merchantId"))
+        status, body = handle(merchant, data)
         return HttpResponse(render_json(body), status=status, content_type="application/json")
     except ApiError as exc:
         response = HttpResponse(json.dumps(exc.as_body()), status=exc.status_code, content_type="application/json")

@@ -1,15 +1,16 @@
 """Input fields shared by every /v0 endpoint."""
 
 from collections.abc import Mapping
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.exceptions import ErrorDetail, ValidationError
 
+from apps.core.errors import FieldError
 from apps.core.fields import Currency
-from apps.core.money import amount_digits_problem, parse_amount
+from apps.core.money import AMOUNT_DECIMAL_PLACES, AMOUNT_INTEGER_DIGITS, amount_digits_problem, parse_amount
 
 
 @extend_schema_field(OpenApiTypes.STR)
@@ -86,3 +87,37 @@ class StrictCharField(serializers.CharField):
         if not isinstance(data, str):
             self.fail("not_a_string")
         return super().to_internal_value(data)
+
+
+def parse_number(value, field: str, *, allow_negative: bool = False) -> Decimal:
+    """A number given as a JSON number or a string (quantities are not money, so JSON numbers
+    are accepted), with at most 12 fractional and 26 integer digits."""
+    kind = "a number" if allow_negative else "a non-negative number"
+    if isinstance(value, bool) or value is None:
+        raise FieldError(field, f"must be {kind}", code="INVALID_QUANTITY")
+    if isinstance(value, (int, float)):
+        # a JSON number keeps its written digits (apps.core.parsers.JsonNumber): no float rounding
+        value = getattr(value, "text", None) or repr(value) if isinstance(value, float) else str(value)
+    if not isinstance(value, str):
+        raise FieldError(field, f"must be {kind}", code="INVALID_QUANTITY")
+    try:
+        quantity = Decimal(value.strip())
+    except InvalidOperation:
+        raise FieldError(field, f"must be {kind}, got {value!r}", code="INVALID_QUANTITY") from None
+    if not quantity.is_finite():
+        raise FieldError(field, "must be a finite number", code="INVALID_QUANTITY")
+    if quantity < 0 and not allow_negative:
+        raise FieldError(field, f"must not be negative, got {value}", code="NEGATIVE_QUANTITY")
+    check_amount_digits(quantity, field, "INVALID_QUANTITY")
+    return quantity
+
+
+def check_amount_digits(value: Decimal, field: str, code: str) -> None:
+    """400 when `value` does not fit an amount column (NUMERIC(38, 12))."""
+    problem = amount_digits_problem(value)
+    if problem == "places":
+        raise FieldError(field, f"must have at most {AMOUNT_DECIMAL_PLACES} digits after the decimal point", code=code)
+    if problem == "digits":
+        raise FieldError(
+            field, f"is too large (at most {AMOUNT_INTEGER_DIGITS} digits before the decimal point)", code=code
+        )

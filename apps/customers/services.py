@@ -6,11 +6,11 @@ from django.utils import timezone
 
 from apps.core.errors import Conflict
 from apps.core.models import violated_constraint
+from apps.customers import hooks
 from apps.customers.inputs import ADDRESS_KEYS, normalize_email
 from apps.customers.models import Customer
 from apps.customers.selectors import customer_find_active_by_email
 from apps.merchants.models import Merchant
-from apps.subscriptions.selectors import customer_has_live_subscription
 
 EMAIL_CONSTRAINT = "customer_unique_merchant_email"
 # How often a create retries when the customer that beat it to the index was archived meanwhile.
@@ -156,13 +156,8 @@ def customer_archive(*, merchant: Merchant, customer: Customer) -> Customer:
             .select_related("merchant")
             .get(pk=customer.pk, merchant=merchant)
         )
-        if locked.archived_at is None and customer_has_live_subscription(customer=locked):
-            raise Conflict(
-                f"Customer {locked.id} has a subscription that is not terminated; terminate it before deleting "
-                "the customer.",
-                code="CUSTOMER_HAS_ACTIVE_SUBSCRIPTION",
-            )
         if locked.archived_at is None:
+            hooks.check_archive(locked)
             locked.archived_at = timezone.now()
             locked.save(update_fields=["archived_at", "updated_at"])
     return locked

@@ -6,13 +6,12 @@ from rest_framework.response import Response
 
 from apps.core.api import ApiView, uuid_param
 from apps.core.errors import FieldError
-from apps.core.inputs import AmountInputField, StrictCharField, StrictInputSerializer
+from apps.core.inputs import AmountInputField, StrictCharField, StrictInputSerializer, parse_number
 from apps.customers.selectors import customer_get
 from apps.entitlements.models import Entitlement
 from apps.entitlements.selectors import entitlement_get, entitlements
 from apps.entitlements.serializers import EntitlementSchema, entitlement_data
 from apps.entitlements.services import MAX_EXPIRES_IN, EntitlementRequest, entitlement_create, entitlement_release
-from apps.usage.inputs import parse_number
 
 TAGS = ["entitlements"]
 

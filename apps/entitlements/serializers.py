@@ -1,7 +1,7 @@
 from rest_framework import serializers
 
+from apps.core.formats import iso, quantity_str
 from apps.core.money import format_amount
-from apps.usage.serializers import iso, quantity_str
 
 
 def entitlement_data(entitlement) -> dict:

@@ -32,9 +32,9 @@ from apps.ledger.lock_objects import lock_wallet_balances
 from apps.ledger.models import LedgerTransaction
 from apps.ledger.services import Posting, ledger_post
 from apps.payments.registry import WalletCredit, wallet_credited
+from apps.subscriptions.models import UsageCounter
 from apps.subscriptions.periods import period_at
 from apps.subscriptions.selectors import choose_subscription, usage_subscriptions
-from apps.usage.models import UsageCounter
 
 MAX_EXPIRES_IN = 30 * 24 * 3600
 

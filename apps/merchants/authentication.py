@@ -3,10 +3,11 @@
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
 
-from apps.core.errors import Unauthenticated
+from apps.core.errors import RateLimited, Unauthenticated
 from apps.merchants.models import ApiKey
 from apps.merchants.selectors import api_key_for_secret
 from apps.merchants.services import api_key_touch
+from apps.merchants.throttling import rate_limit_wait
 
 MISSING_KEY_MESSAGE = "Missing API key: send `Authorization: Bearer <secret key>` with a key from the dashboard."
 
@@ -35,6 +36,22 @@ def authenticate_header(header: str) -> ApiKey:
         )
     api_key_touch(key=key)
     return key
+
+
+def merchant_for_request(request):
+    """The authenticator of the plain hot path (apps.core.api.plain_json_post): the merchant
+    of the request's secret key, within the key's rate limit (429 beyond it)."""
+    key = authenticate_header(request.META.get("HTTP_AUTHORIZATION", ""))
+    wait = rate_limit_wait(key)
+    if wait is not None:
+        raise RateLimited(
+            f"Too many requests for this API key; retry in {wait} s.",
+            details={"retryAfter": wait},
+            headers={"Retry-After": str(wait)},
+        )
+    request.merchant = key.merchant
+    request.api_key = key
+    return key.merchant
 
 
 class ApiKeyPrincipal:

@@ -56,3 +56,21 @@ class Subscription(TenantModel):
     @property
     def current_period_end(self) -> datetime:
         return self.current_period[1]
+
+
+class UsageCounter(TenantModel):
+    """Units already charged in one period for one instant price of one subscription: the
+    running total that graduated tiers and free units need (usage charges it, entitlements price
+    holds from it). Read and written under the wallet's lock."""
+
+    subscription = models.ForeignKey(Subscription, on_delete=models.PROTECT, related_name="+")
+    price = models.ForeignKey("catalog.Price", on_delete=models.PROTECT, related_name="+")
+    period_start = models.DateTimeField()
+    units = AmountField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["merchant", "subscription", "price", "period_start"], name="usage_counter_unique_period"
+            ),
+        ]

@@ -7,7 +7,7 @@ from decimal import Decimal
 from django.db.models import Prefetch, QuerySet
 
 from apps.core.bulk import Statement, array_param, run_statements
-from apps.core.errors import NotFound
+from apps.core.errors import Conflict, NotFound
 from apps.core.process_cache import ProcessCache
 from apps.payments.models import PaymentSession
 from apps.payments.selectors import latest_sessions
@@ -50,6 +50,22 @@ def subscription_get(*, merchant, subscription_id) -> Subscription:
 def customer_has_live_subscription(*, customer) -> bool:
     """Whether the customer has a subscription that is not terminated."""
     return Subscription.objects.filter(customer=customer).exclude(status=Subscription.Status.TERMINATED).exists()
+
+
+def plan_live_subscription_count(plan) -> int:
+    """How many subscriptions to `plan` are not terminated (registered with the catalog's hooks)."""
+    return Subscription.objects.filter(plan=plan).exclude(status=Subscription.Status.TERMINATED).count()
+
+
+def refuse_archiving_a_billed_customer(customer) -> None:
+    """A customer with a subscription that is not terminated is not archived (registered with the
+    customers' hooks): 409 CUSTOMER_HAS_ACTIVE_SUBSCRIPTION."""
+    if customer_has_live_subscription(customer=customer):
+        raise Conflict(
+            f"Customer {customer.id} has a subscription that is not terminated; terminate it before deleting "
+            "the customer.",
+            code="CUSTOMER_HAS_ACTIVE_SUBSCRIPTION",
+        )
 
 
 class SubscriptionIndex(dict):

@@ -13,6 +13,7 @@ from apps.catalog.selectors import billable_metric_get
 from apps.core.api import ApiView, choice_param, plain_json_post, uuid_param
 from apps.core.errors import FieldError
 from apps.core.inputs import StrictCharField, StrictInputSerializer
+from apps.merchants.authentication import merchant_for_request
 from apps.usage.aggregation import MAX_WINDOWS, TooManyWindows, WindowSize, aggregate, format_value
 from apps.usage.models import Dispute
 from apps.usage.selectors import dispute_get, dispute_list, usage_event_get, usage_event_list
@@ -207,7 +208,9 @@ class UsageApi(ApiView):
     def dispatch(self, request, *args, **kwargs):
         if request.method == "POST":
             return plain_json_post(
-                request, lambda merchant, data: (201, usage_record_combined(merchant=merchant, raw=data))
+                request,
+                lambda merchant, data: (201, usage_record_combined(merchant=merchant, raw=data)),
+                authenticate=merchant_for_request,
             )
         return super().dispatch(request, *args, **kwargs)
 
@@ -269,7 +272,7 @@ class UsageBatchApi(ApiView):
 
     def dispatch(self, request, *args, **kwargs):
         if request.method == "POST":
-            return plain_json_post(request, _record_batch)
+            return plain_json_post(request, _record_batch, authenticate=merchant_for_request)
         return super().dispatch(request, *args, **kwargs)
 
     @extend_schema(

@@ -9,14 +9,15 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from apps.core.errors import FieldError
+from apps.core.inputs import check_amount_digits, parse_number
 from apps.core.metadata import clean_metadata
-from apps.core.money import AMOUNT_DECIMAL_PLACES, AMOUNT_INTEGER_DIGITS, amount_digits_problem, parse_amount
+from apps.core.money import parse_amount
 
 MAX_PROPERTIES = 50
 MAX_KEY_LENGTH = 255
@@ -82,40 +83,6 @@ def _uuid(value, field: str, *, required: bool) -> uuid.UUID | None:
 # Ids seen lately, parsed (a batch repeats its metric, often its customers; uuid.UUID(str)
 # is slow Python). A bound on memory, not an LRU; UUIDs are immutable, so sharing is safe.
 _parsed_ids: dict[str, uuid.UUID] = {}
-
-
-def parse_number(value, field: str, *, allow_negative: bool = False) -> Decimal:
-    """A number given as a JSON number or a string (quantities are not money, so JSON numbers
-    are accepted), with at most 12 fractional and 26 integer digits."""
-    kind = "a number" if allow_negative else "a non-negative number"
-    if isinstance(value, bool) or value is None:
-        raise FieldError(field, f"must be {kind}", code="INVALID_QUANTITY")
-    if isinstance(value, (int, float)):
-        # a JSON number keeps its written digits (apps.core.parsers.JsonNumber): no float rounding
-        value = getattr(value, "text", None) or repr(value) if isinstance(value, float) else str(value)
-    if not isinstance(value, str):
-        raise FieldError(field, f"must be {kind}", code="INVALID_QUANTITY")
-    try:
-        quantity = Decimal(value.strip())
-    except InvalidOperation:
-        raise FieldError(field, f"must be {kind}, got {value!r}", code="INVALID_QUANTITY") from None
-    if not quantity.is_finite():
-        raise FieldError(field, "must be a finite number", code="INVALID_QUANTITY")
-    if quantity < 0 and not allow_negative:
-        raise FieldError(field, f"must not be negative, got {value}", code="NEGATIVE_QUANTITY")
-    _check_digits(quantity, field, "INVALID_QUANTITY")
-    return quantity
-
-
-def _check_digits(value: Decimal, field: str, code: str) -> None:
-    """400 when `value` does not fit an amount column (NUMERIC(38, 12))."""
-    problem = amount_digits_problem(value)
-    if problem == "places":
-        raise FieldError(field, f"must have at most {AMOUNT_DECIMAL_PLACES} digits after the decimal point", code=code)
-    if problem == "digits":
-        raise FieldError(
-            field, f"is too large (at most {AMOUNT_INTEGER_DIGITS} digits before the decimal point)", code=code
-        )
 
 
 def _timestamp(value, field: str, now: datetime) -> datetime:
@@ -197,7 +164,7 @@ def parse_usage_event(raw, *, prefix: str = "", now: datetime | None = None) -> 
                 raise FieldError(f"{field}.price", str(exc).removeprefix("price "), code="INVALID_PRICE") from None
             if price < 0:
                 raise FieldError(f"{field}.price", "must not be negative", code="INVALID_PRICE")
-            _check_digits(price, f"{field}.price", "INVALID_PRICE")
+            check_amount_digits(price, f"{field}.price", "INVALID_PRICE")
         parsed_properties.append(PropertyInput(metric_id, quantity, price))
     return UsageInput(
         idempotency_key=key,

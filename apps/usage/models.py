@@ -98,24 +98,6 @@ class UsageLine(TenantModel):
         ]
 
 
-class UsageCounter(TenantModel):
-    """Units already charged in one period for one instant price of one subscription: the
-    running total that graduated tiers and free units need. Read and written under the
-    wallet's lock."""
-
-    subscription = models.ForeignKey("subscriptions.Subscription", on_delete=models.PROTECT, related_name="+")
-    price = models.ForeignKey("catalog.Price", on_delete=models.PROTECT, related_name="+")
-    period_start = models.DateTimeField()
-    units = AmountField(default=0)
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(
-                fields=["merchant", "subscription", "price", "period_start"], name="usage_counter_unique_period"
-            ),
-        ]
-
-
 class Dispute(TenantModel):
     class Status(models.TextChoices):
         OPEN = "open"

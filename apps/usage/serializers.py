@@ -1,31 +1,9 @@
 """Public shapes of usage events and disputes (API, webhooks, portal)."""
 
-from datetime import UTC
-
 from rest_framework import serializers
 
-from apps.core.money import format_amount, format_decimal
-
-_last_iso: tuple = (None, None)
-
-
-def iso(value) -> str | None:
-    """A time as RFC 3339 in UTC ("...Z"). The last one is remembered: the events of a batch
-    share their creation time, and usually their timestamp."""
-    global _last_iso
-    if value is None:
-        return None
-    last = _last_iso
-    if last[0] == value:
-        return last[1]
-    text = value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    _last_iso = (value, text)
-    return text
-
-
-def quantity_str(value) -> str:
-    """A quantity exactly, without padding: 1, 1.5, 100."""
-    return format_decimal(value)
+from apps.core.formats import iso, quantity_str
+from apps.core.money import format_amount
 
 
 def usage_event_data(event, lines) -> dict:

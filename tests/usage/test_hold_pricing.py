@@ -9,9 +9,10 @@ from django.utils import timezone
 from apps.catalog.models import PaymentTerm, Price
 from apps.entitlements.models import EntitlementItem
 from apps.ledger.selectors import ledger_check
+from apps.subscriptions.models import UsageCounter
 from apps.subscriptions.periods import period_at
 from apps.usage.aggregation import aggregate
-from apps.usage.models import UsageCounter, UsageLine
+from apps.usage.models import UsageLine
 from tests.usage.world import Billing
 
 D = Decimal

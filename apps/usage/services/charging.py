@@ -50,7 +50,7 @@ from apps.ledger.services import (
     merchant_revenue_account,
     platform_commission_account,
 )
-from apps.subscriptions.models import Subscription
+from apps.subscriptions.models import Subscription, UsageCounter
 from apps.subscriptions.periods import add_intervals, period_at, period_index_at
 from apps.subscriptions.selectors import (
     SubscriptionIndex,
@@ -60,7 +60,7 @@ from apps.subscriptions.selectors import (
     usage_wallets_lock_statement,
 )
 from apps.usage.inputs import UsageInput, parse_number, parse_usage_event
-from apps.usage.models import UsageCounter, UsageEvent, UsageLine
+from apps.usage.models import UsageEvent, UsageLine
 from apps.usage.pricing import needs_counter
 from apps.usage.serializers import usage_event_data
 

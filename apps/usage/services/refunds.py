@@ -27,8 +27,9 @@ from apps.ledger.lock_objects import lock_wallet_balances
 from apps.ledger.models import LedgerTransaction
 from apps.ledger.services import Posting, ledger_post, merchant_revenue_account, platform_commission_account
 from apps.payments.registry import WalletCredit, wallet_credited
+from apps.subscriptions.models import UsageCounter
 from apps.subscriptions.periods import period_at
-from apps.usage.models import Dispute, UsageCounter, UsageEvent, UsageLine
+from apps.usage.models import Dispute, UsageEvent, UsageLine
 from apps.usage.pricing import needs_counter
 
 
