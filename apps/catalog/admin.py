@@ -12,8 +12,9 @@ from django.utils.functional import cached_property
 
 from apps.catalog import services
 from apps.catalog.models import BillableMetric, Plan, Price, PriceModel, Product
-from apps.core.admin import TenantAdmin, TenantModelForm, TenantTabularInline, admin_tenant, run_per_row
+from apps.core.admin import run_per_row
 from apps.core.errors import ApiError
+from apps.merchants.admin_base import TenantAdmin, TenantModelForm, TenantTabularInline, admin_tenant
 
 # The API's names of fields, as services report them, and the form fields they belong to.
 FORM_FIELD_OF = {

@@ -2,11 +2,12 @@ from django import forms
 from django.contrib import admin, messages
 from rest_framework import serializers
 
-from apps.core.admin import TenantAdmin, TenantModelForm, admin_tenant, run_per_row
+from apps.core.admin import run_per_row
 from apps.customers.inputs import AddressInputSerializer, MetadataField, address_from_input
 from apps.customers.models import Customer
 from apps.customers.selectors import customer_find_active_by_email
 from apps.customers.services import customer_archive, customer_create, customer_update
+from apps.merchants.admin_base import TenantAdmin, TenantModelForm, admin_tenant
 
 
 class ArchivedFilter(admin.SimpleListFilter):

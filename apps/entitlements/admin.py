@@ -2,11 +2,12 @@
 
 from django.contrib import admin
 
-from apps.core.admin import ReadOnlyMixin, TenantAdmin, TenantTabularInline, run_per_row
+from apps.core.admin import ReadOnlyMixin, run_per_row
 from apps.core.errors import Conflict
 from apps.core.money import format_amount
 from apps.entitlements.models import Entitlement, EntitlementItem
 from apps.entitlements.services import entitlement_release
+from apps.merchants.admin_base import TenantAdmin, TenantTabularInline
 
 
 class EntitlementItemInline(ReadOnlyMixin, TenantTabularInline):

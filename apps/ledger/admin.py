@@ -4,10 +4,11 @@ from django.contrib import admin
 from django.contrib.admin.views.main import ChangeList
 from django.db.models import Sum
 
-from apps.core.admin import ReadOnlyMixin, TenantAdmin, TenantTabularInline
+from apps.core.admin import ReadOnlyMixin
 from apps.core.money import ZERO, format_amount
 from apps.ledger.models import Account, Entry, LedgerTransaction, Wallet
 from apps.ledger.selectors import wallet_balances, wallets_balances
+from apps.merchants.admin_base import TenantAdmin, TenantTabularInline
 
 
 class EntryInline(ReadOnlyMixin, TenantTabularInline):

@@ -1,7 +1,7 @@
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 
-from apps.core.admin import TenantAdmin, admin_tenant
+from apps.merchants.admin_base import TenantAdmin, admin_tenant
 from apps.merchants.models import ApiKey, Merchant, User
 from apps.merchants.services import api_key_create, api_key_revoke, merchant_create
 

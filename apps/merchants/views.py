@@ -3,7 +3,7 @@ from django.shortcuts import redirect
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from apps.core.admin import SANDBOX_SESSION_KEY
+from apps.merchants.admin_base import SANDBOX_SESSION_KEY
 
 
 @require_POST

@@ -8,10 +8,11 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.utils.html import format_html
 
-from apps.core.admin import ReadOnlyMixin, TenantAdmin, TenantTabularInline, admin_tenant, run_per_row
+from apps.core.admin import ReadOnlyMixin, run_per_row
 from apps.core.errors import ApiError, Conflict
 from apps.core.fields import Currency
 from apps.customers.models import Customer
+from apps.merchants.admin_base import TenantAdmin, TenantTabularInline, admin_tenant
 from apps.payments.models import Adjustment, Payment, PaymentAttempt, PaymentSession
 from apps.payments.serializers import checkout_url, session_status
 from apps.payments.services import adjustment_create, payment_session_pay_test

@@ -1,6 +1,7 @@
 from django.contrib import admin
 
-from apps.core.admin import TenantAdmin, run_per_row
+from apps.core.admin import run_per_row
+from apps.merchants.admin_base import TenantAdmin
 from apps.subscriptions.models import Subscription
 from apps.subscriptions.services import subscription_terminate
 

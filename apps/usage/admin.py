@@ -9,8 +9,9 @@ from django.contrib.admin.helpers import ActionForm
 from django.db.models import Exists, OuterRef
 
 from apps.catalog.models import BillableMetric
-from apps.core.admin import ReadOnlyMixin, TenantAdmin, TenantTabularInline, admin_tenant, run_per_row
+from apps.core.admin import ReadOnlyMixin, run_per_row
 from apps.core.money import format_amount
+from apps.merchants.admin_base import TenantAdmin, TenantTabularInline, admin_tenant
 from apps.usage.models import Dispute, UsageEvent, UsageLine
 from apps.usage.services.refunds import dispute_accept, dispute_decline, usage_refund
 

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from apps.core.admin import TenantAdmin
+from apps.merchants.admin_base import TenantAdmin
 from tests.tenancy_app.models import Widget
 
 
