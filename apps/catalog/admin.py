@@ -104,6 +104,7 @@ class BillableMetricInline(TenantTabularInline):
     """The product's metrics, read only here: each is edited on its own page, through the service."""
 
     model = BillableMetric
+    staff_permissions = ("view",)
     fields = ("name", "aggregation", "unit", "value_property")
     readonly_fields = fields
     extra = 0
@@ -120,6 +121,7 @@ class BillableMetricInline(TenantTabularInline):
 @admin.register(Product)
 class ProductAdmin(CatalogAdmin):
     form = ProductForm
+    staff_permissions = ("view", "add", "change")
     list_display = ("name", "created_at")
     search_fields = ("name",)
     inlines = [BillableMetricInline]
@@ -160,6 +162,7 @@ METRIC_FIELDS = ("product", "name", "description", "unit", "aggregation", "value
 @admin.register(BillableMetric)
 class BillableMetricAdmin(CatalogAdmin):
     form = BillableMetricForm
+    staff_permissions = ("view", "add", "change")
     list_display = ("name", "product", "aggregation", "unit", "created_at")
     list_filter = ("aggregation",)
     search_fields = ("name",)
@@ -325,6 +328,7 @@ class PriceForm(CatalogForm):
 @admin.register(Price)
 class PriceAdmin(CatalogAdmin):
     form = PriceForm
+    staff_permissions = ("view", "add", "change")
     list_display = ("__str__", "billable_metric", "model", "payment_term", "currency", "amount", "archived_at")
     list_filter = ("model", "payment_term", "currency")
     readonly_fields = ("archived_at",)
@@ -364,7 +368,7 @@ class PriceAdmin(CatalogAdmin):
     def has_delete_permission(self, request, obj=None):
         return False  # prices are archived (plans and, later, invoices refer to them)
 
-    @admin.action(description="Archive the selected prices")
+    @admin.action(description="Archive the selected prices", permissions=["service_action"])
     def archive_prices(self, request, queryset):
         run_per_row(
             self, request, queryset, lambda price: services.price_archive(price=price), "Archived {count} price(s)."
@@ -403,6 +407,7 @@ class PlanForm(CatalogForm):
 @admin.register(Plan)
 class PlanAdmin(CatalogAdmin):
     form = PlanForm
+    staff_permissions = ("view", "add", "change")
     list_display = ("name", "code", "currency", "billing_interval", "created_at")
     list_filter = ("currency", "billing_interval")
     search_fields = ("name", "code")

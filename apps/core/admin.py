@@ -6,6 +6,7 @@ The tenant-scoped ModelAdmin base knows the tenant, so it lives with it: merchan
 from collections.abc import Callable
 
 from django.contrib import messages
+from django.contrib.auth import get_permission_codename
 
 from apps.core.errors import ApiError
 
@@ -38,3 +39,15 @@ class ReadOnlyMixin:
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class ServiceAdminMixin:
+    """A ModelAdmin whose actions call services.
+
+    Such actions declare `permissions=["service_action"]`: they need the model's change
+    permission, also on admins whose forms are read-only (ReadOnlyMixin).
+    """
+
+    def has_service_action_permission(self, request) -> bool:
+        codename = get_permission_codename("change", self.opts)
+        return request.user.has_perm(f"{self.opts.app_label}.{codename}")

@@ -68,6 +68,7 @@ class CustomerAdminForm(TenantModelForm):
 @admin.register(Customer)
 class CustomerAdmin(TenantAdmin):
     form = CustomerAdminForm
+    staff_permissions = ("view", "add", "change")
     list_display = ("email", "name", "external_id", "archived_at", "created_at")
     list_filter = (ArchivedFilter,)
     search_fields = ("email", "name", "external_id")
@@ -140,7 +141,7 @@ class CustomerAdmin(TenantAdmin):
         obj.pk, obj.merchant, obj.email = customer.pk, customer.merchant, customer.email
         obj._state.adding = False
 
-    @admin.action(description="Archive the selected customers")
+    @admin.action(description="Archive the selected customers", permissions=["service_action"])
     def archive_customers(self, request, queryset):
         run_per_row(
             self,

@@ -1,9 +1,11 @@
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.forms import UserChangeForm
 
 from apps.merchants.admin_base import TenantAdmin, admin_tenant
 from apps.merchants.models import ApiKey, Merchant, User
-from apps.merchants.services import api_key_create, api_key_revoke, merchant_create
+from apps.merchants.permissions import MERCHANT_STAFF_GROUP
+from apps.merchants.services import api_key_create, api_key_revoke, merchant_create, merchant_staff_grant
 
 
 @admin.register(Merchant)
@@ -38,16 +40,38 @@ class MerchantAdmin(admin.ModelAdmin):
         obj._state.adding = False
 
 
+class StaffUserChangeForm(UserChangeForm):
+    """The merchant staff group scopes nothing by itself: only a user with a merchant may have it
+    (a user without one sees every merchant's rows)."""
+
+    def clean(self):
+        cleaned = super().clean()
+        groups = cleaned.get("groups")
+        if groups is not None and cleaned.get("merchant") is None and groups.filter(name=MERCHANT_STAFF_GROUP):
+            self.add_error("groups", f"The {MERCHANT_STAFF_GROUP} group is for a merchant's staff: set the merchant.")
+        return cleaned
+
+
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
+    """Platform operators manage logins. A user added with a merchant is that merchant's staff and
+    gets the merchant staff's permissions (apps.merchants.permissions)."""
+
+    form = StaffUserChangeForm
     fieldsets = DjangoUserAdmin.fieldsets + (("Merchant", {"fields": ("merchant",)}),)
     add_fieldsets = DjangoUserAdmin.add_fieldsets + (("Merchant", {"fields": ("merchant", "is_staff")}),)
     list_display = ("username", "email", "merchant", "is_staff", "is_superuser")
     list_filter = ("is_staff", "is_superuser", "merchant")
 
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        if not change and form.instance.merchant_id is not None:
+            merchant_staff_grant(user=form.instance)
+
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(TenantAdmin):
+    staff_permissions = ("view", "add", "change")  # change: the name, and the revoke action
     list_display = ("prefix", "name", "rate_limit", "last_used_at", "revoked_at", "created_at")
     readonly_fields = ("prefix", "last_used_at", "revoked_at", "created_at")
     actions = ("revoke_keys",)
@@ -76,7 +100,7 @@ class ApiKeyAdmin(TenantAdmin):
         obj._state.adding = False
         messages.warning(request, f"Copy this secret key now; it is not stored and will not be shown again: {secret}")
 
-    @admin.action(description="Revoke the selected keys")
+    @admin.action(description="Revoke the selected keys", permissions=["service_action"])
     def revoke_keys(self, request, queryset):
         for key in queryset:
             api_key_revoke(key=key)

@@ -11,6 +11,7 @@ from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
 
+from apps.core.admin import ServiceAdminMixin
 from apps.core.models import TenantModel
 from apps.merchants.models import Merchant
 
@@ -33,11 +34,6 @@ def admin_tenant(request):
             tenant = Merchant.objects.get(live_merchant_id=user.merchant_id)
     request._admin_tenant = tenant
     return tenant
-
-
-def is_merchant_staff(request) -> bool:
-    user = request.user
-    return bool(user.is_active and user.is_staff and getattr(user, "merchant_id", None))
 
 
 class TenantModelForm(forms.ModelForm):
@@ -64,7 +60,13 @@ class TenantModelForm(forms.ModelForm):
 
 
 class TenantScopedMixin:
-    """Querysets, foreign-key choices and permissions scoped to the admin user's merchant."""
+    """Querysets and foreign-key choices scoped to the admin user's merchant.
+
+    Permissions are Django's: merchant staff have those of the "Merchant staff" group, which
+    holds what each admin declares in `staff_permissions` (apps.merchants.permissions).
+    """
+
+    staff_permissions: tuple[str, ...] = ()  # of "view", "add", "change"; empty: platform only
 
     def get_queryset(self, request):
         qs = super().get_queryset(request)
@@ -101,26 +103,8 @@ class TenantScopedMixin:
             fields.remove("merchant")
         return fields
 
-    def _staff_allowed(self, request) -> bool:
-        return is_merchant_staff(request)
 
-    def has_module_permission(self, request):
-        return self._staff_allowed(request) or super().has_module_permission(request)
-
-    def has_view_permission(self, request, obj=None):
-        return self._staff_allowed(request) or super().has_view_permission(request, obj)
-
-    def has_add_permission(self, request, *args):
-        return self._staff_allowed(request) or super().has_add_permission(request, *args)
-
-    def has_change_permission(self, request, obj=None):
-        return self._staff_allowed(request) or super().has_change_permission(request, obj)
-
-    def has_delete_permission(self, request, obj=None):
-        return self._staff_allowed(request) or super().has_delete_permission(request, obj)
-
-
-class TenantAdmin(TenantScopedMixin, admin.ModelAdmin):
+class TenantAdmin(TenantScopedMixin, ServiceAdminMixin, admin.ModelAdmin):
     form = TenantModelForm
 
     def get_list_display(self, request):

@@ -20,6 +20,7 @@ from apps.payments.services import adjustment_create, payment_session_pay_test
 
 class PaymentAttemptInline(ReadOnlyMixin, TenantTabularInline):
     model = PaymentAttempt
+    staff_permissions = ("view",)
     fields = ("created_at", "source", "status", "amount", "external_reference", "failure_reason", "finished_at")
     readonly_fields = fields
     extra = 0
@@ -28,6 +29,7 @@ class PaymentAttemptInline(ReadOnlyMixin, TenantTabularInline):
 
 class PaymentInline(ReadOnlyMixin, TenantTabularInline):
     model = Payment
+    staff_permissions = ("view",)
     fk_name = "session"
     fields = ("created_at", "source", "external_reference", "amount", "applied_amount", "status")
     readonly_fields = fields
@@ -37,6 +39,7 @@ class PaymentInline(ReadOnlyMixin, TenantTabularInline):
 
 @admin.register(PaymentSession)
 class PaymentSessionAdmin(TenantAdmin):
+    staff_permissions = ("view", "change")  # change: the sandbox's pay action
     list_display = (
         "created_at",
         "purpose",
@@ -83,7 +86,9 @@ class PaymentSessionAdmin(TenantAdmin):
     def link(self, obj):
         return format_html('<a href="{}" target="_blank" rel="noopener">open</a>', checkout_url(obj))
 
-    @admin.action(description="Pay the selected sessions with the sandbox's test payment")
+    @admin.action(
+        description="Pay the selected sessions with the sandbox's test payment", permissions=["service_action"]
+    )
     def pay_in_sandbox(self, request, queryset):
         def pay(session):
             _, paid_now = payment_session_pay_test(merchant=session.merchant, session_id=session.id)
@@ -102,6 +107,7 @@ class PaymentSessionAdmin(TenantAdmin):
 
 @admin.register(Payment)
 class PaymentAdmin(ReadOnlyMixin, TenantAdmin):
+    staff_permissions = ("view",)
     list_display = ("created_at", "source", "amount", "applied_amount", "currency", "status", "customer")
     list_filter = ("source", "status", "currency")
     search_fields = ("external_reference", "customer__email", "id")
@@ -149,6 +155,8 @@ class AdjustmentForm(forms.ModelForm):
 @admin.register(Adjustment)
 class AdjustmentAdmin(TenantAdmin):
     """Adding an adjustment credits or debits the wallet through `adjustment_create`; nothing is edited after."""
+
+    staff_permissions = ("view", "add")
 
     list_display = ("created_at", "customer", "amount", "currency", "reason", "actor")
     list_filter = ("currency",)

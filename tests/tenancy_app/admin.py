@@ -6,5 +6,6 @@ from tests.tenancy_app.models import Widget
 
 @admin.register(Widget)
 class WidgetAdmin(TenantAdmin):
+    staff_permissions = ("view", "add", "change")
     list_display = ("name",)
     fields = ("merchant", "name", "parent")
