@@ -80,6 +80,9 @@ class CatalogAdmin(TenantAdmin):
     def merchant_of(self, request, obj):
         return admin_tenant(request) or obj.merchant
 
+    def show_service_error(self, form, exc: ApiError) -> None:
+        _add_api_error(form, exc)
+
     def adopt(self, obj, saved) -> None:
         """Make the admin's `obj` the row a service saved, for the admin's messages and redirect."""
         obj.pk = saved.pk

@@ -42,11 +42,47 @@ class ReadOnlyMixin:
 
 
 class ServiceAdminMixin:
-    """A ModelAdmin whose actions call services.
+    """A ModelAdmin whose saves and actions call services.
 
-    Such actions declare `permissions=["service_action"]`: they need the model's change
-    permission, also on admins whose forms are read-only (ReadOnlyMixin).
+    Saves: `save_model` calls the service once the form is valid (never `Form.clean()`, which
+    must not write). When the service refuses (an ApiError, e.g. an insufficient balance), the
+    admin's transaction rolls back and the same POST is shown again with the service's message
+    on the form (`show_service_error`): nothing of the save stays. (A `get_form` override must
+    build on `super().get_form()`, which adds the refusal to the form.)
+
+    Actions: those that call a service declare `permissions=["service_action"]`: they need the
+    model's change permission, also on admins whose forms are read-only (ReadOnlyMixin).
     """
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except ApiError as exc:
+            if request.method != "POST" or hasattr(request, "_service_refusal"):
+                raise
+            # Raised out of the admin's transaction.atomic: what the save began is rolled back.
+            request._service_refusal = exc
+            return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        refusal = getattr(request, "_service_refusal", None)
+        if refusal is None:
+            return form
+        show = self.show_service_error
+
+        class RefusedForm(form):
+            def full_clean(self):
+                super().full_clean()
+                if self.is_bound:
+                    show(self, refusal)
+
+        RefusedForm.__name__ = RefusedForm.__qualname__ = form.__name__
+        return RefusedForm
+
+    def show_service_error(self, form, exc: ApiError) -> None:
+        """Put a service's refusal on the form; an admin may show it on the field it names."""
+        form.add_error(None, exc.message)
 
     def has_service_action_permission(self, request) -> bool:
         codename = get_permission_codename("change", self.opts)

@@ -5,11 +5,10 @@ import uuid
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
 from django.utils.html import format_html
 
 from apps.core.admin import ReadOnlyMixin, run_per_row
-from apps.core.errors import ApiError, Conflict
+from apps.core.errors import Conflict
 from apps.core.fields import Currency
 from apps.customers.models import Customer
 from apps.merchants.admin_base import TenantAdmin, TenantTabularInline, admin_tenant
@@ -115,11 +114,11 @@ class PaymentAdmin(ReadOnlyMixin, TenantAdmin):
 
 
 class AdjustmentForm(forms.ModelForm):
-    """Built per request by AdjustmentAdmin.get_form with `tenant` and `actor` set. Each form
-    shown carries its own token, so that submitting it twice adjusts the wallet once."""
+    """Validates an adjustment; AdjustmentAdmin.save_model makes it through the service. Built per
+    request by AdjustmentAdmin.get_form with `tenant` set. Each form shown carries its own token
+    (the adjustment's idempotency key), so that submitting it twice adjusts the wallet once."""
 
     tenant = None
-    actor = ""
     customer = forms.ModelChoiceField(queryset=Customer.objects.none())
     currency = forms.ChoiceField(choices=Currency.choices)
     form_token = forms.CharField(widget=forms.HiddenInput, max_length=64)
@@ -134,42 +133,22 @@ class AdjustmentForm(forms.ModelForm):
         self.fields["customer"].queryset = customers.filter(merchant=self.tenant) if self.tenant else customers
         self.fields["form_token"].initial = uuid.uuid4().hex
 
-    def clean(self):
-        cleaned = super().clean()
-        if not self.errors:
-            try:
-                self.instance = adjustment_create(
-                    merchant=self.tenant or cleaned["customer"].merchant,
-                    customer=cleaned["customer"],
-                    amount=cleaned["amount"],
-                    currency=cleaned["currency"],
-                    reason=cleaned["reason"],
-                    actor=f"admin {self.actor}",
-                    idempotency_key=f"admin:{cleaned['form_token']}",
-                )
-            except ApiError as exc:
-                raise ValidationError(exc.message) from exc
-        return cleaned
-
 
 @admin.register(Adjustment)
 class AdjustmentAdmin(TenantAdmin):
-    """Adding an adjustment credits or debits the wallet through `adjustment_create`; nothing is edited after."""
+    """Adding an adjustment credits or debits the wallet through `adjustment_create`, once the form
+    is valid; the service's refusals (an insufficient balance, a reused form) are shown on the form
+    with nothing written. Nothing is edited after."""
 
     staff_permissions = ("view", "add")
-
     list_display = ("created_at", "customer", "amount", "currency", "reason", "actor")
     list_filter = ("currency",)
     search_fields = ("customer__email", "reason")
 
     def get_form(self, request, obj=None, change=False, **kwargs):
-        if obj is not None:
-            return super().get_form(request, obj, change=change, **kwargs)
-        return type(
-            "AdjustmentForm",
-            (AdjustmentForm,),
-            {"tenant": admin_tenant(request), "actor": request.user.get_username()},
-        )
+        if obj is None:
+            kwargs["form"] = type("AdjustmentForm", (AdjustmentForm,), {"tenant": admin_tenant(request)})
+        return super().get_form(request, obj, change=change, **kwargs)
 
     def get_fields(self, request, obj=None):
         if obj is None:
@@ -186,5 +165,18 @@ class AdjustmentAdmin(TenantAdmin):
         return False
 
     def save_model(self, request, obj, form, change):
-        """The service already wrote the adjustment while validating the form."""
-        messages.info(request, f"Wallet {'credited' if obj.amount > 0 else 'debited'} {obj.amount} {obj.currency}.")
+        data = form.cleaned_data
+        adjustment = adjustment_create(
+            merchant=admin_tenant(request) or data["customer"].merchant,
+            customer=data["customer"],
+            amount=data["amount"],
+            currency=data["currency"],
+            reason=data["reason"],
+            actor=f"admin {request.user.get_username()}",
+            # the same form submitted again (in sequence or at once) returns this adjustment
+            idempotency_key=f"admin:{data['form_token']}",
+        )
+        obj.__dict__.update({f.attname: getattr(adjustment, f.attname) for f in adjustment._meta.concrete_fields})
+        obj._state.adding = False
+        verb = "credited" if adjustment.amount > 0 else "debited"
+        messages.info(request, f"Wallet {verb} {adjustment.amount} {adjustment.currency}.")

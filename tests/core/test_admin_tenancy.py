@@ -107,3 +107,15 @@ def test_superuser_creating_a_merchant_creates_its_sandbox(client, db):
     )
     live = Merchant.objects.get(name="Gamma", livemode=True)
     assert Merchant.objects.get(live_merchant=live).commission_rate == live.commission_rate
+
+
+def test_a_service_refusing_a_save_is_a_form_error_and_nothing_stays(staff_client):
+    from django.contrib.admin.models import LogEntry
+
+    response = staff_client.post(reverse("admin:tenancy_app_widget_add"), {"name": "refused-by-the-service"})
+    assert response.status_code == 200
+    form = response.context["adminform"].form
+    assert form.non_field_errors() == ["The service refused this widget."]
+    assert form["name"].value() == "refused-by-the-service"  # the same POST, shown again
+    assert not Widget.objects.filter(name="refused-by-the-service").exists()
+    assert not LogEntry.objects.exists()
