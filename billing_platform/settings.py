@@ -191,6 +191,11 @@ USAGE_COMBINE_REPORTS = env.bool("USAGE_COMBINE_REPORTS", default=True)
 ENTITLEMENT_DEFAULT_TTL_SECONDS = env.int("ENTITLEMENT_DEFAULT_TTL_SECONDS", default=3600)
 IDEMPOTENCY_KEY_TTL_HOURS = env.int("IDEMPOTENCY_KEY_TTL_HOURS", default=24)
 
+# The web process (gunicorn, billing_platform/buffering.py): threads per process that run
+# requests (each keeps a database connection), and how long a client may take to send a body.
+WEB_THREADS = env.int("WEB_THREADS", default=8)
+WEB_BODY_TIMEOUT = env.float("WEB_BODY_TIMEOUT", default=10.0)
+
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
