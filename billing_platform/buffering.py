@@ -23,6 +23,7 @@ import contextlib
 import io
 import json
 import socket
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -34,6 +35,7 @@ class BodyNotReceived(Exception):
 
     def __init__(self, status: str, code: str, message: str):
         super().__init__(message)
+        self.error = "request_timeout" if status.startswith("408") else "bad_request"
         self.status = status
         self.code = code
         self.message = message
@@ -103,6 +105,7 @@ class BufferedApplication:
         self.app_threads = app_threads
         self.body_timeout = body_timeout
         self._pool = None  # made in the process that serves (after gunicorn forks)
+        self._pool_lock = threading.Lock()
 
     def __call__(self, environ, start_response):
         try:
@@ -115,7 +118,7 @@ class BufferedApplication:
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RD)
             payload = json.dumps(
-                {"error": "bad_request", "message": refused.message, "code": refused.code, "details": {}}
+                {"error": refused.error, "message": refused.message, "code": refused.code, "details": {}}
             ).encode()
             start_response(
                 refused.status, [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))]
@@ -126,11 +129,16 @@ class BufferedApplication:
             environ["CONTENT_LENGTH"] = str(len(body))
         if not environ.get("wsgi.multithread"):
             return self.app(environ, start_response)  # one request at a time: nothing to keep apart
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=self.app_threads, thread_name_prefix="app")
-        status, headers, exc_info, chunks = self._pool.submit(self._run, environ).result()
+        status, headers, exc_info, chunks = self._app_pool().submit(self._run, environ).result()
         start_response(status, headers, exc_info)
         return chunks
+
+    def _app_pool(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            with self._pool_lock:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(max_workers=self.app_threads, thread_name_prefix="app")
+        return self._pool
 
     def _run(self, environ):
         """Run the application and collect its whole answer (closing it here: Django ends the
