@@ -28,5 +28,7 @@ USER 10001:10001
 ENV PORT=8000 WEB_BIND=0.0.0.0
 EXPOSE 8000
 
-# web by default; run the worker with `celery -A billing_platform worker` and beat with `celery -A billing_platform beat`.
-CMD ["sh", "-c", "exec gunicorn billing_platform.wsgi --bind ${WEB_BIND}:${PORT} --workers ${WEB_CONCURRENCY:-2} --worker-class gthread --threads ${WEB_THREADS:-8} --access-logfile -"]
+# web by default (gunicorn reads PORT, WEB_BIND, WEB_CONCURRENCY, WEB_CLIENT_THREADS from the
+# environment through its config file); run the worker with `celery -A billing_platform worker`
+# and beat with `celery -A billing_platform beat`.
+CMD ["gunicorn", "--config", "billing_platform/gunicorn.conf.py", "--access-logfile", "-"]

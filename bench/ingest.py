@@ -90,7 +90,9 @@ def parse_args(argv=None):
         default="gthread",
         help="gthread (default, as the Procfile runs it: concurrent single reports are charged together) or sync",
     )
-    parser.add_argument("--threads", type=int, default=8, help="threads per gthread worker (default 8)")
+    parser.add_argument(
+        "--threads", type=int, default=8, help="threads running Django per gthread worker (WEB_THREADS, default 8)"
+    )
     parser.add_argument("--customers", type=int, default=1000, help="prefunded customers (default 1000)")
     parser.add_argument("--seed-threads", type=int, default=4, help="threads seeding customers (default 4)")
     parser.add_argument(
@@ -256,15 +258,18 @@ def stored_events(merchant) -> int:
 
 
 def start_gunicorn(env: dict, args, port: int, log_path: Path) -> subprocess.Popen:
-    command = [
-        str(Path(sys.executable).parent / "gunicorn"),
-        "billing_platform.wsgi",
+    gunicorn = str(Path(sys.executable).parent / "gunicorn")
+    if args.worker_class == "gthread":
+        # As the Procfile runs it: gunicorn's threads read requests whole, WEB_THREADS run Django.
+        command = [gunicorn, "--config", "billing_platform/gunicorn.conf.py"]
+        env = {**env, "WEB_THREADS": str(args.threads)}
+    else:
+        command = [gunicorn, "billing_platform.wsgi", "--worker-class", "sync"]
+    command += [
         "--bind",
         f"{HOST}:{port}",
         "--workers",
         str(args.workers),
-        "--worker-class",
-        args.worker_class,
         "--timeout",
         "60",
         "--backlog",
@@ -272,8 +277,6 @@ def start_gunicorn(env: dict, args, port: int, log_path: Path) -> subprocess.Pop
         "--error-logfile",
         "-",
     ]
-    if args.worker_class == "gthread":
-        command += ["--threads", str(args.threads)]
     log_file = open(log_path, "wb")  # noqa: SIM115 -- kept open for the child's lifetime
     process = subprocess.Popen(command, env=env, cwd=BASE_DIR, stdout=log_file, stderr=subprocess.STDOUT)
     log_file.close()

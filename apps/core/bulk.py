@@ -109,7 +109,9 @@ class Statement:
     params: Sequence = ()
     # None: prepared once per connection (DATABASE_PREPARED_STATEMENTS) and run under a
     # generic plan. False: planned with its values at every execution, for a statement whose
-    # generic plan depends on what the tables held when it was first prepared.
+    # generic plan depends on what the tables held when it was first prepared. On a connection
+    # whose prepare_threshold is None (DATABASE_PREPARED_STATEMENTS=false) psycopg prepares
+    # nothing, whatever this says (tests/core/test_prepared_statements.py).
     prepare: bool | None = None
 
 

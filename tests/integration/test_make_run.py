@@ -1,0 +1,244 @@
+"""`make run` as a person or a supervisor runs it: real embedded PostgreSQL and Redis, honcho,
+gunicorn, a Celery worker and beat, on a free port, in a data directory of its own.
+
+Stopping it (SIGTERM to make or to its process group, as `docker stop` or a supervisor does;
+Ctrl-C, which is SIGINT to the group; SIGHUP) stops every process it started, the embedded
+PostgreSQL included, which runs outside the process tree (pg_ctl detaches it). The processes are
+collected from the tree (and from PostgreSQL's postmaster.pid) while the platform runs; each is
+identified by its pid and start time, so that a reused pid is not taken for a survivor.
+
+The machine's own PostgreSQL and Redis are never used: DATABASE_URL and REDIS_URL are unset.
+"""
+
+import contextlib
+import http.client
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from billing_platform.devservers import free_port
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+VENV = Path(sys.executable).parent.parent  # (not resolved: the venv the suite runs in)
+START_TIMEOUT = 240  # a fresh data directory: initdb, every migration, the demo seed
+STOP_TIMEOUT = 60  # honcho gives its processes 5 s, devservers 30 s, then PostgreSQL stops
+GONE_TIMEOUT = 15  # a process that exits as its parent does may still be there for a moment
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """One data directory for the module: migrations run once, later starts take seconds."""
+    return tmp_path_factory.mktemp("make-run")
+
+
+class Platform:
+    """One `make run` (or `python -m billing_platform.devservers run`) in a session of its own."""
+
+    def __init__(self, *, how: str, run_dir: Path, log_path: Path):
+        self.run_dir = run_dir
+        self.port = free_port()
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if key
+            not in (
+                "DATABASE_URL",
+                "REDIS_URL",
+                "CELERY_BROKER_URL",
+                "PUBLIC_BASE_URL",
+                "DJANGO_SETTINGS_MODULE",
+                "TEST_DATABASE_NAME",
+                "CELERY_BEAT_SCHEDULE_FILENAME",
+                "MAKEFLAGS",
+                "MFLAGS",
+                # what tests/settings.py sets for the suite: make run's own defaults apply
+                "DEBUG",
+                "SECRET_KEY",
+                "SECURE_SSL_REDIRECT",
+                "ALLOWED_HOSTS",
+                "CELERY_TASK_ALWAYS_EAGER",
+            )
+        }
+        env.update(PORT=str(self.port), RUN_DIR=str(run_dir), WEB_CONCURRENCY="1", WORKER_CONCURRENCY="1")
+        if how == "make":
+            # -o: the venv is there already (the suite runs in it); install nothing.
+            command = ["make", "--no-print-directory", "-o", f"{VENV}/.installed", f"VENV={VENV}", "run"]
+        else:
+            command = [sys.executable, "-m", "billing_platform.devservers", "run"]
+        self.log_path = log_path
+        with open(log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        self.seen: dict[tuple[int, float], str] = {}
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def postmaster(self) -> psutil.Process | None:
+        try:
+            pid = int((self.run_dir / "pgdata" / "postmaster.pid").read_text().split()[0])
+            return psutil.Process(pid)
+        except (OSError, ValueError, IndexError, psutil.NoSuchProcess):
+            return None
+
+    def collect(self) -> None:
+        """Remember every process of the tree, and PostgreSQL's (outside the tree)."""
+        roots = []
+        with contextlib.suppress(psutil.NoSuchProcess):
+            roots.append(psutil.Process(self.process.pid))
+        postmaster = self.postmaster()
+        if postmaster is not None:
+            roots.append(postmaster)
+        for root in roots:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                for proc in [root, *root.children(recursive=True)]:
+                    with contextlib.suppress(psutil.NoSuchProcess):
+                        self.seen[(proc.pid, proc.create_time())] = " ".join(proc.cmdline())[:120] or proc.name()
+
+    def get(self, path: str, headers: dict | None = None) -> tuple[int, bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.request("GET", path, headers=headers or {})
+            response = conn.getresponse()
+            return response.status, response.read()
+        finally:
+            conn.close()
+
+    def post(self, path: str, body: dict, headers: dict) -> tuple[int, dict]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.request("POST", path, json.dumps(body), headers={**headers, "Content-Type": "application/json"})
+            response = conn.getresponse()
+            return response.status, json.loads(response.read() or b"{}")
+        finally:
+            conn.close()
+
+    def wait_until_serving(self) -> None:
+        """/healthz answers, and the worker and beat have started (their processes are collected)."""
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            self.collect()
+            if self.process.poll() is not None:
+                raise AssertionError(f"make run exited ({self.process.returncode}):\n{self.output()[-5000:]}")
+            with contextlib.suppress(OSError):
+                if self.get("/healthz")[0] == 200 and "celery@" in self.output() and "beat: Starting" in self.output():
+                    break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"make run did not serve within {START_TIMEOUT}s:\n{self.output()[-5000:]}")
+            time.sleep(0.2)
+        for _ in range(5):  # gunicorn's workers and Celery's pool start after the first answer
+            self.collect()
+            time.sleep(0.2)
+
+    def signal(self, signum: int, *, group: bool) -> None:
+        if group:
+            os.killpg(self.process.pid, signum)
+        else:
+            self.process.send_signal(signum)
+
+    def wait_for_exit(self) -> int:
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while self.process.poll() is None:
+            self.collect()  # (what starts while stopping counts too)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"make run did not exit within {STOP_TIMEOUT}s:\n{self.output()[-5000:]}")
+            time.sleep(0.1)
+        return self.process.returncode
+
+    def survivors(self) -> list[str]:
+        left = []
+        for (pid, started), what in self.seen.items():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc = psutil.Process(pid)
+                if proc.create_time() == started and proc.status() != psutil.STATUS_ZOMBIE:
+                    left.append(f"{pid} {what}")
+        return left
+
+    def wait_until_all_gone(self) -> list[str]:
+        deadline = time.monotonic() + GONE_TIMEOUT
+        while (left := self.survivors()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return left
+
+    def kill_everything(self) -> None:
+        """After a failure: leave nothing behind for the rest of the suite."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        for (pid, started), _ in self.seen.items():
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                proc = psutil.Process(pid)
+                if proc.create_time() == started:
+                    proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(10)
+
+
+@pytest.fixture
+def start(run_dir, tmp_path):
+    started = []
+
+    def start_platform(how: str) -> Platform:
+        platform = Platform(how=how, run_dir=run_dir, log_path=tmp_path / f"{how}-run.log")
+        started.append(platform)
+        platform.wait_until_serving()
+        return platform
+
+    yield start_platform
+    for platform in started:
+        if platform.process.poll() is None or platform.survivors():
+            platform.kill_everything()
+
+
+@pytest.mark.parametrize(
+    ("how", "signum", "group"),
+    [
+        pytest.param("make", signal.SIGTERM, False, id="SIGTERM to make"),
+        pytest.param("make", signal.SIGTERM, True, id="SIGTERM to make's process group"),
+        pytest.param("make", signal.SIGINT, True, id="Ctrl-C (SIGINT to the group)"),
+        pytest.param("devservers", signal.SIGHUP, False, id="SIGHUP to devservers"),
+    ],
+)
+def test_stopping_make_run_stops_every_process_it_started(start, how, signum, group):
+    platform = start(how)
+    postmaster = platform.postmaster()
+    assert postmaster is not None, platform.output()[-3000:]
+    names = " ".join(platform.seen.values())
+    for expected in ("honcho", "gunicorn", "worker", "beat", "redis-server", "postgres"):
+        assert expected in names, (expected, sorted(platform.seen.values()))
+
+    platform.signal(signum, group=group)
+    platform.wait_for_exit()
+    left = platform.wait_until_all_gone()
+
+    assert left == [], f"still running after make run exited: {left}\n{platform.output()[-3000:]}"
+    assert not (platform.run_dir / "pgdata" / "postmaster.pid").exists()
+    assert not postmaster.is_running() or postmaster.status() == psutil.STATUS_ZOMBIE
+
+
+def test_links_that_make_run_hands_out_point_at_its_port(start):
+    platform = start("devservers")
+    sandbox_key = re.search(r"Sandbox key:\s+(sk_test_\S+)", platform.output())[1]
+    headers = {"Authorization": f"Bearer {sandbox_key}"}
+    status, body = platform.get("/v0/customers", headers)
+    assert status == 200, body
+    customer_id = json.loads(body)["data"][0]["id"]
+
+    status, session = platform.post(f"/v0/customers/{customer_id}/topups", {"amount": "5", "currency": "USDC"}, headers)
+
+    assert status == 201, session
+    base = f"http://127.0.0.1:{platform.port}/checkout/"
+    assert session["checkoutUrl"].startswith(base), session
+    assert session["url"].startswith(base), session
+    assert platform.get(session["checkoutUrl"].removeprefix(f"http://127.0.0.1:{platform.port}"))[0] == 200
+    platform.signal(signal.SIGTERM, group=False)
+    platform.wait_for_exit()
+    assert platform.wait_until_all_gone() == []
