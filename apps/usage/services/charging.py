@@ -41,7 +41,7 @@ from apps.core.process_cache import ProcessCache
 from apps.customers.models import Customer
 from apps.entitlements.models import Entitlement, EntitlementItem
 from apps.entitlements.services import entitlement_after_use, entitlement_item_charge, entitlement_used_up
-from apps.ledger.lock_objects import lock_balances
+from apps.ledger.lock_objects import lock_balances, locked_rows, wallets_lock_statement
 from apps.ledger.models import LedgerTransaction
 from apps.ledger.services import (
     Posting,
@@ -57,7 +57,7 @@ from apps.subscriptions.selectors import (
     choose_subscription,
     usage_subscriptions_from_rows,
     usage_subscriptions_statement,
-    usage_wallets_lock_statement,
+    usage_wallet_ids_statement,
 )
 from apps.usage.inputs import UsageInput, parse_number, parse_usage_event
 from apps.usage.models import UsageCounter, UsageEvent, UsageLine
@@ -163,7 +163,7 @@ def _lookup(merchant, inputs: list[UsageInput], *, lock_wallets: bool = False):
     }
     statements = [probe, usage_subscriptions_statement(**scope)]
     if lock_wallets:
-        statements.append(usage_wallets_lock_statement(**scope))
+        statements.append(wallets_lock_statement(usage_wallet_ids_statement(**scope)))
     found, rows, *locked = run_statements(statements)
     existing = _stored_events(merchant, [row[0] for row in found]) if found else {}
     balances = {(account_id, shard): amount for account_id, shard, amount in locked[0]} if locked else None
@@ -468,15 +468,10 @@ def _charge(
             raise _DuplicateRace()
         available = {w.id: balances[(w.available_account_id, 0)] for w in wallets.values()}
         minimums = {e.subscription.wallet_id: e.wallet_minimum for e in events}
-        entitlement_ids = sorted({e.entitlement.id for e in events if e.entitlement}, key=str)
+        entitlement_ids = {e.entitlement.id for e in events if e.entitlement}
         locked_entitlements, items = {}, {}
         if entitlement_ids:
-            locked_entitlements = {
-                e.id: e
-                for e in Entitlement.objects.select_for_update(no_key=True)
-                .filter(pk__in=entitlement_ids)
-                .order_by("id")
-            }
+            locked_entitlements = {e.id: e for e in locked_rows(Entitlement.objects.filter(pk__in=entitlement_ids))}
             items = {
                 item.id: item
                 for item in EntitlementItem.objects.filter(entitlement_id__in=entitlement_ids).select_related("price")
