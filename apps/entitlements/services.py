@@ -249,13 +249,6 @@ def _release(entitlement: Entitlement, status: str, now) -> None:
     entitlement.released_at = now
 
 
-def entitlement_used_up(entitlement: Entitlement, items) -> bool:
-    """No use or no unit left: the entitlement is exhausted."""
-    if entitlement.max_uses is not None and entitlement.used_count >= entitlement.max_uses:
-        return True
-    return all(item.remaining_quantity <= ZERO for item in items)
-
-
 def entitlement_after_use(*, entitlement: Entitlement) -> None:
     """Save an entitlement after usage was charged from it (inside that transaction, under
     its wallet's lock, its items already saved). Once exhausted (the charge marks it so), what

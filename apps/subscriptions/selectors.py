@@ -222,31 +222,17 @@ _USAGE_SCOPE = (
     f"s0.minimum_account_balance FROM {Subscription._meta.db_table} s0 WHERE s0.customer_id = k.customer_id OFFSET 0) s"
 )
 _USAGE_WHERE = "s.merchant_id = %s AND (s.status = %s OR s.id = ANY(%s::uuid[]))"
+_USAGE_WALLET_IDS_SQL = f"SELECT s.wallet_id FROM {_USAGE_SCOPE} WHERE {_USAGE_WHERE}"  # noqa: S608 (no user input)
 
 
 def _usage_params(merchant, customer_ids, explicit_ids) -> list:
     return [array_param(customer_ids), merchant.id, Subscription.Status.ACTIVE.value, array_param(explicit_ids)]
 
 
-@functools.cache
-def _usage_wallets_lock_sql() -> str:
-    from apps.ledger.models import Balance, Wallet
-
-    return (
-        f"SELECT b.account_id, b.shard, b.amount FROM {Balance._meta.db_table} b "  # noqa: S608 (names from models)
-        "WHERE b.shard = 0 AND b.account_id = ANY(ARRAY("
-        "SELECT unnest(ARRAY[w.available_account_id, w.held_account_id]) "
-        f"FROM {_USAGE_SCOPE} JOIN {Wallet._meta.db_table} w ON w.id = s.wallet_id "
-        f"WHERE {_USAGE_WHERE})) "
-        # the order of ledger.lock_objects: wallet rows by account, before any shared row
-        "ORDER BY b.account_id::text, b.shard FOR UPDATE OF b"
-    )
-
-
-def usage_wallets_lock_statement(*, merchant, customer_ids, explicit_ids=()) -> Statement:
-    """Locks the balance rows (available and held) of the wallets of the subscriptions that
-    `usage_subscriptions` reads, in the ledger's lock order; returns (account_id, shard, amount)."""
-    return Statement(_usage_wallets_lock_sql(), _usage_params(merchant, customer_ids, explicit_ids))
+def usage_wallet_ids_statement(*, merchant, customer_ids, explicit_ids=()) -> Statement:
+    """The ids of the wallets of the subscriptions that `usage_subscriptions` reads (a query for
+    `ledger.lock_objects.wallets_lock_statement`, which locks their balance rows)."""
+    return Statement(_USAGE_WALLET_IDS_SQL, _usage_params(merchant, customer_ids, explicit_ids))
 
 
 def usage_subscriptions_statement(*, merchant, customer_ids, explicit_ids=()) -> Statement:

@@ -1,4 +1,4 @@
-"""The periods open to usage (`_open_window`), kept per process across requests, are the
+"""The periods open to usage (`open_window`), kept per process across requests, are the
 ones computed afresh at every instant: across period boundaries and grace ends, in any
 order of calls, and with a grace longer than the interval."""
 
@@ -12,7 +12,7 @@ from django.test import override_settings
 
 from apps.core.process_cache import clear_process_caches
 from apps.subscriptions.periods import add_intervals, period_at, period_index_at
-from apps.usage.services.charging import _open_window
+from apps.usage.services.charging.resolve import open_window
 
 
 def computed_afresh(subscription, now, grace_seconds):
@@ -43,7 +43,7 @@ def test_the_kept_window_is_the_fresh_one_at_every_instant(interval, grace_secon
     with override_settings(USAGE_GRACE_PERIOD_SECONDS=grace_seconds):
         for _ in range(2000):
             now += timedelta(minutes=rng.randint(1, 400))
-            assert _open_window(sub, now) == computed_afresh(sub, now, grace_seconds), now
+            assert open_window(sub, now) == computed_afresh(sub, now, grace_seconds), now
 
 
 @pytest.mark.parametrize("interval", ["daily", "weekly", "monthly", "quarterly"])
@@ -61,4 +61,4 @@ def test_boundaries_asked_in_any_order(interval):
         for _ in range(3):
             rng.shuffle(instants)
             for now in instants:
-                assert _open_window(sub, now) == computed_afresh(sub, now, grace), now
+                assert open_window(sub, now) == computed_afresh(sub, now, grace), now

@@ -31,6 +31,30 @@ def test_one_event_takes_a_fixed_number_of_round_trips(api):
     assert len(trips) == 2, "\n".join(sql[:120] for sql in trips)
 
 
+def test_one_event_from_an_entitlement_takes_a_fixed_number_of_round_trips(api):
+    billing = Billing(api.merchant)
+    metric = billing.metric()
+    billing.fund("10")
+    body = {
+        "customerId": str(billing.customer.id),
+        "entitlementData": [{"billableMetricId": str(metric.id), "quantity": 4}],
+    }
+    entitlement = api.post("/v0/entitlements", body).json()
+    api.post("/v0/usage", billing.event("warm", metric, entitlementId=entitlement["id"]))
+    with CaptureQueriesContext(connection) as queries:
+        response = api.post("/v0/usage", billing.event("measured", metric, entitlementId=entitlement["id"]))
+        assert response.status_code == 201
+    trips = [
+        q["sql"]
+        for q in queries.captured_queries
+        if "SAVEPOINT" not in q["sql"] and not q["sql"].startswith('SELECT "ledger_account"')
+    ]
+    # 1: the key probe, the subscriptions and the wallet lock; 2, 3: the entitlement and its
+    # items (resolving); 4, 5: the same, locked; 6: the ledger and the rows; 7, 8: the item
+    # and the entitlement saved
+    assert len(trips) == 8, "\n".join(sql[:120] for sql in trips)
+
+
 def test_a_batch_takes_as_many_round_trips_for_40_events_as_for_4(api):
     billing = Billing(api.merchant)
     metric = billing.metric()

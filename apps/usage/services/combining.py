@@ -17,13 +17,17 @@ light load) is charged at once by `record_one`, without any hand-over.
 """
 
 import threading
+import uuid
+from collections.abc import Callable
+from datetime import datetime
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
 from django.utils import timezone
 
 from apps.core.errors import ApiError
-from apps.usage.inputs import parse_usage_event
+from apps.merchants.models import Merchant
+from apps.usage.inputs import UsageInput, parse_usage_event
 from apps.usage.services.charging import MAX_BATCH_EVENTS, record_many, record_one
 
 
@@ -42,15 +46,20 @@ class _Report:
 
 class Combiner:
     """The reports of one merchant in this process (each merchant has its own, so that a
-    merchant whose wallets are locked elsewhere holds up nobody else)."""
+    merchant whose wallets are locked elsewhere holds up nobody else).
 
-    def __init__(self, max_round: int = MAX_BATCH_EVENTS):
+    `on_wait`, when given, is called with each report's event once it is queued behind a
+    round being charged (before it waits): what is waiting can be observed without timing.
+    """
+
+    def __init__(self, max_round: int = MAX_BATCH_EVENTS, *, on_wait: Callable[[UsageInput], None] | None = None):
         self.max_round = max_round
+        self.on_wait = on_wait
         self._lock = threading.Lock()
         self._queue: list[_Report] = []
         self._busy = False  # a leader is charging; then the queue's reports wait
 
-    def submit(self, merchant, event, now) -> dict:
+    def submit(self, merchant: Merchant, event: UsageInput, now: datetime) -> dict:
         """Charge `event` for `merchant` (alone or with concurrent reports); its response
         body, or raise the ApiError that refuses it."""
         report = _Report(event, now)
@@ -106,6 +115,8 @@ class Combiner:
 
     def _wait(self, report: _Report) -> None:
         try:
+            if self.on_wait is not None:
+                self.on_wait(report.event)
             report.wake.wait()
         except BaseException:
             # Leaving while queued (an asynchronous exception): leave the queue, and pass on
@@ -170,7 +181,7 @@ def _fresh_connection_retry(charge):
         return charge()
 
 
-_combiners: dict = {}
+_combiners: dict[uuid.UUID, Combiner] = {}
 _combiners_lock = threading.Lock()
 
 

@@ -23,7 +23,7 @@ from django.utils import timezone
 from apps.core.errors import Conflict
 from apps.entitlements.models import Entitlement
 from apps.entitlements.services import entitlement_is_live, entitlement_restore_use
-from apps.ledger.lock_objects import lock_wallet_balances
+from apps.ledger.lock_objects import lock_wallet_balances, locked_rows
 from apps.ledger.models import LedgerTransaction
 from apps.ledger.services import Posting, ledger_post, merchant_revenue_account, platform_commission_account
 from apps.payments.registry import WalletCredit, wallet_credited
@@ -54,20 +54,14 @@ def _uncount(event: UsageEvent, lines: list[UsageLine]) -> None:
 
 
 def _lock_event(merchant, event: UsageEvent) -> UsageEvent:
-    return (
-        UsageEvent.objects.select_for_update(no_key=True, of=("self",))
-        .select_related("merchant")
-        .get(pk=event.pk, merchant=merchant)
-    )
+    return locked_rows(UsageEvent.objects.select_related("merchant")).get(pk=event.pk, merchant=merchant)
 
 
 def _lock_entitlement(event: UsageEvent) -> Entitlement | None:
     """The entitlement the event was charged from, locked (after the wallet, before the event)."""
     if event.entitlement_id is None:
         return None
-    return Entitlement.objects.select_for_update(no_key=True).get(
-        pk=event.entitlement_id, merchant_id=event.merchant_id
-    )
+    return locked_rows(Entitlement.objects).get(pk=event.entitlement_id, merchant_id=event.merchant_id)
 
 
 def _refund_locked(
@@ -143,7 +137,7 @@ def dispute_open(*, merchant, event: UsageEvent, message: str, opened_by: str = 
 
 
 def _lock_open(merchant, dispute: Dispute) -> Dispute:
-    locked = Dispute.objects.select_for_update(no_key=True).get(pk=dispute.pk, merchant=merchant)
+    locked = locked_rows(Dispute.objects).get(pk=dispute.pk, merchant=merchant)
     if locked.status != Dispute.Status.OPEN:
         raise Conflict(f"Dispute {locked.id} is already {locked.status}.", code="DISPUTE_NOT_OPEN")
     return locked
