@@ -12,8 +12,9 @@ from django.utils.functional import cached_property
 
 from apps.catalog import services
 from apps.catalog.models import BillableMetric, Plan, Price, PriceModel, Product
-from apps.core.admin import TenantAdmin, TenantModelForm, TenantTabularInline, admin_tenant, run_per_row
+from apps.core.admin import run_per_row
 from apps.core.errors import ApiError
+from apps.merchants.admin_base import TenantAdmin, TenantModelForm, TenantTabularInline, admin_tenant
 
 # The API's names of fields, as services report them, and the form fields they belong to.
 FORM_FIELD_OF = {
@@ -79,6 +80,9 @@ class CatalogAdmin(TenantAdmin):
     def merchant_of(self, request, obj):
         return admin_tenant(request) or obj.merchant
 
+    def show_service_error(self, form, exc: ApiError) -> None:
+        _add_api_error(form, exc)
+
     def adopt(self, obj, saved) -> None:
         """Make the admin's `obj` the row a service saved, for the admin's messages and redirect."""
         obj.pk = saved.pk
@@ -103,6 +107,7 @@ class BillableMetricInline(TenantTabularInline):
     """The product's metrics, read only here: each is edited on its own page, through the service."""
 
     model = BillableMetric
+    staff_permissions = ("view",)
     fields = ("name", "aggregation", "unit", "value_property")
     readonly_fields = fields
     extra = 0
@@ -119,6 +124,7 @@ class BillableMetricInline(TenantTabularInline):
 @admin.register(Product)
 class ProductAdmin(CatalogAdmin):
     form = ProductForm
+    staff_permissions = ("view", "add", "change")
     list_display = ("name", "created_at")
     search_fields = ("name",)
     inlines = [BillableMetricInline]
@@ -159,6 +165,7 @@ METRIC_FIELDS = ("product", "name", "description", "unit", "aggregation", "value
 @admin.register(BillableMetric)
 class BillableMetricAdmin(CatalogAdmin):
     form = BillableMetricForm
+    staff_permissions = ("view", "add", "change")
     list_display = ("name", "product", "aggregation", "unit", "created_at")
     list_filter = ("aggregation",)
     search_fields = ("name",)
@@ -324,6 +331,7 @@ class PriceForm(CatalogForm):
 @admin.register(Price)
 class PriceAdmin(CatalogAdmin):
     form = PriceForm
+    staff_permissions = ("view", "add", "change")
     list_display = ("__str__", "billable_metric", "model", "payment_term", "currency", "amount", "archived_at")
     list_filter = ("model", "payment_term", "currency")
     readonly_fields = ("archived_at",)
@@ -363,7 +371,7 @@ class PriceAdmin(CatalogAdmin):
     def has_delete_permission(self, request, obj=None):
         return False  # prices are archived (plans and, later, invoices refer to them)
 
-    @admin.action(description="Archive the selected prices")
+    @admin.action(description="Archive the selected prices", permissions=["service_action"])
     def archive_prices(self, request, queryset):
         run_per_row(
             self, request, queryset, lambda price: services.price_archive(price=price), "Archived {count} price(s)."
@@ -402,6 +410,7 @@ class PlanForm(CatalogForm):
 @admin.register(Plan)
 class PlanAdmin(CatalogAdmin):
     form = PlanForm
+    staff_permissions = ("view", "add", "change")
     list_display = ("name", "code", "currency", "billing_interval", "created_at")
     list_filter = ("currency", "billing_interval")
     search_fields = ("name", "code")

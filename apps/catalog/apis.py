@@ -20,6 +20,7 @@ from apps.core.api import ApiView, choice_param, uuid_param
 from apps.core.errors import FieldError
 from apps.core.inputs import StrictCharField, StrictInputSerializer
 from apps.core.metadata import MetadataField
+from apps.core.schema import api_errors
 
 # --- input fields ----------------------------------------------------------------------------
 
@@ -86,6 +87,18 @@ def _id_list(value: Any, *, field: str) -> list[str]:
 
 
 _EXAMPLE_ID = "8f0c6f3e-3b1a-4c39-9a55-0d9f5d8b2a10"
+
+# What the services refuse, by status (see apps.core.schema.api_errors).
+PRODUCT_NOT_FOUND = "productId names no product of this merchant in this mode"
+METRIC_NOT_FOUND = "billableMetricId names no billable metric of this merchant in this mode"
+PLAN_PRICES_UNFIT = (
+    "PRICE_ARCHIVED: an archived price cannot join a plan; PRICE_CURRENCY_MISMATCH: a price in another currency than "
+    "the plan's; PLAN_METRIC_PRICED_TWICE: two prices of one billable metric"
+)
+INSTANT_NEEDS_ADDITIVE = (
+    "INSTANT_PRICE_NEEDS_SUM_OR_COUNT: an instant price of a metric that is not SUM or COUNT (known only at the end "
+    "of the period)"
+)
 
 # --- products --------------------------------------------------------------------------------
 
@@ -176,6 +189,7 @@ class BillableMetricListApi(ApiView):
         )
         return self.paginated_response(queryset, lambda rows: BillableMetricSerializer(rows, many=True).data)
 
+    @api_errors({404: PRODUCT_NOT_FOUND})
     @extend_schema(
         operation_id="billable_metrics_create",
         request=BillableMetricInput,
@@ -199,6 +213,13 @@ class BillableMetricDetailApi(ApiView):
         metric = selectors.billable_metric_get(merchant=request.merchant, id=metric_id)
         return Response(BillableMetricSerializer(metric).data)
 
+    @api_errors(
+        {
+            404: PRODUCT_NOT_FOUND,
+            409: "METRIC_HAS_USAGE: aggregation or valueProperty of a metric that already has usage",
+            422: INSTANT_NEEDS_ADDITIVE,
+        }
+    )
     @extend_schema(
         operation_id="billable_metrics_update",
         request=BillableMetricInput,
@@ -272,6 +293,7 @@ class PriceListApi(ApiView):
         )
         return self.paginated_response(queryset, lambda rows: PriceSerializer(rows, many=True).data)
 
+    @api_errors({404: METRIC_NOT_FOUND, 422: INSTANT_NEEDS_ADDITIVE})
     @extend_schema(operation_id="prices_create", request=PriceInput, responses={201: PriceSerializer}, tags=["catalog"])
     def post(self, request):
         data = self.InputSerializer(data=request.data)
@@ -287,6 +309,14 @@ class PriceDetailApi(ApiView):
     def get(self, request, price_id):
         return Response(PriceSerializer(selectors.price_get(merchant=request.merchant, id=price_id)).data)
 
+    @api_errors(
+        {
+            404: METRIC_NOT_FOUND,
+            409: "PRICE_IN_USE: a price that has priced usage keeps its terms",
+            422: "PRICE_ARCHIVED: an archived price cannot change; PRICE_CURRENCY_MISMATCH, PLAN_METRIC_PRICED_TWICE: "
+            f"the change does not fit a plan that holds the price; {INSTANT_NEEDS_ADDITIVE}",
+        }
+    )
     @extend_schema(operation_id="prices_update", request=PriceInput, responses=PriceSerializer, tags=["catalog"])
     def patch(self, request, price_id):
         price = selectors.price_get(merchant=request.merchant, id=price_id)
@@ -359,6 +389,13 @@ class PlanListApi(ApiView):
         )
         return self.paginated_response(queryset, lambda rows: PlanSerializer(rows, many=True).data)
 
+    @api_errors(
+        {
+            404: f"{PRODUCT_NOT_FOUND}; prices[i] names no price of this merchant in this mode",
+            409: "PLAN_CODE_TAKEN: another plan of this merchant has this code",
+            422: PLAN_PRICES_UNFIT,
+        }
+    )
     @extend_schema(operation_id="plans_create", request=PlanInput, responses={201: PlanSerializer}, tags=["catalog"])
     def post(self, request):
         data = self.InputSerializer(data=request.data)
@@ -374,6 +411,14 @@ class PlanDetailApi(ApiView):
     def get(self, request, plan_id):
         return Response(PlanSerializer(selectors.plan_get(merchant=request.merchant, id=plan_id)).data)
 
+    @api_errors(
+        {
+            404: f"{PRODUCT_NOT_FOUND}; prices[i] names no price of this merchant in this mode",
+            409: "PLAN_CODE_TAKEN: another plan of this merchant has this code; PLAN_HAS_SUBSCRIPTIONS: currency or "
+            "billingInterval of a plan with subscriptions that are not terminated",
+            422: PLAN_PRICES_UNFIT,
+        }
+    )
     @extend_schema(operation_id="plans_update", request=PlanInput, responses=PlanSerializer, tags=["catalog"])
     def patch(self, request, plan_id):
         plan = selectors.plan_get(merchant=request.merchant, id=plan_id)

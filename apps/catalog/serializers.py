@@ -8,6 +8,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.catalog.models import Aggregation, BillingInterval, Currency, PaymentTerm, Plan, Price, PriceModel
+from apps.core.metadata import MetadataField
 from apps.core.money import format_amount, format_decimal
 
 
@@ -38,7 +39,7 @@ class ProductSerializer(CatalogResourceSerializer):
 
     name = serializers.CharField()
     description = serializers.CharField()
-    metadata = serializers.DictField()
+    metadata = MetadataField()
 
     class Meta:
         ref_name = "Product"

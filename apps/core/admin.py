@@ -1,45 +1,14 @@
-"""The tenant-scoped admin base that every app's ModelAdmin uses.
+"""Admin helpers that know no domain: actions that call a service per row, read-only admins.
 
-A merchant's staff member sees, chooses and saves only rows of their merchant, in
-the mode (live or sandbox) picked with the switch in the header. Platform
-superusers without a merchant see everything.
+The tenant-scoped ModelAdmin base knows the tenant, so it lives with it: merchants/admin_base.py.
 """
 
 from collections.abc import Callable
 
-from django import forms
-from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.contrib import messages
+from django.contrib.auth import get_permission_codename
 
 from apps.core.errors import ApiError
-from apps.core.models import TenantModel
-
-SANDBOX_SESSION_KEY = "admin_sandbox"
-
-
-def is_tenant_model(model) -> bool:
-    return issubclass(model, TenantModel)
-
-
-def admin_tenant(request):
-    """The merchant row this admin user works on, or None for a platform superuser."""
-    if hasattr(request, "_admin_tenant"):
-        return request._admin_tenant
-    from apps.merchants.models import Merchant
-
-    user = request.user
-    tenant = None
-    if getattr(user, "merchant_id", None):
-        tenant = user.merchant
-        if request.session.get(SANDBOX_SESSION_KEY):
-            tenant = Merchant.objects.get(live_merchant_id=user.merchant_id)
-    request._admin_tenant = tenant
-    return tenant
-
-
-def is_merchant_staff(request) -> bool:
-    user = request.user
-    return bool(user.is_active and user.is_staff and getattr(user, "merchant_id", None))
 
 
 def run_per_row(modeladmin, request, queryset, action: Callable, done_message: str, *, describe: Callable = str) -> int:
@@ -59,88 +28,6 @@ def run_per_row(modeladmin, request, queryset, action: Callable, done_message: s
     return done
 
 
-class TenantModelForm(forms.ModelForm):
-    """Refuses a row that points at another merchant's rows (for superusers, who choose freely)."""
-
-    def clean(self):
-        cleaned = super().clean()
-        merchant = cleaned.get("merchant")
-        if merchant is None and self.instance.merchant_id:
-            merchant = self.instance.merchant
-        if merchant is None:
-            return cleaned
-        for name, value in cleaned.items():
-            if isinstance(value, TenantModel):
-                related = [value]
-            elif hasattr(value, "model") and is_tenant_model(value.model):
-                related = list(value)
-            else:
-                continue
-            for item in related:
-                if item.merchant_id != merchant.pk:
-                    raise ValidationError({name: f"{item} belongs to another merchant or mode."})
-        return cleaned
-
-
-class TenantScopedMixin:
-    """Querysets, foreign-key choices and permissions scoped to the admin user's merchant."""
-
-    def get_queryset(self, request):
-        qs = super().get_queryset(request)
-        tenant = admin_tenant(request)
-        if tenant is not None:
-            qs = qs.filter(merchant=tenant)
-        return qs
-
-    def _scope_related(self, request, db_field, kwargs):
-        tenant = admin_tenant(request)
-        model = db_field.related_model
-        if tenant is not None and model is not None and is_tenant_model(model):
-            queryset = kwargs.get("queryset") or model._default_manager.all()
-            kwargs["queryset"] = queryset.filter(merchant=tenant)
-        return kwargs
-
-    def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        if db_field.name == "merchant" and admin_tenant(request) is not None:
-            from apps.merchants.models import Merchant
-
-            kwargs["queryset"] = Merchant.objects.filter(pk=admin_tenant(request).pk)
-        return super().formfield_for_foreignkey(db_field, request, **self._scope_related(request, db_field, kwargs))
-
-    def formfield_for_manytomany(self, db_field, request, **kwargs):
-        return super().formfield_for_manytomany(db_field, request, **self._scope_related(request, db_field, kwargs))
-
-    def get_exclude(self, request, obj=None):
-        exclude = list(super().get_exclude(request, obj) or [])
-        if admin_tenant(request) is not None and "merchant" not in exclude:
-            exclude.append("merchant")
-        return exclude
-
-    def get_fields(self, request, obj=None):
-        fields = list(super().get_fields(request, obj))
-        if admin_tenant(request) is not None and "merchant" in fields:
-            fields.remove("merchant")
-        return fields
-
-    def _staff_allowed(self, request) -> bool:
-        return is_merchant_staff(request)
-
-    def has_module_permission(self, request):
-        return self._staff_allowed(request) or super().has_module_permission(request)
-
-    def has_view_permission(self, request, obj=None):
-        return self._staff_allowed(request) or super().has_view_permission(request, obj)
-
-    def has_add_permission(self, request, *args):
-        return self._staff_allowed(request) or super().has_add_permission(request, *args)
-
-    def has_change_permission(self, request, obj=None):
-        return self._staff_allowed(request) or super().has_change_permission(request, obj)
-
-    def has_delete_permission(self, request, obj=None):
-        return self._staff_allowed(request) or super().has_delete_permission(request, obj)
-
-
 class ReadOnlyMixin:
     """For admins of rows written only by services (the ledger, usage): view, never edit."""
 
@@ -154,51 +41,49 @@ class ReadOnlyMixin:
         return False
 
 
-class TenantAdmin(TenantScopedMixin, admin.ModelAdmin):
-    form = TenantModelForm
+class ServiceAdminMixin:
+    """A ModelAdmin whose saves and actions call services.
 
-    def get_list_display(self, request):
-        display = list(super().get_list_display(request))
-        if admin_tenant(request) is None and "merchant" not in display:
-            display.append("merchant")
-        return display
+    Saves: `save_model` calls the service once the form is valid (never `Form.clean()`, which
+    must not write). When the service refuses (an ApiError, e.g. an insufficient balance), the
+    admin's transaction rolls back and the same POST is shown again with the service's message
+    on the form (`show_service_error`): nothing of the save stays. (A `get_form` override must
+    build on `super().get_form()`, which adds the refusal to the form.)
 
-    def get_list_filter(self, request):
-        filters = list(super().get_list_filter(request))
-        if admin_tenant(request) is None and "merchant" not in filters:
-            filters.append("merchant")
-        return filters
+    Actions: those that call a service declare `permissions=["service_action"]`: they need the
+    model's change permission, also on admins whose forms are read-only (ReadOnlyMixin).
+    """
 
-    def save_model(self, request, obj, form, change):
-        tenant = admin_tenant(request)
-        if tenant is not None:
-            obj.merchant = tenant
-        super().save_model(request, obj, form, change)
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except ApiError as exc:
+            if request.method != "POST" or hasattr(request, "_service_refusal"):
+                raise
+            # Raised out of the admin's transaction.atomic: what the save began is rolled back.
+            request._service_refusal = exc
+            return super().changeform_view(request, object_id, form_url, extra_context)
 
-    def save_formset(self, request, form, formset, change):
-        instances = formset.save(commit=False)
-        for instance in instances:
-            if isinstance(instance, TenantModel) and not instance.merchant_id:
-                instance.merchant = form.instance.merchant
-            instance.save()
-        for instance in formset.deleted_objects:
-            instance.delete()
-        formset.save_m2m()
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        refusal = getattr(request, "_service_refusal", None)
+        if refusal is None:
+            return form
+        show = self.show_service_error
 
+        class RefusedForm(form):
+            def full_clean(self):
+                super().full_clean()
+                if self.is_bound:
+                    show(self, refusal)
 
-class TenantInlineMixin(TenantScopedMixin):
-    """For inlines of tenant rows: children take their parent's merchant (set in TenantAdmin.save_formset)."""
+        RefusedForm.__name__ = RefusedForm.__qualname__ = form.__name__
+        return RefusedForm
 
-    def get_exclude(self, request, obj=None):
-        exclude = list(super().get_exclude(request, obj) or [])
-        if "merchant" not in exclude:
-            exclude.append("merchant")
-        return exclude
+    def show_service_error(self, form, exc: ApiError) -> None:
+        """Put a service's refusal on the form; an admin may show it on the field it names."""
+        form.add_error(None, exc.message)
 
-
-class TenantTabularInline(TenantInlineMixin, admin.TabularInline):
-    pass
-
-
-class TenantStackedInline(TenantInlineMixin, admin.StackedInline):
-    pass
+    def has_service_action_permission(self, request) -> bool:
+        codename = get_permission_codename("change", self.opts)
+        return request.user.has_perm(f"{self.opts.app_label}.{codename}")

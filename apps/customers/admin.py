@@ -2,12 +2,13 @@ from django import forms
 from django.contrib import admin, messages
 from rest_framework import serializers
 
-from apps.core.admin import TenantAdmin, TenantModelForm, admin_tenant, run_per_row
+from apps.core.admin import run_per_row
 from apps.core.metadata import MetadataField
 from apps.customers.inputs import AddressInputSerializer, address_from_input
 from apps.customers.models import Customer
 from apps.customers.selectors import customer_find_active_by_email
 from apps.customers.services import customer_archive, customer_create, customer_update
+from apps.merchants.admin_base import TenantAdmin, TenantModelForm, admin_tenant
 
 
 class ArchivedFilter(admin.SimpleListFilter):
@@ -68,6 +69,7 @@ class CustomerAdminForm(TenantModelForm):
 @admin.register(Customer)
 class CustomerAdmin(TenantAdmin):
     form = CustomerAdminForm
+    staff_permissions = ("view", "add", "change")
     list_display = ("email", "name", "external_id", "archived_at", "created_at")
     list_filter = (ArchivedFilter,)
     search_fields = ("email", "name", "external_id")
@@ -140,7 +142,7 @@ class CustomerAdmin(TenantAdmin):
         obj.pk, obj.merchant, obj.email = customer.pk, customer.merchant, customer.email
         obj._state.adding = False
 
-    @admin.action(description="Archive the selected customers")
+    @admin.action(description="Archive the selected customers", permissions=["service_action"])
     def archive_customers(self, request, queryset):
         run_per_row(
             self,

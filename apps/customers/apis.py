@@ -4,6 +4,7 @@ from rest_framework.response import Response
 from apps.core.api import ApiView
 from apps.core.inputs import StrictCharField, StrictInputSerializer
 from apps.core.metadata import MetadataField
+from apps.core.schema import api_errors
 from apps.customers.inputs import (
     ADDRESS_KEYS,
     ConsumerInputSerializer,
@@ -43,6 +44,7 @@ class CustomerUpdateInput(StrictInputSerializer):
 class CustomerListApi(ApiView):
     InputSerializer = CustomerCreateInput
 
+    @api_errors({409: "CUSTOMER_EMAIL_CONTENDED: a customer with this email was created and archived concurrently"})
     @extend_schema(
         operation_id="customers_create",
         description=(
@@ -98,6 +100,12 @@ class CustomerDetailApi(ApiView):
         customer = customer_get(merchant=request.merchant, customer_id=customer_id)
         return Response(CustomerSerializer(customer).data)
 
+    @api_errors(
+        {
+            409: "CUSTOMER_EMAIL_TAKEN: another customer of this merchant has this email; CUSTOMER_ARCHIVED: an "
+            "archived customer cannot change"
+        }
+    )
     @extend_schema(
         operation_id="customers_update",
         description=(
@@ -105,10 +113,7 @@ class CustomerDetailApi(ApiView):
             "(null or an empty string clears a key; null for the whole address clears it); metadata is replaced."
         ),
         request=InputSerializer,
-        responses={
-            200: CustomerSerializer,
-            409: OpenApiResponse(description="CUSTOMER_EMAIL_TAKEN or CUSTOMER_ARCHIVED."),
-        },
+        responses=CustomerSerializer,
         tags=TAGS,
     )
     def patch(self, request, customer_id):
@@ -131,6 +136,7 @@ class CustomerDetailApi(ApiView):
         customer = customer_update(merchant=request.merchant, customer=customer, **changes)
         return Response(CustomerSerializer(customer).data)
 
+    @api_errors({409: "CUSTOMER_HAS_ACTIVE_SUBSCRIPTION: terminate its subscriptions first"})
     @extend_schema(
         operation_id="customers_archive",
         description=(

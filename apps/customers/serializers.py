@@ -4,6 +4,7 @@ from django.db.models.manager import BaseManager
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from apps.core.metadata import MetadataField
 from apps.customers.models import Customer
 from apps.customers.selectors import customer_wallets, customers_wallets
 from apps.ledger.serializers import WalletSerializer
@@ -54,7 +55,7 @@ class CustomerSerializer(serializers.Serializer):
     merchantId = serializers.SerializerMethodField()
     consumer = ConsumerSerializer(source="*")
     externalId = serializers.SerializerMethodField()
-    metadata = serializers.DictField(child=serializers.CharField())
+    metadata = MetadataField()
     wallets = serializers.SerializerMethodField()
     archivedAt = serializers.DateTimeField(source="archived_at", allow_null=True)
     createdAt = serializers.DateTimeField(source="created_at")

@@ -2,15 +2,17 @@
 
 from django.contrib import admin
 
-from apps.core.admin import ReadOnlyMixin, TenantAdmin, TenantTabularInline, run_per_row
+from apps.core.admin import ReadOnlyMixin, run_per_row
 from apps.core.errors import Conflict
 from apps.core.money import format_amount
 from apps.entitlements.models import Entitlement, EntitlementItem
 from apps.entitlements.services import entitlement_release
+from apps.merchants.admin_base import TenantAdmin, TenantTabularInline
 
 
 class EntitlementItemInline(ReadOnlyMixin, TenantTabularInline):
     model = EntitlementItem
+    staff_permissions = ("view",)
     fields = (
         "billable_metric",
         "price",
@@ -34,6 +36,8 @@ class EntitlementItemInline(ReadOnlyMixin, TenantTabularInline):
 @admin.register(Entitlement)
 class EntitlementAdmin(ReadOnlyMixin, TenantAdmin):
     """Entitlements are created through the API; the admin shows them and can release their holds."""
+
+    staff_permissions = ("view", "change")  # change: the release action
 
     list_display = ("created_at", "customer", "status", "reserved", "remaining", "uses", "expires_at")
     list_filter = ("status",)
@@ -73,7 +77,7 @@ class EntitlementAdmin(ReadOnlyMixin, TenantAdmin):
     def uses(self, obj):
         return f"{obj.used_count}/{obj.max_uses if obj.max_uses is not None else '∞'}"
 
-    @admin.action(description="Release the selected holds")
+    @admin.action(description="Release the selected holds", permissions=["service_action"])
     def release_holds(self, request, queryset):
         def release(entitlement):
             if entitlement.status != Entitlement.Status.ACTIVE:

@@ -7,6 +7,7 @@ from rest_framework.response import Response
 from apps.core.api import ApiView, uuid_param
 from apps.core.errors import FieldError
 from apps.core.inputs import AmountInputField, StrictCharField, StrictInputSerializer, parse_number
+from apps.core.schema import api_errors
 from apps.customers.selectors import customer_get
 from apps.entitlements.models import Entitlement
 from apps.entitlements.selectors import entitlement_get, entitlements
@@ -47,6 +48,18 @@ class EntitlementListApi(ApiView):
                 raise serializers.ValidationError("names a billable metric twice")
             return value
 
+    @api_errors(
+        {
+            402: "INSUFFICIENT_BALANCE: the wallet cannot hold the reserved amount",
+            404: "customerId names no customer; BILLABLE_METRIC_NOT_FOUND: entitlementData[i].billableMetricId names "
+            "no billable metric",
+            409: "NO_ACTIVE_SUBSCRIPTION: the customer has no active subscription to reserve on; "
+            "AMBIGUOUS_SUBSCRIPTION: several of its active subscriptions price these metrics",
+            422: "CUSTOMER_ARCHIVED; METRIC_NOT_PRICED: no active subscription prices the metric; PRICE_NOT_INSTANT: "
+            "only instant prices can be reserved; PRICE_OVERRIDE_NOT_ALLOWED: a price sent for a price that does not "
+            "allow it",
+        }
+    )
     @extend_schema(
         operation_id="entitlements_create", request=InputSerializer, responses={201: EntitlementSchema}, tags=TAGS
     )

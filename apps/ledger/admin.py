@@ -4,14 +4,16 @@ from django.contrib import admin
 from django.contrib.admin.views.main import ChangeList
 from django.db.models import Sum
 
-from apps.core.admin import ReadOnlyMixin, TenantAdmin, TenantTabularInline
+from apps.core.admin import ReadOnlyMixin
 from apps.core.money import ZERO, format_amount
 from apps.ledger.models import Account, Entry, LedgerTransaction, Wallet
 from apps.ledger.selectors import wallet_balances, wallets_balances
+from apps.merchants.admin_base import TenantAdmin, TenantTabularInline
 
 
 class EntryInline(ReadOnlyMixin, TenantTabularInline):
     model = Entry
+    staff_permissions = ("view",)
     fields = ("account", "shard", "amount")
     readonly_fields = fields
     extra = 0
@@ -19,6 +21,7 @@ class EntryInline(ReadOnlyMixin, TenantTabularInline):
 
 @admin.register(LedgerTransaction)
 class LedgerTransactionAdmin(ReadOnlyMixin, TenantAdmin):
+    staff_permissions = ("view",)
     list_display = ("created_at", "kind", "currency", "description", "reference")
     list_filter = ("kind", "currency")
     search_fields = ("id", "reference", "description")
@@ -29,6 +32,7 @@ class LedgerTransactionAdmin(ReadOnlyMixin, TenantAdmin):
 
 @admin.register(Account)
 class AccountAdmin(ReadOnlyMixin, TenantAdmin):
+    staff_permissions = ("view",)
     list_display = ("kind", "currency", "customer", "source", "balance")
     list_select_related = ("customer",)
     list_filter = ("kind", "currency")
@@ -57,6 +61,7 @@ class WalletChangeList(ChangeList):
 
 @admin.register(Wallet)
 class WalletAdmin(ReadOnlyMixin, TenantAdmin):
+    staff_permissions = ("view",)
     list_display = ("customer", "currency", "available", "held", "created_at")
     list_filter = ("currency",)
     search_fields = ("customer__email", "customer__name")

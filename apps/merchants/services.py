@@ -5,8 +5,10 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from apps.core.errors import Conflict
 from apps.core.secrets import PREFIX_RANDOM_LENGTH, hash_secret, random_token
 from apps.merchants.models import ApiKey, Merchant, User
+from apps.merchants.permissions import merchant_staff_group
 from apps.merchants.selectors import api_key_forget
 
 LAST_USED_RESOLUTION = timedelta(seconds=60)
@@ -55,8 +57,19 @@ def merchant_update(*, merchant: Merchant, **fields) -> Merchant:
 
 
 def merchant_staff_create(*, merchant: Merchant, username: str, email: str, password: str) -> User:
+    """A login to the admin for the merchant's staff, with the staff's permissions (the group)."""
     live = merchant if merchant.livemode else merchant.live_merchant
-    return User.objects.create_user(username=username, email=email, password=password, is_staff=True, merchant=live)
+    with transaction.atomic():
+        user = User.objects.create_user(username=username, email=email, password=password, is_staff=True, merchant=live)
+        merchant_staff_grant(user=user)
+    return user
+
+
+def merchant_staff_grant(*, user: User) -> None:
+    """Give a merchant's staff user the merchant staff's permissions (apps.merchants.permissions)."""
+    if user.merchant_id is None:
+        raise ValueError("only a merchant's staff user joins the merchant staff group")
+    user.groups.add(merchant_staff_group())
 
 
 def api_key_create(*, merchant: Merchant, name: str = "", rate_limit: int | None = None) -> tuple[ApiKey, str]:
@@ -85,6 +98,18 @@ def api_key_revoke(*, key: ApiKey) -> ApiKey:
         key.refresh_from_db()
     api_key_forget(prefix=key.prefix)
     return key
+
+
+def api_key_roll(*, key: ApiKey) -> tuple[ApiKey, str]:
+    """Replace a key by a new one (new secret; same merchant, name and rate limit) and revoke it
+    at once. Returns the new row and its secret, which is not stored."""
+    with transaction.atomic():
+        current = ApiKey.objects.select_for_update().get(pk=key.pk)
+        if current.revoked_at is not None:
+            raise Conflict("This key is revoked; create a new key instead.", code="API_KEY_REVOKED")
+        new_key, secret = api_key_create(merchant=current.merchant, name=current.name, rate_limit=current.rate_limit)
+        api_key_revoke(key=current)
+    return new_key, secret
 
 
 def api_key_touch(*, key: ApiKey) -> None:

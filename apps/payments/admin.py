@@ -5,13 +5,13 @@ import uuid
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
 from django.utils.html import format_html
 
-from apps.core.admin import ReadOnlyMixin, TenantAdmin, TenantTabularInline, admin_tenant, run_per_row
-from apps.core.errors import ApiError, Conflict
+from apps.core.admin import ReadOnlyMixin, run_per_row
+from apps.core.errors import Conflict
 from apps.core.fields import Currency
 from apps.customers.models import Customer
+from apps.merchants.admin_base import TenantAdmin, TenantTabularInline, admin_tenant
 from apps.payments.models import Adjustment, Payment, PaymentAttempt, PaymentSession
 from apps.payments.serializers import checkout_url, session_status
 from apps.payments.services import adjustment_create, payment_session_pay_test
@@ -19,6 +19,7 @@ from apps.payments.services import adjustment_create, payment_session_pay_test
 
 class PaymentAttemptInline(ReadOnlyMixin, TenantTabularInline):
     model = PaymentAttempt
+    staff_permissions = ("view",)
     fields = ("created_at", "source", "status", "amount", "external_reference", "failure_reason", "finished_at")
     readonly_fields = fields
     extra = 0
@@ -27,6 +28,7 @@ class PaymentAttemptInline(ReadOnlyMixin, TenantTabularInline):
 
 class PaymentInline(ReadOnlyMixin, TenantTabularInline):
     model = Payment
+    staff_permissions = ("view",)
     fk_name = "session"
     fields = ("created_at", "source", "external_reference", "amount", "applied_amount", "status")
     readonly_fields = fields
@@ -36,6 +38,7 @@ class PaymentInline(ReadOnlyMixin, TenantTabularInline):
 
 @admin.register(PaymentSession)
 class PaymentSessionAdmin(TenantAdmin):
+    staff_permissions = ("view", "change")  # change: the sandbox's pay action
     list_display = (
         "created_at",
         "purpose",
@@ -82,7 +85,9 @@ class PaymentSessionAdmin(TenantAdmin):
     def link(self, obj):
         return format_html('<a href="{}" target="_blank" rel="noopener">open</a>', checkout_url(obj))
 
-    @admin.action(description="Pay the selected sessions with the sandbox's test payment")
+    @admin.action(
+        description="Pay the selected sessions with the sandbox's test payment", permissions=["service_action"]
+    )
     def pay_in_sandbox(self, request, queryset):
         def pay(session):
             _, paid_now = payment_session_pay_test(merchant=session.merchant, session_id=session.id)
@@ -101,6 +106,7 @@ class PaymentSessionAdmin(TenantAdmin):
 
 @admin.register(Payment)
 class PaymentAdmin(ReadOnlyMixin, TenantAdmin):
+    staff_permissions = ("view",)
     list_display = ("created_at", "source", "amount", "applied_amount", "currency", "status", "customer")
     list_filter = ("source", "status", "currency")
     search_fields = ("external_reference", "customer__email", "id")
@@ -108,11 +114,11 @@ class PaymentAdmin(ReadOnlyMixin, TenantAdmin):
 
 
 class AdjustmentForm(forms.ModelForm):
-    """Built per request by AdjustmentAdmin.get_form with `tenant` and `actor` set. Each form
-    shown carries its own token, so that submitting it twice adjusts the wallet once."""
+    """Validates an adjustment; AdjustmentAdmin.save_model makes it through the service. Built per
+    request by AdjustmentAdmin.get_form with `tenant` set. Each form shown carries its own token
+    (the adjustment's idempotency key), so that submitting it twice adjusts the wallet once."""
 
     tenant = None
-    actor = ""
     customer = forms.ModelChoiceField(queryset=Customer.objects.none())
     currency = forms.ChoiceField(choices=Currency.choices)
     form_token = forms.CharField(widget=forms.HiddenInput, max_length=64)
@@ -127,40 +133,22 @@ class AdjustmentForm(forms.ModelForm):
         self.fields["customer"].queryset = customers.filter(merchant=self.tenant) if self.tenant else customers
         self.fields["form_token"].initial = uuid.uuid4().hex
 
-    def clean(self):
-        cleaned = super().clean()
-        if not self.errors:
-            try:
-                self.instance = adjustment_create(
-                    merchant=self.tenant or cleaned["customer"].merchant,
-                    customer=cleaned["customer"],
-                    amount=cleaned["amount"],
-                    currency=cleaned["currency"],
-                    reason=cleaned["reason"],
-                    actor=f"admin {self.actor}",
-                    idempotency_key=f"admin:{cleaned['form_token']}",
-                )
-            except ApiError as exc:
-                raise ValidationError(exc.message) from exc
-        return cleaned
-
 
 @admin.register(Adjustment)
 class AdjustmentAdmin(TenantAdmin):
-    """Adding an adjustment credits or debits the wallet through `adjustment_create`; nothing is edited after."""
+    """Adding an adjustment credits or debits the wallet through `adjustment_create`, once the form
+    is valid; the service's refusals (an insufficient balance, a reused form) are shown on the form
+    with nothing written. Nothing is edited after."""
 
+    staff_permissions = ("view", "add")
     list_display = ("created_at", "customer", "amount", "currency", "reason", "actor")
     list_filter = ("currency",)
     search_fields = ("customer__email", "reason")
 
     def get_form(self, request, obj=None, change=False, **kwargs):
-        if obj is not None:
-            return super().get_form(request, obj, change=change, **kwargs)
-        return type(
-            "AdjustmentForm",
-            (AdjustmentForm,),
-            {"tenant": admin_tenant(request), "actor": request.user.get_username()},
-        )
+        if obj is None:
+            kwargs["form"] = type("AdjustmentForm", (AdjustmentForm,), {"tenant": admin_tenant(request)})
+        return super().get_form(request, obj, change=change, **kwargs)
 
     def get_fields(self, request, obj=None):
         if obj is None:
@@ -177,5 +165,18 @@ class AdjustmentAdmin(TenantAdmin):
         return False
 
     def save_model(self, request, obj, form, change):
-        """The service already wrote the adjustment while validating the form."""
-        messages.info(request, f"Wallet {'credited' if obj.amount > 0 else 'debited'} {obj.amount} {obj.currency}.")
+        data = form.cleaned_data
+        adjustment = adjustment_create(
+            merchant=admin_tenant(request) or data["customer"].merchant,
+            customer=data["customer"],
+            amount=data["amount"],
+            currency=data["currency"],
+            reason=data["reason"],
+            actor=f"admin {request.user.get_username()}",
+            # the same form submitted again (in sequence or at once) returns this adjustment
+            idempotency_key=f"admin:{data['form_token']}",
+        )
+        obj.__dict__.update({f.attname: getattr(adjustment, f.attname) for f in adjustment._meta.concrete_fields})
+        obj._state.adding = False
+        verb = "credited" if adjustment.amount > 0 else "debited"
+        messages.info(request, f"Wallet {verb} {adjustment.amount} {adjustment.currency}.")

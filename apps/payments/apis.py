@@ -1,8 +1,9 @@
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
 
 from apps.core.api import ApiView
 from apps.core.inputs import AmountInputField, CurrencyInputField, StrictCharField, StrictInputSerializer
+from apps.core.schema import api_errors
 from apps.customers.selectors import customer_get
 from apps.payments.selectors import adjustment_list
 from apps.payments.serializers import AdjustmentSerializer, PaymentSessionSerializer
@@ -14,6 +15,7 @@ class CustomerTopupApi(ApiView):
         amount = AmountInputField(positive=True)
         currency = CurrencyInputField()
 
+    @api_errors({422: "CUSTOMER_ARCHIVED: an archived customer's wallet takes no top-up"})
     @extend_schema(
         operation_id="customers_topups_create",
         request=InputSerializer,
@@ -39,6 +41,13 @@ class CustomerAdjustmentListApi(ApiView):
         currency = CurrencyInputField()
         reason = StrictCharField(max_length=500)
 
+    @api_errors(
+        {
+            402: "INSUFFICIENT_BALANCE: a debit beyond the wallet's available balance",
+            422: "ZERO_ADJUSTMENT: an amount of 0; CUSTOMER_ARCHIVED: an archived customer's wallet; AMOUNT_TOO_LARGE: "
+            "a balance beyond what the ledger holds",
+        }
+    )
     @extend_schema(
         operation_id="customers_adjustments_create",
         request=InputSerializer,
@@ -75,14 +84,19 @@ class CustomerAdjustmentListApi(ApiView):
 class TestHelperPaySessionApi(ApiView):
     """Sandbox only: pay a session as if the customer had paid (live keys get 404)."""
 
+    @api_errors(
+        {
+            404: "A live key (test payments exist only in the sandbox), or no such session",
+            409: "PAYMENT_SESSION_EXPIRED, PAYMENT_SESSION_IS_SETUP (a setup session takes no payment), "
+            "PAYMENT_TARGET_CLOSED (its subscription or invoice no longer takes it), PAYMENT_IN_FLIGHT (another "
+            "payment of it is running), NOTHING_DUE",
+            422: "AMOUNT_TOO_LARGE: a balance beyond what the ledger holds",
+        }
+    )
     @extend_schema(
         operation_id="test_helpers_payment_sessions_pay",
         request=None,
-        responses={
-            200: PaymentSessionSerializer,
-            404: OpenApiResponse(description="Live key, or no such session."),
-            409: OpenApiResponse(description="Expired, a setup session, or another payment in flight."),
-        },
+        responses={200: PaymentSessionSerializer},
         tags=["testHelpers"],
     )
     def post(self, request, session_id):

@@ -1,6 +1,7 @@
 from django.contrib import admin
 
-from apps.core.admin import TenantAdmin, run_per_row
+from apps.core.admin import run_per_row
+from apps.merchants.admin_base import TenantAdmin
 from apps.subscriptions.models import Subscription
 from apps.subscriptions.services import subscription_terminate
 
@@ -8,6 +9,8 @@ from apps.subscriptions.services import subscription_terminate
 @admin.register(Subscription)
 class SubscriptionAdmin(TenantAdmin):
     """Subscriptions are created through the API; the admin shows them and can terminate them."""
+
+    staff_permissions = ("view", "change")  # change: the terminate action
 
     list_display = ("customer", "plan", "status", "current_period_start", "current_period_end", "created_at")
     list_select_related = ("merchant", "customer", "plan")  # the periods are computed from the plan
@@ -39,7 +42,7 @@ class SubscriptionAdmin(TenantAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
-    @admin.action(description="Terminate the selected subscriptions now")
+    @admin.action(description="Terminate the selected subscriptions now", permissions=["service_action"])
     def terminate(self, request, queryset):
         run_per_row(
             self,

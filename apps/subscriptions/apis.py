@@ -8,6 +8,7 @@ from rest_framework.response import Response
 from apps.catalog.selectors import plan_get
 from apps.core.api import ApiView, check_merchant_id, choice_param, uuid_param
 from apps.core.inputs import AmountInputField, StrictCharField, StrictInputSerializer
+from apps.core.schema import api_errors
 from apps.customers.apis import CustomerListApi
 from apps.customers.inputs import customer_fields_from_input
 from apps.customers.selectors import customer_get
@@ -51,6 +52,13 @@ class SubscriptionListApi(ApiView):
                 raise serializers.ValidationError({"startedAt": "must not be in the future"})
             return attrs
 
+    @api_errors(
+        {
+            404: "customerId or planId names no customer or plan of this merchant in this mode",
+            409: "CUSTOMER_EMAIL_CONTENDED: the inline customer's email was created and archived concurrently",
+            422: "CUSTOMER_ARCHIVED: an archived customer cannot subscribe",
+        }
+    )
     @extend_schema(
         operation_id="subscriptions_create",
         request=InputSerializer,
@@ -115,6 +123,7 @@ class SubscriptionTerminationApi(ApiView):
     class InputSerializer(StrictInputSerializer):
         reason = StrictCharField(max_length=500, required=False, allow_blank=True)
 
+    @api_errors({409: "SUBSCRIPTION_ALREADY_TERMINATED"})
     @extend_schema(
         operation_id="subscriptions_terminate", request=InputSerializer, responses=SubscriptionSerializer, tags=TAGS
     )

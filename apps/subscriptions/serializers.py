@@ -23,6 +23,11 @@ def subscription_payment(subscription: Subscription) -> dict | None:
     return None if session is None else payment_session_short(session)
 
 
+class RedirectUrlsSerializer(serializers.Serializer):
+    onSuccess = serializers.URLField(allow_null=True)
+    onFailure = serializers.URLField(allow_null=True)
+
+
 class SubscriptionListSerializer(serializers.ListSerializer):
     """Many subscriptions: their wallets' balances are read for all of them at once."""
 
@@ -49,8 +54,8 @@ class SubscriptionSerializer(serializers.Serializer):
     startedAt = serializers.DateTimeField(source="started_at")
     currentPeriodStart = serializers.DateTimeField(source="current_period_start")
     currentPeriodEnd = serializers.DateTimeField(source="current_period_end")
-    activatedAt = serializers.DateTimeField(source="activated_at")
-    terminatedAt = serializers.DateTimeField(source="terminated_at")
+    activatedAt = serializers.DateTimeField(source="activated_at", allow_null=True, help_text="Null until paid.")
+    terminatedAt = serializers.DateTimeField(source="terminated_at", allow_null=True)
     terminationReason = serializers.CharField(source="termination_reason")
     redirectUrls = serializers.SerializerMethodField()
     payment = serializers.SerializerMethodField()
@@ -80,6 +85,7 @@ class SubscriptionSerializer(serializers.Serializer):
     def get_minimumAccountBalance(self, obj) -> str:
         return format_amount(obj.minimum_account_balance, obj.wallet.currency)
 
+    @extend_schema_field(RedirectUrlsSerializer)
     def get_redirectUrls(self, obj) -> dict:
         return {"onSuccess": obj.success_url or None, "onFailure": obj.failure_url or None}
 

@@ -9,8 +9,9 @@ from django.contrib.admin.helpers import ActionForm
 from django.db.models import Exists, OuterRef
 
 from apps.catalog.models import BillableMetric
-from apps.core.admin import ReadOnlyMixin, TenantAdmin, TenantTabularInline, admin_tenant, run_per_row
+from apps.core.admin import ReadOnlyMixin, run_per_row
 from apps.core.money import format_amount
+from apps.merchants.admin_base import TenantAdmin, TenantTabularInline, admin_tenant
 from apps.usage.models import Dispute, UsageEvent, UsageLine
 from apps.usage.services.refunds import dispute_accept, dispute_decline, usage_refund
 
@@ -70,6 +71,7 @@ class MetricFilter(admin.SimpleListFilter):
 
 class UsageLineInline(ReadOnlyMixin, TenantTabularInline):
     model = UsageLine
+    staff_permissions = ("view",)
     fields = (
         "position",
         "billable_metric",
@@ -92,6 +94,8 @@ class UsageLineInline(ReadOnlyMixin, TenantTabularInline):
 @admin.register(UsageEvent)
 class UsageEventAdmin(ReadOnlyMixin, TenantAdmin):
     """Usage is reported through the API; the admin shows it and can refund it."""
+
+    staff_permissions = ("view", "change")  # change: the refund action
 
     list_display = (
         "timestamp",
@@ -144,7 +148,7 @@ class UsageEventAdmin(ReadOnlyMixin, TenantAdmin):
     def refunded(self, obj):
         return obj.refunded_at is not None
 
-    @admin.action(description="Refund the selected events")
+    @admin.action(description="Refund the selected events", permissions=["service_action"])
     def refund_events(self, request, queryset):
         reason = _action_reason(request, REFUND_REASON)
         run_per_row(
@@ -160,6 +164,8 @@ class UsageEventAdmin(ReadOnlyMixin, TenantAdmin):
 @admin.register(Dispute)
 class DisputeAdmin(ReadOnlyMixin, TenantAdmin):
     """Disputes are opened through the API or the portal; the admin accepts or declines them."""
+
+    staff_permissions = ("view", "change")  # change: the accept and decline actions
 
     list_display = ("created_at", "usage_event", "customer", "status", "opened_by", "resolved_at")
     list_filter = ("status", "opened_by")
@@ -192,7 +198,7 @@ class DisputeAdmin(ReadOnlyMixin, TenantAdmin):
             describe=lambda dispute: f"Dispute {dispute.id}",
         )
 
-    @admin.action(description="Accept (refunds the event)")
+    @admin.action(description="Accept (refunds the event)", permissions=["service_action"])
     def accept_disputes(self, request, queryset):
         self._resolve(
             request,
@@ -201,7 +207,7 @@ class DisputeAdmin(ReadOnlyMixin, TenantAdmin):
             "Accepted",
         )
 
-    @admin.action(description="Decline")
+    @admin.action(description="Decline", permissions=["service_action"])
     def decline_disputes(self, request, queryset):
         reason = _action_reason(request, DECLINE_REASON)
         self._resolve(

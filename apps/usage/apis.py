@@ -5,7 +5,7 @@ import datetime as dt
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.response import Response
 
@@ -13,11 +13,18 @@ from apps.catalog.selectors import billable_metric_get
 from apps.core.api import ApiView, choice_param, plain_json_post, uuid_param
 from apps.core.errors import FieldError
 from apps.core.inputs import StrictCharField, StrictInputSerializer
+from apps.core.schema import api_errors
 from apps.merchants.authentication import merchant_for_request
 from apps.usage.aggregation import MAX_WINDOWS, TooManyWindows, WindowSize, aggregate, format_value
 from apps.usage.models import Dispute
 from apps.usage.selectors import dispute_get, dispute_list, usage_event_get, usage_event_list
-from apps.usage.serializers import DisputeSerializer, UsageEventSchema, usage_event_detail
+from apps.usage.serializers import (
+    DisputeSerializer,
+    UsageBatchResultSchema,
+    UsageEventDetailSchema,
+    UsageEventSchema,
+    usage_event_detail,
+)
 from apps.usage.services import (
     MAX_BATCH_EVENTS,
     dispute_accept,
@@ -204,6 +211,7 @@ class UsageApi(ApiView):
     """Usage carries its own idempotencyKey in the body; the header does not apply."""
 
     idempotent = False
+    plain_post = True  # POST is served by plain_json_post (see dispatch)
 
     def dispatch(self, request, *args, **kwargs):
         if request.method == "POST":
@@ -214,6 +222,21 @@ class UsageApi(ApiView):
             )
         return super().dispatch(request, *args, **kwargs)
 
+    @api_errors(
+        {
+            402: "INSUFFICIENT_BALANCE: the wallet cannot pay the charge (nothing moves; top up and retry with the same "
+            "idempotencyKey); ENTITLEMENT_EXHAUSTED: beyond what the named entitlement has left",
+            404: "CUSTOMER_NOT_FOUND, BILLABLE_METRIC_NOT_FOUND, SUBSCRIPTION_NOT_FOUND, ENTITLEMENT_NOT_FOUND: an id "
+            "in the body names nothing of this merchant in this mode",
+            409: "IDEMPOTENCY_KEY_REUSED: the idempotencyKey was used for another event; IDEMPOTENCY_KEY_IN_USE: "
+            "contended, retry; NO_ACTIVE_SUBSCRIPTION; AMBIGUOUS_SUBSCRIPTION: several active subscriptions price the "
+            "metrics, name one with subscriptionId",
+            422: "USAGE_OUTSIDE_OPEN_PERIOD (details name the window), METRIC_NOT_PRICED, CUSTOMER_ARCHIVED, "
+            "METRIC_VALUE_MISSING, METRIC_VALUE_NOT_NUMERIC, METRIC_NOT_ENTITLED, ENTITLEMENT_SUBSCRIPTION_MISMATCH, "
+            "PRICE_OVERRIDE_NOT_ALLOWED, PRICE_OVERRIDE_NOT_INSTANT, PRICE_OVERRIDE_WITH_ENTITLEMENT, and the other "
+            "rules that depend on stored data",
+        }
+    )
     @extend_schema(
         operation_id="usage_create",
         request=inline_serializer(
@@ -233,7 +256,7 @@ class UsageApi(ApiView):
         tags=TAGS,
     )
     def post(self, request):
-        """Served by `dispatch` without DRF (the hot path); kept for the OpenAPI document."""
+        # Served by `dispatch` without DRF (the hot path); kept for the OpenAPI document.
         return Response(usage_record_combined(merchant=request.merchant, raw=request.data), status=201)
 
     @extend_schema(
@@ -247,7 +270,7 @@ class UsageApi(ApiView):
             OpenApiParameter("limit", int),
             OpenApiParameter("offset", int),
         ],
-        responses=UsageEventSchema(many=True),
+        responses=UsageEventDetailSchema(many=True),
         tags=TAGS,
     )
     def get(self, request):
@@ -269,6 +292,7 @@ class UsageApi(ApiView):
 
 class UsageBatchApi(ApiView):
     idempotent = False
+    plain_post = True  # POST is served by plain_json_post (see dispatch)
 
     def dispatch(self, request, *args, **kwargs):
         if request.method == "POST":
@@ -279,21 +303,16 @@ class UsageBatchApi(ApiView):
         operation_id="usage_batch_create",
         request=inline_serializer("UsageBatchInput", {"events": serializers.ListField(child=serializers.DictField())}),
         responses={
-            201: inline_serializer(
-                "UsageBatchResult",
-                {
-                    "object": serializers.CharField(),
-                    "successful": UsageEventSchema(many=True),
-                    "failed": serializers.ListField(child=serializers.DictField()),
-                    "summary": serializers.DictField(),
-                },
-            )
+            201: OpenApiResponse(UsageBatchResultSchema, description="Every event was charged (or replayed)."),
+            207: OpenApiResponse(
+                UsageBatchResultSchema, description="Some events failed: each failure names its index and error."
+            ),
         },
         tags=TAGS,
         description=f"Up to {MAX_BATCH_EVENTS} events; 201 when all succeed, 207 with each failure by index otherwise.",
     )
     def post(self, request):
-        """Served by `dispatch` without DRF (the hot path); kept for the OpenAPI document."""
+        # Served by `dispatch` without DRF (the hot path); kept for the OpenAPI document.
         status, body = _record_batch(request.merchant, request.data)
         return Response(body, status=status)
 
@@ -314,12 +333,13 @@ class UsageDetailApi(ApiView):
                 raise serializers.ValidationError('only {"refund": true} can be sent: a refund cannot be undone.')
             return value
 
-    @extend_schema(operation_id="usage_get", responses=UsageEventSchema, tags=TAGS)
+    @extend_schema(operation_id="usage_get", responses=UsageEventDetailSchema, tags=TAGS)
     def get(self, request, event_id):
         event = usage_event_get(merchant=request.merchant, event_id=event_id)
         return Response(usage_event_detail(event, list(event.lines.all())))
 
-    @extend_schema(operation_id="usage_refund", request=InputSerializer, responses=UsageEventSchema, tags=TAGS)
+    @api_errors({409: "USAGE_ALREADY_REFUNDED"})
+    @extend_schema(operation_id="usage_refund", request=InputSerializer, responses=UsageEventDetailSchema, tags=TAGS)
     def patch(self, request, event_id):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -334,6 +354,12 @@ class DisputeListApi(ApiView):
         usageEventId = serializers.UUIDField()
         message = StrictCharField(max_length=5000)
 
+    @api_errors(
+        {
+            404: "USAGE_EVENT_NOT_FOUND: usageEventId names no usage event of this merchant in this mode",
+            409: "USAGE_ALREADY_REFUNDED: nothing to dispute; DISPUTE_ALREADY_OPEN: the event has an open dispute",
+        }
+    )
     @extend_schema(
         operation_id="disputes_create", request=InputSerializer, responses={201: DisputeSerializer}, tags=["disputes"]
     )
@@ -371,6 +397,7 @@ class DisputeDetailApi(ApiView):
 
 
 class DisputeAcceptApi(ApiView):
+    @api_errors({409: "DISPUTE_NOT_OPEN: it was already accepted or declined"})
     @extend_schema(operation_id="disputes_accept", request=None, responses=DisputeSerializer, tags=["disputes"])
     def post(self, request, dispute_id):
         dispute = dispute_get(merchant=request.merchant, dispute_id=dispute_id)
@@ -381,6 +408,7 @@ class DisputeDeclineApi(ApiView):
     class InputSerializer(StrictInputSerializer):
         reason = StrictCharField(max_length=500)
 
+    @api_errors({409: "DISPUTE_NOT_OPEN: it was already accepted or declined"})
     @extend_schema(
         operation_id="disputes_decline", request=InputSerializer, responses=DisputeSerializer, tags=["disputes"]
     )

@@ -1,9 +1,12 @@
 """Public shapes of usage events and disputes (API, webhooks, portal)."""
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.core.formats import iso, quantity_str
+from apps.core.metadata import MetadataField
 from apps.core.money import format_amount
+from apps.core.schema import ERROR_SCHEMA, VALIDATION_ERROR_SCHEMA
 
 
 def usage_event_data(event, lines) -> dict:
@@ -99,10 +102,61 @@ class UsageEventSchema(serializers.Serializer):
     subscriptionId = serializers.UUIDField()
     entitlementId = serializers.UUIDField(allow_null=True)
     timestamp = serializers.DateTimeField()
-    metadata = serializers.DictField()
+    metadata = MetadataField(help_text="As sent.")
     billing = UsageBillingSchema()
     settlement = UsageSettlementSchema()
     createdAt = serializers.DateTimeField()
+
+
+class UsageEventDetailSchema(UsageEventSchema):
+    """Schema of `usage_event_detail`: a stored event, with its refund."""
+
+    refunded = serializers.BooleanField()
+    refundedAt = serializers.DateTimeField(allow_null=True)
+    refundReason = serializers.CharField(allow_null=True)
+
+
+def _with_status(schema: dict) -> dict:
+    status = {"type": "integer", "description": "The status the event alone would have had."}
+    return {
+        **schema,
+        "required": [*schema["required"], "status"],
+        "properties": {**schema["properties"], "status": status},
+    }
+
+
+@extend_schema_field({"oneOf": [_with_status(ERROR_SCHEMA), _with_status(VALIDATION_ERROR_SCHEMA)]})
+class BatchErrorField(serializers.DictField):
+    """The error envelope the event alone would have had, with its status."""
+
+
+class UsageBatchFailureSchema(serializers.Serializer):
+    index = serializers.IntegerField(help_text="The event's position in `events`, from 0.")
+    idempotencyKey = serializers.JSONField(
+        allow_null=True, help_text="The event's idempotencyKey as sent (a string when valid); null when it sent none."
+    )
+    error = BatchErrorField()
+
+
+class UsageBatchSummarySchema(serializers.Serializer):
+    total = serializers.IntegerField()
+    succeeded = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    charged = serializers.DictField(
+        child=serializers.CharField(), help_text="The total charged now, by currency, rounded to its minor unit."
+    )
+
+
+class UsageBatchResultSchema(serializers.Serializer):
+    """The answer to POST /v0/usage/batch (201 when every event succeeded, else 207)."""
+
+    object = serializers.CharField(help_text="usageBatch")
+    successful = UsageEventSchema(many=True)
+    failed = UsageBatchFailureSchema(many=True)
+    summary = UsageBatchSummarySchema()
+
+    class Meta:
+        ref_name = "UsageBatchResult"
 
 
 class DisputeSerializer(serializers.Serializer):
@@ -115,7 +169,7 @@ class DisputeSerializer(serializers.Serializer):
     openedBy = serializers.CharField(source="opened_by")
     message = serializers.CharField()
     declineReason = serializers.CharField(source="decline_reason")
-    resolvedAt = serializers.DateTimeField(source="resolved_at")
+    resolvedAt = serializers.DateTimeField(source="resolved_at", allow_null=True, help_text="Null while open.")
     createdAt = serializers.DateTimeField(source="created_at")
 
     def get_object(self, obj) -> str:

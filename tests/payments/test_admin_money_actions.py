@@ -9,6 +9,7 @@ from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
+from apps.ledger.models import LedgerTransaction
 from apps.ledger.selectors import ledger_check, wallet_balances
 from apps.ledger.services import wallet_get_or_create
 from apps.merchants.services import merchant_staff_create
@@ -88,6 +89,56 @@ def test_an_adjustment_form_submitted_twice_at_once_adjusts_once():
     assert Adjustment.objects.count() == 1
     wallet = wallet_get_or_create(merchant=merchant, customer=customer, currency="USDC")
     assert wallet_balances(wallet=wallet).available == D("3")
+
+
+def test_validating_the_form_writes_nothing(merchant):
+    """The adjustment is made by the admin's save, after validation: Form.clean() moves no money."""
+    from django.contrib import admin
+    from django.test import RequestFactory
+
+    user = merchant_staff_create(merchant=merchant, username="sam", email="sam@m.example", password="pw-123456789")
+    customer = make_customer(merchant)
+    request = RequestFactory().get("/admin/")
+    request.user, request.session = user, {}
+    form_class = admin.site._registry[Adjustment].get_form(request, None)
+    body = {"customer": str(customer.id), "currency": "USDC", "amount": "3", "reason": "goodwill", "form_token": "t"}
+    form = form_class(body)
+    assert form.is_valid(), form.errors
+    assert not Adjustment.objects.exists()
+    assert not LedgerTransaction.objects.filter(merchant=merchant).exists()
+
+
+def test_an_insufficient_balance_is_a_form_error_and_nothing_is_written(merchant):
+    from django.contrib.admin.models import LogEntry
+
+    client = staff_client(merchant)
+    customer = make_customer(merchant)
+    token = form_token(client)
+    body = {"customer": str(customer.id), "currency": "USDC", "amount": "-5", "reason": "too much", "form_token": token}
+    refused = client.post(reverse(ADD), body)
+    assert refused.status_code == 200
+    form = refused.context["adminform"].form
+    assert any("below zero" in error for error in form.non_field_errors())
+    assert form["form_token"].value() == token  # the same form, shown again
+    assert not Adjustment.objects.exists()
+    assert not LedgerTransaction.objects.filter(merchant=merchant).exists()
+    assert not LogEntry.objects.exists()
+    # the corrected form (same token: nothing was made with it) adjusts once
+    assert client.post(reverse(ADD), {**body, "amount": "2"}).status_code == 302
+    assert client.post(reverse(ADD), {**body, "amount": "2"}).status_code == 302
+    assert Adjustment.objects.get().amount == D("2")
+    assert LogEntry.objects.count() == 2  # each submission is logged; one adjustment
+    assert ledger_check() == []
+
+
+def test_a_zero_adjustment_is_a_form_error(merchant):
+    client = staff_client(merchant)
+    customer = make_customer(merchant)
+    body = {"customer": str(customer.id), "currency": "USDC", "amount": "0", "reason": "x"}
+    refused = client.post(reverse(ADD), {**body, "form_token": form_token(client)})
+    assert refused.status_code == 200
+    assert "moves nothing" in refused.content.decode()
+    assert not Adjustment.objects.exists()
 
 
 def test_the_pay_action_submitted_twice_pays_once(test_api):

@@ -2,13 +2,14 @@
 and fresh live and sandbox keys (keys are shown once, so each run issues new ones
 and revokes the previous run's)."""
 
+from axes.utils import reset as axes_reset
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from apps.core.secrets import random_token
 from apps.merchants.models import ApiKey, Merchant, User
 from apps.merchants.selectors import merchant_twins
-from apps.merchants.services import api_key_create, api_key_revoke, merchant_create
+from apps.merchants.services import api_key_create, api_key_revoke, merchant_create, merchant_staff_grant
 
 DEMO_MERCHANT_EMAIL = "billing@demo-api.example"
 DEMO_KEY_NAME = "make run demo key"
@@ -22,6 +23,8 @@ def seed_demo_merchant() -> Merchant:
 
 
 def seed_user(*, username: str, email: str, merchant: Merchant | None) -> tuple[User, str]:
+    """A login with a new password (a staff login gets the merchant staff's permissions); a
+    sign-in lockout of an earlier run is lifted, so the printed password works at once."""
     password = random_token(16)
     user, _ = User.objects.get_or_create(username=username, defaults={"email": email})
     user.email = email
@@ -30,6 +33,9 @@ def seed_user(*, username: str, email: str, merchant: Merchant | None) -> tuple[
     user.merchant = merchant
     user.set_password(password)
     user.save()
+    if merchant is not None:
+        merchant_staff_grant(user=user)
+    axes_reset(username=username)
     return user, password
 
 
