@@ -82,7 +82,7 @@ class WebhookEndpointDetailApi(ApiView):
         endpoint = webhook_endpoint_get(merchant=request.merchant, endpoint_id=endpoint_id)
         answer = WebhookEndpointSerializer(endpoint).data
         webhook_endpoint_delete(endpoint=endpoint)
-        return Response({**answer, "deleted": True})
+        return Response(answer)
 
 
 class WebhookDeliveryListApi(ApiView):
@@ -99,8 +99,15 @@ class WebhookDeliveryListApi(ApiView):
 
 
 class WebhookEndpointTestApi(ApiView):
-    @extend_schema(operation_id="webhook_endpoints_test", request=None, responses=DeliverySerializer, tags=TAGS)
+    @extend_schema(
+        operation_id="webhook_endpoints_test",
+        request=None,
+        responses={201: DeliverySerializer},
+        tags=TAGS,
+        description="Queues a signed `webhook.test` event for this endpoint alone, sent within a second; "
+        "its outcome is in the endpoint's deliveries.",
+    )
     def post(self, request, endpoint_id):
         endpoint = webhook_endpoint_get(merchant=request.merchant, endpoint_id=endpoint_id)
         delivery = webhook_endpoint_test(endpoint=endpoint)
-        return Response(DeliverySerializer(delivery).data)
+        return Response(DeliverySerializer(delivery).data, status=201)

@@ -75,6 +75,21 @@ def wake_relay_after_commit() -> None:
         transaction.on_commit(_wake_relay)
 
 
+def wake_dispatcher_after_commit() -> None:
+    """For deliveries made due directly (a test event, "send again")."""
+    if settings.WEBHOOK_WAKE_RELAY:
+        transaction.on_commit(_wake_dispatcher)
+
+
+def _wake_dispatcher() -> None:
+    from apps.webhooks.tasks import dispatch_webhooks
+
+    try:
+        dispatch_webhooks.delay()
+    except Exception:  # beat's sweep sends it within a second
+        logger.warning("webhooks: could not wake the dispatcher; beat will", exc_info=True)
+
+
 def _wake_relay() -> None:
     """Enqueue the relay, at most every WAKE_INTERVAL per process (beat runs it every second
     anyway): a burst of events costs one message."""

@@ -4,15 +4,13 @@ import base64
 import secrets
 from typing import Any
 
-import httpx
 from django.db import transaction
 from django.utils import timezone
 
-from apps.core.errors import FieldError, NotFound
-from apps.webhooks import delivery as sending
+from apps.core.errors import FieldError
 from apps.webhooks.addresses import UrlNotAllowed, check_url
 from apps.webhooks.models import Delivery, Event, WebhookEndpoint
-from apps.webhooks.outbox import EVENT_TYPES, TEST_EVENT_TYPE
+from apps.webhooks.outbox import EVENT_TYPES, TEST_EVENT_TYPE, wake_dispatcher_after_commit
 
 MAX_EVENTS = len(EVENT_TYPES)
 
@@ -89,10 +87,8 @@ def webhook_endpoint_delete(*, endpoint: WebhookEndpoint) -> None:
 
 
 def webhook_endpoint_test(*, endpoint: WebhookEndpoint) -> Delivery:
-    """Send a `webhook.test` event to this endpoint now (whether enabled or not) and return
-    its delivery, with the attempt's outcome; a failed test is retried like any delivery."""
-    if not isinstance(endpoint, WebhookEndpoint):
-        raise NotFound("No webhook endpoint.", code="WEBHOOK_ENDPOINT_NOT_FOUND")
+    """Queue a `webhook.test` event for this endpoint alone, due at once (sent within a second,
+    by the dispatcher, like every delivery: signed, logged, retried); returns its delivery."""
     now = timezone.now()
     with transaction.atomic():
         event = Event.objects.create(
@@ -104,9 +100,7 @@ def webhook_endpoint_test(*, endpoint: WebhookEndpoint) -> Delivery:
         delivery = Delivery.objects.create(
             merchant_id=endpoint.merchant_id, endpoint=endpoint, event=event, next_attempt_at=now
         )
-    delivery = Delivery.objects.select_related("event__merchant", "endpoint").get(pk=delivery.pk)
-    with httpx.Client(timeout=sending.TIMEOUT_SECONDS, follow_redirects=False, trust_env=False) as client:
-        sending.attempt(delivery, client=client, at=now)
+        wake_dispatcher_after_commit()
     return Delivery.objects.select_related("event").get(pk=delivery.pk)
 
 
@@ -118,4 +112,5 @@ def webhook_delivery_resend(*, delivery: Delivery) -> Delivery:
         locked.status = Delivery.Status.PENDING
         locked.next_attempt_at = timezone.now()
         locked.save(update_fields=["status", "next_attempt_at", "updated_at"])
+        wake_dispatcher_after_commit()
     return locked

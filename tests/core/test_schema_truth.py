@@ -336,6 +336,16 @@ def test_a_sandbox_scenario_through_every_operation_answers_as_documented(schema
     ok(s.post(f"/v0/disputes/{other['id']}/decline", {"reason": "as measured"}))
     refused(s.post(f"/v0/disputes/{other['id']}/accept"), 409, "DISPUTE_NOT_OPEN")
 
+    # --- webhook endpoints --------------------------------------------------------------------
+    hook = ok(s.post("/v0/webhookEndpoints", {"url": "https://hooks.example.com/in", "events": ["*"]}), 201)
+    refused(s.post("/v0/webhookEndpoints", {"url": "https://hooks.example.com/in", "events": ["nope"]}), 400)
+    ok(s.get("/v0/webhookEndpoints"))
+    ok(s.get(f"/v0/webhookEndpoints/{hook['id']}"))
+    ok(s.patch(f"/v0/webhookEndpoints/{hook['id']}", {"enabled": False}))
+    ok(s.post(f"/v0/webhookEndpoints/{hook['id']}/test"), 201)
+    ok(s.get(f"/v0/webhookEndpoints/{hook['id']}/deliveries"))
+    ok(s.delete(f"/v0/webhookEndpoints/{hook['id']}"))
+
     # every operation of the document answered here with success, and the rules' errors all came up
     succeeded = {name for name, statuses in schema.answered.items() if any(status < 300 for status in statuses)}
     assert succeeded == {operation["operationId"] for _, _, operation in schema.operations()}
