@@ -36,10 +36,13 @@ class Receiver:
                     receiver.arrived.notify_all()
                 if receiver.hold:
                     receiver.release.wait(30)
-                self.send_response(status)
-                self.send_header("content-type", "text/plain")
-                self.end_headers()
-                self.wfile.write(f"answer {status}".encode())
+                try:
+                    self.send_response(status)
+                    self.send_header("content-type", "text/plain")
+                    self.end_headers()
+                    self.wfile.write(f"answer {status}".encode())
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the sender is gone (a killed worker, a timeout): nothing to answer
 
             def log_message(self, *args):
                 pass
