@@ -47,6 +47,7 @@ TIMEOUT_SECONDS = 15
 DISABLE_AFTER = timedelta(days=5)
 RESPONSE_KEPT = 1024
 RELAY_BATCH = 500
+DRAIN_PAGE = 100
 
 
 def payload(event: Event) -> dict:
@@ -150,23 +151,38 @@ def dispatch_due(*, now: datetime | None = None, max_endpoints: int = 32, budget
 
 
 def _drain(endpoint_id, now: datetime, budget: float, *, close: bool) -> int:
+    """Send the leased endpoint's due deliveries in event order, a page at a time, until none
+    is due, the endpoint is disabled, or the time budget is spent."""
     started = time.monotonic()
     sent = 0
     try:
         with httpx.Client(timeout=TIMEOUT_SECONDS, follow_redirects=False, trust_env=False) as client:
             while time.monotonic() - started < budget:
-                delivery = (
+                page = list(
                     Delivery.objects.filter(
-                        endpoint_id=endpoint_id, status=Delivery.Status.PENDING, next_attempt_at__lte=now
+                        endpoint_id=endpoint_id,
+                        endpoint__enabled=True,
+                        status=Delivery.Status.PENDING,
+                        next_attempt_at__lte=now,
                     )
                     .select_related("event__merchant", "endpoint")
-                    .order_by("event__created_at", "event_id")
-                    .first()
+                    .order_by("event__created_at", "event_id")[:DRAIN_PAGE]
                 )
-                if delivery is None or not delivery.endpoint.enabled:
-                    break
-                attempt(delivery, client=client, at=max(now, timezone.now()))
-                sent += 1
+                for delivery in page:
+                    outcome = attempt(delivery, client=client, at=max(now, timezone.now()))
+                    sent += 1
+                    if outcome.gone or time.monotonic() - started >= budget:
+                        break
+                    if not outcome.succeeded and delivery.endpoint.failing_since is None:
+                        # the endpoint may have just been disabled (5 days): read it again
+                        delivery.endpoint.refresh_from_db(fields=["enabled", "failing_since"])
+                        if not delivery.endpoint.enabled:
+                            break
+                else:
+                    if len(page) < DRAIN_PAGE:
+                        break
+                    continue
+                break
     except Exception:
         logger.exception("webhooks: dispatching endpoint %s failed", endpoint_id)
     finally:
@@ -215,12 +231,12 @@ def attempt(delivery: Delivery, *, client: httpx.Client, at: datetime) -> Outcom
 
 
 def record(*, delivery_id, outcome: Outcome, at: datetime, rng=random) -> None:
-    """Log the attempt and move the delivery (and its endpoint) on, in one transaction."""
+    """Log the attempt and move the delivery (and, when its state changes, its endpoint) on,
+    in one transaction."""
     with transaction.atomic():
-        delivery = Delivery.objects.select_for_update().select_related("endpoint").get(pk=delivery_id)
+        delivery = Delivery.objects.select_for_update().get(pk=delivery_id)
         if delivery.status != Delivery.Status.PENDING:
             return
-        endpoint = WebhookEndpoint.objects.select_for_update().get(pk=delivery.endpoint_id)
         delivery.attempts += 1
         DeliveryAttempt.objects.create(
             merchant_id=delivery.merchant_id,
@@ -235,13 +251,13 @@ def record(*, delivery_id, outcome: Outcome, at: datetime, rng=random) -> None:
         delivery.last_attempt_at = at
         delivery.last_response_status = outcome.status
         delivery.last_latency_ms = outcome.latency_ms
-        endpoint_changes = []
         if outcome.succeeded:
             delivery.status = Delivery.Status.SUCCEEDED
             delivery.next_attempt_at = None
-            if endpoint.failing_since is not None:
-                endpoint.failing_since = None
-                endpoint_changes.append("failing_since")
+            # one cheap conditional update: only an endpoint that was failing changes
+            WebhookEndpoint.objects.filter(pk=delivery.endpoint_id, failing_since__isnull=False).update(
+                failing_since=None, updated_at=at
+            )
         else:
             wait = next_wait(delivery.attempts, rng=rng)
             if wait is None:
@@ -249,22 +265,40 @@ def record(*, delivery_id, outcome: Outcome, at: datetime, rng=random) -> None:
                 delivery.next_attempt_at = None
             else:
                 delivery.next_attempt_at = at + wait
-            if endpoint.failing_since is None:
-                endpoint.failing_since = at
-                endpoint_changes.append("failing_since")
-            reason = None
-            if outcome.gone:
-                reason = f"The endpoint answered 410 Gone at {iso(at)}."
-            elif at - endpoint.failing_since >= DISABLE_AFTER:
-                reason = (
-                    f"Every delivery failed from {iso(endpoint.failing_since)} to {iso(at)} (5 days); "
-                    f"the last answer: {outcome.status or outcome.error}."
-                )
-            if reason and endpoint.enabled:
-                endpoint.enabled = False
-                endpoint.disabled_at = at
-                endpoint.disabled_reason = reason
-                endpoint_changes += ["enabled", "disabled_at", "disabled_reason"]
-        delivery.save()
-        if endpoint_changes:
-            endpoint.save(update_fields=[*endpoint_changes, "updated_at"])
+            _endpoint_failed(delivery.endpoint_id, outcome=outcome, at=at)
+        delivery.save(
+            update_fields=[
+                "attempts",
+                "status",
+                "next_attempt_at",
+                "last_attempt_at",
+                "last_response_status",
+                "last_latency_ms",
+                "updated_at",
+            ]
+        )
+
+
+def _endpoint_failed(endpoint_id, *, outcome: Outcome, at: datetime) -> None:
+    """A failed attempt starts (or continues) the endpoint's run of failures; a 410, or a run
+    of 5 days, disables it with the reason the merchant reads in the admin and the API."""
+    endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint_id)
+    changes = []
+    if endpoint.failing_since is None:
+        endpoint.failing_since = at
+        changes.append("failing_since")
+    reason = None
+    if outcome.gone:
+        reason = f"The endpoint answered 410 Gone at {iso(at)}."
+    elif at - endpoint.failing_since >= DISABLE_AFTER:
+        reason = (
+            f"Every delivery failed from {iso(endpoint.failing_since)} to {iso(at)} (5 days); "
+            f"the last answer: {outcome.status or outcome.error}."
+        )
+    if reason and endpoint.enabled:
+        endpoint.enabled = False
+        endpoint.disabled_at = at
+        endpoint.disabled_reason = reason
+        changes += ["enabled", "disabled_at", "disabled_reason"]
+    if changes:
+        endpoint.save(update_fields=[*changes, "updated_at"])
