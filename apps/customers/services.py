@@ -1,5 +1,6 @@
 """Writes of customers. One customer per merchant row and email (without case) among those not
-archived: the partial unique index `customer_unique_merchant_email` decides under concurrency."""
+archived: the partial unique index `customer_unique_merchant_email` decides under concurrency.
+A customer created publishes customer.created in the same transaction."""
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -11,7 +12,9 @@ from apps.customers.billing import CurrencyBillingSettings
 from apps.customers.inputs import ADDRESS_KEYS, normalize_email
 from apps.customers.models import BillingSettings, Customer
 from apps.customers.selectors import customer_find_active_by_email
+from apps.customers.serializers import CustomerSerializer
 from apps.merchants.models import Merchant
+from apps.webhooks.outbox import publish
 
 # {currency: the currency's settings, or None to remove them}; currencies not named stay.
 BillingSettingsChanges = dict[str, CurrencyBillingSettings | None]
@@ -40,8 +43,9 @@ def customer_create(
     metadata: dict | None = None,
     billing_settings: BillingSettingsChanges | None = None,
 ) -> tuple[Customer, bool]:
-    """The merchant's customer with this email: (customer, True) when created, or
-    (the existing customer, False), unchanged, when one that is not archived already has it.
+    """The merchant's customer with this email: (customer, True) when created, with
+    customer.created published, or (the existing customer, False), unchanged, when one that is
+    not archived already has it.
 
     Inputs are validated by the caller (see apps.customers.inputs); `address` is the stored form
     (only the keys that are set); `billing_settings` by currency (see BillingSettingsInput).
@@ -63,6 +67,7 @@ def customer_create(
                     metadata=dict(metadata or {}),
                 )
                 _set_billing_settings(customer, billing_settings or {})
+                _publish_created(customer)
         except IntegrityError as error:
             if violated_constraint(error) != EMAIL_CONSTRAINT:
                 raise
@@ -73,6 +78,10 @@ def customer_create(
         f"A customer with email {email} was being created and archived concurrently; retry the request.",
         code="CUSTOMER_EMAIL_CONTENDED",
     )
+
+
+def _publish_created(customer: Customer) -> None:
+    publish(merchant=customer.merchant, type="customer.created", data=CustomerSerializer(customer).data)
 
 
 def _set_billing_settings(customer: Customer, changes: BillingSettingsChanges) -> bool:
