@@ -308,6 +308,10 @@ def command_run(args: list[str]) -> int:
     # the worker alike (honcho gives each process a PORT of its own: 8000, 8100, 8200).
     if "PUBLIC_BASE_URL" not in env and not _in_dotenv("PUBLIC_BASE_URL"):
         env["PUBLIC_BASE_URL"] = f"http://127.0.0.1:{env['PORT']}"
+    # The sandbox's webhook endpoints may be local receivers (http://127.0.0.1:...), as the
+    # contract allows the operator; live endpoints stay public https.
+    if "WEBHOOK_ALLOW_PRIVATE_URLS" not in env and not _in_dotenv("WEBHOOK_ALLOW_PRIVATE_URLS"):
+        env["WEBHOOK_ALLOW_PRIVATE_URLS"] = "sandbox"
     if "CELERY_BEAT_SCHEDULE_FILENAME" not in env and not _in_dotenv("CELERY_BEAT_SCHEDULE_FILENAME"):
         env["CELERY_BEAT_SCHEDULE_FILENAME"] = str(RUN_DIR / "celerybeat-schedule")
     python = sys.executable

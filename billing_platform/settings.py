@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "axes",
     "apps.core",
     "apps.merchants",
+    "apps.webhooks",
     "apps.catalog",
     "apps.customers",
     "apps.ledger",
@@ -218,11 +219,32 @@ IDEMPOTENCY_KEY_TTL_HOURS = env.int("IDEMPOTENCY_KEY_TTL_HOURS", default=24)
 # requests (each keeps a database connection), and how long a client may take to send a body.
 WEB_THREADS = env.int("WEB_THREADS", default=8)
 WEB_BODY_TIMEOUT = env.float("WEB_BODY_TIMEOUT", default=10.0)
+# Outbound webhooks. WEBHOOK_ALLOW_PRIVATE_URLS: "false" (live and sandbox endpoints must be
+# public https), "sandbox" (sandbox endpoints may be http and private, e.g. 127.0.0.1), "true" (all).
+WEBHOOK_ALLOW_PRIVATE_URLS = env.str("WEBHOOK_ALLOW_PRIVATE_URLS", default="false")
+# How long a dispatcher holds an endpoint while it sends (a killed worker's lease runs out).
+WEBHOOK_LEASE_SECONDS = env.int("WEBHOOK_LEASE_SECONDS", default=120)
+# Enqueue the relay right after each commit that published events (false: beat's 1 s sweep only).
+WEBHOOK_WAKE_RELAY = env.bool("WEBHOOK_WAKE_RELAY", default=True)
+# Endpoints sent to in parallel by one dispatcher.
+WEBHOOK_DELIVERY_THREADS = env.int("WEBHOOK_DELIVERY_THREADS", default=16)
 
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+# A task is acknowledged when it finishes, and one whose worker died (SIGKILL, OOM) is put back
+# on the queue: no task is lost to a killed worker. With Redis, a message taken by a worker that
+# vanished returns after the visibility timeout, so it is short: every task is idempotent (locks,
+# leases, unique keys), and one that outlives it runs twice harmlessly.
 CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# (kombu looks for such messages every unacked_restore_interval x unacked_restore_throttle
+# seconds, 100 by default: here every second, one small Redis query.)
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=300),
+    "unacked_restore_interval": 1,
+    "unacked_restore_throttle": 1,
+}
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
@@ -237,6 +259,10 @@ CELERY_BEAT_SCHEDULE = {
     "expire-payment-sessions": {
         "task": "apps.payments.tasks.expire_payment_sessions",
         "schedule": crontab(minute="*"),
+    },
+    "webhooks-relay-and-dispatch": {
+        "task": "apps.webhooks.tasks.relay_and_dispatch_webhooks",
+        "schedule": 1.0,
     },
     "purge-expired-idempotency-keys": {
         "task": "apps.core.tasks.purge_expired_idempotency_keys",

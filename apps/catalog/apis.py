@@ -18,20 +18,11 @@ from apps.catalog.models import Aggregation, BillingInterval, Currency, PaymentT
 from apps.catalog.serializers import BillableMetricSerializer, PlanSerializer, PriceSerializer, ProductSerializer
 from apps.core.api import ApiView, choice_param, uuid_param
 from apps.core.errors import FieldError
-from apps.core.inputs import StrictCharField, StrictInputSerializer
+from apps.core.inputs import StrictBooleanField, StrictCharField, StrictInputSerializer
 from apps.core.metadata import MetadataField
 from apps.core.schema import api_errors
 
 # --- input fields ----------------------------------------------------------------------------
-
-
-class StrictBooleanField(serializers.BooleanField):
-    default_error_messages = {"not_a_boolean": "must be true or false."}
-
-    def to_internal_value(self, data):
-        if not isinstance(data, bool):
-            self.fail("not_a_boolean")
-        return data
 
 
 def choice(choices, **kwargs) -> serializers.ChoiceField:

@@ -89,6 +89,17 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+class StrictBooleanField(serializers.BooleanField):
+    """A JSON boolean only: "true", 1 or "yes" are type errors, not silently taken as true."""
+
+    default_error_messages = {"not_a_boolean": "must be true or false."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("not_a_boolean")
+        return data
+
+
 def parse_number(value, field: str, *, allow_negative: bool = False) -> Decimal:
     """A number given as a JSON number or a string (quantities are not money, so JSON numbers
     are accepted), with at most 12 fractional and 26 integer digits."""

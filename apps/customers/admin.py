@@ -1,12 +1,17 @@
+import json
+
 from django import forms
 from django.contrib import admin, messages
 from rest_framework import serializers
 
 from apps.core.admin import run_per_row
+from apps.core.errors import validation_body
 from apps.core.metadata import MetadataField
-from apps.customers.inputs import AddressInputSerializer, address_from_input
+from apps.customers.billing import SUPPORTED_CURRENCIES
+from apps.customers.inputs import AddressInputSerializer, BillingSettingsInput, address_from_input
 from apps.customers.models import Customer
-from apps.customers.selectors import customer_find_active_by_email
+from apps.customers.selectors import customer_find_active_by_email, customers_billing_settings
+from apps.customers.serializers import billing_settings_data
 from apps.customers.services import customer_archive, customer_create, customer_update
 from apps.merchants.admin_base import TenantAdmin, TenantModelForm, admin_tenant
 
@@ -26,14 +31,50 @@ class ArchivedFilter(admin.SimpleListFilter):
         return queryset
 
 
+def billing_settings_shown(customer) -> dict:
+    """The customer's billingSettings as the API answers them, without the currencies it has none for."""
+    rows = customers_billing_settings(customers=[customer])[customer.pk]
+    return {currency: value for currency, value in billing_settings_data(rows).items() if value is not None}
+
+
 class CustomerAdminForm(TenantModelForm):
-    """The same rules as the API: the address and metadata shapes, and one active customer per email."""
+    """The same rules as the API: the address, metadata and billing settings shapes, and one
+    active customer per email."""
 
     tenant = None  # the admin user's merchant row, set by CustomerAdmin.get_form
+
+    billing_settings = forms.JSONField(
+        required=False,
+        label="Billing settings",
+        help_text=(
+            'As the API\'s billingSettings, keyed by wallet currency: {"USDC": {"lowBalanceThreshold": "5", '
+            '"autoRecharge": {"enabled": true, "threshold": "10", "amount": "50"}}}. Amounts are strings. '
+            "A currency left out has no settings."
+        ),
+    )
 
     class Meta:
         model = Customer
         fields = "__all__"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["billing_settings"].initial = billing_settings_shown(self.instance)
+
+    def clean_billing_settings(self):
+        """{currency: CurrencyBillingSettings or None} for every supported currency: the form
+        holds the whole of the customer's settings, so a currency left out is removed."""
+        value = self.cleaned_data.get("billing_settings") or {}
+        serializer = BillingSettingsInput(data=value)
+        if not serializer.is_valid():
+            raise forms.ValidationError(
+                [
+                    f"{error['field']}: {error['message']}" if error.get("field") else error["message"]
+                    for error in validation_body(serializer.errors)["errors"]
+                ]
+            )
+        return {currency: serializer.validated_data.get(currency) for currency in SUPPORTED_CURRENCIES}
 
     def clean_address(self):
         value = self.cleaned_data.get("address") or {}
@@ -82,6 +123,7 @@ class CustomerAdmin(TenantAdmin):
         "address",
         "external_id",
         "metadata",
+        "billing_settings",
         "id",
         "archived_at",
         "created_at",
@@ -105,6 +147,11 @@ class CustomerAdmin(TenantAdmin):
         form = super().get_form(request, obj, change=change, **kwargs)
         return type(form.__name__, (form,), {"tenant": admin_tenant(request)})
 
+    @admin.display(description="Billing settings")
+    def billing_settings(self, obj):
+        """Shown where the form cannot be changed (an archived customer, a view-only user)."""
+        return json.dumps(billing_settings_shown(obj)) if obj is not None and obj.pk else "{}"
+
     def has_change_permission(self, request, obj=None):
         if obj is not None and obj.archived_at is not None:
             return False  # archived customers are kept as they were; they can be viewed
@@ -124,6 +171,7 @@ class CustomerAdmin(TenantAdmin):
                 address={key: (data.get("address") or {}).get(key) for key in AddressInputSerializer().fields},
                 external_id=data.get("external_id", ""),
                 metadata=data.get("metadata") or {},
+                billing_settings=data.get("billing_settings") or {},
             )
             return
         merchant = admin_tenant(request) or data["merchant"]
@@ -135,6 +183,7 @@ class CustomerAdmin(TenantAdmin):
             address=data.get("address") or {},
             external_id=data.get("external_id", ""),
             metadata=data.get("metadata") or {},
+            billing_settings=data.get("billing_settings") or {},
         )
         if not created:
             # Another request created this email between the form check and the save.

@@ -7,6 +7,7 @@ from apps.core.metadata import MetadataField
 from apps.core.schema import api_errors
 from apps.customers.inputs import (
     ADDRESS_KEYS,
+    BillingSettingsInput,
     ConsumerInputSerializer,
     customer_fields_from_input,
 )
@@ -30,15 +31,29 @@ class CustomerCreateInput(StrictInputSerializer):
     consumer = ConsumerInputSerializer()
     externalId = _external_id_field()
     metadata = MetadataField(required=False)
+    billingSettings = BillingSettingsInput(
+        required=False,
+        help_text=(
+            'Per wallet currency: {"USDC": {"lowBalanceThreshold": "5", "autoRecharge": {"enabled": true, '
+            '"threshold": "10", "amount": "50"}}}.'
+        ),
+    )
 
 
 class CustomerUpdateInput(StrictInputSerializer):
     """Only the fields given change. `consumer.address` is merged key by key (null or "" clears a
-    key; null for the whole address clears it); `metadata` replaces the stored object."""
+    key; null for the whole address clears it); `metadata` replaces the stored object;
+    `billingSettings` is merged currency by currency (a currency's settings given replace them,
+    null removes them; null for the whole removes every currency's)."""
 
     consumer = ConsumerInputSerializer(required=False)
     externalId = _external_id_field()
     metadata = MetadataField(required=False, allow_null=True)
+    billingSettings = BillingSettingsInput(
+        required=False,
+        allow_null=True,
+        help_text="Merged currency by currency: a currency's settings replace its settings; null removes them.",
+    )
 
 
 class CustomerListApi(ApiView):
@@ -49,7 +64,8 @@ class CustomerListApi(ApiView):
         operation_id="customers_create",
         description=(
             "Create a customer. Idempotent by email: when a customer of this merchant (in this mode) that is "
-            "not archived already has the email, compared without case, it is returned unchanged with 200."
+            "not archived already has the email, compared without case, it is returned unchanged with 200. "
+            "A customer created is announced by the webhook event customer.created."
         ),
         request=InputSerializer,
         responses={
@@ -110,7 +126,9 @@ class CustomerDetailApi(ApiView):
         operation_id="customers_update",
         description=(
             "Change the given fields. Only the fields given change; consumer.address is merged key by key "
-            "(null or an empty string clears a key; null for the whole address clears it); metadata is replaced."
+            "(null or an empty string clears a key; null for the whole address clears it); metadata is replaced; "
+            "billingSettings is merged currency by currency (a currency's settings given replace its settings, "
+            "null removes them; null for the whole removes them all)."
         ),
         request=InputSerializer,
         responses=CustomerSerializer,
@@ -133,6 +151,8 @@ class CustomerDetailApi(ApiView):
             changes["external_id"] = data["externalId"]
         if "metadata" in data:
             changes["metadata"] = data["metadata"]
+        if "billingSettings" in data:
+            changes["billing_settings"] = data["billingSettings"]
         customer = customer_update(merchant=request.merchant, customer=customer, **changes)
         return Response(CustomerSerializer(customer).data)
 

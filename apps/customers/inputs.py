@@ -5,10 +5,14 @@ every lookup by email goes through it.
 """
 
 import re
+from collections.abc import Mapping
+from decimal import Decimal
 
 from rest_framework import serializers
+from rest_framework.exceptions import ErrorDetail, ValidationError
 
-from apps.core.inputs import StrictCharField, StrictInputSerializer
+from apps.core.inputs import AmountInputField, StrictBooleanField, StrictCharField, StrictInputSerializer
+from apps.customers.billing import SUPPORTED_CURRENCIES, CurrencyBillingSettings
 from apps.customers.countries import ISO_3166_ALPHA2
 
 EMAIL_MAX_LENGTH = 320
@@ -71,7 +75,8 @@ class AddressInputSerializer(StrictInputSerializer):
 
 
 def customer_fields_from_input(data: dict) -> dict:
-    """customer_create's arguments from a request's customer (`consumer`, `externalId`, `metadata`)."""
+    """customer_create's arguments from a request's customer (`consumer`, `externalId`,
+    `metadata`, `billingSettings`)."""
     consumer = data["consumer"]
     return {
         "email": consumer["email"],
@@ -80,6 +85,7 @@ def customer_fields_from_input(data: dict) -> dict:
         "address": address_from_input(consumer.get("address") or {}),
         "external_id": data.get("externalId") or "",
         "metadata": data.get("metadata") or {},
+        "billing_settings": data.get("billingSettings") or {},
     }
 
 
@@ -95,3 +101,101 @@ class ConsumerInputSerializer(serializers.Serializer):
     email = StrictEmailField()
     phone = _optional_text(40)
     address = AddressInputSerializer(required=False, allow_null=True)
+
+
+# --- billingSettings ---------------------------------------------------------------------------
+
+
+def _amount(help_text: str, **kwargs) -> AmountInputField:
+    return AmountInputField(required=False, allow_null=True, minimum=Decimal(0), help_text=help_text, **kwargs)
+
+
+class AutoRechargeInput(StrictInputSerializer):
+    """Charge the saved card for `amount` once the available balance falls below `threshold`
+    (the charging comes with card payments; the settings are stored and validated now)."""
+
+    enabled = StrictBooleanField()
+    threshold = _amount("Required when enabled: recharge once the available balance is below it.")
+    amount = _amount(
+        "Required and greater than 0 when enabled: what is charged, in the currency's minor unit at most "
+        "(USD 2 decimal places, USDC 6)."
+    )
+
+    def validate(self, attrs):
+        # required also in a PATCH (whose partial validation would let a missing field pass)
+        if "enabled" not in attrs:
+            raise ValidationError({"enabled": [ErrorDetail("This field is required.", code="required")]})
+        return attrs
+
+
+class CurrencyBillingSettingsInput(StrictInputSerializer):
+    """One currency's settings. Given, they replace that currency's settings whole: a field left
+    out is unset (no threshold, auto-recharge off)."""
+
+    lowBalanceThreshold = _amount(
+        "The merchant hears wallet.low_balance when the wallet's available balance falls below it (once per "
+        "crossing); null: never."
+    )
+    autoRecharge = AutoRechargeInput(required=False, allow_null=True)
+
+    def validate(self, attrs):
+        settings = currency_billing_settings(attrs)
+        problems = settings.problems(self.field_name)
+        if problems:
+            errors: dict = {}
+            for path, message in problems:
+                where = errors
+                *parents, leaf = path.split(".")
+                for part in parents:
+                    where = where.setdefault(part, {})
+                where.setdefault(leaf, []).append(ErrorDetail(message, code="invalid_billing_settings"))
+            raise ValidationError(errors)
+        return settings
+
+
+def currency_billing_settings(attrs: dict) -> CurrencyBillingSettings:
+    recharge = attrs.get("autoRecharge") or {}
+    return CurrencyBillingSettings(
+        low_balance_threshold=attrs.get("lowBalanceThreshold"),
+        auto_recharge_enabled=bool(recharge.get("enabled", False)),
+        auto_recharge_threshold=recharge.get("threshold"),
+        auto_recharge_amount=recharge.get("amount"),
+    )
+
+
+class _BillingSettingsInput(StrictInputSerializer):
+    def to_internal_value(self, data):
+        if isinstance(data, Mapping):
+            unknown = [key for key in data if key not in SUPPORTED_CURRENCIES]
+            if unknown:
+                message = (
+                    f"is not a supported currency; billingSettings is keyed by wallet currency "
+                    f"({', '.join(SUPPORTED_CURRENCIES)})."
+                )
+                raise ValidationError(
+                    {str(key): [ErrorDetail(message, code="unsupported_currency")] for key in unknown}
+                )
+        return super().to_internal_value(data)
+
+
+# `billingSettings`: a map keyed by wallet currency, one field per supported currency; validated
+# into {currency: CurrencyBillingSettings | None} (None removes that currency's settings).
+BillingSettingsInput = type(
+    "BillingSettingsInput",
+    (_BillingSettingsInput,),
+    {
+        "__module__": __name__,
+        "__doc__": (
+            "A map keyed by wallet currency: each currency's settings, or null to remove them; currencies not "
+            "named are left as they are."
+        ),
+        **{
+            currency: CurrencyBillingSettingsInput(
+                required=False,
+                allow_null=True,
+                help_text=f"The settings of the customer's {currency} wallet; null removes them.",
+            )
+            for currency in SUPPORTED_CURRENCIES
+        },
+    },
+)

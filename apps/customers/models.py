@@ -1,6 +1,8 @@
 from django.db import models
+from django.db.models import Q
 from django.db.models.functions import Lower
 
+from apps.core.fields import AmountField, Currency
 from apps.core.models import TenantModel
 
 
@@ -29,3 +31,47 @@ class Customer(TenantModel):
 
     def __str__(self):
         return f"{self.name} <{self.email}>" if self.name else self.email
+
+
+class BillingSettings(TenantModel):
+    """A customer's billing settings for its wallet in one currency: one row per currency of the
+    contract's `billingSettings` (a map keyed by currency). Below `low_balance_threshold` the
+    merchant hears wallet.low_balance; auto-recharge charges the saved card for
+    `auto_recharge_amount` once the available balance falls below `auto_recharge_threshold`
+    (the charging comes with card payments). Typed columns, so that the usage hot path can read
+    or join the threshold (apps.customers.selectors.low_balance_threshold)."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="billing_settings")
+    currency = models.CharField(max_length=8, choices=Currency.choices)
+    low_balance_threshold = AmountField(null=True, blank=True)
+    auto_recharge_enabled = models.BooleanField(default=False)
+    auto_recharge_threshold = AmountField(null=True, blank=True)
+    auto_recharge_amount = AmountField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "billing settings"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["merchant", "customer", "currency"], name="billing_settings_unique_customer_currency"
+            ),
+            models.CheckConstraint(
+                condition=Q(low_balance_threshold__isnull=True) | Q(low_balance_threshold__gte=0),
+                name="billing_settings_low_balance_threshold_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(auto_recharge_threshold__isnull=True) | Q(auto_recharge_threshold__gte=0),
+                name="billing_settings_recharge_threshold_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(auto_recharge_amount__isnull=True) | Q(auto_recharge_amount__gte=0),
+                name="billing_settings_recharge_amount_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(auto_recharge_enabled=False)
+                | Q(auto_recharge_threshold__isnull=False, auto_recharge_amount__gt=0),
+                name="billing_settings_recharge_enabled_complete",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.currency} billing settings of {self.customer_id}"

@@ -1,5 +1,6 @@
 """Writes of customers. One customer per merchant row and email (without case) among those not
-archived: the partial unique index `customer_unique_merchant_email` decides under concurrency."""
+archived: the partial unique index `customer_unique_merchant_email` decides under concurrency.
+A customer created publishes customer.created in the same transaction."""
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -7,10 +8,16 @@ from django.utils import timezone
 from apps.core.errors import Conflict
 from apps.core.models import violated_constraint
 from apps.customers import hooks
+from apps.customers.billing import CurrencyBillingSettings
 from apps.customers.inputs import ADDRESS_KEYS, normalize_email
-from apps.customers.models import Customer
+from apps.customers.models import BillingSettings, Customer
 from apps.customers.selectors import customer_find_active_by_email
+from apps.customers.serializers import CustomerSerializer
 from apps.merchants.models import Merchant
+from apps.webhooks.outbox import publish
+
+# {currency: the currency's settings, or None to remove them}; currencies not named stay.
+BillingSettingsChanges = dict[str, CurrencyBillingSettings | None]
 
 EMAIL_CONSTRAINT = "customer_unique_merchant_email"
 # How often a create retries when the customer that beat it to the index was archived meanwhile.
@@ -34,12 +41,14 @@ def customer_create(
     address: dict | None = None,
     external_id: str = "",
     metadata: dict | None = None,
+    billing_settings: BillingSettingsChanges | None = None,
 ) -> tuple[Customer, bool]:
-    """The merchant's customer with this email: (customer, True) when created, or
-    (the existing customer, False), unchanged, when one that is not archived already has it.
+    """The merchant's customer with this email: (customer, True) when created, with
+    customer.created published, or (the existing customer, False), unchanged, when one that is
+    not archived already has it.
 
     Inputs are validated by the caller (see apps.customers.inputs); `address` is the stored form
-    (only the keys that are set).
+    (only the keys that are set); `billing_settings` by currency (see BillingSettingsInput).
     """
     email = normalize_email(email)
     for _ in range(CREATE_ATTEMPTS):
@@ -57,6 +66,8 @@ def customer_create(
                     external_id=external_id or "",
                     metadata=dict(metadata or {}),
                 )
+                _set_billing_settings(customer, billing_settings or {})
+                _publish_created(customer)
         except IntegrityError as error:
             if violated_constraint(error) != EMAIL_CONSTRAINT:
                 raise
@@ -67,6 +78,45 @@ def customer_create(
         f"A customer with email {email} was being created and archived concurrently; retry the request.",
         code="CUSTOMER_EMAIL_CONTENDED",
     )
+
+
+def _publish_created(customer: Customer) -> None:
+    publish(merchant=customer.merchant, type="customer.created", data=CustomerSerializer(customer).data)
+
+
+def _set_billing_settings(customer: Customer, changes: BillingSettingsChanges) -> bool:
+    """Apply `changes` to the customer's billing settings; whether anything changed."""
+    if not changes:
+        return False
+    for currency, settings in changes.items():
+        if settings is not None:
+            settings.check(currency)
+    stored = {
+        row.currency: row for row in BillingSettings.objects.filter(customer=customer, merchant=customer.merchant)
+    }
+    changed = False
+    for currency, settings in changes.items():
+        row = stored.get(currency)
+        if settings is None:
+            if row is not None:
+                row.delete()
+                changed = True
+            continue
+        values = {
+            "low_balance_threshold": settings.low_balance_threshold,
+            "auto_recharge_enabled": settings.auto_recharge_enabled,
+            "auto_recharge_threshold": settings.auto_recharge_threshold,
+            "auto_recharge_amount": settings.auto_recharge_amount,
+        }
+        if row is None:
+            BillingSettings.objects.create(merchant=customer.merchant, customer=customer, currency=currency, **values)
+            changed = True
+        elif any(getattr(row, field) != value for field, value in values.items()):
+            for field, value in values.items():
+                setattr(row, field, value)
+            row.save(update_fields=[*values, "updated_at"])
+            changed = True
+    return changed
 
 
 def _email_taken(email: str) -> Conflict:
@@ -87,11 +137,14 @@ def customer_update(
     address: dict | None | _Unset = UNSET,
     external_id: str | None | _Unset = UNSET,
     metadata: dict | None | _Unset = UNSET,
+    billing_settings: BillingSettingsChanges | None | _Unset = UNSET,
 ) -> Customer:
     """Change the given fields; the others stay. None (or "") clears a text field.
 
     `address` is merged key by key (a key set to None or "" is removed); None clears the whole
-    address. `metadata` replaces the stored object (None clears it).
+    address. `metadata` replaces the stored object (None clears it). `billing_settings` is
+    merged currency by currency: a currency's settings given replace its settings, None removes
+    them; None for the whole removes every currency's.
     Conflict CUSTOMER_EMAIL_TAKEN when another customer that is not archived has the new email;
     Conflict CUSTOMER_ARCHIVED for an archived customer.
     """
@@ -137,7 +190,14 @@ def customer_update(
                 assign("address", merged)
             if metadata is not UNSET:
                 assign("metadata", dict(metadata or {}))
-            if changed:
+            settings_changed = False
+            if billing_settings is not UNSET:
+                if billing_settings is None:
+                    stored = BillingSettings.objects.filter(customer=locked, merchant=merchant)
+                    billing_settings = dict.fromkeys(stored.values_list("currency", flat=True))
+                settings_changed = _set_billing_settings(locked, billing_settings)
+            # (the settings live in rows of their own; the customer's updatedAt moves with them too)
+            if changed or settings_changed:
                 locked.save(update_fields=[*changed, "updated_at"])
     except IntegrityError as error:
         if violated_constraint(error) != EMAIL_CONSTRAINT:

@@ -28,6 +28,7 @@ from apps.core.errors import NotFound, PaymentRequired, Unprocessable
 from apps.core.jobs import job_lock
 from apps.core.money import ZERO, format_amount
 from apps.entitlements.models import Entitlement, EntitlementItem
+from apps.entitlements.serializers import entitlement_data
 from apps.ledger.lock_objects import lock_wallet_balances
 from apps.ledger.models import LedgerTransaction
 from apps.ledger.services import Posting, ledger_post
@@ -35,6 +36,7 @@ from apps.payments.registry import WalletCredit, wallet_credited
 from apps.subscriptions.models import UsageCounter
 from apps.subscriptions.periods import period_at
 from apps.subscriptions.selectors import choose_subscription, usage_subscriptions
+from apps.webhooks.outbox import publish
 
 MAX_EXPIRES_IN = 30 * 24 * 3600
 
@@ -261,7 +263,9 @@ def entitlement_after_use(*, entitlement: Entitlement) -> None:
 
 
 def entitlement_release(*, entitlement: Entitlement, status: str = Entitlement.Status.RELEASED) -> Entitlement:
-    """Release what is left (DELETE, or expiry with status expired). Releasing twice changes nothing."""
+    """Release what is left (DELETE, or expiry with status expired). Releasing twice changes nothing.
+    Expiry publishes entitlement.expired (a release asked for by the merchant publishes nothing:
+    the merchant made it)."""
     with transaction.atomic():
         lock_wallet_balances([entitlement.wallet])
         locked = (
@@ -274,6 +278,13 @@ def entitlement_release(*, entitlement: Entitlement, status: str = Entitlement.S
             locked.save(
                 update_fields=["remaining_amount", "status", "released_at", "release_transaction", "updated_at"]
             )
+            if status == Entitlement.Status.EXPIRED:
+                publish(
+                    merchant=locked.merchant,
+                    type="entitlement.expired",
+                    data=entitlement_data(locked),
+                    updated_at=locked.updated_at,
+                )
     return locked
 
 

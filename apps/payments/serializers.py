@@ -1,11 +1,11 @@
-"""Public shapes of payment sessions and adjustments (API, webhooks, checkout, portal)."""
+"""Public shapes of payment sessions, payments and adjustments (API, webhooks, checkout, portal)."""
 
 from django.conf import settings
 from django.utils import timezone
 from rest_framework import serializers
 
 from apps.core.money import format_amount
-from apps.payments.models import PaymentSession
+from apps.payments.models import Payment, PaymentSession, PaymentSource
 
 
 def checkout_url(session: PaymentSession) -> str:
@@ -95,3 +95,33 @@ class AdjustmentSerializer(serializers.Serializer):
 
     def get_amount(self, obj) -> str:
         return format_amount(obj.amount, obj.currency)
+
+
+class PaymentSerializer(serializers.Serializer):
+    """Money that arrived (the contract's payment, the `data` of payment.* events)."""
+
+    id = serializers.UUIDField()
+    object = serializers.SerializerMethodField()
+    livemode = serializers.BooleanField()
+    amount = serializers.SerializerMethodField(help_text="What arrived, credited to the wallet in full.")
+    currency = serializers.CharField()
+    source = serializers.ChoiceField(choices=PaymentSource.choices)
+    externalReference = serializers.CharField(
+        source="external_reference",
+        help_text="The processor's reference: a PaymentIntent id, <chain>:<tx hash>:<log index>, test:<session id>.",
+    )
+    paymentSessionId = serializers.UUIDField(source="session_id", allow_null=True)
+    invoiceId = serializers.SerializerMethodField()
+    customerId = serializers.UUIDField(source="customer_id")
+    status = serializers.ChoiceField(choices=Payment.Status.choices)
+    createdAt = serializers.DateTimeField(source="created_at")
+
+    def get_object(self, obj) -> str:
+        return "payment"
+
+    def get_amount(self, obj) -> str:
+        return format_amount(obj.amount, obj.currency)
+
+    def get_invoiceId(self, obj) -> str | None:
+        invoice_id = obj.session.invoice_id if obj.session_id else None
+        return str(invoice_id) if invoice_id else None

@@ -6,11 +6,13 @@ from django.utils import timezone
 from apps.payments.models import PaymentSession
 from apps.payments.registry import PurposeHandler, register_purpose
 from apps.subscriptions.models import Subscription
+from apps.subscriptions.services.events import subscription_publish
 
 
 class ActivationHandler(PurposeHandler):
     """The prefund stays on the wallet (it is the customer's money for usage); once the session
-    is paid in full, the subscription waiting on it becomes active."""
+    is paid in full, the subscription waiting on it becomes active (subscription.activated,
+    published in the payment's transaction)."""
 
     def lock_target(self, session) -> None:
         # the subscription before its session, as subscription_terminate locks them
@@ -24,9 +26,14 @@ class ActivationHandler(PurposeHandler):
     def apply(self, *, session, payment, amount, covered: bool) -> None:
         if covered:
             now = timezone.now()
-            Subscription.objects.filter(pk=session.subscription_id, status=Subscription.Status.PENDING_PAYMENT).update(
-                status=Subscription.Status.ACTIVE, activated_at=now, updated_at=now
-            )
+            activated = Subscription.objects.filter(
+                pk=session.subscription_id, status=Subscription.Status.PENDING_PAYMENT
+            ).update(status=Subscription.Status.ACTIVE, activated_at=now, updated_at=now)
+            if activated:
+                subscription = Subscription.objects.select_related("merchant", "wallet", "plan").get(
+                    pk=session.subscription_id
+                )
+                subscription_publish(subscription=subscription, type="subscription.activated")
 
 
 def register_purposes() -> None:

@@ -199,14 +199,24 @@ def test_a_sandbox_scenario_through_every_operation_answers_as_documented(schema
     ok(s.patch(f"/v0/plans/{plan['id']}", {"features": {"rateLimit": 10, "monthlyQueryLimit": None}}))
 
     # --- customers, money in ------------------------------------------------------------------
-    ada = ok(s.post("/v0/customers", {"consumer": {"email": "ada@example.com", "name": "Ada"}}), 201)
+    low_balance = {"lowBalanceThreshold": "5", "autoRecharge": {"enabled": True, "threshold": "2", "amount": "20"}}
+    ada = ok(
+        s.post(
+            "/v0/customers",
+            {"consumer": {"email": "ada@example.com", "name": "Ada"}, "billingSettings": {"USDC": low_balance}},
+        ),
+        201,
+    )
     assert ada["consumer"]["phone"] is None and ada["externalId"] is None
+    assert ada["billingSettings"]["USD"] is None and ada["billingSettings"]["USDC"]["lowBalanceThreshold"]
     ok(s.post("/v0/customers", {"consumer": {"email": "ADA@example.com"}}), 200)
     bob = ok(s.post("/v0/customers", {"consumer": {"email": "bob@example.com"}}), 201)
     refused(s.post("/v0/customers", {"consumer": {"name": "No email"}}), 400)
     ok(s.get("/v0/customers", {"email": "ada@example.com"}))
     ok(s.get(f"/v0/customers/{ada['id']}"))
     ok(s.patch(f"/v0/customers/{ada['id']}", {"externalId": "ada-1", "consumer": {"address": {"country": "FR"}}}))
+    ok(s.patch(f"/v0/customers/{ada['id']}", {"billingSettings": {"USD": {"lowBalanceThreshold": "1"}}}))
+    refused(s.patch(f"/v0/customers/{ada['id']}", {"billingSettings": {"EUR": {"lowBalanceThreshold": "1"}}}), 400)
     refused(s.patch(f"/v0/customers/{bob['id']}", {"consumer": {"email": "ada@example.com"}}), 409)
 
     topup = ok(s.post(f"/v0/customers/{ada['id']}/topups", {"amount": "100", "currency": "USDC"}), 201)
@@ -335,6 +345,16 @@ def test_a_sandbox_scenario_through_every_operation_answers_as_documented(schema
     other = ok(s.post("/v0/disputes", {"usageEventId": arrears["id"], "message": "too high"}), 201)
     ok(s.post(f"/v0/disputes/{other['id']}/decline", {"reason": "as measured"}))
     refused(s.post(f"/v0/disputes/{other['id']}/accept"), 409, "DISPUTE_NOT_OPEN")
+
+    # --- webhook endpoints --------------------------------------------------------------------
+    hook = ok(s.post("/v0/webhookEndpoints", {"url": "https://hooks.example.com/in", "events": ["*"]}), 201)
+    refused(s.post("/v0/webhookEndpoints", {"url": "https://hooks.example.com/in", "events": ["nope"]}), 400)
+    ok(s.get("/v0/webhookEndpoints"))
+    ok(s.get(f"/v0/webhookEndpoints/{hook['id']}"))
+    ok(s.patch(f"/v0/webhookEndpoints/{hook['id']}", {"enabled": False}))
+    ok(s.post(f"/v0/webhookEndpoints/{hook['id']}/test"), 201)
+    ok(s.get(f"/v0/webhookEndpoints/{hook['id']}/deliveries"))
+    ok(s.delete(f"/v0/webhookEndpoints/{hook['id']}"))
 
     # every operation of the document answered here with success, and the rules' errors all came up
     succeeded = {name for name, statuses in schema.answered.items() if any(status < 300 for status in statuses)}

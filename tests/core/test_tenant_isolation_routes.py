@@ -14,6 +14,7 @@ from apps.entitlements.services import EntitlementRequest, entitlement_create
 from apps.payments.services import topup_session_create
 from apps.usage.models import UsageEvent
 from apps.usage.services.refunds import dispute_open
+from apps.webhooks.services import webhook_endpoint_create
 from tests.conftest import Api
 from tests.factories import MerchantFactory, issue_key, sandbox_of
 from tests.usage.world import Billing
@@ -65,6 +66,9 @@ class World:
             ).pk,
             "event_id": event.pk,
             "dispute_id": dispute_open(merchant=merchant, event=event, message="not mine").pk,
+            "endpoint_id": webhook_endpoint_create(
+                merchant=merchant, url="https://hooks.example.com/in", events=["*"]
+            ).pk,
         }
 
     def body(self):
@@ -148,6 +152,7 @@ LIST_FILTERS = {
     "/v0/entitlements/activeEntitlements": ["customerId"],
     "/v0/customers": [],
     "/v0/products": [],
+    "/v0/webhookEndpoints": [],
 }
 # routes without an id that list nothing of a merchant's rows
 NOT_LISTS = {"/v0/schema", "/v0/docs", "/v0/merchants/me", "/v0/usage/batch"}

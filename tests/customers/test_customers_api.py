@@ -80,6 +80,7 @@ def test_create_returns_201_with_the_contract_shape(api):
         "externalId": "crm-42",
         "metadata": {"plan": "early"},
         "wallets": [],
+        "billingSettings": {"USDC": None, "USD": None},
         "archivedAt": None,
         "createdAt": data["createdAt"],
         "updatedAt": data["updatedAt"],

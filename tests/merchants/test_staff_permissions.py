@@ -25,6 +25,7 @@ STAFF_PERMISSIONS = {
     "entitlements": {"entitlement": "vc", "entitlementitem": "v"},
     "usage": {"usageevent": "vc", "usageline": "v", "dispute": "vc"},
     "merchants": {"apikey": "vac"},
+    "webhooks": {"webhookendpoint": "vc", "delivery": "vc", "deliveryattempt": "v"},
     "tenancy_app": {"widget": "vac"},
 }
 ACTIONS = {"v": "view", "a": "add", "c": "change"}

@@ -13,10 +13,10 @@ reports what arrived through `payment_receive`, which in one transaction:
    is still due (an underpayment leaves the session pending with amount_paid; an excess stays
    free on the wallet); a session already paid or expired, or a target that no longer takes
    money, leaves it all on the wallet;
-5. completes the attempt it answers (or records one), and announces the credit
-   (registry.wallet_credited).
+5. completes the attempt it answers (or records one), publishes payment.succeeded (the
+   payment in its API shape) and announces the credit (registry.wallet_credited).
 
-It is the one place that will publish payment.* events (the outbox comes next).
+It is the one place that publishes payment.* events.
 """
 
 import uuid
@@ -34,6 +34,8 @@ from apps.ledger.models import LedgerTransaction
 from apps.ledger.services import Posting, TransactionSpec, clearing_account, ledger_post_many, wallet_get_or_create
 from apps.payments.models import Payment, PaymentAttempt, PaymentSession, PaymentSource
 from apps.payments.registry import PurposeHandler, WalletCredit, purpose_handler, wallet_credited
+from apps.payments.serializers import PaymentSerializer
+from apps.webhooks.outbox import publish
 
 ONE_IN_FLIGHT = "payment_attempt_one_in_flight_per_session"
 # The clearing account (a ledger "source") money of each kind arrives through.
@@ -206,6 +208,13 @@ def payment_receive(*, session_id, arrival: Arrival, attempt_id=None, merchant=N
                 )
             ],
             wallets_locked=True,
+        )
+        # before what the money does (an activation): the receiver hears of the payment first
+        publish(
+            merchant=merchant,
+            type="payment.succeeded",
+            data=PaymentSerializer(payment).data,
+            updated_at=payment.updated_at,
         )
         if applied > ZERO:
             session.amount_paid += applied

@@ -9,6 +9,7 @@ from apps.ledger.services import wallet_get_or_create
 from apps.payments.models import PaymentSession
 from apps.payments.services import payment_session_create, payment_sessions_expire
 from apps.subscriptions.models import Subscription
+from apps.subscriptions.services.events import subscription_publish
 
 
 def subscription_create(
@@ -24,7 +25,8 @@ def subscription_create(
     failure_url: str = "",
 ) -> Subscription:
     """Subscribe the customer to the plan. With a prefund it waits for payment of its
-    activation session (pending_payment); without one it is active at once."""
+    activation session (pending_payment); without one it is active at once. Publishes
+    subscription.created, and subscription.activated when it is active at once."""
     if customer.archived_at is not None:
         raise Unprocessable(f"Customer {customer.id} is archived; it cannot subscribe.", code="CUSTOMER_ARCHIVED")
     now = timezone.now()
@@ -62,11 +64,15 @@ def subscription_create(
                 success_url=success_url,
                 cancel_url=failure_url,
             )
+        subscription_publish(subscription=subscription, type="subscription.created")
+        if not needs_payment:
+            subscription_publish(subscription=subscription, type="subscription.activated")
     return subscription
 
 
 def subscription_terminate(*, merchant, subscription: Subscription, reason: str = "") -> Subscription:
-    """End the subscription now; its pending payment sessions can no longer be paid."""
+    """End the subscription now; its pending payment sessions can no longer be paid.
+    Publishes subscription.terminated."""
     with transaction.atomic():
         locked = (
             Subscription.objects.select_for_update(no_key=True, of=("self",))
@@ -84,4 +90,5 @@ def subscription_terminate(*, merchant, subscription: Subscription, reason: str 
         locked.termination_reason = reason
         locked.save(update_fields=["status", "terminated_at", "termination_reason", "updated_at"])
         payment_sessions_expire(sessions=PaymentSession.objects.filter(subscription=locked))
+        subscription_publish(subscription=locked, type="subscription.terminated")
     return locked

@@ -14,6 +14,9 @@ to the wallet's available balance.
 Rows are locked in the charge's order: the wallet's balance rows, then the entitlement (whose
 lock guards its items), then the event; accepting a dispute locks the dispute's own row, which
 no charge takes, after the wallet's.
+
+A dispute opened publishes dispute.opened, and its acceptance or refusal dispute.resolved, in
+the transaction of the change, with the dispute in its API shape.
 """
 
 from django.db import IntegrityError, transaction
@@ -31,6 +34,12 @@ from apps.subscriptions.models import UsageCounter
 from apps.subscriptions.periods import period_at
 from apps.usage.models import Dispute, UsageEvent, UsageLine
 from apps.usage.pricing import needs_counter
+from apps.usage.serializers import DisputeSerializer
+from apps.webhooks.outbox import publish
+
+
+def _publish_dispute(dispute: Dispute, type: str) -> None:
+    publish(merchant=dispute.merchant, type=type, data=DisputeSerializer(dispute).data, updated_at=dispute.updated_at)
 
 
 def _already_refunded(event: UsageEvent) -> Conflict:
@@ -121,13 +130,15 @@ def dispute_open(*, merchant, event: UsageEvent, message: str, opened_by: str = 
         )
     try:
         with transaction.atomic():
-            return Dispute.objects.create(
+            dispute = Dispute.objects.create(
                 merchant=merchant,
                 usage_event=event,
                 customer_id=event.customer_id,
                 message=message,
                 opened_by=opened_by,
             )
+            _publish_dispute(dispute, "dispute.opened")
+            return dispute
     except IntegrityError:
         existing = Dispute.objects.filter(merchant=merchant, usage_event=event, status=Dispute.Status.OPEN).first()
         raise Conflict(
@@ -157,6 +168,7 @@ def dispute_accept(*, merchant, dispute: Dispute) -> Dispute:
         locked.status = Dispute.Status.ACCEPTED
         locked.resolved_at = timezone.now()
         locked.save(update_fields=["status", "resolved_at", "updated_at"])
+        _publish_dispute(locked, "dispute.resolved")
     return locked
 
 
@@ -167,4 +179,5 @@ def dispute_decline(*, merchant, dispute: Dispute, reason: str) -> Dispute:
         locked.decline_reason = reason
         locked.resolved_at = timezone.now()
         locked.save(update_fields=["status", "decline_reason", "resolved_at", "updated_at"])
+        _publish_dispute(locked, "dispute.resolved")
     return locked
