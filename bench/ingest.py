@@ -98,6 +98,13 @@ def parse_args(argv=None):
     parser.add_argument(
         "--duration-cap", type=float, default=120.0, help="cap on the whole run's wall seconds (default 120)"
     )
+    parser.add_argument(
+        "--low-balance",
+        action="store_true",
+        help="give every customer a USDC lowBalanceThreshold a little under its funding (about half of them "
+        "cross it during the run, each publishing wallet.low_balance) and the merchant an endpoint "
+        "subscribed to wallet.low_balance",
+    )
     parser.add_argument("--keep-database", action="store_true", help="leave billing_bench in place at the end")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON instead of a table")
     args = parser.parse_args(argv)
@@ -175,6 +182,8 @@ def app_environment(base_env: dict, database_url: str) -> dict:
             "SECURE_HSTS_SECONDS": "0",
             "API_DEFAULT_RATE_LIMIT": "0",
             "LOG_LEVEL": "WARNING",
+            # the --low-balance endpoint is on 127.0.0.1 (nothing listens: no worker delivers here)
+            "WEBHOOK_ALLOW_PRIVATE_URLS": "true",
             "PYTHONPATH": str(BASE_DIR),
         }
     )
@@ -185,16 +194,19 @@ def app_environment(base_env: dict, database_url: str) -> dict:
 # ---------------------------------------------------------------------------- seeding
 
 
-def seed(*, customers: int, events_total: int, threads: int) -> dict:
-    """One merchant with a live key, a priced COUNT metric, `customers` funded subscribers."""
+def seed(*, customers: int, events_total: int, threads: int, low_balance: bool = False) -> dict:
+    """One merchant with a live key, a priced COUNT metric, `customers` funded subscribers;
+    with `low_balance`, their thresholds and an endpoint subscribed to wallet.low_balance."""
     from django.db import connection
 
     from apps.catalog.models import PaymentTerm
     from apps.catalog.services import billable_metric_create, plan_create, price_create, product_create
+    from apps.customers.billing import CurrencyBillingSettings
     from apps.customers.services import customer_create
     from apps.merchants.services import api_key_create, merchant_create
     from apps.payments.services import adjustment_create
     from apps.subscriptions.services import subscription_create
+    from apps.webhooks.services import webhook_endpoint_create
 
     merchant = merchant_create(name="Bench Merchant", contact_email="bench@example.com")
     _, secret = api_key_create(merchant=merchant, name="bench")
@@ -221,12 +233,19 @@ def seed(*, customers: int, events_total: int, threads: int) -> dict:
     )
     # Every customer can pay for every event of the run (and a margin), however they fall.
     funding = max(Decimal("10"), (UNIT_PRICE * events_total * 2).quantize(Decimal("1")))
+    # Half of what a customer spends on average under its funding: about half of them cross it.
+    threshold = funding - UNIT_PRICE * events_total / customers / 2 if low_balance else None
+    settings = {"USDC": CurrencyBillingSettings(low_balance_threshold=threshold)} if low_balance else None
+    if low_balance:
+        webhook_endpoint_create(merchant=merchant, url=f"http://{HOST}:9/low-balance", events=["wallet.low_balance"])
 
     def make(indexes):
         ids = []
         try:
             for i in indexes:
-                customer, _ = customer_create(merchant=merchant, email=f"bench-{i:06d}@example.com", name=f"Bench {i}")
+                customer, _ = customer_create(
+                    merchant=merchant, email=f"bench-{i:06d}@example.com", name=f"Bench {i}", billing_settings=settings
+                )
                 subscription_create(merchant=merchant, customer=customer, plan=plan)
                 adjustment_create(
                     merchant=merchant, customer=customer, amount=funding, currency="USDC", reason="bench funding"
@@ -245,6 +264,7 @@ def seed(*, customers: int, events_total: int, threads: int) -> dict:
         "metric_id": str(metric.id),
         "customer_ids": customer_ids,
         "funding": funding,
+        "threshold": threshold,
     }
 
 
@@ -566,6 +586,11 @@ def print_table(report: dict) -> None:
         f"seed:    {seed['customers']} customers (subscribed, {seed['fundingPerCustomer']} USDC each) "
         f"in {seed['seconds']} s; migrate {report['database']['migrateSeconds']} s"
     )
+    if seed["lowBalanceThreshold"] is not None:
+        print(
+            f"low balance: threshold {seed['lowBalanceThreshold']} USDC, "
+            f"{report['lowBalanceEvents']} wallet.low_balance events published"
+        )
     print()
     header = (
         f"{'phase':<8} {'reqs':>6} {'events':>7} {'wall s':>7} {'events/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
@@ -668,7 +693,12 @@ def main(argv=None) -> int:
 
         events_total = args.single_requests + args.batches * BATCH_SIZE + 100
         t0 = time.monotonic()
-        world = seed(customers=args.customers, events_total=events_total, threads=args.seed_threads)
+        world = seed(
+            customers=args.customers,
+            events_total=events_total,
+            threads=args.seed_threads,
+            low_balance=args.low_balance,
+        )
         seed_seconds = round(time.monotonic() - t0, 2)
         log(f"seeded {len(world['customer_ids'])} customers in {seed_seconds} s")
         if deadline.passed():
@@ -758,6 +788,9 @@ def main(argv=None) -> int:
         usage_problems = usage_check()
         total_stored = stored_events(merchant)
         total_acked = sum(p["eventsAcknowledged"] for name, p in phases.items() if name != "floor")
+        from apps.webhooks.models import Event
+
+        low_balance_events = Event.objects.filter(merchant=merchant, type="wallet.low_balance").count()
         connection.close()
         report = {
             "machine": {
@@ -783,7 +816,9 @@ def main(argv=None) -> int:
                 "customers": len(customer_ids),
                 "fundingPerCustomer": str(world["funding"]),
                 "seconds": seed_seconds,
+                "lowBalanceThreshold": None if world["threshold"] is None else str(world["threshold"]),
             },
+            "lowBalanceEvents": low_balance_events,
             "phases": [phases[name] for name in ("floor", "single", "batch", "warmup") if name in phases],
             "totals": {
                 "eventsStored": total_stored,

@@ -44,6 +44,10 @@ class BillingSettings(TenantModel):
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="billing_settings")
     currency = models.CharField(max_length=8, choices=Currency.choices)
     low_balance_threshold = AmountField(null=True, blank=True)
+    # Whether wallet.low_balance was published for the current fall below the threshold: set
+    # when it is, cleared when the balance is back at or above it (or the threshold changes),
+    # so that the merchant hears once per crossing (apps.customers.low_balance).
+    low_balance_alerted = models.BooleanField(default=False, editable=False)
     auto_recharge_enabled = models.BooleanField(default=False)
     auto_recharge_threshold = AmountField(null=True, blank=True)
     auto_recharge_amount = AmountField(null=True, blank=True)

@@ -1,8 +1,6 @@
 import uuid
-from collections.abc import Iterable
-from decimal import Decimal
 
-from django.db.models import Q, QuerySet, Value
+from django.db.models import QuerySet, Value
 from django.db.models.functions import Lower
 
 from apps.core.errors import NotFound
@@ -83,31 +81,3 @@ def customers_billing_settings(*, customers) -> dict[uuid.UUID, dict[str, Billin
         for row in BillingSettings.objects.filter(customer_id__in=list(result)):
             result[row.customer_id][row.currency] = row
     return result
-
-
-def low_balance_threshold(*, customer, currency: str) -> Decimal | None:
-    """The customer's low-balance threshold for its wallet in `currency`, or None when it has
-    none. One indexed query ((merchant, customer, currency) is unique)."""
-    return (
-        BillingSettings.objects.filter(merchant_id=customer.merchant_id, customer_id=customer.id, currency=currency)
-        .values_list("low_balance_threshold", flat=True)
-        .first()
-    )
-
-
-def low_balance_thresholds(
-    *, merchant, wallets: Iterable[tuple[uuid.UUID, str]]
-) -> dict[tuple[uuid.UUID, str], Decimal]:
-    """The low-balance thresholds of many wallets of one merchant at once, by (customer id,
-    currency); wallets without one are left out. One query, for a batch of usage."""
-    keys = set(wallets)
-    if not keys:
-        return {}
-    match = Q()
-    for customer_id, currency in keys:
-        match |= Q(customer_id=customer_id, currency=currency)
-    rows = BillingSettings.objects.filter(match, merchant=merchant, low_balance_threshold__isnull=False)
-    return {
-        (customer_id, currency): threshold
-        for customer_id, currency, threshold in rows.values_list("customer_id", "currency", "low_balance_threshold")
-    }

@@ -112,6 +112,9 @@ def _set_billing_settings(customer: Customer, changes: BillingSettingsChanges) -
             BillingSettings.objects.create(merchant=customer.merchant, customer=customer, currency=currency, **values)
             changed = True
         elif any(getattr(row, field) != value for field, value in values.items()):
+            if row.low_balance_threshold != values["low_balance_threshold"]:
+                # a new threshold: the next movement of the balance below it is heard
+                values["low_balance_alerted"] = False
             for field, value in values.items():
                 setattr(row, field, value)
             row.save(update_fields=[*values, "updated_at"])

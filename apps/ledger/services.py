@@ -14,6 +14,7 @@ from apps.core.bulk import Statement, array_param, insert_rows, run_statements
 from apps.core.errors import Unprocessable
 from apps.core.money import ZERO, round_amount
 from apps.core.process_cache import ProcessCache
+from apps.ledger.hooks import posting_follow_ups
 from apps.ledger.lock_objects import lock_statement
 from apps.ledger.models import Account, Balance, Entry, LedgerTransaction, Wallet
 
@@ -200,11 +201,14 @@ def ledger_post_many(
     `wallets_locked`: the caller already holds the wallet rows (lock_wallet_balances).
     `then`: the caller's statements, sent in the same round trip after the ledger's (a usage
     charge writes its events there); their errors abort the whole transaction too.
+    The follow-ups registered by the apps above (apps.ledger.hooks) for the wallet accounts
+    whose balance moved go in the same round trip, after the balance update.
     """
     for spec in specs:
         _check(spec)
     now = timezone.now()
     txns, entries, wallet_keys, shared_keys = [], [], [], []
+    wallet_accounts: set[uuid.UUID] = set()
     deltas: dict[tuple, Decimal] = defaultdict(lambda: ZERO)
     for spec in specs:
         txn = LedgerTransaction(
@@ -224,8 +228,13 @@ def ledger_post_many(
             key = (posting.account.id, _shard_for(posting))
             entries.append((now, now, spec.merchant.id, txn.id, key[0], key[1], posting.amount))
             deltas[key] += posting.amount
-            (wallet_keys if posting.account.kind in Account.WALLET_KINDS else shared_keys).append(key)
+            if posting.account.kind in Account.WALLET_KINDS:
+                wallet_keys.append(key)
+                wallet_accounts.add(key[0])
+            else:
+                shared_keys.append(key)
     moved = [(account_id, shard, delta) for (account_id, shard), delta in deltas.items() if delta != ZERO]
+    follow_ups = posting_follow_ups(sorted(a for a, _, _ in moved if a in wallet_accounts), now)
     statements = [
         None if wallets_locked else lock_statement(wallet_keys),
         lock_statement(shared_keys),
@@ -249,7 +258,7 @@ def ledger_post_many(
     # Inside a caller's transaction no savepoint is needed: any error aborts the whole of it.
     with transaction.atomic(savepoint=False):
         try:
-            results = run_statements([*statements, *then])
+            results = run_statements([*statements, *(f.statement for f in follow_ups), *then])
         except DataError as exc:
             if "numeric field overflow" not in str(exc):
                 raise
@@ -262,6 +271,8 @@ def ledger_post_many(
             (updated,) = results[len(statements) - 1][0]
             if updated != len(moved):
                 raise LedgerError(f"expected {len(moved)} balance rows, updated {updated}")
+        for index, follow_up in enumerate(follow_ups, start=len(statements)):
+            follow_up.after(results[index])
     for txn in txns:
         txn._state.adding = False
         txn._state.db = connection.alias

@@ -8,11 +8,13 @@ the relay is woken (it also runs on beat every second, so a lost wake-up only de
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from datetime import datetime
 
 from django.conf import settings
 from django.db import transaction
 
+from apps.core.bulk import Statement
 from apps.core.formats import iso
 from apps.webhooks.models import Event
 
@@ -63,6 +65,28 @@ def publish(*, merchant, type: str, data: dict, updated_at: datetime | None = No
     event = Event.objects.create(merchant=merchant, type=type, data=data)
     wake_relay_after_commit()
     return event
+
+
+def publish_statement(
+    *, ctes: str, cte_params: Sequence, source: str, source_params: Sequence = (), created_at: datetime
+) -> Statement:
+    """One statement that publishes the events a query yields, for callers that send it with
+    others in one round trip, where `publish` would cost a round trip of its own (a posting's
+    follow-up on the usage hot path, apps.ledger.hooks).
+
+    `ctes`: the statement's common table expressions (`name AS (...)`, comma-separated; they
+    may modify data), with `cte_params`; `source`: a query over them yielding the columns
+    (merchant_id, type, data jsonb) of each event (its types among EVENT_TYPES), with
+    `source_params`. The statement answers
+    one row, the number of events written: when it is positive, call
+    `wake_relay_after_commit()`. Like `publish`, it belongs inside the change's transaction."""
+    table = Event._meta.db_table
+    return Statement(
+        f"WITH {ctes}, published AS (INSERT INTO {table} (id, created_at, updated_at, merchant_id, type, data) "  # noqa: S608 (no user input)
+        f"SELECT gen_random_uuid(), %s::timestamptz, %s::timestamptz, merchant_id, type, data FROM ({source}) AS source "
+        "RETURNING 1) SELECT count(*) FROM published",
+        [*cte_params, created_at.isoformat(), created_at.isoformat(), *source_params],
+    )
 
 
 _last_wake = 0.0

@@ -1,6 +1,6 @@
 """A customer's billingSettings, keyed by wallet currency: stored, answered, merged by PATCH
-currency by currency, validated field by field, edited in the admin through the same rules, and
-read cheaply by the low-balance selectors."""
+currency by currency, validated field by field, edited in the admin through the same rules (the
+threshold's wallet.low_balance: tests/webhooks/test_low_balance.py)."""
 
 from decimal import Decimal
 
@@ -9,10 +9,9 @@ from django.urls import reverse
 
 from apps.customers.billing import CurrencyBillingSettings
 from apps.customers.models import BillingSettings
-from apps.customers.selectors import low_balance_threshold, low_balance_thresholds
 from apps.customers.services import customer_create, customer_update
 from apps.merchants.services import merchant_staff_create
-from tests.factories import make_plan, sandbox_of
+from tests.factories import make_plan
 
 pytestmark = pytest.mark.django_db
 
@@ -151,32 +150,6 @@ def test_the_service_refuses_settings_that_break_the_rules(merchant):
     with pytest.raises(ValueError, match="not a supported currency"):
         customer_update(merchant=merchant, customer=customer, billing_settings={"EUR": CurrencyBillingSettings()})
     assert not BillingSettings.objects.exists()
-
-
-def test_low_balance_selectors_read_a_wallets_threshold(merchant):
-    ada, _ = customer_create(
-        merchant=merchant,
-        email="ada@example.com",
-        billing_settings={
-            "USDC": CurrencyBillingSettings(low_balance_threshold=Decimal("5")),
-            "USD": CurrencyBillingSettings(auto_recharge_threshold=Decimal("1")),
-        },
-    )
-    bob, _ = customer_create(
-        merchant=merchant,
-        email="bob@example.com",
-        billing_settings={"USDC": CurrencyBillingSettings(low_balance_threshold=Decimal("0.25"))},
-    )
-    # the same email in the sandbox is another customer, with its own settings
-    twin, _ = customer_create(merchant=sandbox_of(merchant), email="ada@example.com")
-    assert low_balance_threshold(customer=ada, currency="USDC") == Decimal("5")
-    assert low_balance_threshold(customer=ada, currency="USD") is None  # settings, but no threshold
-    assert low_balance_threshold(customer=twin, currency="USDC") is None
-    assert low_balance_thresholds(
-        merchant=merchant, wallets=[(ada.id, "USDC"), (ada.id, "USD"), (bob.id, "USDC"), (bob.id, "USD")]
-    ) == {(ada.id, "USDC"): Decimal("5"), (bob.id, "USDC"): Decimal("0.25")}
-    assert low_balance_thresholds(merchant=sandbox_of(merchant), wallets=[(ada.id, "USDC")]) == {}
-    assert low_balance_thresholds(merchant=merchant, wallets=[]) == {}
 
 
 # --- admin ---------------------------------------------------------------------------------------

@@ -1,0 +1,92 @@
+"""wallet.low_balance: published once when a wallet's available balance falls below the
+customer's `lowBalanceThreshold` for its currency, and again only after the balance has been
+back at or above it.
+
+Every posting that moves a wallet's balance (a usage charge, a hold, a top-up, a refund, an
+adjustment) carries one more statement in its own round trip (`apps.ledger.hooks`): for the
+wallets it moved that have billing settings, compare the available balance (read after the
+posting's update, under the wallet lock the ledger holds) with the threshold, flip the
+settings' `low_balance_alerted` where the answer changed, and publish wallet.low_balance in the
+outbox for each flip downwards. Postings of one wallet are serialized by its lock, so
+concurrent batches crossing the threshold flip the flag, and publish, once.
+
+Changing the threshold clears the flag (customers.services): the next movement of the balance
+below the new threshold is heard.
+"""
+
+import functools
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+from apps.core.bulk import array_param
+from apps.core.formats import iso
+from apps.core.money import CURRENCY_DECIMALS
+from apps.customers.models import BillingSettings
+from apps.ledger.hooks import FollowUp
+from apps.ledger.models import Balance, Wallet
+from apps.webhooks.outbox import publish_statement, wake_relay_after_commit
+
+EVENT_TYPE = "wallet.low_balance"
+
+
+def _amount_sql(column: str) -> str:
+    """`column` (numeric) as the API writes an amount of the row's currency (format_amount):
+    exact, trailing zeros trimmed down to the currency's minor unit."""
+    places = " ".join(f"WHEN '{code}' THEN {digits}" for code, digits in sorted(CURRENCY_DECIMALS.items()))
+    minor = f"CASE cur.currency {places} ELSE 2 END"
+    return (
+        f"CASE WHEN scale(trim_scale({column})) > {minor} THEN trim_scale({column})::text "
+        f"ELSE round({column}, {minor})::text END"
+    )
+
+
+@functools.cache
+def _ctes() -> str:
+    settings, wallets, balances = BillingSettings._meta.db_table, Wallet._meta.db_table, Balance._meta.db_table
+    return (
+        "cur AS ("  # noqa: S608 (names from models, no user input)
+        "SELECT s.id AS settings_id, w.merchant_id, w.id AS wallet_id, w.customer_id, w.currency, "
+        "a.amount AS available, h.amount AS held, s.low_balance_threshold AS threshold, "
+        "coalesce(a.amount < s.low_balance_threshold, false) AS low "
+        f"FROM {wallets} w "
+        f"JOIN {settings} s ON s.merchant_id = w.merchant_id AND s.customer_id = w.customer_id "
+        "AND s.currency = w.currency "
+        f"CROSS JOIN LATERAL (SELECT coalesce(sum(amount), 0) AS amount FROM {balances} "
+        "WHERE account_id = w.available_account_id) a "
+        f"CROSS JOIN LATERAL (SELECT coalesce(sum(amount), 0) AS amount FROM {balances} "
+        "WHERE account_id = w.held_account_id) h "
+        "WHERE w.available_account_id = ANY(%s::uuid[])), "
+        f"flipped AS (UPDATE {settings} s SET low_balance_alerted = cur.low FROM cur "
+        "WHERE s.id = cur.settings_id AND s.low_balance_alerted <> cur.low "
+        "RETURNING cur.*)"
+    )
+
+
+@functools.cache
+def _source() -> str:
+    return (
+        f"SELECT cur.merchant_id, '{EVENT_TYPE}' AS type, jsonb_build_object("  # noqa: S608 (no user input)
+        "'id', cur.wallet_id::text, 'object', 'wallet', 'customerId', cur.customer_id::text, "
+        f"'currency', cur.currency, 'balance', {_amount_sql('cur.available')}, "
+        f"'held', {_amount_sql('cur.held')}, 'lowBalanceThreshold', {_amount_sql('cur.threshold')}, "
+        "'updatedAt', %s::text) AS data FROM flipped AS cur WHERE cur.low"
+    )
+
+
+def _published(rows: list[tuple]) -> None:
+    ((count,),) = rows
+    if count:
+        wake_relay_after_commit()
+
+
+def low_balance_follow_up(wallet_account_ids: Sequence[uuid.UUID], now: datetime) -> FollowUp:
+    """The statement a posting that moved these wallet accounts carries (see the module)."""
+    statement = publish_statement(
+        ctes=_ctes(),
+        cte_params=[array_param(wallet_account_ids)],
+        source=_source(),
+        source_params=[iso(now)],
+        created_at=now,
+    )
+    return FollowUp(statement=statement, after=_published)
