@@ -101,8 +101,8 @@ def parse_args(argv=None):
     parser.add_argument(
         "--low-balance",
         action="store_true",
-        help="give every customer a USDC lowBalanceThreshold a little under its funding (about half of them "
-        "cross it during the run, each publishing wallet.low_balance) and the merchant an endpoint "
+        help="give every customer a USDC lowBalanceThreshold a little under its funding (nearly every one "
+        "crosses it during the run, publishing wallet.low_balance) and the merchant an endpoint "
         "subscribed to wallet.low_balance",
     )
     parser.add_argument("--keep-database", action="store_true", help="leave billing_bench in place at the end")
@@ -233,7 +233,7 @@ def seed(*, customers: int, events_total: int, threads: int, low_balance: bool =
     )
     # Every customer can pay for every event of the run (and a margin), however they fall.
     funding = max(Decimal("10"), (UNIT_PRICE * events_total * 2).quantize(Decimal("1")))
-    # Half of what a customer spends on average under its funding: about half of them cross it.
+    # Half of what a customer spends on average under its funding: nearly every one crosses it.
     threshold = funding - UNIT_PRICE * events_total / customers / 2 if low_balance else None
     settings = {"USDC": CurrencyBillingSettings(low_balance_threshold=threshold)} if low_balance else None
     if low_balance:

@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "apps.subscriptions",
     "apps.entitlements",
     "apps.usage",
+    "apps.invoices",
     "apps.checkout",
 ]
 
@@ -209,6 +210,13 @@ API_KEY_CACHE_SECONDS = env.float("API_KEY_CACHE_SECONDS", default=5.0)
 PAYMENT_SESSION_TTL_SECONDS = env.int("PAYMENT_SESSION_TTL_SECONDS", default=24 * 3600)
 # Usage may still be reported for the previous period this long after it ends (until its invoice is final).
 USAGE_GRACE_PERIOD_SECONDS = env.int("USAGE_GRACE_PERIOD_SECONDS", default=3600)
+# A period is read for its invoice this long after its usage window shut, so that a usage
+# request accepted just before commits first (apps.subscriptions.services.periods).
+PERIOD_CLOSE_SETTLE_SECONDS = env.int("PERIOD_CLOSE_SETTLE_SECONDS", default=60)
+# How often beat looks for periods to close (seconds).
+PERIOD_CLOSE_INTERVAL_SECONDS = env.float("PERIOD_CLOSE_INTERVAL_SECONDS", default=30.0)
+# An invoice that the wallet cannot cover is due this long after it is finalized.
+INVOICE_DUE_SECONDS = env.int("INVOICE_DUE_SECONDS", default=7 * 24 * 3600)
 # Charge single usage reports that arrive at the same time in one web process together
 # (one transaction; apps.usage.services.combining). Useful with threaded workers.
 USAGE_COMBINE_REPORTS = env.bool("USAGE_COMBINE_REPORTS", default=True)
@@ -263,6 +271,10 @@ CELERY_BEAT_SCHEDULE = {
     "webhooks-relay-and-dispatch": {
         "task": "apps.webhooks.tasks.relay_and_dispatch_webhooks",
         "schedule": 1.0,
+    },
+    "advance-due-periods": {
+        "task": "apps.subscriptions.tasks.advance_due_periods",
+        "schedule": PERIOD_CLOSE_INTERVAL_SECONDS,
     },
     "purge-expired-idempotency-keys": {
         "task": "apps.core.tasks.purge_expired_idempotency_keys",

@@ -384,7 +384,7 @@ FEATURES_HELP = (
     'JSON: {"rateLimit": 100, "monthlyQueryLimit": 10000, "webhooks": 3} (rateLimit in requests per second; '
     "null means unlimited), plus any named feature with a boolean, string or whole-number value."
 )
-PLAN_FIELDS = ("name", "code", "product", "currency", "billing_interval", "prices", "features")
+PLAN_FIELDS = ("name", "code", "product", "currency", "billing_interval", "invoicing", "prices", "features")
 
 
 class PlanForm(CatalogForm):

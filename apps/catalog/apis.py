@@ -14,7 +14,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 
 from apps.catalog import selectors, services
-from apps.catalog.models import Aggregation, BillingInterval, Currency, PaymentTerm, PriceModel
+from apps.catalog.models import Aggregation, BillingInterval, Currency, Invoicing, PaymentTerm, PriceModel
 from apps.catalog.serializers import BillableMetricSerializer, PlanSerializer, PriceSerializer, ProductSerializer
 from apps.core.api import ApiView, choice_param, uuid_param
 from apps.core.errors import FieldError
@@ -343,6 +343,7 @@ class PlanInput(StrictInputSerializer):
     billingInterval = choice(BillingInterval.choices, required=False, default=BillingInterval.MONTHLY)
     prices = IdListField(required=False, default=list)
     features = JsonObjectField(required=False, default=dict)
+    invoicing = choice(Invoicing.choices, required=False, default=Invoicing.AUTOMATIC)
 
     class Meta:
         ref_name = "PlanInput"

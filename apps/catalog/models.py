@@ -44,6 +44,14 @@ class BillingInterval(models.TextChoices):
     YEARLY = "yearly"
 
 
+class Invoicing(models.TextChoices):
+    """Who invoices a plan's usage: the platform at each period's close (automatic), or the
+    merchant itself through one-off invoices (manual: the close then invoices no usage)."""
+
+    AUTOMATIC = "automatic"
+    MANUAL = "manual"
+
+
 class Product(TenantModel):
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
@@ -121,6 +129,7 @@ class Plan(TenantModel):
     billing_interval = models.CharField(max_length=16, choices=BillingInterval.choices, default=BillingInterval.MONTHLY)
     prices = models.ManyToManyField(Price, blank=True, related_name="plans")
     features = models.JSONField(default=dict, blank=True)
+    invoicing = models.CharField(max_length=16, choices=Invoicing.choices, default=Invoicing.AUTOMATIC)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["merchant", "code"], name="plan_unique_merchant_code")]

@@ -7,7 +7,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from apps.catalog.models import Aggregation, BillingInterval, Currency, PaymentTerm, Plan, Price, PriceModel
+from apps.catalog.models import Aggregation, BillingInterval, Currency, Invoicing, PaymentTerm, Plan, Price, PriceModel
 from apps.core.metadata import MetadataField
 from apps.core.money import format_amount, format_decimal
 
@@ -99,6 +99,11 @@ class PlanSerializer(CatalogResourceSerializer):
     billingInterval = serializers.ChoiceField(source="billing_interval", choices=BillingInterval.choices)
     prices = serializers.SerializerMethodField()
     features = serializers.SerializerMethodField()
+    invoicing = serializers.ChoiceField(
+        choices=Invoicing.choices,
+        help_text="automatic: each period's close invoices its usage; manual: the merchant invoices usage itself "
+        "(one-off invoices) and the close invoices none.",
+    )
 
     class Meta:
         ref_name = "Plan"

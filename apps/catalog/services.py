@@ -23,6 +23,7 @@ from apps.catalog.models import (
     Aggregation,
     BillableMetric,
     BillingInterval,
+    Invoicing,
     PaymentTerm,
     Plan,
     Price,
@@ -710,6 +711,7 @@ def plan_create(
     billing_interval: str = BillingInterval.MONTHLY,
     prices: Iterable[Price] = (),
     features: dict | None = None,
+    invoicing: str = Invoicing.AUTOMATIC,
 ) -> Plan:
     features, prices = plan_clean(
         merchant=merchant, name=name, code=code, product=product, currency=currency, prices=prices, features=features
@@ -724,6 +726,7 @@ def plan_create(
                 currency=currency,
                 billing_interval=billing_interval,
                 features=features,
+                invoicing=invoicing,
             )
             plan.prices.set(prices)
     except IntegrityError as exc:
@@ -751,7 +754,7 @@ def _check_subscribed_plan_keeps_terms(*, plan: Plan, changes: dict) -> None:
 def plan_update(*, plan: Plan, merge_features: bool = True, **changes: Any) -> Plan:
     """PATCH: `prices` replaces the list; `features` is merged into the stored features
     (replaced with `merge_features=False`, as the admin's form edits them whole)."""
-    _only(changes, {"name", "code", "product", "currency", "billing_interval", "prices", "features"})
+    _only(changes, {"name", "code", "product", "currency", "billing_interval", "prices", "features", "invoicing"})
     new_prices = changes.pop("prices", None)
     changes["features"], prices = plan_clean(
         merchant=plan.merchant,

@@ -80,6 +80,9 @@ class PaymentAttempt(TenantModel):
         FAILED = "failed"
 
     session = models.ForeignKey(PaymentSession, on_delete=models.PROTECT, related_name="attempts")
+    # The session's invoice (copied), so that one attempt at most is in flight per invoice
+    # across all its sessions (an expired session is replaced by another for the same invoice).
+    invoice_id = models.UUIDField(null=True, blank=True)
     source = models.CharField(max_length=16, choices=PaymentSource.choices)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.IN_FLIGHT)
     amount = AmountField(help_text="What this attempt asked for.")
@@ -96,6 +99,11 @@ class PaymentAttempt(TenantModel):
                 condition=Q(status="in_flight"),
                 name="payment_attempt_one_in_flight_per_session",
             ),
+            models.UniqueConstraint(
+                fields=["merchant", "invoice_id"],
+                condition=Q(status="in_flight", invoice_id__isnull=False),
+                name="payment_attempt_one_in_flight_per_invoice",
+            ),
         ]
 
     def __str__(self):
@@ -106,7 +114,10 @@ class Payment(TenantModel):
     """Money that arrived: credited in full to the customer's wallet through its source's
     clearing account, and what of it applied to the session's target. One per external
     reference (a PaymentIntent id, chain + transaction hash + log index, test:<session id>),
-    whatever merchant or session claims it, so the same money is never credited twice."""
+    whatever merchant or session claims it, so the same money is never credited twice.
+
+    A payment from the wallet itself (source wallet: an invoice paid from the balance) credits
+    nothing: it has no ledger transaction of its own, only what its target's handler posts."""
 
     class Status(models.TextChoices):
         SUCCEEDED = "succeeded"
@@ -127,12 +138,18 @@ class Payment(TenantModel):
     attempt = models.OneToOneField(
         PaymentAttempt, null=True, blank=True, on_delete=models.PROTECT, related_name="payment"
     )
-    ledger_transaction = models.OneToOneField("ledger.LedgerTransaction", on_delete=models.PROTECT, related_name="+")
+    ledger_transaction = models.OneToOneField(
+        "ledger.LedgerTransaction", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["source", "external_reference"], name="payment_unique_external_reference"),
             models.CheckConstraint(condition=Q(amount__gt=0), name="payment_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(source="wallet") | Q(ledger_transaction__isnull=False),
+                name="payment_credit_has_transaction",
+            ),
         ]
         indexes = [models.Index(fields=["merchant", "created_at"], name="payment_merchant_created")]
 

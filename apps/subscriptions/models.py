@@ -58,6 +58,46 @@ class Subscription(TenantModel):
         return self.current_period[1]
 
 
+class BillingPeriod(TenantModel):
+    """One billing period of a subscription, [start, end): open while it runs, grace once its
+    end has passed and its invoice is a draft still open to late usage, closed once that
+    invoice is final. Created as periods begin (the first with the subscription, each next one
+    by the close of the one before). The close, a plan change and a termination lock this row
+    and act only while it is open, so a period is closed, and its usage invoiced, once."""
+
+    class Status(models.TextChoices):
+        OPEN = "open"
+        GRACE = "grace"
+        CLOSED = "closed"
+
+    subscription = models.ForeignKey(Subscription, on_delete=models.PROTECT, related_name="periods")
+    start = models.DateTimeField()
+    end = models.DateTimeField()
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.OPEN)
+    # When its end was acted on (grace) and when its invoice became final (closed).
+    ended_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    # The period's invoice, set by the invoices app when it writes it: what a usage event's
+    # billing.invoiceId reads (usage rows are never updated).
+    invoice_id = models.UUIDField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["merchant", "subscription", "start"], name="billing_period_unique_start"),
+            models.CheckConstraint(
+                condition=models.Q(end__gt=models.F("start")), name="billing_period_ends_after_start"
+            ),
+        ]
+        indexes = [
+            # the beat's sweeps: open periods by end, grace periods by end
+            models.Index(fields=["status", "end"], condition=~models.Q(status="closed"), name="billing_period_due"),
+            models.Index(fields=["subscription", "start"], name="billing_period_subscription"),
+        ]
+
+    def __str__(self):
+        return f"{self.start:%Y-%m-%d %H:%M} - {self.end:%Y-%m-%d %H:%M} ({self.status})"
+
+
 class UsageCounter(TenantModel):
     """Units already charged in one period for one instant price of one subscription: the
     running total that graduated tiers and free units need (usage charges it, entitlements price

@@ -11,7 +11,7 @@ from apps.core.errors import Conflict, NotFound
 from apps.core.process_cache import ProcessCache
 from apps.payments.models import PaymentSession
 from apps.payments.selectors import latest_sessions
-from apps.subscriptions.models import Subscription
+from apps.subscriptions.models import BillingPeriod, Subscription
 
 
 def subscription_list(*, merchant, filters: dict | None = None) -> QuerySet[Subscription]:
@@ -306,3 +306,26 @@ def choose_subscription(*, customer_id, metric_ids, subscriptions, explicit_id=N
             code="METRIC_NOT_PRICED",
         )
     return candidates[0]
+
+
+def period_invoice_ids(events) -> dict:
+    """{event id: the invoice of its period} for those of `events` (rows with subscription_id
+    and timestamp) whose period has an invoice: one query for a page of events."""
+    events = [e for e in events if e.subscription_id is not None]
+    if not events:
+        return {}
+    periods = BillingPeriod.objects.filter(
+        subscription_id__in={e.subscription_id for e in events},
+        invoice_id__isnull=False,
+        start__lte=max(e.timestamp for e in events),
+        end__gt=min(e.timestamp for e in events),
+    ).values_list("subscription_id", "start", "end", "invoice_id")
+    by_subscription: dict = {}
+    for subscription_id, start, end, invoice_id in periods:
+        by_subscription.setdefault(subscription_id, []).append((start, end, invoice_id))
+    found = {}
+    for event in events:
+        for start, end, invoice_id in by_subscription.get(event.subscription_id, ()):
+            if start <= event.timestamp < end:
+                found[event.id] = invoice_id
+    return found

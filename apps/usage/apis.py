@@ -15,6 +15,7 @@ from apps.core.errors import FieldError
 from apps.core.inputs import StrictCharField, StrictInputSerializer
 from apps.core.schema import api_errors
 from apps.merchants.authentication import merchant_for_request
+from apps.subscriptions.selectors import period_invoice_ids
 from apps.usage.aggregation import MAX_WINDOWS, TooManyWindows, WindowSize, aggregate, format_value
 from apps.usage.models import Dispute
 from apps.usage.selectors import dispute_get, dispute_list, usage_event_get, usage_event_list
@@ -285,9 +286,7 @@ class UsageApi(ApiView):
             start=start,
             end=end,
         )
-        return self.paginated_response(
-            queryset, lambda rows: [usage_event_detail(e, list(e.lines.all())) for e in rows]
-        )
+        return self.paginated_response(queryset, _details)
 
 
 class UsageBatchApi(ApiView):
@@ -323,6 +322,11 @@ def _record_batch(merchant, data):
     return usage_record_batch(merchant=merchant, raw_events=data.get("events"))
 
 
+def _details(events) -> list[dict]:
+    invoices = period_invoice_ids(events)
+    return [usage_event_detail(e, list(e.lines.all()), invoices.get(e.id)) for e in events]
+
+
 class UsageDetailApi(ApiView):
     class InputSerializer(StrictInputSerializer):
         refund = serializers.BooleanField()
@@ -336,7 +340,7 @@ class UsageDetailApi(ApiView):
     @extend_schema(operation_id="usage_get", responses=UsageEventDetailSchema, tags=TAGS)
     def get(self, request, event_id):
         event = usage_event_get(merchant=request.merchant, event_id=event_id)
-        return Response(usage_event_detail(event, list(event.lines.all())))
+        return Response(_details([event])[0])
 
     @api_errors({409: "USAGE_ALREADY_REFUNDED"})
     @extend_schema(operation_id="usage_refund", request=InputSerializer, responses=UsageEventDetailSchema, tags=TAGS)
@@ -346,7 +350,7 @@ class UsageDetailApi(ApiView):
         event = usage_event_get(merchant=request.merchant, event_id=event_id)
         usage_refund(merchant=request.merchant, event=event, reason=serializer.validated_data.get("reason", ""))
         event = usage_event_get(merchant=request.merchant, event_id=event_id)
-        return Response(usage_event_detail(event, list(event.lines.all())))
+        return Response(_details([event])[0])
 
 
 class DisputeListApi(ApiView):

@@ -54,9 +54,12 @@ def usage_event_data(event, lines) -> dict:
     }
 
 
-def usage_event_detail(event, lines) -> dict:
-    """A stored event as GET /v0/usage/{id} shows it: the report's response plus its refund."""
+def usage_event_detail(event, lines, invoice_id=None) -> dict:
+    """A stored event as GET /v0/usage/{id} shows it: the report's response plus its refund,
+    and the invoice it is on (its period's: `apps.subscriptions.selectors.period_invoice_ids`)."""
     data = usage_event_data(event, lines)
+    if invoice_id is not None:
+        data["billing"]["invoiceId"] = str(invoice_id)
     data["refunded"] = event.refunded_at is not None
     data["refundedAt"] = iso(event.refunded_at)
     data["refundReason"] = event.refund_reason or None

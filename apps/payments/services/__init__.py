@@ -5,6 +5,7 @@ from apps.payments.services.receive import (
     amount_due,
     payment_attempt_fail,
     payment_attempt_start,
+    payment_from_wallet,
     payment_receive,
     payment_session_pay_test,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "amount_due",
     "payment_attempt_fail",
     "payment_attempt_start",
+    "payment_from_wallet",
     "payment_receive",
     "payment_session_create",
     "payment_session_expire_due",

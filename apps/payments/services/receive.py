@@ -26,7 +26,7 @@ from decimal import Decimal
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from apps.core.errors import Conflict, NotFound
+from apps.core.errors import Conflict, NotFound, PaymentRequired
 from apps.core.models import violated_constraint
 from apps.core.money import ZERO, format_amount, round_amount
 from apps.ledger.lock_objects import lock_wallet_balances
@@ -37,7 +37,7 @@ from apps.payments.registry import PurposeHandler, WalletCredit, purpose_handler
 from apps.payments.serializers import PaymentSerializer
 from apps.webhooks.outbox import publish
 
-ONE_IN_FLIGHT = "payment_attempt_one_in_flight_per_session"
+ONE_IN_FLIGHT = ("payment_attempt_one_in_flight_per_session", "payment_attempt_one_in_flight_per_invoice")
 # The clearing account (a ledger "source") money of each kind arrives through.
 TEST_CLEARING = "test"
 
@@ -119,16 +119,24 @@ def _attempt_start_locked(session: PaymentSession, source: str) -> PaymentAttemp
             return PaymentAttempt.objects.create(
                 merchant=session.merchant,
                 session=session,
+                invoice_id=session.invoice_id,
                 source=source,
                 amount=amount_due(session),
                 currency=session.currency,
             )
     except IntegrityError as exc:
-        if violated_constraint(exc) != ONE_IN_FLIGHT:
+        if violated_constraint(exc) not in ONE_IN_FLIGHT:
             raise
     in_flight = PaymentAttempt.objects.filter(session=session, status=PaymentAttempt.Status.IN_FLIGHT).first()
+    if in_flight is None and session.invoice_id is not None:
+        in_flight = PaymentAttempt.objects.filter(
+            invoice_id=session.invoice_id, merchant=session.merchant, status=PaymentAttempt.Status.IN_FLIGHT
+        ).first()
+        target = f"Invoice {session.invoice_id}"
+    else:
+        target = f"Payment session {session.id}"
     raise Conflict(
-        f"Payment session {session.id} has a {in_flight.source if in_flight else 'payment'} attempt in flight"
+        f"{target} has a {in_flight.source if in_flight else 'payment'} attempt in flight"
         f"{f' ({in_flight.id})' if in_flight else ''}; wait until it succeeds or fails before paying another way.",
         code="PAYMENT_IN_FLIGHT",
     )
@@ -228,6 +236,70 @@ def payment_receive(*, session_id, arrival: Arrival, attempt_id=None, merchant=N
     return Received(payment=payment, session=session, created=True)
 
 
+def payment_from_wallet(*, session_id, minimum: Decimal = ZERO, merchant=None) -> Received:
+    """Pay what the session still asks for from the customer's wallet itself (source wallet):
+    nothing is credited; the session's target takes the amount through its handler (an
+    invoice: one invoice-payment transaction from the wallet). Only whole: when the available
+    balance less `minimum` (the highest minimum balance of the subscriptions sharing the
+    wallet, which the caller knows) covers what is due, else 402 INSUFFICIENT_BALANCE; one
+    attempt in flight per session and invoice as for any source (409 PAYMENT_IN_FLIGHT).
+    Publishes payment.succeeded like any payment."""
+    with transaction.atomic():
+        session, handler = _lock_session(session_id, merchant)
+        now = timezone.now()
+        _check_collectable(session, handler, now)
+        due = amount_due(session)
+        if due <= ZERO:
+            raise Conflict(
+                f"Payment session {session.id} asks for {format_amount(due, session.currency)}: nothing to pay.",
+                code="NOTHING_DUE",
+            )
+        wallet = session.wallet
+        available = lock_wallet_balances([wallet])[(wallet.available_account_id, 0)]
+        if available - minimum < due:
+            raise PaymentRequired(
+                f"The wallet has {format_amount(available, session.currency)} {session.currency} available"
+                f"{f' and must keep {format_amount(minimum, session.currency)}' if minimum else ''}; "
+                f"{format_amount(due, session.currency)} is due. Top up the wallet or pay by another way.",
+                code="INSUFFICIENT_BALANCE",
+                details={
+                    "available": format_amount(available, session.currency),
+                    "minimum": format_amount(minimum, session.currency),
+                    "due": format_amount(due, session.currency),
+                    "currency": session.currency,
+                },
+            )
+        attempt = _attempt_start_locked(session, PaymentSource.WALLET)
+        attempt.status = PaymentAttempt.Status.SUCCEEDED
+        attempt.external_reference = f"wallet:{attempt.id}"
+        attempt.finished_at = now
+        attempt.save(update_fields=["status", "external_reference", "finished_at", "updated_at"])
+        payment = Payment.objects.create(
+            merchant=session.merchant,
+            source=PaymentSource.WALLET,
+            external_reference=attempt.external_reference,
+            amount=due,
+            currency=session.currency,
+            applied_amount=due,
+            customer=session.customer,
+            wallet=wallet,
+            session=session,
+            attempt=attempt,
+        )
+        publish(
+            merchant=session.merchant,
+            type="payment.succeeded",
+            data=PaymentSerializer(payment).data,
+            updated_at=payment.updated_at,
+        )
+        session.amount_paid += due
+        session.status = PaymentSession.Status.PAID
+        session.paid_at = now
+        session.save(update_fields=["amount_paid", "status", "paid_at", "updated_at"])
+        handler.apply(session=session, payment=payment, amount=due, covered=True)
+    return Received(payment=payment, session=session, created=True)
+
+
 def _reported_again(payment: Payment, session: PaymentSession) -> Received:
     if payment.session_id != session.id:
         raise Conflict(
@@ -245,6 +317,7 @@ def _attempt_for(session: PaymentSession, arrival: Arrival, attempt_id, now) -> 
         return PaymentAttempt.objects.create(
             merchant=session.merchant,
             session=session,
+            invoice_id=session.invoice_id,
             source=arrival.source,
             status=PaymentAttempt.Status.SUCCEEDED,
             amount=arrival.amount,

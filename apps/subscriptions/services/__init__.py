@@ -1,3 +1,4 @@
+from apps.subscriptions.services.periods import due_subscription_ids, periods_advance
 from apps.subscriptions.services.subscriptions import subscription_create, subscription_terminate
 
-__all__ = ["subscription_create", "subscription_terminate"]
+__all__ = ["due_subscription_ids", "periods_advance", "subscription_create", "subscription_terminate"]

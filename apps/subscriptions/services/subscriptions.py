@@ -10,6 +10,7 @@ from apps.payments.models import PaymentSession
 from apps.payments.services import payment_session_create, payment_sessions_expire
 from apps.subscriptions.models import Subscription
 from apps.subscriptions.services.events import subscription_publish
+from apps.subscriptions.services.periods import period_first
 
 
 def subscription_create(
@@ -52,6 +53,7 @@ def subscription_create(
             failure_url=failure_url,
             activated_at=None if needs_payment else now,
         )
+        period_first(subscription=subscription)
         if needs_payment:
             payment_session_create(
                 merchant=merchant,

@@ -1,0 +1,14 @@
+"""Where invoicing plugs into the apps below it (none of them imports it)."""
+
+
+def register() -> None:
+    from apps.invoices.purposes import register_purposes
+    from apps.invoices.services.collection import on_wallet_credited
+    from apps.invoices.services.invoices import on_period_closed, on_period_ended
+    from apps.payments import registry
+    from apps.subscriptions import hooks as subscription_hooks
+
+    register_purposes()
+    registry.on_wallet_credited(on_wallet_credited)
+    subscription_hooks.on_period_ended(on_period_ended)
+    subscription_hooks.on_period_closed(on_period_closed)

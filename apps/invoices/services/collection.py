@@ -1,0 +1,82 @@
+"""Collection from the wallet (design.md, "How payment sessions, wallets, subscriptions and
+invoices connect"): the wallet's own balance pays whole open invoices only, oldest first, when
+the available balance less the highest minimum balance of the subscriptions sharing the wallet
+covers the amount due, and never an invoice with a payment attempt in flight. It pays through
+the payments service (source wallet), so payment.succeeded is published like any payment.
+
+The sweep runs at finalize, on every credit to a wallet (the payments service's "wallet
+credited" hook: top-ups, positive adjustments, usage refunds, released holds, voids, excess
+payments) and for `POST /v0/invoices/{id}/pay`, inside the caller's transaction. Invoices are
+locked with SKIP LOCKED: one locked elsewhere is being paid, voided or finalized by that
+transaction, which sweeps it itself; so a sweep never waits on an invoice while it holds the
+wallet, and never deadlocks with a payment that holds the invoice and waits for the wallet.
+"""
+
+from decimal import Decimal
+
+from django.db.models import Max
+
+from apps.core.errors import ApiError, PaymentRequired
+from apps.core.money import ZERO
+from apps.invoices.models import Invoice
+from apps.payments.models import PaymentAttempt
+from apps.payments.registry import WalletCredit
+from apps.payments.services import payment_from_wallet
+from apps.subscriptions.models import Subscription
+
+
+def wallet_minimum(wallet) -> Decimal:
+    """The highest minimum balance of the live subscriptions sharing the wallet."""
+    value = (
+        Subscription.objects.filter(wallet=wallet)
+        .exclude(status=Subscription.Status.TERMINATED)
+        .aggregate(m=Max("minimum_account_balance"))["m"]
+    )
+    return value if value is not None else ZERO
+
+
+def _in_flight(invoice: Invoice) -> bool:
+    return PaymentAttempt.objects.filter(
+        merchant_id=invoice.merchant_id, invoice_id=invoice.id, status=PaymentAttempt.Status.IN_FLIGHT
+    ).exists()
+
+
+def collect_from_wallet(invoice: Invoice, minimum: Decimal) -> None:
+    """Pay the (locked, open) invoice from its wallet, whole; raises the reason it cannot
+    (402 INSUFFICIENT_BALANCE, 409 PAYMENT_IN_FLIGHT)."""
+    from apps.invoices.services.invoices import invoice_payment_session
+
+    session = invoice_payment_session(invoice)
+    payment_from_wallet(session_id=session.id, minimum=minimum, merchant=invoice.merchant)
+
+
+def wallet_sweep(wallet, *, invoices: list[Invoice] | None = None) -> list[Invoice]:
+    """Pay the wallet's open invoices (or only `invoices`, already locked) that it covers,
+    oldest first, stopping at the first it cannot cover; returns those paid."""
+    if invoices is None:
+        invoices = list(
+            Invoice.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("merchant", "customer", "wallet", "payment_session", "subscription")
+            .filter(wallet=wallet, status=Invoice.Status.OPEN, auto_collect=True)
+            .order_by("finalized_at", "number")
+        )
+    if not invoices:
+        return []
+    minimum = wallet_minimum(wallet)
+    paid = []
+    for invoice in invoices:
+        if invoice.status != Invoice.Status.OPEN or _in_flight(invoice):
+            continue
+        try:
+            collect_from_wallet(invoice, minimum)
+        except PaymentRequired:
+            break
+        except ApiError:
+            continue
+        paid.append(invoice)
+    return paid
+
+
+def on_wallet_credited(credit: WalletCredit) -> None:
+    """The payments service's hook: money reached the wallet; pay what it now covers."""
+    wallet_sweep(credit.wallet)

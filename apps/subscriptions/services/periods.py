@@ -1,0 +1,120 @@
+"""Billing periods as rows: the first is created with its subscription, each next one by the
+close of the one before; the beat moves each period open -> grace -> closed, once.
+
+`periods_advance(subscription_id)` does every move that is due for one subscription, each in
+a transaction of its own, oldest period first:
+
+- open, its end passed (and the settle time, below): the period moves to grace, the next one is
+  created (unless the subscription is terminated), and the `on_period_ended` listeners write
+  what it owes (the invoices app: its draft invoice);
+- grace, its grace window (USAGE_GRACE_PERIOD_SECONDS, the time late usage is accepted) and the
+  settle time over: it closes, and the `on_period_closed` listeners make it final.
+
+Each move locks the period row and acts only if the row is still where the move starts, so a
+rerun, a second worker or a task that comes back after a crash changes nothing. The settle
+time (PERIOD_CLOSE_SETTLE_SECONDS) covers a usage request that was accepted just before the
+window shut and commits just after: a period is read for its invoice only once every such
+request has finished.
+"""
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from apps.subscriptions.hooks import period_closed, period_ended
+from apps.subscriptions.models import BillingPeriod, Subscription
+from apps.subscriptions.periods import period_at
+
+
+def _grace() -> timedelta:
+    return timedelta(seconds=settings.USAGE_GRACE_PERIOD_SECONDS)
+
+
+def _settle() -> timedelta:
+    return timedelta(seconds=settings.PERIOD_CLOSE_SETTLE_SECONDS)
+
+
+def period_create(*, subscription: Subscription, start: datetime) -> BillingPeriod:
+    """The period of `subscription` that starts at `start` (created once: a second call, or a
+    concurrent one, returns the same row)."""
+    start_of, end = period_at(subscription.started_at, subscription.plan.billing_interval, start)
+    if start_of != start:
+        raise ValueError(f"{start.isoformat()} does not start a period of subscription {subscription.id}")
+    BillingPeriod.objects.bulk_create(
+        [BillingPeriod(merchant_id=subscription.merchant_id, subscription=subscription, start=start, end=end)],
+        ignore_conflicts=True,
+    )
+    return BillingPeriod.objects.get(merchant_id=subscription.merchant_id, subscription=subscription, start=start)
+
+
+def period_first(*, subscription: Subscription) -> BillingPeriod:
+    """The subscription's first period, created with it (in its transaction)."""
+    return period_create(subscription=subscription, start=subscription.started_at)
+
+
+def due_periods_filter(now: datetime) -> Q:
+    """Periods with a move due at `now`."""
+    return Q(status=BillingPeriod.Status.OPEN, end__lte=now - _settle()) | Q(
+        status=BillingPeriod.Status.GRACE, end__lte=now - _grace() - _settle()
+    )
+
+
+def due_subscription_ids(*, now: datetime | None = None, limit: int = 10_000) -> list:
+    """Subscriptions with a period move due (the beat enqueues one task per id)."""
+    now = now or timezone.now()
+    rows = (
+        BillingPeriod.objects.filter(due_periods_filter(now))
+        .order_by("end")
+        .values_list("subscription_id", flat=True)[: limit * 2]
+    )
+    ids = list(dict.fromkeys(rows))
+    return ids[:limit]
+
+
+def _step(subscription_id, now: datetime, ended_now: set) -> bool:
+    """One due move of the subscription's oldest period that has one; whether one was made."""
+    with transaction.atomic():
+        candidate = (
+            BillingPeriod.objects.filter(due_periods_filter(now), subscription_id=subscription_id)
+            .order_by("start")
+            .values_list("id", flat=True)
+            .first()
+        )
+        if candidate is None:
+            return False
+        period = (
+            BillingPeriod.objects.select_for_update(of=("self",))
+            .select_related("subscription__plan", "subscription__merchant", "subscription__customer")
+            .get(pk=candidate)
+        )
+        if period.status == BillingPeriod.Status.OPEN and period.end <= now - _settle():
+            period.status = BillingPeriod.Status.GRACE
+            period.ended_at = now
+            period.save(update_fields=["status", "ended_at", "updated_at"])
+            subscription = period.subscription
+            if subscription.status != Subscription.Status.TERMINATED:
+                period_create(subscription=subscription, start=period.end)
+            period_ended(period)
+            ended_now.add(period.id)
+            return True
+        if period.status == BillingPeriod.Status.GRACE and period.end <= now - _grace() - _settle():
+            period.status = BillingPeriod.Status.CLOSED
+            period.closed_at = now
+            period.save(update_fields=["status", "closed_at", "updated_at"])
+            period_closed(period, period.id in ended_now)
+            return True
+        # moved by another worker since the read: look again
+        return True
+
+
+def periods_advance(*, subscription_id, now: datetime | None = None, max_steps: int = 1000) -> int:
+    """Make every period move due for the subscription (see the module); returns how many."""
+    now = now or timezone.now()
+    ended_now: set = set()
+    steps = 0
+    while steps < max_steps and _step(subscription_id, now, ended_now):
+        steps += 1
+    return steps
