@@ -11,7 +11,7 @@ from django.contrib import admin
 from django.utils.functional import cached_property
 
 from apps.catalog import services
-from apps.catalog.models import BillableMetric, Plan, Price, PriceModel, Product
+from apps.catalog.models import BillableMetric, Invoicing, Plan, Price, PriceModel, Product
 from apps.core.admin import run_per_row
 from apps.core.errors import ApiError
 from apps.merchants.admin_base import TenantAdmin, TenantModelForm, TenantTabularInline, admin_tenant
@@ -393,7 +393,13 @@ class PlanForm(CatalogForm):
         fields = ["merchant", *PLAN_FIELDS]
         help_texts = {"features": FEATURES_HELP}
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "invoicing" in self.fields:
+            self.fields["invoicing"].required = False  # left out: automatic
+
     def validate(self, merchant, cleaned) -> None:
+        cleaned["invoicing"] = cleaned.get("invoicing") or Invoicing.AUTOMATIC
         cleaned["features"], _ = services.plan_clean(
             merchant=merchant,
             plan=None if self.instance._state.adding else self.instance,

@@ -77,7 +77,9 @@ class InvoiceLineSchema(serializers.Serializer):
     description = serializers.CharField()
     priceId = serializers.UUIDField(allow_null=True)
     billableMetricId = serializers.UUIDField(allow_null=True)
-    paymentTerm = serializers.ChoiceField(choices=["instant", "in_arrears", "in_advance"], allow_null=True)
+    paymentTerm = serializers.CharField(
+        allow_null=True, help_text="The price's payment term (instant, in_arrears, in_advance); null for one-off lines."
+    )
     quantity = serializers.CharField(allow_null=True)
     unitPrice = serializers.CharField(allow_null=True)
     amount = serializers.CharField(help_text="Rounded half-even to the currency's minor unit (informational: exact).")

@@ -20,6 +20,7 @@ PLAN_KEYS = {
     "object",
     "livemode",
     "merchantId",
+    "invoicing",
     "name",
     "code",
     "productId",
@@ -94,6 +95,19 @@ def test_invalid_features_are_400_naming_the_feature(api, product, features, fie
     )
     assert_field_error(response, field)
     assert not Plan.objects.exists()
+
+
+def test_invoicing_defaults_to_automatic_and_is_set_and_patched(api, product):
+    assert make_plan(api, product["id"])["invoicing"] == "automatic"
+    base = {"name": "x", "code": "manual", "productId": product["id"], "currency": "USD"}
+    created = api.post("/v0/plans", {**base, "invoicing": "manual"})
+    assert created.status_code == 201 and created.json()["invoicing"] == "manual"
+    patched = api.patch(f"/v0/plans/{created.json()['id']}", {"invoicing": "automatic"})
+    assert patched.json()["invoicing"] == "automatic"
+    assert Plan.objects.get(pk=created.json()["id"]).invoicing == "automatic"
+    assert_field_error(
+        api.post("/v0/plans", {**base, "code": "m2", "invoicing": "never"}), "invoicing", "INVALID_CHOICE"
+    )
 
 
 def test_bad_code_interval_and_currency_are_400(api, product):

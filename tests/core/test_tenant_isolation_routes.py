@@ -11,6 +11,7 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from apps.entitlements.services import EntitlementRequest, entitlement_create
+from apps.invoices.services.invoices import invoice_create_one_off
 from apps.payments.services import topup_session_create
 from apps.usage.models import UsageEvent
 from apps.usage.services.refunds import dispute_open
@@ -68,6 +69,13 @@ class World:
             "dispute_id": dispute_open(merchant=merchant, event=event, message="not mine").pk,
             "endpoint_id": webhook_endpoint_create(
                 merchant=merchant, url="https://hooks.example.com/in", events=["*"]
+            ).pk,
+            "invoice_id": invoice_create_one_off(
+                merchant=merchant,
+                customer=billing.customer,
+                currency="USDC",
+                lines=[("Work", Decimal("100"))],
+                auto_collect=False,
             ).pk,
         }
 
@@ -153,6 +161,7 @@ LIST_FILTERS = {
     "/v0/customers": [],
     "/v0/products": [],
     "/v0/webhookEndpoints": [],
+    "/v0/invoices": ["customerId", "subscriptionId"],
 }
 # routes without an id that list nothing of a merchant's rows
 NOT_LISTS = {"/v0/schema", "/v0/docs", "/v0/merchants/me", "/v0/usage/batch"}
