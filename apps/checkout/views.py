@@ -7,6 +7,7 @@ from django.views.decorators.http import require_GET, require_POST
 from apps.checkout.methods import payment_methods
 from apps.core.errors import ApiError
 from apps.core.money import format_amount
+from apps.invoices.services.invoices import invoice_session_for_link
 from apps.payments.models import PaymentSession
 from apps.payments.serializers import session_status
 from apps.payments.services import amount_due, payment_session_pay_test
@@ -35,6 +36,12 @@ def _session_or_404(session_id) -> PaymentSession:
 def checkout_page(request, session_id):
     session = _session_or_404(session_id)
     status = session_status(session)
+    if session.purpose == PaymentSession.Purpose.INVOICE and status != PaymentSession.Status.PAID:
+        # an invoice's link works as long as the invoice is open: an expired or replaced
+        # session leads to the invoice's live one
+        live = invoice_session_for_link(session=session)
+        if live is not None and live.id != session.id:
+            return redirect(f"/checkout/{live.id}")
     context = {
         "session": session,
         "status": status,

@@ -82,3 +82,26 @@ def test_a_partly_paid_session_shows_what_is_still_due(client, session):
     client.post(f"/checkout/{session.id}/test-payment")
     session.refresh_from_db()
     assert (session.status, session.amount_paid) == ("paid", Decimal("20"))
+
+
+def test_an_invoice_link_works_for_as_long_as_the_invoice_is_open(client, sandbox):
+    from apps.invoices.models import Invoice
+    from apps.invoices.services.invoices import invoice_create_one_off
+
+    customer = make_customer(sandbox)
+    invoice = invoice_create_one_off(
+        merchant=sandbox, customer=customer, currency="USDC", lines=[("Work", Decimal("7"))], auto_collect=False
+    )
+    first = invoice.payment_session
+    PaymentSession.objects.filter(pk=first.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    response = client.get(f"/checkout/{first.id}")
+    assert response.status_code == 302
+    replacement = Invoice.objects.get(pk=invoice.pk).payment_session
+    assert replacement.id != first.id and response["Location"] == f"/checkout/{replacement.id}"
+    assert replacement.amount == Decimal("7") and replacement.invoice_id == invoice.id
+    assert client.get(f"/checkout/{replacement.id}").status_code == 200  # the live one is shown
+    pay_session(replacement)
+    assert Invoice.objects.get(pk=invoice.pk).status == "paid"
+    # paid: the old link shows what it is, without a new session
+    assert client.get(f"/checkout/{first.id}").status_code == 200
+    assert PaymentSession.objects.filter(invoice_id=invoice.id).count() == 2

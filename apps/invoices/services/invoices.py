@@ -313,3 +313,22 @@ def invoice_create_one_off(
         invoice_publish(invoice, "invoice.created")
         invoice_finalize(invoice)
     return invoice
+
+
+def invoice_session_for_link(*, session: PaymentSession) -> PaymentSession | None:
+    """The live session of the invoice behind an opened payment link (`session`, maybe expired
+    or replaced since): the invoice's current one, or a new one for what is still due; None
+    when the invoice no longer takes payment. So `paymentUrl` works as long as the invoice is
+    open."""
+    if session.purpose != PaymentSession.Purpose.INVOICE or session.invoice_id is None:
+        return None
+    with transaction.atomic():
+        invoice = (
+            Invoice.objects.select_for_update(of=("self",))
+            .select_related("merchant", "customer", "wallet", "payment_session", "subscription")
+            .filter(pk=session.invoice_id, merchant_id=session.merchant_id)
+            .first()
+        )
+        if invoice is None or invoice.status not in (Invoice.Status.OPEN, Invoice.Status.UNCOLLECTIBLE):
+            return None
+        return invoice_payment_session(invoice)
