@@ -50,8 +50,11 @@ def _ctes() -> str:
         "a.amount AS available, h.amount AS held, s.low_balance_threshold AS threshold, "
         "coalesce(a.amount < s.low_balance_threshold, false) AS low "
         f"FROM {wallets} w "
-        f"JOIN {settings} s ON s.merchant_id = w.merchant_id AND s.customer_id = w.customer_id "
-        "AND s.currency = w.currency "
+        # lateral: one probe of the settings' unique index per wallet (a join let the planner
+        # hash the whole table, as the generic plan cannot know how few wallets there are; LIMIT
+        # keeps the subquery from being flattened back into a join)
+        f"CROSS JOIN LATERAL (SELECT id, low_balance_threshold FROM {settings} "
+        "WHERE merchant_id = w.merchant_id AND customer_id = w.customer_id AND currency = w.currency LIMIT 1) s "
         f"CROSS JOIN LATERAL (SELECT coalesce(sum(amount), 0) AS amount FROM {balances} "
         "WHERE account_id = w.available_account_id) a "
         f"CROSS JOIN LATERAL (SELECT coalesce(sum(amount), 0) AS amount FROM {balances} "
