@@ -7,6 +7,7 @@ from django.views.decorators.http import require_GET, require_POST
 from apps.checkout.methods import payment_methods
 from apps.core.errors import ApiError
 from apps.core.money import format_amount
+from apps.invoices.models import Invoice
 from apps.invoices.services.invoices import invoice_session_for_link
 from apps.payments.models import PaymentSession
 from apps.payments.serializers import session_status
@@ -32,6 +33,27 @@ def _session_or_404(session_id) -> PaymentSession:
     return session
 
 
+def _invoice_summary(session: PaymentSession) -> dict | None:
+    """What an invoice's payment link pays: its number, period and lines."""
+    if session.purpose != PaymentSession.Purpose.INVOICE or session.invoice_id is None:
+        return None
+    invoice = Invoice.objects.filter(pk=session.invoice_id, merchant_id=session.merchant_id).first()
+    if invoice is None:
+        return None
+    currency = invoice.currency
+    return {
+        "number": invoice.number,
+        "period_start": invoice.period_start,
+        "period_end": invoice.period_end,
+        "lines": [
+            {"description": line.description, "amount": format_amount(line.amount, currency)}
+            for line in invoice.lines.filter(informational=False).order_by("position")
+        ],
+        "total": format_amount(invoice.total, currency),
+        "due_at": invoice.due_at,
+    }
+
+
 @require_GET
 def checkout_page(request, session_id):
     session = _session_or_404(session_id)
@@ -52,6 +74,7 @@ def checkout_page(request, session_id):
         "merchant_name": session.merchant.name,
         "methods": payment_methods(session) if status == PaymentSession.Status.PENDING else [],
         "error": request.GET.get("error", ""),
+        "invoice": _invoice_summary(session),
     }
     return render(request, "checkout/session.html", context, status=200)
 

@@ -99,7 +99,10 @@ def test_an_invoice_link_works_for_as_long_as_the_invoice_is_open(client, sandbo
     replacement = Invoice.objects.get(pk=invoice.pk).payment_session
     assert replacement.id != first.id and response["Location"] == f"/checkout/{replacement.id}"
     assert replacement.amount == Decimal("7") and replacement.invoice_id == invoice.id
-    assert client.get(f"/checkout/{replacement.id}").status_code == 200  # the live one is shown
+    live = client.get(f"/checkout/{replacement.id}")  # the live one is shown, with what it pays
+    assert live.status_code == 200
+    html = live.content.decode()
+    assert "Pay your invoice" in html and invoice.number in html and "Work" in html and "7.000000" in html
     pay_session(replacement)
     assert Invoice.objects.get(pk=invoice.pk).status == "paid"
     # paid: the old link shows what it is, without a new session
