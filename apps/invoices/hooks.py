@@ -4,7 +4,13 @@
 def register() -> None:
     from apps.invoices.purposes import register_purposes
     from apps.invoices.services.collection import on_wallet_credited
-    from apps.invoices.services.invoices import on_period_closed, on_period_ended
+    from apps.invoices.services.invoices import (
+        on_activation_expired,
+        on_activation_paid,
+        on_period_closed,
+        on_period_ended,
+        on_subscription_created,
+    )
     from apps.payments import registry
     from apps.subscriptions import hooks as subscription_hooks
 
@@ -12,3 +18,6 @@ def register() -> None:
     registry.on_wallet_credited(on_wallet_credited)
     subscription_hooks.on_period_ended(on_period_ended)
     subscription_hooks.on_period_closed(on_period_closed)
+    subscription_hooks.on_subscription_created(on_subscription_created)
+    subscription_hooks.on_activation_paid(on_activation_paid)
+    subscription_hooks.on_activation_expired(on_activation_expired)

@@ -63,6 +63,11 @@ class Invoice(TenantModel):
             models.UniqueConstraint(
                 fields=["merchant", "period"], condition=Q(kind="period"), name="invoice_one_per_period"
             ),
+            models.UniqueConstraint(
+                fields=["merchant", "subscription"],
+                condition=Q(kind="start"),
+                name="invoice_one_start_per_subscription",
+            ),
             models.CheckConstraint(condition=Q(total__gte=0), name="invoice_total_not_negative"),
             models.CheckConstraint(
                 condition=Q(amount_paid__gte=0) & Q(amount_paid__lte=models.F("total")),

@@ -19,6 +19,48 @@ from apps.payments.models import PaymentSession
 from apps.payments.registry import PurposeHandler, register_purpose
 
 
+def invoice_apply_payment(invoice: Invoice, amount, payment):
+    """Pay up to `amount` of the (locked) invoice from its wallet, where the money is (it arrived
+    there, or was there already): one invoice-payment transaction, revenue and commission split
+    as for usage; paid (invoice.paid) once covered. Returns what was applied."""
+    amount = min(amount, invoice.amount_due)
+    if amount <= ZERO or invoice.status not in (Invoice.Status.OPEN, Invoice.Status.UNCOLLECTIBLE):
+        return ZERO
+    merchant = invoice.merchant
+    commission, revenue = split_commission(amount, merchant.commission_rate)
+    postings = [
+        Posting(invoice.wallet.available_account, -amount),
+        Posting(merchant_revenue_account(merchant=merchant, currency=invoice.currency), revenue),
+    ]
+    if commission:
+        postings.append(
+            Posting(platform_commission_account(currency=invoice.currency, livemode=merchant.livemode), commission)
+        )
+    ledger_post_many(
+        [
+            TransactionSpec(
+                merchant=merchant,
+                kind=LedgerTransaction.Kind.INVOICE_PAYMENT,
+                currency=invoice.currency,
+                postings=postings,
+                reference=f"invoice_payment:{invoice.id}:{payment.id}",
+                description=f"invoice {invoice.number} paid via {payment.source}",
+                metadata={"invoiceId": str(invoice.id), "paymentId": str(payment.id)},
+            )
+        ]
+    )
+    invoice.amount_paid += amount
+    fields = ["amount_paid", "updated_at"]
+    if invoice.amount_paid >= invoice.total:
+        invoice.status = Invoice.Status.PAID
+        invoice.paid_at = timezone.now()
+        fields += ["status", "paid_at"]
+    invoice.save(update_fields=fields)
+    if invoice.status == Invoice.Status.PAID:
+        invoice_publish(invoice, "invoice.paid")
+    return amount
+
+
 class InvoiceHandler(PurposeHandler):
     def lock_target(self, session) -> None:
         # the invoice before its session, as every writer of both locks them
@@ -31,41 +73,7 @@ class InvoiceHandler(PurposeHandler):
 
     def apply(self, *, session, payment, amount, covered: bool) -> None:
         invoice = Invoice.objects.select_related("merchant", "wallet").get(pk=session.invoice_id)
-        amount = min(amount, invoice.amount_due)
-        if amount <= ZERO:
-            return
-        merchant = invoice.merchant
-        commission, revenue = split_commission(amount, merchant.commission_rate)
-        postings = [
-            Posting(invoice.wallet.available_account, -amount),
-            Posting(merchant_revenue_account(merchant=merchant, currency=invoice.currency), revenue),
-        ]
-        if commission:
-            postings.append(
-                Posting(platform_commission_account(currency=invoice.currency, livemode=merchant.livemode), commission)
-            )
-        ledger_post_many(
-            [
-                TransactionSpec(
-                    merchant=merchant,
-                    kind=LedgerTransaction.Kind.INVOICE_PAYMENT,
-                    currency=invoice.currency,
-                    postings=postings,
-                    reference=f"invoice_payment:{invoice.id}:{payment.id}",
-                    description=f"invoice {invoice.number} paid via {payment.source}",
-                    metadata={"invoiceId": str(invoice.id), "paymentId": str(payment.id)},
-                )
-            ]
-        )
-        invoice.amount_paid += amount
-        fields = ["amount_paid", "updated_at"]
-        if invoice.amount_paid >= invoice.total:
-            invoice.status = Invoice.Status.PAID
-            invoice.paid_at = timezone.now()
-            fields += ["status", "paid_at"]
-        invoice.save(update_fields=fields)
-        if invoice.status == Invoice.Status.PAID:
-            invoice_publish(invoice, "invoice.paid")
+        invoice_apply_payment(invoice, amount, payment)
 
 
 def register_purposes() -> None:

@@ -27,12 +27,17 @@ def _line(line: InvoiceLine, currency: str) -> dict:
 
 
 def payment_url(invoice: Invoice) -> str | None:
+    if invoice.status not in (Invoice.Status.OPEN, Invoice.Status.UNCOLLECTIBLE):
+        return None
     session = invoice.payment_session
-    if invoice.status not in (Invoice.Status.OPEN, Invoice.Status.UNCOLLECTIBLE) or session is None:
-        return None
-    if session.purpose != PaymentSession.Purpose.INVOICE:
-        return None
-    return checkout_url(session)
+    if session is None and invoice.kind == Invoice.Kind.START:
+        # while its subscription waits, a start invoice is paid through the activation
+        session = PaymentSession.objects.filter(
+            invoice_id=invoice.id,
+            purpose=PaymentSession.Purpose.ACTIVATION,
+            status=PaymentSession.Status.PENDING,
+        ).first()
+    return None if session is None else checkout_url(session)
 
 
 def invoice_data(invoice: Invoice) -> dict:

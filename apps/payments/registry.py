@@ -31,6 +31,10 @@ class PurposeHandler:
         """`amount` of an arrived payment goes to the target (already credited to the wallet,
         the session's amount_paid moved); `covered`: the session is now paid in full."""
 
+    def expired(self, session) -> None:
+        """The session expired before it was paid in full (its link ran out, or its target
+        ended), in the transaction that marks it, with the target and the session locked."""
+
 
 _handlers: dict[str, PurposeHandler] = {}
 

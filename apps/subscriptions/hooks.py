@@ -1,7 +1,7 @@
 """What subscriptions announce to the capabilities above them, without importing them.
 
 Subscriptions own billing periods; invoicing (above) acts on them. Each capability registers
-here, in its `AppConfig.ready()`:
+here, in its `AppConfig.ready()` (a subscription's start, below; its periods):
 
 - `on_period_ended(listener)`: a period's end has passed and it moves to grace; the listener
   writes what the period owes (the invoices app: the period's draft invoice);
@@ -18,11 +18,14 @@ second worker, a task that comes back after a crash find the period moved and do
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from apps.subscriptions.models import BillingPeriod
+    from apps.subscriptions.models import BillingPeriod, Subscription
 
 PeriodEnded = Callable[["BillingPeriod"], None]
 PeriodClosed = Callable[["BillingPeriod", bool], None]
@@ -49,3 +52,61 @@ def period_ended(period: BillingPeriod) -> None:
 def period_closed(period: BillingPeriod, fresh: bool) -> None:
     for listener in _closed:
         listener(period, fresh)
+
+
+# --- a subscription's start ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StartCharge:
+    """What a capability asks at a subscription's start beside its prefund: `amount` still due
+    on `invoice_id` (the start invoice), collected with the activation session."""
+
+    amount: Decimal
+    invoice_id: uuid.UUID
+
+
+SubscriptionCreated = Callable[["Subscription"], "StartCharge | None"]
+ActivationPaid = Callable[[object, Decimal], Decimal]
+ActivationExpired = Callable[[object], None]
+
+_created: list[SubscriptionCreated] = []
+_activation_paid: list[ActivationPaid] = []
+_activation_expired: list[ActivationExpired] = []
+
+
+def on_subscription_created(listener: SubscriptionCreated) -> None:
+    """`listener(subscription)`, in the creating transaction once the subscription and its first
+    period exist, may return a StartCharge (the invoices app: the start invoice's fee)."""
+    if listener not in _created:
+        _created.append(listener)
+
+
+def on_activation_paid(listener: ActivationPaid) -> None:
+    """`listener(session, amount)`: money for an activation session arrived (credited to the
+    wallet); returns what of it the listener applied first (the start invoice), the rest being
+    the prefund."""
+    if listener not in _activation_paid:
+        _activation_paid.append(listener)
+
+
+def on_activation_expired(listener: ActivationExpired) -> None:
+    """`listener(session)`: an activation session expired unpaid (the start invoice is voided)."""
+    if listener not in _activation_expired:
+        _activation_expired.append(listener)
+
+
+def subscription_created(subscription: Subscription) -> list[StartCharge]:
+    return [charge for charge in (listener(subscription) for listener in _created) if charge is not None]
+
+
+def activation_paid(session, amount: Decimal) -> Decimal:
+    applied = Decimal(0)
+    for listener in _activation_paid:
+        applied += listener(session, amount - applied)
+    return applied
+
+
+def activation_expired(session) -> None:
+    for listener in _activation_expired:
+        listener(session)

@@ -20,12 +20,14 @@ from apps.core.errors import Conflict, FieldError, Unprocessable
 from apps.core.money import currency_decimals, round_to_minor_unit
 from apps.invoices.models import Invoice, InvoiceLine, InvoiceSequence
 from apps.invoices.services.events import invoice_publish
-from apps.invoices.services.lines import LineSpec, lines_total, period_lines
+from apps.invoices.services.lines import LineSpec, lines_total, period_lines, start_lines
+from apps.ledger.lock_objects import lock_wallet_balances
 from apps.ledger.models import LedgerTransaction
 from apps.ledger.services import ledger_reverse, wallet_get_or_create
 from apps.payments.models import PaymentSession
 from apps.payments.registry import WalletCredit, wallet_credited
 from apps.payments.services import payment_session_create, payment_sessions_expire
+from apps.subscriptions.hooks import StartCharge
 from apps.subscriptions.models import BillingPeriod, Subscription
 from apps.subscriptions.periods import period_at
 
@@ -153,7 +155,8 @@ def invoice_finalize(invoice: Invoice) -> Invoice:
     if invoice.status == Invoice.Status.PAID:
         invoice_publish(invoice, "invoice.paid")
         return invoice
-    invoice_payment_session(invoice)
+    if invoice.kind != Invoice.Kind.START:  # (a start invoice is paid through the activation)
+        invoice_payment_session(invoice)
     if invoice.auto_collect:
         wallet_sweep(invoice.wallet, invoices=[invoice])
         invoice.refresh_from_db()
@@ -235,7 +238,9 @@ def invoice_void(*, merchant, invoice_id) -> Invoice:
         invoice.status = Invoice.Status.VOID
         invoice.voided_at = now
         invoice.save(update_fields=["status", "voided_at", "updated_at"])
-        payment_sessions_expire(sessions=PaymentSession.objects.filter(invoice_id=invoice.id))
+        payment_sessions_expire(
+            sessions=PaymentSession.objects.filter(invoice_id=invoice.id, purpose=PaymentSession.Purpose.INVOICE)
+        )
         invoice_publish(invoice, "invoice.voided")
         if returned > 0:
             wallet_credited(WalletCredit(wallet=invoice.wallet, amount=returned, cause="invoice_void"))
@@ -332,3 +337,84 @@ def invoice_session_for_link(*, session: PaymentSession) -> PaymentSession | Non
         if invoice is None or invoice.status not in (Invoice.Status.OPEN, Invoice.Status.UNCOLLECTIBLE):
             return None
         return invoice_payment_session(invoice)
+
+
+# --- a subscription's start -------------------------------------------------------------------
+
+
+def on_subscription_created(subscription: Subscription) -> StartCharge | None:
+    """The subscriptions' "created" hook: the plan's in_advance fees for the first period are
+    invoiced at once (kind start, one per subscription), numbered; paid from the wallet when it
+    already covers them, else asked with the activation session (returned as a StartCharge), whose
+    money pays this invoice first. While the subscription waits, the invoice is not collected
+    from the wallet by sweeps (the activation pays it) and its link is the activation's."""
+    plan = subscription.plan
+    period = BillingPeriod.objects.get(subscription=subscription, start=subscription.started_at)
+    specs = start_lines(plan, period.start, period.end)
+    if not specs:
+        return None
+    invoice = Invoice(
+        merchant_id=subscription.merchant_id,
+        customer_id=subscription.customer_id,
+        subscription=subscription,
+        period=period,
+        wallet_id=subscription.wallet_id,
+        kind=Invoice.Kind.START,
+        status=Invoice.Status.DRAFT,
+        currency=plan.currency,
+        period_start=period.start,
+        period_end=period.end,
+        auto_collect=False,
+    )
+    invoice.subtotal = invoice.total = lines_total(specs)
+    invoice.save()
+    _write_lines(invoice, specs)
+    invoice = Invoice.objects.select_related("merchant", "customer", "wallet", "subscription").get(pk=invoice.pk)
+    invoice_publish(invoice, "invoice.created")
+    invoice_finalize(invoice)
+    if invoice.status == Invoice.Status.OPEN:
+        _pay_start_from_wallet(invoice)
+    if invoice.status != Invoice.Status.OPEN:
+        return None
+    return StartCharge(amount=invoice.amount_due, invoice_id=invoice.id)
+
+
+def _pay_start_from_wallet(invoice: Invoice) -> None:
+    """Pay the start invoice from what the wallet already holds, when it covers it whole."""
+    from apps.invoices.services.collection import collect_from_wallet, wallet_minimum
+
+    minimum = wallet_minimum(invoice.wallet)
+    available = lock_wallet_balances([invoice.wallet])[(invoice.wallet.available_account_id, 0)]
+    if available - minimum < invoice.amount_due:
+        return
+    collect_from_wallet(invoice, minimum)
+    invoice.refresh_from_db()
+
+
+def on_activation_paid(session: PaymentSession, amount: Decimal) -> Decimal:
+    """The subscriptions' hook: money for an activation pays its start invoice first."""
+    from apps.invoices.purposes import invoice_apply_payment
+
+    if session.invoice_id is None:
+        return Decimal(0)
+    invoice = (
+        Invoice.objects.select_for_update(of=("self",))
+        .select_related("merchant", "wallet")
+        .filter(pk=session.invoice_id, merchant_id=session.merchant_id)
+        .first()
+    )
+    if invoice is None:
+        return Decimal(0)
+    payment = session.payments.order_by("-created_at").first()
+    return invoice_apply_payment(invoice, amount, payment)
+
+
+def on_activation_expired(session: PaymentSession) -> None:
+    """The subscriptions' hook: an activation that expired unpaid voids its start invoice (what
+    was paid on it goes back to the wallet)."""
+    if session.invoice_id is None:
+        return
+    invoice = Invoice.objects.filter(pk=session.invoice_id, merchant_id=session.merchant_id).first()
+    if invoice is None or invoice.status in (Invoice.Status.VOID, Invoice.Status.DRAFT):
+        return
+    invoice_void(merchant=invoice.merchant, invoice_id=invoice.id)

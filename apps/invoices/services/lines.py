@@ -141,19 +141,33 @@ def period_lines(subscription, plan, start: datetime, end: datetime, next_period
             fee_start, fee_end = next_period
         else:
             continue
-        lines.append(
-            LineSpec(
-                description=price_label(price),
-                amount=round_to_minor_unit(price.amount, currency),
-                price=price,
-                payment_term=price.payment_term,
-                quantity=Decimal(1),
-                unit_price=price.amount,
-                period_start=fee_start,
-                period_end=fee_end,
-            )
-        )
+        lines.append(_fee_line(price, currency, fee_start, fee_end))
     return lines
+
+
+def _fee_line(price: Price, currency: str, start: datetime, end: datetime) -> LineSpec:
+    return LineSpec(
+        description=price_label(price),
+        amount=round_to_minor_unit(price.amount, currency),
+        price=price,
+        payment_term=price.payment_term,
+        quantity=Decimal(1),
+        unit_price=price.amount,
+        period_start=start,
+        period_end=end,
+    )
+
+
+def start_lines(plan, start: datetime, end: datetime) -> list[LineSpec]:
+    """A subscription's start invoice: the plan's in_advance fees for its first period."""
+    prices = sorted(plan.prices.all(), key=lambda p: (p.created_at, p.pk))
+    return [
+        _fee_line(price, plan.currency, start, end)
+        for price in prices
+        if price.billable_metric_id is None
+        and price.amount is not None
+        and price.payment_term == PaymentTerm.IN_ADVANCE
+    ]
 
 
 def lines_total(lines: list[LineSpec]) -> Decimal:

@@ -10,6 +10,7 @@ from django.utils import timezone
 from apps.core.errors import Unprocessable
 from apps.ledger.services import wallet_get_or_create
 from apps.payments.models import PaymentSession
+from apps.payments.registry import purpose_handler
 
 
 def session_expiry():
@@ -64,16 +65,39 @@ def topup_session_create(*, merchant, customer, amount: Decimal, currency: str) 
 
 def payment_sessions_expire(*, sessions) -> int:
     """Expire these sessions now where still pending (their target ended: a subscription
-    terminated). Run under the target's lock; money arriving later stays on the wallet."""
+    terminated). Run under the target's lock; money arriving later stays on the wallet. Each
+    purpose's handler hears of it (`PurposeHandler.expired`)."""
     now = timezone.now()
-    return sessions.filter(status=PaymentSession.Status.PENDING).update(
-        status=PaymentSession.Status.EXPIRED, expires_at=now, updated_at=now
-    )
+    expired = 0
+    for session in sessions.filter(status=PaymentSession.Status.PENDING).select_for_update().order_by("pk"):
+        session.status = PaymentSession.Status.EXPIRED
+        session.expires_at = now
+        session.save(update_fields=["status", "expires_at", "updated_at"])
+        purpose_handler(session.purpose).expired(session)
+        expired += 1
+    return expired
 
 
-def payment_session_expire_due() -> int:
-    """Mark pending sessions past their expiry as expired (a beat task runs this)."""
+def payment_session_expire_due(*, limit: int = 1000) -> int:
+    """Mark pending sessions past their expiry as expired, each in its own transaction with its
+    target locked first, telling its purpose's handler (a beat task runs this)."""
     now = timezone.now()
-    return PaymentSession.objects.filter(status=PaymentSession.Status.PENDING, expires_at__lte=now).update(
-        status=PaymentSession.Status.EXPIRED, updated_at=now
+    due = list(
+        PaymentSession.objects.filter(status=PaymentSession.Status.PENDING, expires_at__lte=now)
+        .order_by("expires_at")
+        .values_list("pk", "purpose")[:limit]
     )
+    expired = 0
+    for session_id, purpose in due:
+        handler = purpose_handler(purpose)
+        with transaction.atomic():
+            unlocked = PaymentSession.objects.get(pk=session_id)
+            handler.lock_target(unlocked)
+            session = PaymentSession.objects.select_for_update().get(pk=session_id)
+            if session.status != PaymentSession.Status.PENDING or session.expires_at > now:
+                continue
+            session.status = PaymentSession.Status.EXPIRED
+            session.save(update_fields=["status", "updated_at"])
+            handler.expired(session)
+            expired += 1
+    return expired

@@ -8,6 +8,7 @@ from apps.customers.models import Customer
 from apps.ledger.services import wallet_get_or_create
 from apps.payments.models import PaymentSession
 from apps.payments.services import payment_session_create, payment_sessions_expire
+from apps.subscriptions.hooks import subscription_created
 from apps.subscriptions.models import Subscription
 from apps.subscriptions.services.events import subscription_publish
 from apps.subscriptions.services.periods import period_first
@@ -25,14 +26,16 @@ def subscription_create(
     success_url: str = "",
     failure_url: str = "",
 ) -> Subscription:
-    """Subscribe the customer to the plan. With a prefund it waits for payment of its
-    activation session (pending_payment); without one it is active at once. Publishes
-    subscription.created, and subscription.activated when it is active at once."""
+    """Subscribe the customer to the plan. What is due at the start (the prefund, and what the
+    capabilities ask through the "created" hook: the invoices app's start invoice for the plan's
+    in_advance fees, unless the wallet paid it at once) is asked by its activation session, and
+    the subscription waits for it (pending_payment); with nothing due it is active at once.
+    Publishes subscription.created, and subscription.activated when it is active at once."""
     if customer.archived_at is not None:
         raise Unprocessable(f"Customer {customer.id} is archived; it cannot subscribe.", code="CUSTOMER_ARCHIVED")
     now = timezone.now()
     started_at = started_at or now
-    needs_payment = prefund_amount is not None and prefund_amount > 0
+    prefund = prefund_amount if prefund_amount is not None and prefund_amount > 0 else Decimal(0)
     with transaction.atomic():
         # Locked, so that archiving the customer (which refuses live subscriptions) waits.
         customer = Customer.objects.select_for_update(no_key=True).get(pk=customer.pk, merchant=merchant)
@@ -45,29 +48,35 @@ def subscription_create(
             plan=plan,
             wallet=wallet,
             name=name or plan.name,
-            status=Subscription.Status.PENDING_PAYMENT if needs_payment else Subscription.Status.ACTIVE,
+            status=Subscription.Status.PENDING_PAYMENT,
             started_at=started_at,
             prefund_amount=prefund_amount,
             minimum_account_balance=minimum_account_balance,
             success_url=success_url,
             failure_url=failure_url,
-            activated_at=None if needs_payment else now,
         )
         period_first(subscription=subscription)
-        if needs_payment:
+        charges = subscription_created(subscription)
+        due = prefund + sum((charge.amount for charge in charges), Decimal(0))
+        if due > 0:
             payment_session_create(
                 merchant=merchant,
                 purpose=PaymentSession.Purpose.ACTIVATION,
-                amount=prefund_amount,
+                amount=due,
                 currency=plan.currency,
                 customer=customer,
                 wallet=wallet,
                 subscription=subscription,
+                invoice_id=charges[0].invoice_id if charges else None,
                 success_url=success_url,
                 cancel_url=failure_url,
             )
+        else:
+            subscription.status = Subscription.Status.ACTIVE
+            subscription.activated_at = now
+            subscription.save(update_fields=["status", "activated_at", "updated_at"])
         subscription_publish(subscription=subscription, type="subscription.created")
-        if not needs_payment:
+        if subscription.status == Subscription.Status.ACTIVE:
             subscription_publish(subscription=subscription, type="subscription.activated")
     return subscription
 
