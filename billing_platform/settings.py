@@ -217,6 +217,8 @@ PERIOD_CLOSE_SETTLE_SECONDS = env.int("PERIOD_CLOSE_SETTLE_SECONDS", default=60)
 PERIOD_CLOSE_INTERVAL_SECONDS = env.float("PERIOD_CLOSE_INTERVAL_SECONDS", default=30.0)
 # An invoice that the wallet cannot cover is due this long after it is finalized.
 INVOICE_DUE_SECONDS = env.int("INVOICE_DUE_SECONDS", default=7 * 24 * 3600)
+# Dunning: collection of an invoice unpaid at its due date is retried this many days after it.
+INVOICE_DUNNING_RETRY_DAYS = [float(day) for day in env.list("INVOICE_DUNNING_RETRY_DAYS", default=["1", "3", "7"])]
 # Charge single usage reports that arrive at the same time in one web process together
 # (one transaction; apps.usage.services.combining). Useful with threaded workers.
 USAGE_COMBINE_REPORTS = env.bool("USAGE_COMBINE_REPORTS", default=True)
@@ -275,6 +277,10 @@ CELERY_BEAT_SCHEDULE = {
     "advance-due-periods": {
         "task": "apps.subscriptions.tasks.advance_due_periods",
         "schedule": PERIOD_CLOSE_INTERVAL_SECONDS,
+    },
+    "dun-invoices": {
+        "task": "apps.invoices.tasks.dun_invoices",
+        "schedule": crontab(minute="*"),
     },
     "purge-expired-idempotency-keys": {
         "task": "apps.core.tasks.purge_expired_idempotency_keys",

@@ -50,6 +50,13 @@ class Invoice(TenantModel):
     paid_at = models.DateTimeField(null=True, blank=True)
     voided_at = models.DateTimeField(null=True, blank=True)
     marked_uncollectible_at = models.DateTimeField(null=True, blank=True)
+    # Dunning (apps.invoices.services.dunning): when the invoice was found unpaid at due_at
+    # (invoice.payment_failed), the collection retries made since, the next one, and when
+    # dunning gave up.
+    payment_failed_at = models.DateTimeField(null=True, blank=True)
+    collection_retries = models.PositiveIntegerField(default=0)
+    next_collection_at = models.DateTimeField(null=True, blank=True)
+    dunning_ended_at = models.DateTimeField(null=True, blank=True)
     # The payment session behind `paymentUrl` (purpose invoice), replaced when it expires.
     payment_session = models.ForeignKey(
         "payments.PaymentSession", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -83,6 +90,13 @@ class Invoice(TenantModel):
             models.Index(fields=["subscription", "created_at"], name="invoice_subscription"),
             # the wallet sweep: a wallet's open invoices, oldest first
             models.Index(fields=["wallet", "finalized_at"], condition=Q(status="open"), name="invoice_open_by_wallet"),
+            # dunning: open invoices by due date, and by their next retry
+            models.Index(fields=["due_at"], condition=Q(status="open"), name="invoice_open_by_due"),
+            models.Index(
+                fields=["next_collection_at"],
+                condition=Q(status="open", next_collection_at__isnull=False),
+                name="invoice_retry_due",
+            ),
         ]
 
     def __str__(self):

@@ -6,6 +6,7 @@ from django.utils import timezone
 
 from apps.core.money import ZERO, split_commission
 from apps.invoices.models import Invoice
+from apps.invoices.services.dunning import on_invoice_paid
 from apps.invoices.services.events import invoice_publish
 from apps.ledger.models import LedgerTransaction
 from apps.ledger.services import (
@@ -58,6 +59,7 @@ def invoice_apply_payment(invoice: Invoice, amount, payment):
     invoice.save(update_fields=fields)
     if invoice.status == Invoice.Status.PAID:
         invoice_publish(invoice, "invoice.paid")
+        on_invoice_paid(invoice)
     return amount
 
 

@@ -17,6 +17,9 @@ class Subscription(TenantModel):
         PAST_DUE = "past_due"
         TERMINATED = "terminated"
 
+    # Usage is charged to these (a past_due subscription keeps its instant, prepaid charges).
+    CHARGEABLE = (Status.ACTIVE, Status.PAST_DUE)
+
     customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="subscriptions")
     plan = models.ForeignKey("catalog.Plan", on_delete=models.PROTECT, related_name="subscriptions")
     wallet = models.ForeignKey("ledger.Wallet", on_delete=models.PROTECT, related_name="subscriptions")

@@ -69,15 +69,15 @@ def refuse_archiving_a_billed_customer(customer) -> None:
 
 
 class SubscriptionIndex(dict):
-    """Subscriptions by id, indexed once for a whole batch: the active ones by customer, and
-    the highest minimumAccountBalance of the active ones sharing each wallet."""
+    """Subscriptions by id, indexed once for a whole batch: the chargeable ones (active, past_due)
+    by customer, and the highest minimumAccountBalance of those sharing each wallet."""
 
     def __init__(self, rows):
         super().__init__((row.id, row) for row in rows)
         self.active_by_customer: dict = {}
         self.wallet_minimum: dict = {}
         for row in rows:
-            if row.status != Subscription.Status.ACTIVE:
+            if row.status not in Subscription.CHARGEABLE:
                 continue
             self.active_by_customer.setdefault(row.customer_id, []).append(row)
             current = self.wallet_minimum.get(row.wallet_id)
@@ -221,12 +221,17 @@ _USAGE_SCOPE = (
     "SELECT s0.id, s0.merchant_id, s0.customer_id, s0.plan_id, s0.wallet_id, s0.status, s0.started_at, "
     f"s0.minimum_account_balance FROM {Subscription._meta.db_table} s0 WHERE s0.customer_id = k.customer_id OFFSET 0) s"
 )
-_USAGE_WHERE = "s.merchant_id = %s AND (s.status = %s OR s.id = ANY(%s::uuid[]))"
+_USAGE_WHERE = "s.merchant_id = %s AND (s.status = ANY(%s::text[]) OR s.id = ANY(%s::uuid[]))"
 _USAGE_WALLET_IDS_SQL = f"SELECT s.wallet_id FROM {_USAGE_SCOPE} WHERE {_USAGE_WHERE}"  # noqa: S608 (no user input)
 
 
 def _usage_params(merchant, customer_ids, explicit_ids) -> list:
-    return [array_param(customer_ids), merchant.id, Subscription.Status.ACTIVE.value, array_param(explicit_ids)]
+    return [
+        array_param(customer_ids),
+        merchant.id,
+        array_param([status.value for status in Subscription.CHARGEABLE], "text"),
+        array_param(explicit_ids),
+    ]
 
 
 def usage_wallet_ids_statement(*, merchant, customer_ids, explicit_ids=()) -> Statement:
@@ -279,7 +284,7 @@ def choose_subscription(*, customer_id, metric_ids, subscriptions, explicit_id=N
                 f"subscriptionId: no subscription {explicit_id} of customer {customer_id}.",
                 code="SUBSCRIPTION_NOT_FOUND",
             )
-        if explicit.status != Subscription.Status.ACTIVE:
+        if explicit.status not in Subscription.CHARGEABLE:
             raise Conflict(
                 f"Subscription {explicit.id} is {explicit.status}; usage is charged to an active subscription.",
                 code="NO_ACTIVE_SUBSCRIPTION",

@@ -5,7 +5,8 @@ subscription in its API shape:
 - subscription.activated: when it becomes active, at creation when nothing is due, or when its
   activation session is paid in full (apps.subscriptions.purposes);
 - subscription.updated: a change of what the API shows other than those above and the end (a
-  plan change publishes it; nothing else changes a subscription yet);
+  past_due subscription whose overdue invoices are paid, back to active; later a plan change);
+- subscription.past_due: an invoice of it went unpaid past its due date (apps.invoices dunning);
 - subscription.terminated: by subscription_terminate.
 """
 
@@ -17,6 +18,7 @@ SUBSCRIPTION_EVENTS = (
     "subscription.created",
     "subscription.activated",
     "subscription.updated",
+    "subscription.past_due",
     "subscription.terminated",
 )
 
@@ -26,3 +28,34 @@ def subscription_publish(*, subscription: Subscription, type: str) -> None:
     if type not in SUBSCRIPTION_EVENTS:
         raise ValueError(f"not a subscription event: {type!r}")
     publish(merchant=subscription.merchant, type=type, data=SubscriptionSerializer(subscription).data)
+
+
+def subscription_mark_past_due(*, subscription_id) -> Subscription | None:
+    """An invoice of the (active) subscription went unpaid past its due date: past_due
+    (subscription.past_due). Usage is still charged to it within its minimum balance."""
+    subscription = _locked(subscription_id)
+    if subscription.status != Subscription.Status.ACTIVE:
+        return None
+    subscription.status = Subscription.Status.PAST_DUE
+    subscription.save(update_fields=["status", "updated_at"])
+    subscription_publish(subscription=subscription, type="subscription.past_due")
+    return subscription
+
+
+def subscription_mark_current(*, subscription_id) -> Subscription | None:
+    """What made the subscription past_due is paid: active again (subscription.updated)."""
+    subscription = _locked(subscription_id)
+    if subscription.status != Subscription.Status.PAST_DUE:
+        return None
+    subscription.status = Subscription.Status.ACTIVE
+    subscription.save(update_fields=["status", "updated_at"])
+    subscription_publish(subscription=subscription, type="subscription.updated")
+    return subscription
+
+
+def _locked(subscription_id) -> Subscription:
+    return (
+        Subscription.objects.select_for_update(no_key=True, of=("self",))
+        .select_related("merchant", "wallet", "plan")
+        .get(pk=subscription_id)
+    )
