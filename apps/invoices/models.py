@@ -67,8 +67,11 @@ class Invoice(TenantModel):
             models.UniqueConstraint(
                 fields=["merchant", "number"], condition=Q(number__isnull=False), name="invoice_unique_number"
             ),
+            # (a void one may be issued again: dunning's end reissues the renewal invoice)
             models.UniqueConstraint(
-                fields=["merchant", "period"], condition=Q(kind="period"), name="invoice_one_per_period"
+                fields=["merchant", "period"],
+                condition=Q(kind="period") & ~Q(status="void"),
+                name="invoice_one_per_period",
             ),
             models.UniqueConstraint(
                 fields=["merchant", "subscription"],

@@ -162,3 +162,44 @@ def test_an_unpaid_one_off_invoice_fails_but_never_changes_the_subscription(api,
     assert Subscription.objects.get(pk=billing.subscription.pk).status == "active"
     time_machine.move_to(at("2026-03-01T00:00"), tick=False)
     assert dun_due() == 0
+
+
+def test_at_dunnings_end_the_renewal_is_issued_again_for_the_time_served_only(api, time_machine):
+    from apps.catalog.models import Price
+
+    time_machine.move_to(at("2026-01-01T00:00"), tick=False)
+    billing = Billing(api.merchant)
+    arrears = billing.metric(term=PaymentTerm.IN_ARREARS, properties={"unitPrice": "1"})
+    fee = Price.objects.create(
+        merchant=api.merchant,
+        payment_term=PaymentTerm.IN_ADVANCE,
+        currency="USDC",
+        amount=D("30"),
+        invoice_display_name="Base",
+    )
+    billing.plan.prices.add(fee)
+    billing.fund("5")
+    api.post("/v0/usage", billing.event("a", arrears, 40))
+    time_machine.move_to(at("2026-02-01T02:00"), tick=False)
+    periods_advance(subscription_id=billing.subscription.id)
+    renewal = Invoice.objects.get(kind="period")
+    assert renewal.total == D("70")  # 40 of January's usage + February's fee
+    for moment in ("2026-02-08T02:00", "2026-02-09T02:00", "2026-02-11T02:00", "2026-02-15T02:00"):
+        time_machine.move_to(at(moment), tick=False)
+        dun_due()
+    renewal.refresh_from_db()
+    assert renewal.status == "void"
+    again = Invoice.objects.exclude(pk=renewal.pk).get(kind="period")
+    # February served from the 1st 00:00 to the 15th 02:00: 338 of 672 hours of the 30 fee
+    assert [(line.description, line.amount) for line in again.lines.order_by("position")] == [
+        (arrears.name, D("40")),
+        ("Base (served until 2026-02-15 02:00 UTC)", D("15.089286")),
+    ]
+    assert again.status == "open" and again.total == D("55.089286") and again.number == "INV-000002"
+    assert again.dunning_ended_at is not None
+    assert Subscription.objects.get(pk=billing.subscription.pk).status == "terminated"
+    time_machine.move_to(at("2026-03-20T00:00"), tick=False)
+    assert dun_due() == 0  # no further dunning
+    billing.fund("60")  # open until paid: a credit pays it
+    assert Invoice.objects.get(pk=again.pk).status == "paid"
+    assert ledger_check() == []

@@ -19,15 +19,21 @@ worker are harmless.
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from apps.catalog.models import PaymentTerm
 from apps.core.errors import ApiError
+from apps.core.money import MONEY_CONTEXT, round_to_minor_unit
 from apps.invoices.models import Invoice
 from apps.invoices.services.events import invoice_publish
+from apps.invoices.services.invoices import invoice_reissue, invoice_void
+from apps.invoices.services.lines import LineSpec
 from apps.subscriptions.models import Subscription
+from apps.subscriptions.periods import proration_fraction
 from apps.subscriptions.services import subscription_terminate
 from apps.subscriptions.services.events import subscription_mark_current, subscription_mark_past_due
 
@@ -83,7 +89,12 @@ def invoice_payment_failed(*, invoice_id, now: datetime | None = None) -> bool:
     now = now or timezone.now()
     with transaction.atomic():
         invoice = _locked(invoice_id)
-        if invoice.status != Invoice.Status.OPEN or invoice.payment_failed_at or invoice.due_at > now:
+        if (
+            invoice.status != Invoice.Status.OPEN
+            or invoice.payment_failed_at
+            or invoice.dunning_ended_at
+            or invoice.due_at > now
+        ):
             return False
         if invoice.kind == Invoice.Kind.START and not _dunned(invoice):
             return False  # its activation pays it; an expired activation voids it
@@ -130,12 +141,50 @@ def _end_dunning(invoice: Invoice) -> None:
     if any(listener(invoice) for listener in _dunning_ended):
         return
     subscription = invoice.subscription
-    if subscription.status != Subscription.Status.TERMINATED:
-        subscription_terminate(
-            merchant=invoice.merchant,
-            subscription=subscription,
-            reason=f"invoice {invoice.number} unpaid after the last collection retry",
+    if subscription.status == Subscription.Status.TERMINATED:
+        return
+    terminated = subscription_terminate(
+        merchant=invoice.merchant,
+        subscription=subscription,
+        reason=f"invoice {invoice.number} unpaid after the last collection retry",
+    )
+    if invoice.kind == Invoice.Kind.PERIOD:
+        _reissue_for_time_served(invoice, terminated.terminated_at)
+
+
+def _reissue_for_time_served(invoice: Invoice, ended_at: datetime) -> Invoice | None:
+    """The renewal invoice of a subscription that dunning ended: voided and issued again with
+    its usage lines and only the share of each in_advance fee for the time served in the period
+    it paid for (to the microsecond, rounded once half-even), open without further dunning."""
+    fee_lines = [line for line in invoice.lines.all() if line.payment_term == PaymentTerm.IN_ADVANCE]
+    if not fee_lines:
+        return None
+    specs = []
+    for line in invoice.lines.order_by("position"):
+        amount = line.amount
+        if line.payment_term == PaymentTerm.IN_ADVANCE and line.period_start and line.period_end:
+            at = min(max(ended_at, line.period_start), line.period_end)
+            served = 1 - proration_fraction(line.period_start, line.period_end, at)
+            amount = round_to_minor_unit(
+                MONEY_CONTEXT.divide(line.amount * served.numerator, Decimal(served.denominator)), invoice.currency
+            )
+        specs.append(
+            LineSpec(
+                description=line.description
+                if amount == line.amount
+                else f"{line.description} (served until {ended_at:%Y-%m-%d %H:%M} UTC)",
+                amount=amount,
+                price=line.price,
+                payment_term=line.payment_term,
+                quantity=line.quantity,
+                unit_price=line.unit_price,
+                informational=line.informational,
+                period_start=line.period_start,
+                period_end=ended_at if amount != line.amount else line.period_end,
+            )
         )
+    invoice_void(merchant=invoice.merchant, invoice_id=invoice.id)
+    return invoice_reissue(invoice, specs)
 
 
 def on_invoice_paid(invoice: Invoice) -> None:
@@ -159,7 +208,9 @@ def dun_due(*, now: datetime | None = None, limit: int = 1000) -> int:
     """Every dunning step due at `now` (the beat task runs this); returns how many were made."""
     now = now or timezone.now()
     failed = list(
-        Invoice.objects.filter(status=Invoice.Status.OPEN, due_at__lte=now, payment_failed_at__isnull=True)
+        Invoice.objects.filter(
+            status=Invoice.Status.OPEN, due_at__lte=now, payment_failed_at__isnull=True, dunning_ended_at__isnull=True
+        )
         .order_by("due_at")
         .values_list("pk", flat=True)[:limit]
     )

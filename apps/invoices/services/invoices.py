@@ -418,3 +418,36 @@ def on_activation_expired(session: PaymentSession) -> None:
     if invoice is None or invoice.status in (Invoice.Status.VOID, Invoice.Status.DRAFT):
         return
     invoice_void(merchant=invoice.merchant, invoice_id=invoice.id)
+
+
+def invoice_reissue(original: Invoice, specs: list[LineSpec]) -> Invoice:
+    """A voided invoice issued again with `specs` (dunning's end: only the time served): same
+    customer, subscription, period and kind, numbered anew, open without further dunning (its
+    dunning ended with the original's), not collected by sweeps until paid or marked."""
+    now = timezone.now()
+    invoice = Invoice(
+        merchant_id=original.merchant_id,
+        customer_id=original.customer_id,
+        subscription_id=original.subscription_id,
+        period_id=original.period_id,
+        wallet_id=original.wallet_id,
+        kind=original.kind,
+        status=Invoice.Status.DRAFT,
+        currency=original.currency,
+        description=f"Issued again for invoice {original.number}",
+        period_start=original.period_start,
+        period_end=original.period_end,
+        auto_collect=original.auto_collect,
+        due_at=now,
+        payment_failed_at=original.payment_failed_at,
+        dunning_ended_at=original.dunning_ended_at,
+        collection_retries=original.collection_retries,
+    )
+    invoice.subtotal = invoice.total = lines_total(specs)
+    invoice.save()
+    _write_lines(invoice, specs)
+    if invoice.period_id is not None and invoice.kind == Invoice.Kind.PERIOD:
+        BillingPeriod.objects.filter(pk=invoice.period_id).update(invoice_id=invoice.id)
+    invoice = Invoice.objects.select_related("merchant", "customer", "wallet", "subscription").get(pk=invoice.pk)
+    invoice_publish(invoice, "invoice.created")
+    return invoice_finalize(invoice)
