@@ -200,7 +200,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "SCHEMA_PATH_PREFIX": r"/v0",
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {"CurrencyEnum": ["USDC", "USD"]},
+    "ENUM_NAME_OVERRIDES": {"CurrencyEnum": ["USDC", "USD"], "PaymentTermEnum": "apps.catalog.models.PaymentTerm"},
 }
 
 # Platform rules the operator sets.

@@ -25,6 +25,7 @@ PLAN_KEYS = {
     "productId",
     "currency",
     "billingInterval",
+    "invoicing",
     "prices",
     "features",
     "createdAt",

@@ -11,6 +11,8 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from apps.entitlements.services import EntitlementRequest, entitlement_create
+from apps.invoices.models import Invoice
+from apps.invoices.services.invoices import invoice_create_one_off
 from apps.payments.services import topup_session_create
 from apps.usage.models import UsageEvent
 from apps.usage.services.refunds import dispute_open
@@ -68,6 +70,14 @@ class World:
             "dispute_id": dispute_open(merchant=merchant, event=event, message="not mine").pk,
             "endpoint_id": webhook_endpoint_create(
                 merchant=merchant, url="https://hooks.example.com/in", events=["*"]
+            ).pk,
+            "invoice_id": invoice_create_one_off(
+                merchant=merchant,
+                customer=billing.customer,
+                subscription=billing.subscription,
+                currency="USDC",
+                lines=[("probe", Decimal("1"))],
+                auto_collect=False,
             ).pk,
         }
 
@@ -153,6 +163,7 @@ LIST_FILTERS = {
     "/v0/customers": [],
     "/v0/products": [],
     "/v0/webhookEndpoints": [],
+    "/v0/invoices": ["customerId", "subscriptionId"],
 }
 # routes without an id that list nothing of a merchant's rows
 NOT_LISTS = {"/v0/schema", "/v0/docs", "/v0/merchants/me", "/v0/usage/batch"}
@@ -203,6 +214,7 @@ def _creates(body):
             "properties": [{"billableMetricId": ids["billableMetricId"], "quantity": 1}],
         },
         "/v0/disputes": {"usageEventId": ids["eventId"], "message": "probe"},
+        "/v0/invoices": {"customerId": ids["customerId"], "currency": "USDC", "amount": "1", "description": "probe"},
     }
 
 
@@ -216,3 +228,4 @@ def test_creates_naming_foreign_rows_in_the_body_are_404_and_write_nothing(world
         sent = json.dumps(body)
         assert [name for name in _no_trace(world, response) if str(world.ids[name]) not in sent] == [], path
     assert not UsageEvent.objects.filter(merchant=worlds["me"]).exists()
+    assert not Invoice.objects.filter(merchant=worlds["me"]).exists()
