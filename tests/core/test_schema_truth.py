@@ -365,11 +365,14 @@ def test_a_sandbox_scenario_through_every_operation_answers_as_documented(schema
     )
     ok(s.get("/v0/invoices", {"customerId": ada["id"], "status": "open"}))
     ok(s.get(f"/v0/invoices/{invoice['id']}"))
+    pdf = s.get(f"/v0/invoices/{invoice['id']}/pdf")
+    assert pdf.status_code == 200 and pdf["Content-Type"] == "application/pdf", pdf.content[:300]
     refused(s.post(f"/v0/invoices/{large['id']}/pay"), 402, "INSUFFICIENT_BALANCE")
     assert ok(s.post(f"/v0/invoices/{invoice['id']}/pay"))["status"] == "paid"
     refused(s.post(f"/v0/invoices/{invoice['id']}/pay"), 409, "INVOICE_NOT_OPEN")
     assert ok(s.post(f"/v0/invoices/{invoice['id']}/void"))["status"] == "void"
     refused(s.post(f"/v0/invoices/{invoice['id']}/void"), 409, "INVOICE_VOID")
+    assert s.get(f"/v0/invoices/{invoice['id']}/pdf").status_code == 200  # stamped VOID
 
     # --- webhook endpoints --------------------------------------------------------------------
     hook = ok(s.post("/v0/webhookEndpoints", {"url": "https://hooks.example.com/in", "events": ["*"]}), 201)
