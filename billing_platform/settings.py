@@ -200,7 +200,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "SCHEMA_PATH_PREFIX": r"/v0",
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {"CurrencyEnum": ["USDC", "USD"]},
+    "ENUM_NAME_OVERRIDES": {"CurrencyEnum": ["USDC", "USD"], "PaymentTermEnum": "apps.catalog.models.PaymentTerm"},
 }
 
 # Platform rules the operator sets.
@@ -294,4 +294,6 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    # an invoice PDF would log each step of WeasyPrint's rendering and fontTools' font subsetting
+    "loggers": {name: {"level": "WARNING"} for name in ("weasyprint.progress", "fontTools")},
 }

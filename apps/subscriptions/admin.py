@@ -1,8 +1,10 @@
 from django.contrib import admin
+from django.urls import NoReverseMatch, reverse
+from django.utils.html import format_html
 
-from apps.core.admin import run_per_row
+from apps.core.admin import ReadOnlyMixin, run_per_row
 from apps.merchants.admin_base import TenantAdmin
-from apps.subscriptions.models import Subscription
+from apps.subscriptions.models import BillingPeriod, Subscription
 from apps.subscriptions.services import subscription_terminate
 
 
@@ -54,3 +56,47 @@ class SubscriptionAdmin(TenantAdmin):
             "Terminated {count} subscription(s).",
             describe=lambda subscription: f"Subscription {subscription.id}",
         )
+
+
+@admin.register(BillingPeriod)
+class BillingPeriodAdmin(ReadOnlyMixin, TenantAdmin):
+    """A subscription's billing periods (open -> grace -> closed), moved by the beat; read-only,
+    each linked to its subscription and, once written, its invoice."""
+
+    staff_permissions = ("view",)
+
+    list_display = ("start", "end", "status", "subscription_link", "invoice_link", "ended_at", "closed_at")
+    list_select_related = ("merchant", "subscription__customer", "subscription__plan")
+    list_filter = ("status",)
+    search_fields = ("subscription__customer__email",)
+    ordering = ("-start", "-id")
+    date_hierarchy = "start"
+    readonly_fields = (
+        "id",
+        "subscription_link",
+        "start",
+        "end",
+        "status",
+        "ended_at",
+        "closed_at",
+        "invoice_link",
+        "created_at",
+        "updated_at",
+    )
+    fields = readonly_fields
+
+    @admin.display(description="subscription", ordering="subscription__created_at")
+    def subscription_link(self, obj):
+        url = reverse("admin:subscriptions_subscription_change", args=[obj.subscription_id])
+        return format_html('<a href="{}">{}</a>', url, obj.subscription)
+
+    @admin.display(description="invoice")
+    def invoice_link(self, obj):
+        if obj.invoice_id is None:
+            return "-"
+        # (by its admin URL's name: subscriptions stands below invoices and does not import it)
+        try:
+            url = reverse("admin:invoices_invoice_change", args=[obj.invoice_id])
+        except NoReverseMatch:
+            return str(obj.invoice_id)
+        return format_html('<a href="{}">{}</a>', url, obj.invoice_id)

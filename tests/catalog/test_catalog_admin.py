@@ -155,6 +155,7 @@ def test_staff_creates_a_plan_with_prices_and_features(staff, merchant, metric):
         "product": str(metric.product_id),
         "currency": "USDC",
         "billing_interval": "monthly",
+        "invoicing": "automatic",
         "prices": [str(price.pk), str(fee.pk)],
         "features": json.dumps({"rateLimit": 100, "monthlyQueryLimit": 10000, "webhooks": 3}),
     }

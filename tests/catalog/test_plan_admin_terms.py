@@ -35,6 +35,7 @@ def change(client, plan, **overrides):
         "product": str(plan.product_id),
         "currency": plan.currency,
         "billing_interval": plan.billing_interval,
+        "invoicing": plan.invoicing,
         "prices": [],
         "features": json.dumps(plan.features or {}),
         **overrides,

@@ -2,7 +2,8 @@
 
 `SchemaCheck(document).check(method, path, response)` finds the operation of the request,
 asserts that the answer's status is documented for it, and validates the body against that
-status's schema with jsonschema, $refs resolved against the document. The document is read
+status's schema with jsonschema, $refs resolved against the document (a binary document, such
+as a PDF, is checked for its documented media type). The document is read
 strictly: OpenAPI 3.0's `nullable` becomes JSON Schema's null type (so a field that is null
 in an answer must be documented nullable), and an object that lists its properties takes no
 others (so every field of an answer must be documented).
@@ -102,8 +103,15 @@ class SchemaCheck:
             if header.get("required"):
                 assert response.has_header(name), f"{where} without its documented header {name}"
         content = documented.get("content")
+        media_type = response.get("Content-Type", "").split(";")[0].strip()
         if content is None:
             assert not body, f"{where} with a body, where none is documented"
+        elif media_type != "application/json" and "application/json" not in content:
+            # a document (the invoice PDF): its media type as documented, a body of bytes
+            assert media_type in content, f"{where} as {media_type}, documented as {sorted(content)}"
+            schema = content[media_type]["schema"]
+            assert (schema.get("type"), schema.get("format")) == ("string", "binary"), where
+            assert body, f"{where} with an empty body"
         else:
             assert "application/json" in content, where
             assert response["Content-Type"].startswith("application/json"), where

@@ -11,6 +11,7 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from apps.entitlements.services import EntitlementRequest, entitlement_create
+from apps.invoices.models import Invoice
 from apps.invoices.services.invoices import invoice_create_one_off
 from apps.payments.services import topup_session_create
 from apps.usage.models import UsageEvent
@@ -212,6 +213,7 @@ def _creates(body):
             "properties": [{"billableMetricId": ids["billableMetricId"], "quantity": 1}],
         },
         "/v0/disputes": {"usageEventId": ids["eventId"], "message": "probe"},
+        "/v0/invoices": {"customerId": ids["customerId"], "currency": "USDC", "amount": "1", "description": "probe"},
     }
 
 
@@ -225,3 +227,4 @@ def test_creates_naming_foreign_rows_in_the_body_are_404_and_write_nothing(world
         sent = json.dumps(body)
         assert [name for name in _no_trace(world, response) if str(world.ids[name]) not in sent] == [], path
     assert not UsageEvent.objects.filter(merchant=worlds["me"]).exists()
+    assert not Invoice.objects.filter(merchant=worlds["me"]).exists()
