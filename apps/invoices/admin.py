@@ -5,19 +5,18 @@ added, edited or deleted here."""
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.http import Http404, HttpResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
 from apps.core.admin import ReadOnlyMixin
-from apps.core.errors import ApiError, Conflict
+from apps.core.errors import ApiError
 from apps.core.money import format_amount
 from apps.invoices.models import Invoice, InvoiceLine
 from apps.invoices.pdf import PdfUnavailable, invoice_pdf_render
 from apps.invoices.selectors import invoice_get
-from apps.invoices.services.collection import collect_from_wallet, wallet_minimum
-from apps.invoices.services.invoices import invoice_lock, invoice_mark_uncollectible, invoice_void
+from apps.invoices.services.collection import invoice_collect_now
+from apps.invoices.services.invoices import invoice_mark_uncollectible, invoice_void
 from apps.merchants.admin_base import TenantAdmin, TenantTabularInline
 from apps.payments.serializers import checkout_url
 
@@ -34,18 +33,10 @@ def amount_due(invoice: Invoice):
 
 
 def collect_now(invoice: Invoice) -> str:
-    """Pay the invoice now, whole, from its wallet, as POST /v0/invoices/{id}/pay does: locked,
-    open or uncollectible only, the wallet keeping the highest minimum balance of its
-    subscriptions (402 INSUFFICIENT_BALANCE, 409 PAYMENT_IN_FLIGHT from the service)."""
-    with transaction.atomic():
-        locked = invoice_lock(merchant=invoice.merchant, invoice_id=invoice.id)
-        if locked.status not in PAYABLE:
-            raise Conflict(
-                f"it is {locked.status}; only an open or uncollectible invoice can be paid.", code="INVOICE_NOT_OPEN"
-            )
-        due = locked.amount_due
-        collect_from_wallet(locked, wallet_minimum(locked.wallet))
-    return f"{format_amount(due, locked.currency)} {locked.currency} paid from the wallet."
+    """Pay the invoice now, whole, from its wallet, as POST /v0/invoices/{id}/pay does."""
+    due = invoice.amount_due
+    invoice_collect_now(merchant=invoice.merchant, invoice_id=invoice.id)
+    return f"{format_amount(due, invoice.currency)} {invoice.currency} paid from the wallet."
 
 
 class InvoiceLineInline(ReadOnlyMixin, TenantTabularInline):

@@ -2,14 +2,13 @@
 
 from decimal import Decimal
 
-from django.db import transaction
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 
 from apps.core.api import ApiView, choice_param, uuid_param
-from apps.core.errors import Conflict, Unprocessable
+from apps.core.errors import Unprocessable
 from apps.core.inputs import (
     AmountInputField,
     CurrencyInputField,
@@ -22,8 +21,8 @@ from apps.customers.selectors import customer_get
 from apps.invoices.models import Invoice
 from apps.invoices.selectors import invoice_get, invoice_list
 from apps.invoices.serializers import InvoiceSchema, invoice_data
-from apps.invoices.services.collection import collect_from_wallet, wallet_minimum
-from apps.invoices.services.invoices import invoice_create_one_off, invoice_lock, invoice_void
+from apps.invoices.services.collection import invoice_collect_now
+from apps.invoices.services.invoices import invoice_create_one_off, invoice_void
 from apps.subscriptions.selectors import subscription_get
 
 TAGS = ["invoices"]
@@ -148,14 +147,7 @@ class InvoicePayApi(ApiView):
     @extend_schema(operation_id="invoices_pay", request=None, responses=InvoiceSchema, tags=TAGS)
     def post(self, request, invoice_id):
         """Collect the invoice now, whole, from the customer's wallet."""
-        with transaction.atomic():
-            invoice = invoice_lock(merchant=request.merchant, invoice_id=invoice_id)
-            if invoice.status not in (Invoice.Status.OPEN, Invoice.Status.UNCOLLECTIBLE):
-                raise Conflict(
-                    f"Invoice {invoice.id} is {invoice.status}; only an open or uncollectible invoice can be paid.",
-                    code="INVOICE_NOT_OPEN",
-                )
-            collect_from_wallet(invoice, wallet_minimum(invoice.wallet))
+        invoice_collect_now(merchant=request.merchant, invoice_id=invoice_id)
         return Response(invoice_data(invoice_get(merchant=request.merchant, invoice_id=invoice_id)))
 
 

@@ -156,7 +156,10 @@ def test_collect_from_the_wallet_pays_what_the_wallet_covers_and_reports_the_res
     assert (large.status, large.amount_paid) == (Invoice.Status.OPEN, D("0"))
     assert billing.available() == D("7.5")
     assert act(client, "collect_from_wallet_now", small) == [
-        ("error", f"Invoice {small.number}: it is paid; only an open or uncollectible invoice can be paid.")
+        (
+            "error",
+            f"Invoice {small.number}: Invoice {small.id} is paid; only an open or uncollectible invoice can be paid.",
+        )
     ]
     assert ledger_check() == []
 

@@ -14,9 +14,10 @@ wallet, and never deadlocks with a payment that holds the invoice and waits for 
 
 from decimal import Decimal
 
+from django.db import transaction
 from django.db.models import Max
 
-from apps.core.errors import ApiError, PaymentRequired
+from apps.core.errors import ApiError, Conflict, PaymentRequired
 from apps.core.money import ZERO
 from apps.invoices.models import Invoice
 from apps.payments.models import PaymentAttempt
@@ -80,3 +81,21 @@ def wallet_sweep(wallet, *, invoices: list[Invoice] | None = None) -> list[Invoi
 def on_wallet_credited(credit: WalletCredit) -> None:
     """The payments service's hook: money reached the wallet; pay what it now covers."""
     wallet_sweep(credit.wallet)
+
+
+def invoice_collect_now(*, merchant, invoice_id) -> Invoice:
+    """Collect the invoice now, whole, from its wallet (POST /v0/invoices/{id}/pay, the admin's
+    action): open or uncollectible only (409 INVOICE_NOT_OPEN), else the reason collection
+    cannot (402 INSUFFICIENT_BALANCE, 409 PAYMENT_IN_FLIGHT). Returns the invoice, paid."""
+    from apps.invoices.services.invoices import invoice_lock
+
+    with transaction.atomic():
+        invoice = invoice_lock(merchant=merchant, invoice_id=invoice_id)
+        if invoice.status not in (Invoice.Status.OPEN, Invoice.Status.UNCOLLECTIBLE):
+            raise Conflict(
+                f"Invoice {invoice.id} is {invoice.status}; only an open or uncollectible invoice can be paid.",
+                code="INVOICE_NOT_OPEN",
+            )
+        collect_from_wallet(invoice, wallet_minimum(invoice.wallet))
+        invoice.refresh_from_db()
+    return invoice
