@@ -215,6 +215,9 @@ USAGE_GRACE_PERIOD_SECONDS = env.int("USAGE_GRACE_PERIOD_SECONDS", default=3600)
 PERIOD_CLOSE_SETTLE_SECONDS = env.int("PERIOD_CLOSE_SETTLE_SECONDS", default=60)
 # How often beat looks for periods to close (seconds).
 PERIOD_CLOSE_INTERVAL_SECONDS = env.float("PERIOD_CLOSE_INTERVAL_SECONDS", default=30.0)
+# A subscription whose close is queued is not queued again by beat for this long (or until its
+# task ends): the bound should a worker die with it.
+PERIOD_CLOSE_ENQUEUE_SECONDS = env.int("PERIOD_CLOSE_ENQUEUE_SECONDS", default=600)
 # An invoice that the wallet cannot cover is due this long after it is finalized.
 INVOICE_DUE_SECONDS = env.int("INVOICE_DUE_SECONDS", default=7 * 24 * 3600)
 # Dunning: collection of an invoice unpaid at its due date is retried this many days after it.

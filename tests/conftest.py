@@ -67,10 +67,11 @@ def _clear_process_caches():
 
 @pytest.fixture(autouse=True)
 def _clear_redis_counters():
-    """Rate-limit counters live in Redis; start each test without any."""
+    """Rate-limit counters and queued-close marks live in Redis; start each test without any."""
     from apps.core.redis import get_redis
 
     client = get_redis()
-    for key in client.scan_iter("ratelimit:*"):
-        client.delete(key)
+    for pattern in ("ratelimit:*", "periods:queued:*"):
+        for key in client.scan_iter(pattern):
+            client.delete(key)
     yield

@@ -108,3 +108,18 @@ def test_the_migration_gives_existing_subscriptions_their_current_period(time_ma
     migrate_over_history([("subscriptions", "0005_billingperiod")], drop_periods)
     assert periods(live.subscription) == [(at("2026-03-05T00:00"), at("2026-04-05T00:00"), "open")]
     assert periods(ended.subscription) == []
+
+
+def test_beat_does_not_queue_a_close_that_is_queued_already(billing, time_machine):
+    from apps.core.redis import get_redis
+    from apps.subscriptions.tasks import advance_due_periods
+
+    time_machine.move_to(at("2026-03-05T00:00"), tick=False)
+    key = f"periods:queued:{billing.subscription.id}"
+    get_redis().set(key, 1, ex=60)  # its task is queued (or running) elsewhere
+    assert advance_due_periods() == 0
+    assert [p[2] for p in periods(billing.subscription)] == ["open"]
+    get_redis().delete(key)
+    assert advance_due_periods() == 1  # (eager here: the task ran, and let go of its mark)
+    assert [p[2] for p in periods(billing.subscription)] == ["closed", "open"]
+    assert not get_redis().exists(key)
