@@ -64,6 +64,14 @@ def log(message: str) -> None:
 # ---------------------------------------------------------------------------- arguments
 
 
+def check_limits(parser: argparse.ArgumentParser, args, limits: dict) -> None:
+    """Refuse an option outside its (low, high) bounds, naming it (shared by the benches)."""
+    for name, (low, high) in limits.items():
+        value = getattr(args, name)
+        if not low <= value <= high:
+            parser.error(f"--{name.replace('_', '-')} must be between {low} and {high}, got {value}")
+
+
 def parse_args(argv=None):
     cores = os.cpu_count() or 1
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -119,10 +127,7 @@ def parse_args(argv=None):
         "customers": (1, 100_000),
         "seed_threads": (1, 16),
     }
-    for name, (low, high) in limits.items():
-        value = getattr(args, name)
-        if not low <= value <= high:
-            parser.error(f"--{name.replace('_', '-')} must be between {low} and {high}, got {value}")
+    check_limits(parser, args, limits)
     if not 5 <= args.duration_cap <= 3600:
         parser.error("--duration-cap must be between 5 and 3600 seconds")
     return args

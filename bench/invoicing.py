@@ -207,10 +207,7 @@ def parse_args(argv=None):
         "seed_processes": (1, 32),
         "profile": (0, 1_000_000),
     }
-    for name, (low, high) in limits.items():
-        value = getattr(args, name)
-        if not low <= value <= high:
-            parser.error(f"--{name.replace('_', '-')} must be between {low} and {high}, got {value}")
+    ingest.check_limits(parser, args, limits)
     if not 1 <= args.single_rate_seconds <= 600:
         parser.error("--single-rate-seconds must be between 1 and 600")
     if not 30 <= args.duration_cap <= 24 * 3600:

@@ -103,6 +103,7 @@ def test_an_invoice_link_works_for_as_long_as_the_invoice_is_open(client, sandbo
     assert live.status_code == 200
     html = live.content.decode()
     assert "Pay your invoice" in html and invoice.number in html and "Work" in html and "7.000000" in html
+    assert "This link works for as long as the invoice is open" in html
     pay_session(replacement)
     assert Invoice.objects.get(pk=invoice.pk).status == "paid"
     # paid: the old link shows what it is, without a new session

@@ -76,6 +76,19 @@ def _period_specs(period: BillingPeriod) -> list[LineSpec]:
     return period_lines(subscription, subscription.plan, period.start, period.end, _next_period(period, subscription))
 
 
+def _issue_draft(invoice: Invoice, specs: list[LineSpec]) -> Invoice:
+    """Write the (unsaved) draft `invoice` with its lines and publish invoice.created; a period
+    invoice becomes its period's (what usage events read as their invoiceId)."""
+    invoice.subtotal = invoice.total = lines_total(specs)
+    invoice.save()
+    _write_lines(invoice, specs)
+    if invoice.kind == Invoice.Kind.PERIOD and invoice.period_id is not None:
+        BillingPeriod.objects.filter(pk=invoice.period_id).update(invoice_id=invoice.id)
+    invoice = Invoice.objects.select_related("merchant", "customer", "wallet", "subscription").get(pk=invoice.pk)
+    invoice_publish(invoice, "invoice.created")
+    return invoice
+
+
 def _create_period_invoice(period: BillingPeriod, specs: list[LineSpec]) -> Invoice:
     subscription = period.subscription
     invoice = Invoice(
@@ -90,12 +103,8 @@ def _create_period_invoice(period: BillingPeriod, specs: list[LineSpec]) -> Invo
         period_start=period.start,
         period_end=period.end,
     )
-    invoice.subtotal = invoice.total = lines_total(specs)
-    invoice.save()
-    _write_lines(invoice, specs)
-    BillingPeriod.objects.filter(pk=period.pk).update(invoice_id=invoice.id)
+    invoice = _issue_draft(invoice, specs)
     period.invoice_id = invoice.id
-    invoice_publish(invoice, "invoice.created")
     return invoice
 
 
@@ -311,11 +320,9 @@ def invoice_create_one_off(
             due_at=due_at,
             auto_collect=auto_collect,
         )
-        specs = [LineSpec(description=description, amount=amount) for description, amount in lines]
-        invoice.subtotal = invoice.total = lines_total(specs)
-        invoice.save()
-        _write_lines(invoice, specs)
-        invoice_publish(invoice, "invoice.created")
+        invoice = _issue_draft(
+            invoice, [LineSpec(description=description, amount=amount) for description, amount in lines]
+        )
         invoice_finalize(invoice)
     return invoice
 
@@ -366,11 +373,7 @@ def on_subscription_created(subscription: Subscription) -> StartCharge | None:
         period_end=period.end,
         auto_collect=False,
     )
-    invoice.subtotal = invoice.total = lines_total(specs)
-    invoice.save()
-    _write_lines(invoice, specs)
-    invoice = Invoice.objects.select_related("merchant", "customer", "wallet", "subscription").get(pk=invoice.pk)
-    invoice_publish(invoice, "invoice.created")
+    invoice = _issue_draft(invoice, specs)
     invoice_finalize(invoice)
     if invoice.status == Invoice.Status.OPEN:
         _pay_start_from_wallet(invoice)
@@ -423,7 +426,8 @@ def on_activation_expired(session: PaymentSession) -> None:
 def invoice_reissue(original: Invoice, specs: list[LineSpec]) -> Invoice:
     """A voided invoice issued again with `specs` (dunning's end: only the time served): same
     customer, subscription, period and kind, numbered anew, open without further dunning (its
-    dunning ended with the original's), not collected by sweeps until paid or marked."""
+    dunning ended with the original's), collected from the wallet like the original when it
+    covers it, until paid or marked uncollectible."""
     now = timezone.now()
     invoice = Invoice(
         merchant_id=original.merchant_id,
@@ -443,11 +447,4 @@ def invoice_reissue(original: Invoice, specs: list[LineSpec]) -> Invoice:
         dunning_ended_at=original.dunning_ended_at,
         collection_retries=original.collection_retries,
     )
-    invoice.subtotal = invoice.total = lines_total(specs)
-    invoice.save()
-    _write_lines(invoice, specs)
-    if invoice.period_id is not None and invoice.kind == Invoice.Kind.PERIOD:
-        BillingPeriod.objects.filter(pk=invoice.period_id).update(invoice_id=invoice.id)
-    invoice = Invoice.objects.select_related("merchant", "customer", "wallet", "subscription").get(pk=invoice.pk)
-    invoice_publish(invoice, "invoice.created")
-    return invoice_finalize(invoice)
+    return invoice_finalize(_issue_draft(invoice, specs))
