@@ -34,7 +34,7 @@ from apps.ledger.models import LedgerTransaction
 from apps.ledger.services import Posting, ledger_post
 from apps.payments.registry import WalletCredit, wallet_credited
 from apps.subscriptions.models import UsageCounter
-from apps.subscriptions.periods import period_at
+from apps.subscriptions.periods import running_period_at
 from apps.subscriptions.selectors import choose_subscription, usage_subscriptions
 from apps.webhooks.outbox import publish
 
@@ -81,7 +81,12 @@ def entitlement_create(
     subscriptions = usage_subscriptions(merchant=merchant, customer_ids=[customer.id])
     subscription = choose_subscription(customer_id=customer.id, metric_ids=metric_ids, subscriptions=subscriptions)
     now = timezone.now()
-    period_start, _ = period_at(subscription.started_at, subscription.plan.billing_interval, now)
+    period_start, _ = running_period_at(
+        subscription.period_anchor,
+        subscription.plan.billing_interval,
+        now,
+        subscription.switched_at,
+    )
     wallet = subscription.wallet
     expires_at = now + timedelta(seconds=expires_in or settings.ENTITLEMENT_DEFAULT_TTL_SECONDS)
 

@@ -11,6 +11,7 @@ def register() -> None:
         on_period_ended,
         on_subscription_created,
     )
+    from apps.invoices.services.proration import on_period_cut
     from apps.payments import registry
     from apps.subscriptions import hooks as subscription_hooks
 
@@ -18,6 +19,7 @@ def register() -> None:
     registry.on_wallet_credited(on_wallet_credited)
     subscription_hooks.on_period_ended(on_period_ended)
     subscription_hooks.on_period_closed(on_period_closed)
+    subscription_hooks.on_period_cut(on_period_cut)
     subscription_hooks.on_subscription_created(on_subscription_created)
     subscription_hooks.on_activation_paid(on_activation_paid)
     subscription_hooks.on_activation_expired(on_activation_expired)

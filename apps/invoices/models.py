@@ -19,6 +19,9 @@ class Invoice(TenantModel):
         CHANGE = "change"
         ONE_OFF = "one_off"
 
+    # What a billing period's close, plan change or termination writes for it: one per period.
+    CLOSING_KINDS = (Kind.PERIOD, Kind.CHANGE)
+
     class Status(models.TextChoices):
         DRAFT = "draft"
         OPEN = "open"
@@ -67,15 +70,15 @@ class Invoice(TenantModel):
             models.UniqueConstraint(
                 fields=["merchant", "number"], condition=Q(number__isnull=False), name="invoice_unique_number"
             ),
-            # (a void one may be issued again: dunning's end reissues the renewal invoice)
+            # (a void one may be issued again: a termination reissues an unpaid renewal invoice)
             models.UniqueConstraint(
                 fields=["merchant", "period"],
-                condition=Q(kind="period") & ~Q(status="void"),
-                name="invoice_one_per_period",
+                condition=Q(kind__in=["period", "change"]) & ~Q(status="void"),
+                name="invoice_one_closing_per_period",
             ),
             models.UniqueConstraint(
                 fields=["merchant", "subscription"],
-                condition=Q(kind="start"),
+                condition=Q(kind="start") & ~Q(status="void"),
                 name="invoice_one_start_per_subscription",
             ),
             models.CheckConstraint(condition=Q(total__gte=0), name="invoice_total_not_negative"),

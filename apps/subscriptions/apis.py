@@ -16,7 +16,7 @@ from apps.customers.services import customer_create
 from apps.subscriptions.models import Subscription
 from apps.subscriptions.selectors import subscription_get, subscription_list
 from apps.subscriptions.serializers import SubscriptionSerializer
-from apps.subscriptions.services import subscription_create, subscription_terminate
+from apps.subscriptions.services import subscription_change_plan, subscription_create, subscription_terminate
 
 TAGS = ["subscriptions"]
 
@@ -113,9 +113,42 @@ class SubscriptionListApi(ApiView):
 
 
 class SubscriptionDetailApi(ApiView):
+    class ChangeInput(StrictInputSerializer):
+        planId = serializers.UUIDField()
+        effective = serializers.ChoiceField(choices=["now", "period_end"], default="now")
+
     @extend_schema(operation_id="subscriptions_get", responses=SubscriptionSerializer, tags=TAGS)
     def get(self, request, subscription_id):
         subscription = subscription_get(merchant=request.merchant, subscription_id=subscription_id)
+        return Response(SubscriptionSerializer(subscription).data)
+
+    @api_errors(
+        {
+            404: "the subscription, or planId, names none of this merchant in this mode",
+            409: "SUBSCRIPTION_ALREADY_TERMINATED, SUBSCRIPTION_NOT_ACTIVE (waiting for its activation payment), "
+            "PERIOD_CLOSING (its period ended a moment ago and is being closed: try again shortly)",
+            422: "CURRENCY_MISMATCH: the plan is in another currency; PLAN_UNCHANGED: already on that plan",
+        }
+    )
+    @extend_schema(
+        operation_id="subscriptions_change_plan",
+        request=ChangeInput,
+        responses=SubscriptionSerializer,
+        tags=TAGS,
+        description="A plan change. `now`: the current period closes at this instant and is invoiced (kind "
+        "change), the unused share of its paid in-advance fees goes back to the wallet, and the new plan's "
+        "in-advance fees are invoiced for what is left of the period (shares exact to the second, rounded "
+        "half-even). `period_end`: the change is scheduled for the current period's end (`scheduledPlanId`).",
+    )
+    def patch(self, request, subscription_id):
+        serializer = self.ChangeInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        subscription = subscription_get(merchant=request.merchant, subscription_id=subscription_id)
+        plan = plan_get(merchant=request.merchant, id=data["planId"], field="planId")
+        subscription = subscription_change_plan(
+            merchant=request.merchant, subscription=subscription, plan=plan, effective=data["effective"]
+        )
         return Response(SubscriptionSerializer(subscription).data)
 
 

@@ -6,7 +6,8 @@ here, in its `AppConfig.ready()` (a subscription's start, below; its periods):
 - `on_period_ended(listener)`: a period's end has passed and it moves to grace; the listener
   writes what the period owes (the invoices app: the period's draft invoice);
 - `on_period_closed(listener)`: the period's grace is over and it closes; the listener makes
-  final what it wrote (the invoices app: finalizes and collects the invoice).
+  final what it wrote (the invoices app: finalizes and collects the invoice);
+- `on_period_cut(listener)`: a plan change or termination ended the period early (below).
 
 A listener runs inside the transaction that moves the period, with the period row locked and
 the subscription's row read (`period.subscription`); what it writes commits or rolls back
@@ -21,6 +22,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
@@ -30,8 +32,11 @@ if TYPE_CHECKING:
 PeriodEnded = Callable[["BillingPeriod"], None]
 PeriodClosed = Callable[["BillingPeriod", bool], None]
 
+PeriodCut = Callable[["BillingPeriod", datetime], None]
+
 _ended: list[PeriodEnded] = []
 _closed: list[PeriodClosed] = []
+_cut: list[PeriodCut] = []
 
 
 def on_period_ended(listener: PeriodEnded) -> None:
@@ -42,6 +47,21 @@ def on_period_ended(listener: PeriodEnded) -> None:
 def on_period_closed(listener: PeriodClosed) -> None:
     if listener not in _closed:
         _closed.append(listener)
+
+
+def on_period_cut(listener: PeriodCut) -> None:
+    """`listener(period, at)`: a plan change or a termination (`period.end_reason`) ended the
+    period early, at `at` (= `period.end`), before `on_period_ended` runs for it; the listener
+    settles what was paid ahead for the time after `at` (the invoices app: the unused share of
+    in-advance fees returned to the wallet, an unpaid fee invoice issued again for the share
+    used). Same transaction and locks as the other period listeners."""
+    if listener not in _cut:
+        _cut.append(listener)
+
+
+def period_was_cut(period: BillingPeriod, at: datetime) -> None:
+    for listener in _cut:
+        listener(period, at)
 
 
 def period_ended(period: BillingPeriod) -> None:

@@ -5,7 +5,7 @@ from django.utils import timezone
 
 from apps.core.fields import AmountField
 from apps.core.models import TenantModel
-from apps.subscriptions.periods import period_at
+from apps.subscriptions.periods import fee_share, running_period_at
 
 
 class Subscription(TenantModel):
@@ -26,6 +26,15 @@ class Subscription(TenantModel):
     name = models.CharField(max_length=200, blank=True)
     status = models.CharField(max_length=20, choices=Status.choices)
     started_at = models.DateTimeField()
+    # Periods are counted from the anchor: startedAt, or the moment of a plan change to another
+    # interval. A plan change begins a period at `switched_at` (one to the same interval keeps
+    # the anchor, so that period ends where the old one would have). `scheduled_plan` replaces
+    # the plan when the current period ends (a change with effective period_end).
+    period_anchor = models.DateTimeField()
+    switched_at = models.DateTimeField(null=True, blank=True)
+    scheduled_plan = models.ForeignKey(
+        "catalog.Plan", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     prefund_amount = AmountField(null=True, blank=True)
     minimum_account_balance = AmountField(default=0)
     success_url = models.URLField(max_length=2000, blank=True)
@@ -48,9 +57,13 @@ class Subscription(TenantModel):
     def current_period(self) -> tuple[datetime, datetime]:
         """The [start, end) billing period now: computed, never stored, so that it moves on by
         itself. Before startedAt it is the first period; a terminated subscription keeps the
-        period it ended in. Reads `plan` (select_related it where subscriptions are listed)."""
-        at = self.terminated_at or timezone.now()
-        return period_at(self.started_at, self.plan.billing_interval, max(at, self.started_at))
+        period it ended in (cut at its end). Reads `plan` (select_related it where subscriptions
+        are listed)."""
+        at = max(self.terminated_at or timezone.now(), self.period_anchor)
+        start, end = running_period_at(self.period_anchor, self.plan.billing_interval, at, self.switched_at)
+        if self.terminated_at is not None and start < self.terminated_at < end:
+            end = self.terminated_at
+        return start, end
 
     @property
     def current_period_start(self) -> datetime:
@@ -73,9 +86,22 @@ class BillingPeriod(TenantModel):
         GRACE = "grace"
         CLOSED = "closed"
 
+    class EndReason(models.TextChoices):
+        END = "end", "its end"
+        CHANGE = "change", "a plan change"
+        TERMINATION = "termination", "a termination"
+
     subscription = models.ForeignKey(Subscription, on_delete=models.PROTECT, related_name="periods")
+    # The plan the period is billed on (a plan change ends the period and begins another).
+    plan = models.ForeignKey("catalog.Plan", on_delete=models.PROTECT, related_name="+")
     start = models.DateTimeField()
     end = models.DateTimeField()
+    # The whole period of the plan's interval that [start, end) is part of: the same unless a
+    # plan change began it or a change or termination cut it short; fees are prorated by the
+    # share of it that the period covers (`share`).
+    cycle_start = models.DateTimeField()
+    cycle_end = models.DateTimeField()
+    end_reason = models.CharField(max_length=16, choices=EndReason.choices, default=EndReason.END)
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.OPEN)
     # When its end was acted on (grace) and when its invoice became final (closed).
     ended_at = models.DateTimeField(null=True, blank=True)
@@ -90,6 +116,10 @@ class BillingPeriod(TenantModel):
             models.CheckConstraint(
                 condition=models.Q(end__gt=models.F("start")), name="billing_period_ends_after_start"
             ),
+            models.CheckConstraint(
+                condition=models.Q(cycle_start__lte=models.F("start"), cycle_end__gte=models.F("end")),
+                name="billing_period_inside_cycle",
+            ),
         ]
         indexes = [
             # the beat's sweeps: open periods by end, grace periods by end
@@ -99,6 +129,11 @@ class BillingPeriod(TenantModel):
 
     def __str__(self):
         return f"{self.start:%Y-%m-%d %H:%M} - {self.end:%Y-%m-%d %H:%M} ({self.status})"
+
+    @property
+    def share(self):
+        """The share of its whole period that this one covers (a Fraction, 1 when whole)."""
+        return fee_share(self.start, self.end, self.cycle_start, self.cycle_end)
 
 
 class UsageCounter(TenantModel):

@@ -27,10 +27,12 @@ __all__ = [
     "INTERVALS",
     "Interval",
     "add_intervals",
+    "fee_share",
     "period_at",
     "period_index_at",
     "periods_between",
     "proration_fraction",
+    "running_period_at",
 ]
 
 
@@ -172,3 +174,34 @@ def proration_fraction(period_start: datetime, period_end: datetime, at: datetim
         )
     microsecond = timedelta(microseconds=1)
     return Fraction((period_end - at) // microsecond, (period_end - period_start) // microsecond)
+
+
+def running_period_at(
+    anchor: datetime, interval: str, at: datetime, switched_at: datetime | None = None
+) -> tuple[datetime, datetime]:
+    """The ``[start, end)`` period containing ``at`` of a subscription whose plan last changed
+    at ``switched_at``: the anchored period, begun at the switch when the switch lies inside it
+    (a plan change keeps the anchor when the interval stays the same, so its first period runs
+    from the switch to the old anchor's next boundary)."""
+    start, end = period_at(anchor, interval, at)
+    if switched_at is not None:
+        switched_at = _utc(switched_at, "switched_at")
+        if start < switched_at <= _utc(at, "at"):
+            start = switched_at
+    return start, end
+
+
+def fee_share(start: datetime, end: datetime, cycle_start: datetime, cycle_end: datetime) -> Fraction:
+    """The share of a whole period ``[cycle_start, cycle_end)`` that ``[start, end)`` covers,
+    exact to the microsecond: 1 for a whole period, less for one begun or ended by a plan
+    change or a termination (what its fees are prorated by)."""
+    start, end = _utc(start, "start"), _utc(end, "end")
+    cycle_start, cycle_end = _utc(cycle_start, "cycle_start"), _utc(cycle_end, "cycle_end")
+    if cycle_end <= cycle_start:
+        raise ValueError(f"cycle_end {cycle_end.isoformat()} must be after cycle_start {cycle_start.isoformat()}")
+    if not cycle_start <= start <= end <= cycle_end:
+        raise ValueError(
+            f"[{start.isoformat()}, {end.isoformat()}) is not inside [{cycle_start.isoformat()}, {cycle_end.isoformat()})"
+        )
+    microsecond = timedelta(microseconds=1)
+    return Fraction((end - start) // microsecond, (cycle_end - cycle_start) // microsecond)

@@ -175,6 +175,9 @@ class UsageSubscription:
     status: str
     started_at: datetime
     minimum_account_balance: Decimal
+    # periods are counted from the anchor; the one running at a plan change is begun by it
+    period_anchor: datetime
+    switched_at: datetime | None
     metric_prices: dict = field(default_factory=dict)
 
     @property
@@ -200,7 +203,7 @@ def _usage_subscriptions_sql() -> str:
     return (
         "SELECT s.id, s.status, s.started_at, s.minimum_account_balance, "  # noqa: S608 (names from models)
         "c.id, c.archived_at, p.id, p.billing_interval, p.currency, p.updated_at, w.id, w.currency, "
-        f"{account.format(a='a')}, {account.format(a='h')} "
+        f"{account.format(a='a')}, {account.format(a='h')}, s.period_anchor, s.switched_at "
         f"FROM {_USAGE_SCOPE} "
         f"JOIN {Customer._meta.db_table} c ON c.id = s.customer_id "
         f"JOIN {Plan._meta.db_table} p ON p.id = s.plan_id "
@@ -219,7 +222,8 @@ def _usage_subscriptions_sql() -> str:
 _USAGE_SCOPE = (
     "unnest(%s::uuid[]) AS k(customer_id) CROSS JOIN LATERAL ("  # noqa: S608 (names from models)
     "SELECT s0.id, s0.merchant_id, s0.customer_id, s0.plan_id, s0.wallet_id, s0.status, s0.started_at, "
-    f"s0.minimum_account_balance FROM {Subscription._meta.db_table} s0 WHERE s0.customer_id = k.customer_id OFFSET 0) s"
+    "s0.minimum_account_balance, s0.period_anchor, s0.switched_at "
+    f"FROM {Subscription._meta.db_table} s0 WHERE s0.customer_id = k.customer_id OFFSET 0) s"
 )
 _USAGE_WHERE = "s.merchant_id = %s AND (s.status = ANY(%s::text[]) OR s.id = ANY(%s::uuid[]))"
 _USAGE_WALLET_IDS_SQL = f"SELECT s.wallet_id FROM {_USAGE_SCOPE} WHERE {_USAGE_WHERE}"  # noqa: S608 (no user input)
@@ -251,7 +255,7 @@ def usage_subscriptions_from_rows(rows) -> SubscriptionIndex:
     for r in rows:
         wallet = WalletRef(r[10], r[11], AccountRef(*r[12:17]), AccountRef(*r[17:22]))
         subscriptions.append(
-            UsageSubscription(r[0], CustomerRef(r[4], r[5]), PlanRef(*r[6:10]), wallet, r[1], r[2], r[3])
+            UsageSubscription(r[0], CustomerRef(r[4], r[5]), PlanRef(*r[6:10]), wallet, r[1], r[2], r[3], r[22], r[23])
         )
     prices = plan_metric_prices({s.plan.id: s.plan for s in subscriptions}.values())
     for subscription in subscriptions:

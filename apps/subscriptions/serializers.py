@@ -44,6 +44,11 @@ class SubscriptionSerializer(serializers.Serializer):
     merchantId = serializers.SerializerMethodField()
     customerId = serializers.UUIDField(source="customer_id")
     planId = serializers.UUIDField(source="plan_id")
+    scheduledPlanId = serializers.UUIDField(
+        source="scheduled_plan_id",
+        allow_null=True,
+        help_text="The plan it moves to when the current period ends (a change with effective period_end).",
+    )
     name = serializers.CharField()
     status = serializers.ChoiceField(choices=Subscription.Status.choices)
     currency = serializers.SerializerMethodField()

@@ -193,7 +193,7 @@ def test_at_dunnings_end_the_renewal_is_issued_again_for_the_time_served_only(ap
     # February served from the 1st 00:00 to the 15th 02:00: 338 of 672 hours of the 30 fee
     assert [(line.description, line.amount) for line in again.lines.order_by("position")] == [
         (arrears.name, D("40")),
-        ("Base (served until 2026-02-15 02:00 UTC)", D("15.089286")),
+        ("Base (served until 2026-02-15 02:00:00 UTC)", D("15.089286")),
     ]
     assert again.status == "open" and again.total == D("55.089286") and again.number == "INV-000002"
     assert again.dunning_ended_at is not None

@@ -40,14 +40,16 @@ def test_a_period_boundary_opens_the_next_period(api, subscription_id, time_mach
     assert period(body) == ("2026-03-31T12:00:00Z", "2026-04-30T12:00:00Z")
 
 
-def test_a_terminated_subscription_keeps_the_period_it_ended_in(api, subscription_id, time_machine):
+def test_a_terminated_subscription_keeps_the_period_it_ended_in_cut_at_the_termination(
+    api, subscription_id, time_machine
+):
     time_machine.move_to(datetime(2026, 3, 5, 8, 0, tzinfo=UTC), tick=False)
     terminated = api.post(f"/v0/subscriptions/{subscription_id}/termination", {"reason": "done"})
     assert terminated.status_code == 200, terminated.json()
-    assert period(terminated.json()) == ("2026-02-28T12:00:00Z", "2026-03-31T12:00:00Z")
+    assert period(terminated.json()) == ("2026-02-28T12:00:00Z", "2026-03-05T08:00:00Z")
     time_machine.move_to(datetime(2026, 7, 1, tzinfo=UTC), tick=False)
     body = api.get(f"/v0/subscriptions/{subscription_id}").json()
-    assert period(body) == ("2026-02-28T12:00:00Z", "2026-03-31T12:00:00Z")
+    assert period(body) == ("2026-02-28T12:00:00Z", "2026-03-05T08:00:00Z")
 
 
 def test_before_started_at_the_period_is_the_first(api, subscription_id, time_machine):

@@ -27,8 +27,14 @@ def computed_afresh(subscription, now, grace_seconds):
     return window_start, end, (start, end)
 
 
-def subscription(anchor, interval):
-    return SimpleNamespace(id=uuid.uuid4(), started_at=anchor, plan=SimpleNamespace(billing_interval=interval))
+def subscription(anchor, interval, switched_at=None):
+    return SimpleNamespace(
+        id=uuid.uuid4(),
+        started_at=anchor,
+        period_anchor=anchor,
+        switched_at=switched_at,
+        plan=SimpleNamespace(billing_interval=interval),
+    )
 
 
 @pytest.mark.parametrize(

@@ -19,21 +19,15 @@ worker are harmless.
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from apps.catalog.models import PaymentTerm
 from apps.core.errors import ApiError
-from apps.core.money import MONEY_CONTEXT, round_to_minor_unit
 from apps.invoices.models import Invoice
 from apps.invoices.services.events import invoice_publish
-from apps.invoices.services.invoices import invoice_reissue, invoice_void
-from apps.invoices.services.lines import LineSpec
 from apps.subscriptions.models import Subscription
-from apps.subscriptions.periods import proration_fraction
 from apps.subscriptions.services import subscription_terminate
 from apps.subscriptions.services.events import subscription_mark_current, subscription_mark_past_due
 
@@ -138,53 +132,19 @@ def invoice_retry_collection(*, invoice_id, now: datetime | None = None) -> bool
 
 
 def _end_dunning(invoice: Invoice) -> None:
+    """Dunning gave up on the invoice: a listener acts, else the subscription is terminated,
+    which issues an unpaid renewal invoice again for the time served (its fee's share used; see
+    apps.invoices.services.proration), open without further dunning."""
     if any(listener(invoice) for listener in _dunning_ended):
         return
     subscription = invoice.subscription
     if subscription.status == Subscription.Status.TERMINATED:
         return
-    terminated = subscription_terminate(
+    subscription_terminate(
         merchant=invoice.merchant,
         subscription=subscription,
         reason=f"invoice {invoice.number} unpaid after the last collection retry",
     )
-    if invoice.kind == Invoice.Kind.PERIOD:
-        _reissue_for_time_served(invoice, terminated.terminated_at)
-
-
-def _reissue_for_time_served(invoice: Invoice, ended_at: datetime) -> Invoice | None:
-    """The renewal invoice of a subscription that dunning ended: voided and issued again with
-    its usage lines and only the share of each in_advance fee for the time served in the period
-    it paid for (to the microsecond, rounded once half-even), open without further dunning."""
-    fee_lines = [line for line in invoice.lines.all() if line.payment_term == PaymentTerm.IN_ADVANCE]
-    if not fee_lines:
-        return None
-    specs = []
-    for line in invoice.lines.order_by("position"):
-        amount = line.amount
-        if line.payment_term == PaymentTerm.IN_ADVANCE and line.period_start and line.period_end:
-            at = min(max(ended_at, line.period_start), line.period_end)
-            served = 1 - proration_fraction(line.period_start, line.period_end, at)
-            amount = round_to_minor_unit(
-                MONEY_CONTEXT.divide(line.amount * served.numerator, Decimal(served.denominator)), invoice.currency
-            )
-        specs.append(
-            LineSpec(
-                description=line.description
-                if amount == line.amount
-                else f"{line.description} (served until {ended_at:%Y-%m-%d %H:%M} UTC)",
-                amount=amount,
-                price=line.price,
-                payment_term=line.payment_term,
-                quantity=line.quantity,
-                unit_price=line.unit_price,
-                informational=line.informational,
-                period_start=line.period_start,
-                period_end=ended_at if amount != line.amount else line.period_end,
-            )
-        )
-    invoice_void(merchant=invoice.merchant, invoice_id=invoice.id)
-    return invoice_reissue(invoice, specs)
 
 
 def on_invoice_paid(invoice: Invoice) -> None:

@@ -20,7 +20,7 @@ from apps.core.errors import Conflict, FieldError, Unprocessable
 from apps.core.money import currency_decimals, round_to_minor_unit
 from apps.invoices.models import Invoice, InvoiceLine, InvoiceSequence
 from apps.invoices.services.events import invoice_publish
-from apps.invoices.services.lines import LineSpec, lines_total, period_lines, start_lines
+from apps.invoices.services.lines import FeePeriod, LineSpec, lines_total, period_lines, start_lines
 from apps.ledger.lock_objects import lock_wallet_balances
 from apps.ledger.models import LedgerTransaction
 from apps.ledger.services import ledger_reverse, wallet_get_or_create
@@ -29,7 +29,6 @@ from apps.payments.registry import WalletCredit, wallet_credited
 from apps.payments.services import payment_session_create, payment_sessions_expire
 from apps.subscriptions.hooks import StartCharge
 from apps.subscriptions.models import BillingPeriod, Subscription
-from apps.subscriptions.periods import period_at
 
 NUMBER_PREFIX = "INV-"
 
@@ -59,10 +58,19 @@ def _write_lines(invoice: Invoice, specs: list[LineSpec]) -> None:
     invoice.subtotal = invoice.total = lines_total(specs)
 
 
-def _next_period(period: BillingPeriod, subscription: Subscription):
-    if subscription.status == Subscription.Status.TERMINATED:
-        return None
-    return period_at(subscription.started_at, subscription.plan.billing_interval, period.end)
+def _fee_period(row: BillingPeriod) -> FeePeriod:
+    return FeePeriod(row.plan, row.start, row.end, row.share)
+
+
+def _next_period(period: BillingPeriod) -> FeePeriod | None:
+    """The period row that follows `period` (created before `period` moves to grace; none when
+    the subscription ended with it), whose in_advance fees `period`'s invoice bills."""
+    row = (
+        BillingPeriod.objects.select_related("plan")
+        .filter(merchant_id=period.merchant_id, subscription_id=period.subscription_id, start=period.end)
+        .first()
+    )
+    return None if row is None else _fee_period(row)
 
 
 def _bills(subscription: Subscription) -> bool:
@@ -72,8 +80,7 @@ def _bills(subscription: Subscription) -> bool:
 
 
 def _period_specs(period: BillingPeriod) -> list[LineSpec]:
-    subscription = period.subscription
-    return period_lines(subscription, subscription.plan, period.start, period.end, _next_period(period, subscription))
+    return period_lines(period.subscription, _fee_period(period), _next_period(period))
 
 
 def _issue_draft(invoice: Invoice, specs: list[LineSpec]) -> Invoice:
@@ -82,7 +89,7 @@ def _issue_draft(invoice: Invoice, specs: list[LineSpec]) -> Invoice:
     invoice.subtotal = invoice.total = lines_total(specs)
     invoice.save()
     _write_lines(invoice, specs)
-    if invoice.kind == Invoice.Kind.PERIOD and invoice.period_id is not None:
+    if invoice.kind in Invoice.CLOSING_KINDS and invoice.period_id is not None:
         BillingPeriod.objects.filter(pk=invoice.period_id).update(invoice_id=invoice.id)
     invoice = Invoice.objects.select_related("merchant", "customer", "wallet", "subscription").get(pk=invoice.pk)
     invoice_publish(invoice, "invoice.created")
@@ -97,9 +104,9 @@ def _create_period_invoice(period: BillingPeriod, specs: list[LineSpec]) -> Invo
         subscription=subscription,
         period=period,
         wallet_id=subscription.wallet_id,
-        kind=Invoice.Kind.PERIOD,
+        kind=Invoice.Kind.CHANGE if period.end_reason == BillingPeriod.EndReason.CHANGE else Invoice.Kind.PERIOD,
         status=Invoice.Status.DRAFT,
-        currency=subscription.plan.currency,
+        currency=period.plan.currency,
         period_start=period.start,
         period_end=period.end,
     )
@@ -122,7 +129,12 @@ def on_period_closed(period: BillingPeriod, fresh: bool) -> None:
     """The grace is over: the draft takes the late usage and is finalized, then collected."""
     if not _bills(period.subscription):
         return
-    invoice = Invoice.objects.select_for_update().filter(period=period, kind=Invoice.Kind.PERIOD).first()
+    invoice = (
+        Invoice.objects.select_for_update()
+        .filter(period=period, kind__in=Invoice.CLOSING_KINDS)
+        .exclude(status=Invoice.Status.VOID)
+        .first()
+    )
     if invoice is None:
         specs = [] if fresh else _period_specs(period)
         if not specs:
@@ -424,10 +436,11 @@ def on_activation_expired(session: PaymentSession) -> None:
 
 
 def invoice_reissue(original: Invoice, specs: list[LineSpec]) -> Invoice:
-    """A voided invoice issued again with `specs` (dunning's end: only the time served): same
-    customer, subscription, period and kind, numbered anew, open without further dunning (its
-    dunning ended with the original's), collected from the wallet like the original when it
-    covers it, until paid or marked uncollectible."""
+    """A voided invoice issued again with `specs` (a plan change or termination: its in-advance
+    fees for the share used): same customer, subscription, period and kind, numbered anew, due
+    when the original was (now, if that has passed), with the original's dunning state (one
+    whose dunning ended stays open without further dunning until paid or marked uncollectible),
+    collected from the wallet like the original when it covers it."""
     now = timezone.now()
     invoice = Invoice(
         merchant_id=original.merchant_id,
@@ -442,9 +455,10 @@ def invoice_reissue(original: Invoice, specs: list[LineSpec]) -> Invoice:
         period_start=original.period_start,
         period_end=original.period_end,
         auto_collect=original.auto_collect,
-        due_at=now,
+        due_at=max(original.due_at, now) if original.due_at else now,
         payment_failed_at=original.payment_failed_at,
         dunning_ended_at=original.dunning_ended_at,
         collection_retries=original.collection_retries,
+        next_collection_at=original.next_collection_at,
     )
     return invoice_finalize(_issue_draft(invoice, specs))

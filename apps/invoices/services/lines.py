@@ -4,7 +4,9 @@ plan's fees (design.md, "Money: precision and rounding").
 - in_arrears usage: the metric's aggregation over the period (SUM and COUNT by the sum of the
   lines, the others by `apps.usage.aggregation.aggregate`), of the lines that price priced,
   refunded events left out, priced by the engine as one quantity with the price's free units;
-- in_arrears fees: the closed period's; in_advance fees: the next period's (when there is one);
+- in_arrears fees: the closed period's; in_advance fees: the next period's (when there is one),
+  on that period's plan; each prorated by the share of its whole period that the period covers
+  (a period begun or cut short by a plan change or a termination), exact to the microsecond;
 - instant usage, already charged from the wallet, net of refunds: informational lines, outside
   the totals (a plan invoiced manually shows only these: its usage is the merchant's to invoice);
 - each amount rounded once, half-even, to the currency's minor unit; the total their sum.
@@ -16,12 +18,13 @@ that left the plan during the period is still invoiced for the usage it priced.
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from fractions import Fraction
 
 from django.db.models import Count, Sum
 
 from apps.catalog.models import ADDITIVE_AGGREGATIONS, Aggregation, Invoicing, PaymentTerm, Price, PriceModel
 from apps.catalog.pricing import price_quantity, price_strategy
-from apps.core.money import ZERO, round_to_minor_unit
+from apps.core.money import MONEY_CONTEXT, ZERO, round_amount, round_to_minor_unit
 from apps.usage.aggregation import aggregate
 from apps.usage.models import UsageLine
 
@@ -85,9 +88,22 @@ def _arrears_quantity(subscription, price: Price, row: dict, start: datetime, en
     ).total
 
 
-def period_lines(subscription, plan, start: datetime, end: datetime, next_period) -> list[LineSpec]:
-    """The lines of the period [start, end) of `subscription` on `plan`; `next_period` is the
-    (start, end) of the period that follows, or None when the subscription ends with this one."""
+@dataclass(frozen=True)
+class FeePeriod:
+    """A period whose fees an invoice bills: its plan, [start, end), and the share of its whole
+    period that it covers (a Fraction: 1, or less for a period begun or cut by a plan change or
+    a termination), by which its fees are prorated."""
+
+    plan: object
+    start: datetime
+    end: datetime
+    share: Fraction = Fraction(1)
+
+
+def period_lines(subscription, period: FeePeriod, next_period: FeePeriod | None) -> list[LineSpec]:
+    """The lines of `period` of `subscription`: its usage and in_arrears fees, and the
+    in_advance fees of `next_period` (None when the subscription ends with this one)."""
+    plan, start, end = period.plan, period.start, period.end
     currency = plan.currency
     usage = _usage_by_price(subscription, start, end)
     plan_prices = sorted(plan.prices.select_related("billable_metric"), key=lambda p: (p.created_at, p.pk))
@@ -132,42 +148,49 @@ def period_lines(subscription, plan, start: datetime, end: datetime, next_period
                     period_end=end,
                 )
             )
-    for price in plan_prices:
-        if price.billable_metric_id is not None or price.amount is None:
-            continue
-        if price.payment_term == PaymentTerm.IN_ARREARS:
-            fee_start, fee_end = start, end
-        elif price.payment_term == PaymentTerm.IN_ADVANCE and next_period is not None:
-            fee_start, fee_end = next_period
-        else:
-            continue
-        lines.append(_fee_line(price, currency, fee_start, fee_end))
+    lines += fee_lines(period, PaymentTerm.IN_ARREARS, prices=plan_prices)
+    if next_period is not None:
+        lines += fee_lines(next_period, PaymentTerm.IN_ADVANCE)
     return lines
 
 
-def _fee_line(price: Price, currency: str, start: datetime, end: datetime) -> LineSpec:
-    return LineSpec(
-        description=price_label(price),
-        amount=round_to_minor_unit(price.amount, currency),
-        price=price,
-        payment_term=price.payment_term,
-        quantity=Decimal(1),
-        unit_price=price.amount,
-        period_start=start,
-        period_end=end,
-    )
+def prorate(amount: Decimal, share: Fraction, currency: str) -> Decimal:
+    """`amount` x `share`, rounded once half-even to the currency's minor unit."""
+    if share == 1:
+        return round_to_minor_unit(amount, currency)
+    return round_to_minor_unit(MONEY_CONTEXT.divide(amount * share.numerator, Decimal(share.denominator)), currency)
+
+
+def fee_lines(period: FeePeriod, term: str, *, prices=None) -> list[LineSpec]:
+    """The plan's fees of payment term `term` for `period`, prorated by its share."""
+    if prices is None:
+        prices = sorted(period.plan.prices.all(), key=lambda p: (p.created_at, p.pk))
+    currency = period.plan.currency
+    lines = []
+    for price in prices:
+        if price.billable_metric_id is not None or price.amount is None or price.payment_term != term:
+            continue
+        label = price_label(price)
+        if period.share != 1:
+            label = f"{label} (prorated: {period.start:%Y-%m-%d %H:%M:%S} - {period.end:%Y-%m-%d %H:%M:%S} UTC)"
+        lines.append(
+            LineSpec(
+                description=label,
+                amount=prorate(price.amount, period.share, currency),
+                price=price,
+                payment_term=price.payment_term,
+                quantity=round_amount(MONEY_CONTEXT.divide(Decimal(period.share.numerator), period.share.denominator)),
+                unit_price=price.amount,
+                period_start=period.start,
+                period_end=period.end,
+            )
+        )
+    return lines
 
 
 def start_lines(plan, start: datetime, end: datetime) -> list[LineSpec]:
     """A subscription's start invoice: the plan's in_advance fees for its first period."""
-    prices = sorted(plan.prices.all(), key=lambda p: (p.created_at, p.pk))
-    return [
-        _fee_line(price, plan.currency, start, end)
-        for price in prices
-        if price.billable_metric_id is None
-        and price.amount is not None
-        and price.payment_term == PaymentTerm.IN_ADVANCE
-    ]
+    return fee_lines(FeePeriod(plan, start, end), PaymentTerm.IN_ADVANCE)
 
 
 def lines_total(lines: list[LineSpec]) -> Decimal:

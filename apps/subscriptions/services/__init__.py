@@ -1,4 +1,14 @@
 from apps.subscriptions.services.periods import due_subscription_ids, periods_advance
-from apps.subscriptions.services.subscriptions import subscription_create, subscription_terminate
+from apps.subscriptions.services.subscriptions import (
+    subscription_change_plan,
+    subscription_create,
+    subscription_terminate,
+)
 
-__all__ = ["due_subscription_ids", "periods_advance", "subscription_create", "subscription_terminate"]
+__all__ = [
+    "due_subscription_ids",
+    "periods_advance",
+    "subscription_change_plan",
+    "subscription_create",
+    "subscription_terminate",
+]

@@ -24,9 +24,11 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from apps.subscriptions.hooks import period_closed, period_ended
+from apps.core.errors import Conflict
+from apps.subscriptions.hooks import period_closed, period_ended, period_was_cut
 from apps.subscriptions.models import BillingPeriod, Subscription
 from apps.subscriptions.periods import period_at
+from apps.subscriptions.services.events import subscription_publish
 
 
 def _grace() -> timedelta:
@@ -38,13 +40,25 @@ def _settle() -> timedelta:
 
 
 def period_create(*, subscription: Subscription, start: datetime) -> BillingPeriod:
-    """The period of `subscription` that starts at `start` (created once: a second call, or a
-    concurrent one, returns the same row)."""
-    start_of, end = period_at(subscription.started_at, subscription.plan.billing_interval, start)
-    if start_of != start:
+    """The period of `subscription` that starts at `start`, on its plan (created once: a second
+    call, or a concurrent one, returns the same row). `start` begins a period of the plan's
+    interval counted from the anchor, or is the moment of the last plan change."""
+    interval = subscription.plan.billing_interval
+    cycle_start, cycle_end = period_at(subscription.period_anchor, interval, start)
+    if start not in (cycle_start, subscription.switched_at):
         raise ValueError(f"{start.isoformat()} does not start a period of subscription {subscription.id}")
     BillingPeriod.objects.bulk_create(
-        [BillingPeriod(merchant_id=subscription.merchant_id, subscription=subscription, start=start, end=end)],
+        [
+            BillingPeriod(
+                merchant_id=subscription.merchant_id,
+                subscription=subscription,
+                plan_id=subscription.plan_id,
+                start=start,
+                end=cycle_end,
+                cycle_start=cycle_start,
+                cycle_end=cycle_end,
+            )
+        ],
         ignore_conflicts=True,
     )
     return BillingPeriod.objects.get(merchant_id=subscription.merchant_id, subscription=subscription, start=start)
@@ -53,6 +67,58 @@ def period_create(*, subscription: Subscription, start: datetime) -> BillingPeri
 def period_first(*, subscription: Subscription) -> BillingPeriod:
     """The subscription's first period, created with it (in its transaction)."""
     return period_create(subscription=subscription, start=subscription.started_at)
+
+
+def _switch_plan(subscription: Subscription, plan, at: datetime) -> None:
+    """Put the (locked) subscription on `plan` from `at`: the anchor moves to `at` when the
+    interval changes, else stays (the period begun at `at` ends at the old anchor's boundary)."""
+    if plan.billing_interval != subscription.plan.billing_interval:
+        subscription.period_anchor = at
+    subscription.plan = plan
+    subscription.switched_at = at
+    subscription.scheduled_plan = None
+    subscription.save(update_fields=["plan", "period_anchor", "switched_at", "scheduled_plan", "updated_at"])
+
+
+def period_cut(*, subscription: Subscription, at: datetime, reason: str, plan=None) -> BillingPeriod:
+    """End the (locked) subscription's open period at `at` for a plan change to `plan` or a
+    termination (`reason`), in the caller's transaction: the period row is locked and must be
+    open and contain `at` (409 PERIOD_CLOSING when its end has passed and the close is about to
+    move it). The period moves to grace as at its end, with the `on_period_cut` listeners (the
+    invoices app returns the unused share of its paid in-advance fees, or issues an unpaid fee
+    invoice again for the share used) and the `on_period_ended` ones (its invoice, to `at`);
+    a change begins the next period at `at` on the new plan."""
+    period = (
+        BillingPeriod.objects.select_for_update(of=("self",))
+        .select_related("subscription__plan", "subscription__merchant", "subscription__customer", "plan")
+        .filter(subscription=subscription, status=BillingPeriod.Status.OPEN, start__lte=at)
+        .order_by("-start")
+        .first()
+    )
+    if period is None or period.end <= at:
+        ends = f" ended at {period.end.isoformat()} and" if period is not None else ""
+        raise Conflict(
+            f"The current period of subscription {subscription.id}{ends} is being closed; "
+            f"try again in {settings.PERIOD_CLOSE_SETTLE_SECONDS + settings.PERIOD_CLOSE_INTERVAL_SECONDS} seconds.",
+            code="PERIOD_CLOSING",
+        )
+    if period.start == at:
+        raise Conflict(
+            f"The current period of subscription {subscription.id} begins at this very instant; try again.",
+            code="PERIOD_CLOSING",
+        )
+    period.subscription = subscription
+    period.end = at
+    period.end_reason = reason
+    period.status = BillingPeriod.Status.GRACE
+    period.ended_at = at
+    period.save(update_fields=["end", "end_reason", "status", "ended_at", "updated_at"])
+    if plan is not None:
+        _switch_plan(subscription, plan, at)
+        period_create(subscription=subscription, start=at)
+    period_was_cut(period, at)
+    period_ended(period)
+    return period
 
 
 def due_periods_filter(now: datetime) -> Q:
@@ -87,7 +153,7 @@ def _step(subscription_id, now: datetime, ended_now: set) -> bool:
             return False
         period = (
             BillingPeriod.objects.select_for_update(of=("self",))
-            .select_related("subscription__plan", "subscription__merchant", "subscription__customer")
+            .select_related("subscription__plan", "subscription__merchant", "subscription__customer", "plan")
             .get(pk=candidate)
         )
         if period.status == BillingPeriod.Status.OPEN and period.end <= now - _settle():
@@ -96,6 +162,8 @@ def _step(subscription_id, now: datetime, ended_now: set) -> bool:
             period.save(update_fields=["status", "ended_at", "updated_at"])
             subscription = period.subscription
             if subscription.status != Subscription.Status.TERMINATED:
+                if subscription.scheduled_plan_id is not None:
+                    subscription = _apply_scheduled(subscription, period)
                 period_create(subscription=subscription, start=period.end)
             period_ended(period)
             ended_now.add(period.id)
@@ -108,6 +176,17 @@ def _step(subscription_id, now: datetime, ended_now: set) -> bool:
             return True
         # moved by another worker since the read: look again
         return True
+
+
+def _apply_scheduled(subscription: Subscription, period: BillingPeriod) -> Subscription:
+    """A plan change scheduled for the period's end (effective period_end) takes effect there."""
+    locked = Subscription.objects.select_for_update(no_key=True, of=("self",)).select_related("plan", "merchant")
+    subscription = locked.get(pk=subscription.pk)
+    if subscription.scheduled_plan_id is not None:
+        _switch_plan(subscription, subscription.scheduled_plan, period.end)
+        subscription_publish(subscription=subscription, type="subscription.updated")
+    period.subscription = subscription
+    return subscription
 
 
 def periods_advance(*, subscription_id, now: datetime | None = None, max_steps: int = 1000) -> int:

@@ -9,9 +9,9 @@ from apps.ledger.services import wallet_get_or_create
 from apps.payments.models import PaymentSession
 from apps.payments.services import payment_session_create, payment_sessions_expire
 from apps.subscriptions.hooks import subscription_created
-from apps.subscriptions.models import Subscription
+from apps.subscriptions.models import BillingPeriod, Subscription
 from apps.subscriptions.services.events import subscription_publish
-from apps.subscriptions.services.periods import period_first
+from apps.subscriptions.services.periods import period_cut, period_first
 
 
 def subscription_create(
@@ -50,6 +50,7 @@ def subscription_create(
             name=name or plan.name,
             status=Subscription.Status.PENDING_PAYMENT,
             started_at=started_at,
+            period_anchor=started_at,
             prefund_amount=prefund_amount,
             minimum_account_balance=minimum_account_balance,
             success_url=success_url,
@@ -81,25 +82,88 @@ def subscription_create(
     return subscription
 
 
+def _lock(merchant, subscription: Subscription) -> Subscription:
+    return (
+        Subscription.objects.select_for_update(no_key=True, of=("self",))
+        .select_related("merchant", "wallet", "plan", "customer")
+        .get(pk=subscription.pk, merchant=merchant)
+    )
+
+
+def _already_terminated(subscription: Subscription) -> Conflict:
+    return Conflict(
+        f"Subscription {subscription.id} was already terminated at {subscription.terminated_at.isoformat()}.",
+        code="SUBSCRIPTION_ALREADY_TERMINATED",
+    )
+
+
 def subscription_terminate(*, merchant, subscription: Subscription, reason: str = "") -> Subscription:
-    """End the subscription now; its pending payment sessions can no longer be paid.
-    Publishes subscription.terminated."""
+    """End the subscription now: its open period closes here, as at its end but prorated (its
+    usage to now invoiced; the unused share of a paid in-advance fee returned to the wallet, an
+    unpaid one issued again for the share used; no next period), and its pending payment
+    sessions can no longer be paid. Publishes subscription.terminated."""
     with transaction.atomic():
-        locked = (
-            Subscription.objects.select_for_update(no_key=True, of=("self",))
-            .select_related("merchant", "wallet", "plan")
-            .get(pk=subscription.pk, merchant=merchant)
-        )
+        locked = _lock(merchant, subscription)
         if locked.status == Subscription.Status.TERMINATED:
-            raise Conflict(
-                f"Subscription {locked.id} was already terminated at {locked.terminated_at.isoformat()}.",
-                code="SUBSCRIPTION_ALREADY_TERMINATED",
-            )
+            raise _already_terminated(locked)
         now = timezone.now()
         locked.status = Subscription.Status.TERMINATED
         locked.terminated_at = now
         locked.termination_reason = reason
         locked.save(update_fields=["status", "terminated_at", "termination_reason", "updated_at"])
+        try:
+            with transaction.atomic():
+                period_cut(subscription=locked, at=now, reason=BillingPeriod.EndReason.TERMINATION)
+        except Conflict:
+            # its period ended a moment ago and the close is about to move it: that close
+            # invoices the whole period and, the subscription terminated, begins no next one
+            pass
         payment_sessions_expire(sessions=PaymentSession.objects.filter(subscription=locked))
         subscription_publish(subscription=locked, type="subscription.terminated")
     return locked
+
+
+def subscription_change_plan(*, merchant, subscription: Subscription, plan, effective: str = "now") -> Subscription:
+    """Move the subscription to `plan` (design.md: plan changes return only what was paid).
+
+    `now`: the current period closes at this instant (its usage to now invoiced, kind change;
+    the unused share of what was paid for its in-advance fees returned to the wallet, an unpaid
+    fee invoice issued again for the share used) and a period on the new plan begins, its
+    in-advance fees prorated to what is left of it; it ends at the old anchor's boundary when the
+    interval is the same, else the change is the new anchor. `period_end`: scheduled, applied
+    when the current period ends (a second request replaces the schedule; the current plan
+    again cancels it). Publishes subscription.updated."""
+    if plan.currency != subscription.plan.currency:
+        raise Unprocessable(
+            f"Plan {plan.id} is in {plan.currency} and subscription {subscription.id} in "
+            f"{subscription.plan.currency}; a plan change keeps the currency.",
+            code="CURRENCY_MISMATCH",
+        )
+    with transaction.atomic():
+        locked = _lock(merchant, subscription)
+        if locked.status == Subscription.Status.TERMINATED:
+            raise _already_terminated(locked)
+        if locked.status == Subscription.Status.PENDING_PAYMENT:
+            raise Conflict(
+                f"Subscription {locked.id} is waiting for its activation payment; change its plan once it is active "
+                "(or terminate it and subscribe again).",
+                code="SUBSCRIPTION_NOT_ACTIVE",
+            )
+        if effective == "period_end":
+            scheduled = None if plan.pk == locked.plan_id else plan
+            if scheduled is None and locked.scheduled_plan_id is None:
+                raise _unchanged(locked)
+            locked.scheduled_plan = scheduled
+            locked.save(update_fields=["scheduled_plan", "updated_at"])
+        else:
+            if plan.pk == locked.plan_id:
+                raise _unchanged(locked)
+            period_cut(subscription=locked, at=timezone.now(), reason=BillingPeriod.EndReason.CHANGE, plan=plan)
+        subscription_publish(subscription=locked, type="subscription.updated")
+    return locked
+
+
+def _unchanged(subscription: Subscription) -> Unprocessable:
+    return Unprocessable(
+        f"Subscription {subscription.id} is already on plan {subscription.plan_id}.", code="PLAN_UNCHANGED"
+    )

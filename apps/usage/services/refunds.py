@@ -30,8 +30,7 @@ from apps.ledger.lock_objects import lock_wallet_balances, locked_rows
 from apps.ledger.models import LedgerTransaction
 from apps.ledger.services import Posting, ledger_post, merchant_revenue_account, platform_commission_account
 from apps.payments.registry import WalletCredit, wallet_credited
-from apps.subscriptions.models import UsageCounter
-from apps.subscriptions.periods import period_at
+from apps.subscriptions.models import BillingPeriod, UsageCounter
 from apps.usage.models import Dispute, UsageEvent, UsageLine
 from apps.usage.pricing import needs_counter
 from apps.usage.serializers import DisputeSerializer
@@ -54,7 +53,15 @@ def _uncount(event: UsageEvent, lines: list[UsageLine]) -> None:
     graduated tiers and packages of later events are as if it had not happened (under the
     wallet lock)."""
     subscription = event.subscription
-    period_start, _ = period_at(subscription.started_at, subscription.plan.billing_interval, event.timestamp)
+    # (the counters of a period are keyed by its start: its row's, which a plan change may have
+    # begun, and which the subscription's current anchor no longer gives for an older period)
+    period_start = (
+        BillingPeriod.objects.filter(subscription=subscription, start__lte=event.timestamp, end__gt=event.timestamp)
+        .values_list("start", flat=True)
+        .first()
+    )
+    if period_start is None:
+        return
     for line in lines:
         if needs_counter(line.price):
             UsageCounter.objects.filter(

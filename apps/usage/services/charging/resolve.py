@@ -22,7 +22,7 @@ from apps.core.money import ZERO, format_decimal
 from apps.core.process_cache import ProcessCache
 from apps.entitlements.models import Entitlement, EntitlementItem
 from apps.merchants.models import Merchant
-from apps.subscriptions.periods import add_intervals, period_at, period_index_at
+from apps.subscriptions.periods import add_intervals, period_index_at, running_period_at
 from apps.subscriptions.selectors import CustomerRef, SubscriptionIndex, UsageSubscription, choose_subscription
 from apps.usage.inputs import UsageInput, parse_number
 from apps.usage.models import UsageEvent
@@ -119,7 +119,8 @@ def metric_value(
     return value, str(raw)[:255]
 
 
-# subscription id -> (its start, its interval, the grace in seconds, valid from, valid until, window)
+# subscription id -> (its anchor, its interval, its last switch, the grace in seconds, valid
+# from, valid until, window)
 _windows = ProcessCache(ttl_seconds=None, max_entries=200_000)
 
 
@@ -128,26 +129,30 @@ def open_window(
 ) -> tuple[datetime, datetime, tuple[datetime, datetime] | None]:
     """(start, end, current period or None): [start, end) are the periods open to usage now,
     the current one, and the previous one while it is within its grace period (late usage is
-    accepted until its invoice is final). Kept per process for as long as it holds (it runs
-    for every event of a batch: a hit is a dict lookup and five comparisons)."""
+    accepted until its invoice is final), never before the subscription's last plan change
+    (usage before it belongs to a period the change closed, on the old plan). Kept per process
+    for as long as it holds (it runs for every event of a batch: a hit is a dict lookup and six
+    comparisons)."""
     interval = subscription.plan.billing_interval
-    anchor = subscription.started_at
+    anchor = subscription.period_anchor
+    switched = subscription.switched_at
     grace_seconds = settings.USAGE_GRACE_PERIOD_SECONDS
     cached = _windows.get(subscription.id)
     if (
         cached is not None
         and cached[0] == anchor
         and cached[1] == interval
-        and cached[2] == grace_seconds
-        and cached[3] <= now < cached[4]
+        and cached[2] == switched
+        and cached[3] == grace_seconds
+        and cached[4] <= now < cached[5]
     ):
-        return cached[5]
+        return cached[6]
     grace = timedelta(seconds=grace_seconds)
     if now < anchor:
         valid, window = (datetime.min.replace(tzinfo=UTC), anchor), (anchor, add_intervals(anchor, interval, 1), None)
     else:
         index = period_index_at(anchor, interval, now)
-        start, end = period_at(anchor, interval, now)
+        start, end = running_period_at(anchor, interval, now, switched)
         if index > 0 and now < start + grace:
             # (a grace longer than the interval still ends this window with the period)
             valid = (start, min(start + grace, end))
@@ -155,7 +160,9 @@ def open_window(
         else:
             valid = (start + grace if index > 0 else start, end)
             window = (start, end, (start, end))
-    _windows.set(subscription.id, (anchor, interval, grace_seconds, *valid, window))
+        if switched is not None and window[0] < switched:
+            window = (switched, window[1], window[2])
+    _windows.set(subscription.id, (anchor, interval, switched, grace_seconds, *valid, window))
     return window
 
 
@@ -240,7 +247,12 @@ def _resolve_one(
     if current is not None and current[0] <= event.timestamp < current[1]:
         period_start = current[0]
     else:
-        period_start, _ = period_at(subscription.started_at, subscription.plan.billing_interval, event.timestamp)
+        period_start, _ = running_period_at(
+            subscription.period_anchor,
+            subscription.plan.billing_interval,
+            event.timestamp,
+            subscription.switched_at,
+        )
 
     entitlement = None
     if event.entitlement_id:
