@@ -141,10 +141,10 @@ class SubscriptionDetailApi(ApiView):
         "half-even). `period_end`: the change is scheduled for the current period's end (`scheduledPlanId`).",
     )
     def patch(self, request, subscription_id):
+        subscription = subscription_get(merchant=request.merchant, subscription_id=subscription_id)
         serializer = self.ChangeInput(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        subscription = subscription_get(merchant=request.merchant, subscription_id=subscription_id)
         plan = plan_get(merchant=request.merchant, id=data["planId"], field="planId")
         subscription = subscription_change_plan(
             merchant=request.merchant, subscription=subscription, plan=plan, effective=data["effective"]

@@ -267,6 +267,13 @@ def test_a_sandbox_scenario_through_every_operation_answers_as_documented(schema
     ok(s.get("/v0/subscriptions", {"customerId": ada["id"], "status": "active"}))
     ok(s.get(f"/v0/subscriptions/{subscription['id']}"))
     refused(s.patch(f"/v0/plans/{plan['id']}", {"currency": "USD"}), 409, "PLAN_HAS_SUBSCRIPTIONS")
+    lite = ok(s.post("/v0/plans", {**plan_body, "code": "lite", "prices": [call_price["id"]]}), 201)
+    change = f"/v0/subscriptions/{subscription['id']}"
+    assert ok(s.patch(change, {"planId": lite["id"], "effective": "period_end"}))["scheduledPlanId"] == lite["id"]
+    assert ok(s.patch(change, {"planId": plan["id"], "effective": "period_end"}))["scheduledPlanId"] is None
+    refused(s.patch(change, {"planId": plan["id"]}), 422, "PLAN_UNCHANGED")
+    refused(s.patch(change, {"planId": lite["id"], "effective": "someday"}), 400)
+    refused(s.patch(f"/v0/subscriptions/{pending['id']}", {"planId": lite["id"]}), 409, "SUBSCRIPTION_NOT_ACTIVE")
     refused(s.delete(f"/v0/customers/{bob['id']}"), 409, "CUSTOMER_HAS_ACTIVE_SUBSCRIPTION")
     ended = ok(s.post(f"/v0/subscriptions/{pending['id']}/termination", {"reason": "changed plans"}))
     assert ended["terminatedAt"] is not None and ended["activatedAt"] is None
