@@ -123,3 +123,17 @@ def test_beat_does_not_queue_a_close_that_is_queued_already(billing, time_machin
     assert advance_due_periods() == 1  # (eager here: the task ran, and let go of its mark)
     assert [p[2] for p in periods(billing.subscription)] == ["closed", "open"]
     assert not get_redis().exists(key)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_existing_subscriptions_and_periods_get_their_anchor_plan_and_cycle(time_machine):
+    """Migrations 0007/0008 over rows written before plan changes existed: the anchor is
+    startedAt, each period is whole and on its subscription's plan."""
+    time_machine.move_to(at("2026-03-10T12:00"), tick=False)
+    billing = Billing(MerchantFactory())
+    migrate_over_history([("subscriptions", "0006_billing_periods_of_existing_subscriptions")], lambda old: None)
+    subscription = Subscription.objects.get(pk=billing.subscription.pk)
+    assert subscription.period_anchor == subscription.started_at and subscription.switched_at is None
+    (period,) = BillingPeriod.objects.filter(subscription=subscription)
+    assert (period.plan_id, period.cycle_start, period.cycle_end) == (subscription.plan_id, period.start, period.end)
+    assert period.end_reason == BillingPeriod.EndReason.END and period.share == 1
