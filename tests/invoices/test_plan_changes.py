@@ -508,3 +508,33 @@ def test_two_months_with_an_unpaid_renewal_an_upgrade_in_the_middle_and_the_mone
     }
     voided = Event.objects.get(type="invoice.voided")
     assert voided.data["id"] == str(renewal.id)
+
+
+def test_a_change_in_the_grace_window_prorates_the_fee_on_the_previous_periods_draft(api, world, time_machine):
+    billing, calls, plans = world
+    billing.fund("300")
+    time_machine.move_to(at("2026-02-01T00:01:01"), tick=False)
+    periods_advance(subscription_id=billing.subscription.id)
+    draft = Invoice.objects.get(kind="period")
+    assert draft.status == "draft" and lines(draft) == [(calls.name, D("40")), ("Base", D("30"))]
+
+    time_machine.move_to(at("2026-02-01T00:30"), tick=False)
+    assert change(api, billing, plans["pro"]).status_code == 200
+    draft.refresh_from_db()
+    # February's Base for the half hour served: 30 x 0.5 / 672 = 0.0223214... -> 0.022321
+    assert lines(draft) == [
+        (calls.name, D("40")),
+        ("Base (prorated: 2026-02-01 00:00:00 - 2026-02-01 00:30:00 UTC)", D("0.022321")),
+    ]
+    assert draft.total == D("40.022321")
+    assert billing.available() == D("300")  # nothing was paid for it: nothing to return
+    closing = Invoice.objects.get(kind="change")
+    # Pro for 671.5 of 672 hours: 90 x 671.5 / 672 = 89.9330357... -> 89.933036
+    assert lines(closing) == [("Pro (prorated: 2026-02-01 00:30:00 - 2026-03-01 00:00:00 UTC)", D("89.933036"))]
+
+    time_machine.move_to(at("2026-02-01T01:31:01"), tick=False)
+    periods_advance(subscription_id=billing.subscription.id)
+    assert Invoice.objects.get(pk=draft.pk).status == "paid"
+    assert Invoice.objects.get(pk=closing.pk).status == "paid"
+    assert billing.available() == D("170.044643")  # 300 - 40.022321 - 89.933036
+    assert ledger_check() == []

@@ -147,6 +147,17 @@ def on_period_closed(period: BillingPeriod, fresh: bool) -> None:
     invoice_finalize(invoice)
 
 
+def draft_recompute(invoice: Invoice) -> Invoice:
+    """Compute the (locked) draft closing invoice of a period again from the period rows (a plan
+    change or termination cut the period whose fees it bills in advance)."""
+    period = BillingPeriod.objects.select_related(
+        "subscription__plan", "subscription__merchant", "subscription__customer", "plan"
+    ).get(pk=invoice.period_id)
+    _write_lines(invoice, _period_specs(period))
+    invoice.save(update_fields=["subtotal", "total", "updated_at"])
+    return invoice
+
+
 def _next_number(merchant_id) -> str:
     """The merchant's next invoice number, under the lock of its sequence row (held until the
     finalizing transaction ends: a rolled-back finalize leaves no gap)."""

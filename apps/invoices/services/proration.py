@@ -9,8 +9,8 @@ the period as it was invoiced, [its start, its end). When the period is cut at `
 (`on_period_cut`, the subscriptions' hook, before the period's own invoice is written), each
 line of those fees on an invoice that is:
 
-- a draft (the previous period's, still in its grace window): nothing now; it is computed again
-  at its finalize from the period rows, and the cut period's fees come out prorated;
+- a draft (the previous period's, still in its grace window): computed again now from the period
+  rows (as it is again at its finalize), the cut period's fees prorated to the share used;
 - open (finalized, unpaid or partly paid): the invoice is voided (what was paid on it goes back
   to the wallet) and issued again with that fee for the share used, [start, at), each other line
   as it was, numbered anew and collected like the original;
@@ -30,7 +30,7 @@ from django.db.models import Sum
 from apps.catalog.models import PaymentTerm
 from apps.core.money import MONEY_CONTEXT, ZERO, round_amount
 from apps.invoices.models import Invoice, InvoiceLine
-from apps.invoices.services.invoices import invoice_reissue, invoice_void
+from apps.invoices.services.invoices import draft_recompute, invoice_reissue, invoice_void
 from apps.invoices.services.lines import LineSpec, prorate
 from apps.ledger.models import Entry, LedgerTransaction
 from apps.ledger.services import Posting, ledger_post, merchant_revenue_account, platform_commission_account
@@ -141,7 +141,7 @@ def on_period_cut(period: BillingPeriod, at: datetime) -> None:
             period_start=period.start,
             period_end__gt=at,
         )
-        .exclude(invoice__status__in=(Invoice.Status.VOID, Invoice.Status.DRAFT, Invoice.Status.UNCOLLECTIBLE))
+        .exclude(invoice__status__in=(Invoice.Status.VOID, Invoice.Status.UNCOLLECTIBLE))
         .order_by("invoice_id", "position")
     )
     by_invoice: dict = {}
@@ -153,7 +153,9 @@ def on_period_cut(period: BillingPeriod, at: datetime) -> None:
             .select_related("merchant", "customer", "wallet", "payment_session", "subscription")
             .get(pk=invoice_id)
         )
-        if invoice.status == Invoice.Status.OPEN:
+        if invoice.status == Invoice.Status.DRAFT and invoice.kind in Invoice.CLOSING_KINDS:
+            draft_recompute(invoice)
+        elif invoice.status == Invoice.Status.OPEN:
             invoice_reissue_served(invoice, at, lines={line.id for line in fee_lines})
         elif invoice.status == Invoice.Status.PAID:
             for line in fee_lines:

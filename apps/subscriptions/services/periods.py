@@ -143,14 +143,19 @@ def due_subscription_ids(*, now: datetime | None = None, limit: int = 10_000) ->
 def _step(subscription_id, now: datetime, ended_now: set) -> bool:
     """One due move of the subscription's oldest period that has one; whether one was made."""
     with transaction.atomic():
-        candidate = (
+        found = (
             BillingPeriod.objects.filter(due_periods_filter(now), subscription_id=subscription_id)
             .order_by("start")
-            .values_list("id", flat=True)
+            .values_list("id", "subscription__scheduled_plan_id")
             .first()
         )
-        if candidate is None:
+        if found is None:
             return False
+        candidate, scheduled = found
+        if scheduled is not None:
+            # a scheduled plan change takes the subscription's lock: before the period's, in the
+            # order of a plan change or termination, which lock the subscription then its period
+            Subscription.objects.select_for_update(no_key=True, of=("self",)).filter(pk=subscription_id).first()
         period = (
             BillingPeriod.objects.select_for_update(of=("self",))
             .select_related("subscription__plan", "subscription__merchant", "subscription__customer", "plan")
