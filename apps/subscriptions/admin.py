@@ -22,10 +22,13 @@ class SubscriptionAdmin(TenantAdmin):
         "id",
         "customer",
         "plan",
+        "scheduled_plan",
         "wallet",
         "name",
         "status",
         "started_at",
+        "period_anchor",
+        "switched_at",
         "current_period_start",
         "current_period_end",
         "prefund_amount",
@@ -65,17 +68,30 @@ class BillingPeriodAdmin(ReadOnlyMixin, TenantAdmin):
 
     staff_permissions = ("view",)
 
-    list_display = ("start", "end", "status", "subscription_link", "invoice_link", "ended_at", "closed_at")
-    list_select_related = ("merchant", "subscription__customer", "subscription__plan")
-    list_filter = ("status",)
+    list_display = (
+        "start",
+        "end",
+        "status",
+        "end_reason",
+        "subscription_link",
+        "invoice_link",
+        "ended_at",
+        "closed_at",
+    )
+    list_select_related = ("merchant", "subscription__customer", "subscription__plan", "plan")
+    list_filter = ("status", "end_reason")
     search_fields = ("subscription__customer__email",)
     ordering = ("-start", "-id")
     date_hierarchy = "start"
     readonly_fields = (
         "id",
         "subscription_link",
+        "plan",
         "start",
         "end",
+        "cycle_start",
+        "cycle_end",
+        "end_reason",
         "status",
         "ended_at",
         "closed_at",
