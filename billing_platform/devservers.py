@@ -132,8 +132,12 @@ def start_embedded_redis() -> str:
             str(port),
             "--save",
             "",
+            # API-key verify's counts live here first: append-only, synced every second, so a
+            # crash loses at most a second of counts (README: production notes)
             "--appendonly",
-            "no",
+            "yes",
+            "--appendfsync",
+            "everysec",
             "--dir",
             str(data_dir),
             "--logfile",

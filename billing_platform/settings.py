@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "apps.entitlements",
     "apps.usage",
     "apps.invoices",
+    "apps.apikeys",
     "apps.checkout",
 ]
 
@@ -264,6 +265,8 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE_FILENAME = env.str(
     "CELERY_BEAT_SCHEDULE_FILENAME", default=str(BASE_DIR / ".run" / "celerybeat-schedule")
 )
+# How often the calls that API-key verify counted are drained from Redis into usage events.
+APIKEY_DRAIN_INTERVAL_SECONDS = env.float("APIKEY_DRAIN_INTERVAL_SECONDS", default=1.0)
 CELERY_BEAT_SCHEDULE = {
     "release-expired-entitlements": {
         "task": "apps.entitlements.tasks.release_expired_entitlements",
@@ -280,6 +283,10 @@ CELERY_BEAT_SCHEDULE = {
     "advance-due-periods": {
         "task": "apps.subscriptions.tasks.advance_due_periods",
         "schedule": PERIOD_CLOSE_INTERVAL_SECONDS,
+    },
+    "drain-counted-calls": {
+        "task": "apps.apikeys.tasks.drain_counted_calls",
+        "schedule": APIKEY_DRAIN_INTERVAL_SECONDS,
     },
     "dun-invoices": {
         "task": "apps.invoices.tasks.dun_invoices",

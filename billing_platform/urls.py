@@ -20,6 +20,7 @@ v0_patterns = [
     path("", include("apps.entitlements.urls")),
     path("", include("apps.usage.urls")),
     path("", include("apps.invoices.urls")),
+    path("", include("apps.apikeys.urls")),
     path("", include("apps.webhooks.urls")),
     # last: any other /v0 path is the envelope's 404, also with DEBUG on (Django's debug page
     # would answer HTML to a client that parses JSON)

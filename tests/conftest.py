@@ -67,11 +67,12 @@ def _clear_process_caches():
 
 @pytest.fixture(autouse=True)
 def _clear_redis_counters():
-    """Rate-limit counters and queued-close marks live in Redis; start each test without any."""
+    """Rate-limit counters, queued-close marks and API-key verify's records and counts live in
+    Redis; start each test without any."""
     from apps.core.redis import get_redis
 
     client = get_redis()
-    for pattern in ("ratelimit:*", "periods:queued:*"):
+    for pattern in ("ratelimit:*", "periods:queued:*", "apikey:*", "apisub*", "apirate:*", "apiquota:*", "apikeys:*"):
         for key in client.scan_iter(pattern):
             client.delete(key)
     yield

@@ -74,10 +74,29 @@ def seed_catalog(*, merchant: Merchant) -> None:
                 billing_interval=BillingInterval.MONTHLY,
                 prices=[price],
             )
+        # the merchant's query metric that API-key verify counts, priced 0 on every tier (the
+        # quota is included): counted calls show on the tier's invoices
+        query_price = Price.objects.filter(
+            merchant=merchant,
+            billable_metric=metric,
+            payment_term=PaymentTerm.IN_ARREARS,
+            currency=Currency.USD,
+            archived_at__isnull=True,
+        ).first()
+        if query_price is None:
+            query_price = services.price_create(
+                merchant=merchant,
+                billable_metric=metric,
+                model=PriceModel.STANDARD,
+                payment_term=PaymentTerm.IN_ARREARS,
+                currency=Currency.USD,
+                properties={"unitPrice": "0"},
+                invoice_display_name="Queries (included)",
+            )
         for code, name, rate_limit, query_limit, webhooks, fee in TIERS:
             if Plan.objects.filter(merchant=merchant, code=code).exists():
                 continue
-            prices = []
+            prices = [query_price]
             if fee is not None:
                 prices.append(
                     services.price_create(

@@ -154,7 +154,8 @@ class ApiAutoSchema(AutoSchema):
         add(400, DESCRIPTIONS[400] + (DESCRIPTIONS["400-body"] if has_body else ""))
         if authenticated:
             add(401, DESCRIPTIONS[401])
-            add(429, DESCRIPTIONS[429])
+            if self.view.get_throttles() or plain_post:
+                add(429, DESCRIPTIONS[429])
         if has_body:
             add(403, DESCRIPTIONS[403])
             add(413, DESCRIPTIONS[413])

@@ -16,6 +16,9 @@ class Customer(TenantModel):
     address = models.JSONField(default=dict, blank=True)
     external_id = models.CharField(max_length=255, blank=True, db_index=True)
     metadata = models.JSONField(default=dict, blank=True)
+    # An Ethereum address the customer gave (POST /v0/billing/checkout): an unproven hint that
+    # the hosted checkout pre-fills, never an address proven to be the customer's.
+    wallet_address_hint = models.CharField(max_length=42, blank=True, default="", db_default="")
     archived_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

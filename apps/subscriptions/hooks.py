@@ -130,3 +130,36 @@ def activation_paid(session, amount: Decimal) -> Decimal:
 def activation_expired(session) -> None:
     for listener in _activation_expired:
         listener(session)
+
+
+# --- a subscription's changes -------------------------------------------------------------------
+
+SubscriptionChanged = Callable[["Subscription"], None]
+TerminationRequested = Callable[["Subscription"], bool]
+
+_changed: list[SubscriptionChanged] = []
+_termination: list[TerminationRequested] = []
+
+
+def on_subscription_changed(listener: SubscriptionChanged) -> None:
+    """`listener(subscription)`: what the API shows of it changed (each subscription.* event),
+    inside the change's transaction (the API-keys app reads the tier again after the commit)."""
+    if listener not in _changed:
+        _changed.append(listener)
+
+
+def on_termination_requested(listener: TerminationRequested) -> None:
+    """`listener(subscription)` -> True when it handled a termination instead of it, in its
+    transaction with the subscription locked (the API-keys app: a paid tier goes back to free,
+    and its keys keep working)."""
+    if listener not in _termination:
+        _termination.append(listener)
+
+
+def subscription_changed(subscription: Subscription) -> None:
+    for listener in _changed:
+        listener(subscription)
+
+
+def termination_handled(subscription: Subscription) -> bool:
+    return any(listener(subscription) for listener in _termination)

@@ -53,6 +53,9 @@ class UsageInput:
     entitlement_id: uuid.UUID | None
     subscription_id: uuid.UUID | None
     metadata: dict
+    # a call that API-key verify counted at its own time: recorded whatever the window open to
+    # late usage (the count was decided when it happened)
+    counted: bool = False
 
 
 def event_hash(raw: dict) -> str:

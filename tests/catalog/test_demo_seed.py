@@ -14,7 +14,8 @@ def counts():
 def test_seed_creates_the_catalog_in_both_modes_and_is_idempotent(merchant, sandbox):
     seed(live=merchant, sandbox=sandbox)
     first = counts()
-    assert first == (2, 2, 6, 10)  # per mode: 1 product, 1 metric, 1 call price + 2 fees, 5 plans
+    # per mode: 1 product, 1 metric, 1 call price + 1 query price (tiers) + 2 fees, 5 plans
+    assert first == (2, 2, 8, 10)
     seed(live=merchant, sandbox=sandbox)
     assert counts() == first
 
@@ -45,10 +46,15 @@ def test_seeded_plans_match_the_contract_tiers(merchant, sandbox):
             assert plan.currency == "USD"
             assert plan.features == features
             prices = list(plan.prices.all())
+            # every tier prices the query metric that verify counts, at 0 (the quota is included)
+            [query] = [p for p in prices if p.billable_metric_id is not None]
+            assert query.billable_metric == call_price.billable_metric
+            assert (query.payment_term, query.currency, query.properties) == ("in_arrears", "USD", {"unitPrice": "0"})
+            fees = [p for p in prices if p.billable_metric_id is None]
             if fee is None:
-                assert prices == []
+                assert fees == []
             else:
-                [price] = prices
+                [price] = fees
                 assert (price.billable_metric_id, price.model, price.payment_term, price.currency) == (
                     None,
                     "standard",

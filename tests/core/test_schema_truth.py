@@ -33,6 +33,19 @@ def concrete(template: str) -> str:
     return "".join(str(uuid.uuid4()) if part.startswith("{") else part for part in parts)
 
 
+# Operations a customer calls with its own key (X-API-Key), not the merchant's.
+CUSTOMER_KEY_OPERATIONS = {"billing_usage", "billing_checkout"}
+
+
+def customer_key(merchant) -> str:
+    """A key of one of the merchant's customers (its demo tiers seeded)."""
+    from apps.apikeys.services import api_key_create
+    from apps.catalog.demo import seed_catalog
+
+    seed_catalog(merchant=merchant)
+    return api_key_create(merchant=merchant, organization_name="Probe", contact_email="probe@example.com").secret
+
+
 def send(api, method: str, path: str, operation_id: str, **extra):
     if method in ("get", "delete"):
         return getattr(api, method)(path, **extra)
@@ -46,7 +59,9 @@ def test_every_operation_documents_its_error_statuses_with_the_envelopes(schema)
     for method, template, operation in schema.operations():
         statuses = {int(status) for status in operation["responses"]}
         name = operation["operationId"]
-        assert {400, 401, 429} <= statuses, name
+        assert {400, 401} <= statuses, name
+        # (a customer's own calls are not counted against the merchant's key)
+        assert (429 in statuses) == (name not in CUSTOMER_KEY_OPERATIONS), name
         if "{" in template:
             assert 404 in statuses, name
         if method in ("post", "patch"):
@@ -62,7 +77,8 @@ def test_every_operation_documents_its_error_statuses_with_the_envelopes(schema)
                         expected if method in ("post", "patch") else []
                     )
                 assert refs == expected, (name, status, refs)
-        assert "Retry-After" in operation["responses"]["429"]["headers"], name
+        if "429" in operation["responses"]:
+            assert "Retry-After" in operation["responses"]["429"]["headers"], name
     deletes = [operation for method, _, operation in schema.operations() if method == "delete"]
     assert deletes and all(set(o["responses"]) & {"200", "204"} == {"200"} for o in deletes)
 
@@ -81,6 +97,8 @@ def test_every_operation_answers_429_past_the_rate_limit(schema, merchant, time_
     time_machine.move_to(datetime(2026, 11, 22, 12, 0, 0, 250_000, tzinfo=UTC), tick=False)
     api = CheckedApi(Api(issue_key(merchant, rate_limit=1), merchant), schema)
     for method, template, operation in schema.operations():
+        if operation["operationId"] in CUSTOMER_KEY_OPERATIONS:
+            continue
         # the one request of this (frozen) second: again before each operation, since the
         # counter's expiry in Redis runs on the real clock (2 s) and the loop takes longer
         api.api.get("/v0/merchants/me")
@@ -91,12 +109,14 @@ def test_every_operation_answers_429_past_the_rate_limit(schema, merchant, time_
 
 def test_every_operation_answers_400_for_malformed_input(schema, test_api):
     api = CheckedApi(test_api, schema)
+    customer = {"HTTP_X_API_KEY": customer_key(test_api.merchant)}
     for method, template, operation in schema.operations():
-        path = concrete(template)
-        if method == "post" and operation["operationId"] in ("usage_create", "usage_batch_create"):
+        path, name = concrete(template), operation["operationId"]
+        extra = customer if name in CUSTOMER_KEY_OPERATIONS else {}
+        if method == "post" and name in ("usage_create", "usage_batch_create", "api_keys_verify"):
             response = api.post(path, ["not", "an", "object"])  # served without DRF: the body is what is read
         else:
-            response = send(api, method, f"{path}?limit=%00", operation["operationId"])
+            response = send(api, method, f"{path}?limit=%00", name, **extra)
         assert response.status_code == 400, (operation["operationId"], response.content)
     for operation_id, path in (("products_create", "/v0/products"), ("usage_create", "/v0/usage")):
         response = test_api.client.post(path, b"{not json", content_type="application/json")
@@ -114,16 +134,20 @@ def test_every_operation_with_an_id_in_its_path_answers_404_for_an_unknown_id(sc
 
 def test_every_operation_with_a_body_answers_403_413_and_415_as_documented(schema, test_api, settings):
     api = CheckedApi(test_api, schema)
+    customer = {"HTTP_X_API_KEY": customer_key(test_api.merchant)}
     for method, template, operation in schema.operations():
         if method not in ("post", "patch"):
             continue
         path, name = concrete(template), operation["operationId"]
-        response = getattr(api, method)(path, {"merchantId": str(uuid.uuid4())})
+        extra = customer if name in CUSTOMER_KEY_OPERATIONS else {}
+        response = getattr(api, method)(path, {"merchantId": str(uuid.uuid4())}, **extra)
         assert response.status_code == 403, (name, response.content)
         assert response.json()["code"] == "MERCHANT_MISMATCH"
         if "415" in operation["responses"]:
             response = schema.check(
-                method, path, getattr(test_api.client, method)(path, "amount=1", content_type="text/plain")
+                method,
+                path,
+                getattr(test_api.client, method)(path, "amount=1", content_type="text/plain", **extra),
             )
             assert response.status_code == 415, (name, response.content)
     settings.MAX_REQUEST_BODY_BYTES = 1024
@@ -392,6 +416,31 @@ def test_a_sandbox_scenario_through_every_operation_answers_as_documented(schema
     ok(s.post(f"/v0/webhookEndpoints/{hook['id']}/test"), 201)
     ok(s.get(f"/v0/webhookEndpoints/{hook['id']}/deliveries"))
     ok(s.delete(f"/v0/webhookEndpoints/{hook['id']}"))
+
+    # --- customers' API keys ------------------------------------------------------------------
+    from apps.catalog.demo import seed_catalog
+
+    seed_catalog(merchant=test_api.merchant)
+    key = ok(s.post("/v0/billing/apiKeys", {"organizationName": "Acme DeFi", "contactEmail": "dev@acme.example"}), 201)
+    refused(s.post("/v0/billing/apiKeys", {"organizationName": "A", "contactEmail": "dev@acme.example"}), 400)
+    refused(
+        s.post("/v0/billing/apiKeys", {"organizationName": "Acme", "contactEmail": "x@acme.example", "tier": "gold"}),
+        422,
+        "UNKNOWN_TIER",
+    )
+    assert ok(s.post("/v0/apiKeys/verify", {"apiKey": key["apiKey"], "cost": 1}))["code"] == "VALID"
+    refused(s.post("/v0/apiKeys/verify", {"apiKey": key["apiKey"], "cost": -1}), 400)
+    ok(s.get("/v0/billing/apiKeys", {"customerId": key["customerId"]}))
+    mine = {"HTTP_X_API_KEY": key["apiKey"]}
+    assert ok(s.get("/v0/billing/usage", **mine))["queriesThisMonth"] == 1
+    checkout = ok(s.post("/v0/billing/checkout", {"planId": "starter"}, **mine))
+    assert checkout["url"].endswith(checkout["sessionId"])
+    refused(s.post("/v0/billing/checkout", {"planId": "free"}, **mine), 422, "ALREADY_ON_TIER")
+    refused(s.post("/v0/billing/checkout", {"planId": "gold"}, **mine), 422, "UNKNOWN_TIER")
+    assert ok(s.delete(f"/v0/billing/apiKeys/{key['id']}"))["revokedAt"] is not None
+    refused(s.delete(f"/v0/billing/apiKeys/{uuid.uuid4()}"), 404)
+    assert ok(s.post("/v0/apiKeys/verify", {"apiKey": key["apiKey"]}))["code"] == "REVOKED"
+    refused(s.get("/v0/billing/usage", **mine), 401)
 
     # every operation of the document answered here with success, and the rules' errors all came up
     succeeded = {name for name, statuses in schema.answered.items() if any(status < 300 for status in statuses)}

@@ -66,7 +66,12 @@ def test_every_unique_constraint_of_a_tenant_model_includes_merchant():
 
 
 # Globally unique by design: random identifiers that never collide across merchants.
-GLOBALLY_UNIQUE = {"merchants.ApiKey.prefix"}
+GLOBALLY_UNIQUE = {
+    "merchants.ApiKey.prefix",
+    # a customer key is found by its hash alone (verify then checks that it is the merchant's)
+    "apikeys.CustomerApiKey.prefix",
+    "apikeys.CustomerApiKey.secret_hash",
+}
 GLOBAL_CONSTRAINTS = {
     # the same money (a PaymentIntent, a chain transfer) is credited once, whichever merchant
     # or session reports it

@@ -41,6 +41,16 @@ def v0_routes():
             yield re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", route), callback
 
 
+def _customer_key(merchant):
+    from apps.apikeys.services import api_key_create
+    from apps.catalog.demo import seed_catalog
+
+    seed_catalog(merchant=merchant)
+    return api_key_create(
+        merchant=merchant, organization_name="Probe", contact_email=f"keys-{merchant.pk}@example.com"
+    ).key.pk
+
+
 class World:
     """One of each kind of row that a path can name, all owned by `merchant`."""
 
@@ -71,6 +81,7 @@ class World:
             "endpoint_id": webhook_endpoint_create(
                 merchant=merchant, url="https://hooks.example.com/in", events=["*"]
             ).pk,
+            "key_id": _customer_key(merchant),
             "invoice_id": invoice_create_one_off(
                 merchant=merchant,
                 customer=billing.customer,
@@ -163,9 +174,11 @@ LIST_FILTERS = {
     "/v0/products": [],
     "/v0/webhookEndpoints": [],
     "/v0/invoices": ["customerId", "subscriptionId"],
+    "/v0/billing/apiKeys": ["customerId"],
 }
 # routes without an id that list nothing of a merchant's rows
-NOT_LISTS = {"/v0/schema", "/v0/docs", "/v0/merchants/me", "/v0/usage/batch"}
+# (/v0/billing/usage answers the customer's key with its own count)
+NOT_LISTS = {"/v0/schema", "/v0/docs", "/v0/merchants/me", "/v0/usage/batch", "/v0/billing/usage"}
 
 
 def test_every_list_route_is_probed_with_its_id_filters():

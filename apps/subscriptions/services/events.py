@@ -10,6 +10,7 @@ subscription in its API shape:
 - subscription.terminated: by subscription_terminate.
 """
 
+from apps.subscriptions.hooks import subscription_changed
 from apps.subscriptions.models import Subscription
 from apps.subscriptions.serializers import SubscriptionSerializer
 from apps.webhooks.outbox import publish
@@ -28,6 +29,7 @@ def subscription_publish(*, subscription: Subscription, type: str) -> None:
     if type not in SUBSCRIPTION_EVENTS:
         raise ValueError(f"not a subscription event: {type!r}")
     publish(merchant=subscription.merchant, type=type, data=SubscriptionSerializer(subscription).data)
+    subscription_changed(subscription)
 
 
 def subscription_mark_past_due(*, subscription_id) -> Subscription | None:

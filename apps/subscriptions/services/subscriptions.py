@@ -8,7 +8,7 @@ from apps.customers.models import Customer
 from apps.ledger.services import wallet_get_or_create
 from apps.payments.models import PaymentSession
 from apps.payments.services import payment_session_create, payment_sessions_expire
-from apps.subscriptions.hooks import subscription_created
+from apps.subscriptions.hooks import subscription_created, termination_handled
 from apps.subscriptions.models import BillingPeriod, Subscription
 from apps.subscriptions.services.events import subscription_publish
 from apps.subscriptions.services.periods import period_cut, period_first
@@ -98,7 +98,8 @@ def _already_terminated(subscription: Subscription) -> Conflict:
 
 
 def subscription_terminate(*, merchant, subscription: Subscription, reason: str = "") -> Subscription:
-    """End the subscription now: its open period closes here, as at its end but prorated (its
+    """End the subscription now (unless a capability handles it instead: the `on_termination_requested`
+    hook; the API-keys app moves a paid tier to free): its open period closes here, as at its end but prorated (its
     usage to now invoiced; the unused share of a paid in-advance fee returned to the wallet, an
     unpaid one issued again for the share used; no next period), and its pending payment
     sessions can no longer be paid. Publishes subscription.terminated."""
@@ -106,6 +107,8 @@ def subscription_terminate(*, merchant, subscription: Subscription, reason: str 
         locked = _lock(merchant, subscription)
         if locked.status == Subscription.Status.TERMINATED:
             raise _already_terminated(locked)
+        if termination_handled(locked):
+            return _lock(merchant, locked)
         now = timezone.now()
         locked.status = Subscription.Status.TERMINATED
         locked.terminated_at = now

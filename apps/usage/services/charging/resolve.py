@@ -237,7 +237,7 @@ def _resolve_one(
     )
 
     window_start, window_end, current = open_window(subscription, now)
-    if not window_start <= event.timestamp < max(window_end, now + timedelta(minutes=5)):
+    if not event.counted and not window_start <= event.timestamp < max(window_end, now + timedelta(minutes=5)):
         raise Unprocessable(
             f"timestamp {event.timestamp.isoformat()} is outside the periods open to usage of subscription "
             f"{subscription.id}: [{window_start.isoformat()}, {window_end.isoformat()}).",
@@ -247,12 +247,15 @@ def _resolve_one(
     if current is not None and current[0] <= event.timestamp < current[1]:
         period_start = current[0]
     else:
-        period_start, _ = running_period_at(
-            subscription.period_anchor,
-            subscription.plan.billing_interval,
-            event.timestamp,
-            subscription.switched_at,
-        )
+        try:
+            period_start, _ = running_period_at(
+                subscription.period_anchor,
+                subscription.plan.billing_interval,
+                event.timestamp,
+                subscription.switched_at,
+            )
+        except ValueError:  # a counted call from before the anchor a plan change moved
+            period_start = current[0] if current is not None else window_start
 
     entitlement = None
     if event.entitlement_id:
