@@ -31,6 +31,11 @@ ETHEREUM_ADDRESS = r"^0x[0-9a-fA-F]{40}$"
 
 
 class ApiKeyListApi(ApiView):
+    # The secret is stored nowhere, not even in an idempotency record for a replay to return:
+    # a retried creation issues another key (the customer and its subscription are found by
+    # email, so nothing else is made twice; a key not received can be revoked from the list).
+    idempotent = False
+
     class InputSerializer(StrictInputSerializer):
         merchantId = StrictCharField(required=False)
         customerId = serializers.UUIDField(required=False)
