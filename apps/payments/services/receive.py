@@ -20,13 +20,16 @@ It is the one place that publishes payment.* events.
 """
 
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from apps.core.errors import Conflict, NotFound, PaymentRequired
+from apps.core.formats import iso
 from apps.core.models import violated_constraint
 from apps.core.money import ZERO, format_amount, round_amount
 from apps.ledger.lock_objects import lock_wallet_balances
@@ -35,7 +38,7 @@ from apps.ledger.services import Posting, TransactionSpec, clearing_account, led
 from apps.payments.models import Payment, PaymentAttempt, PaymentSession, PaymentSource
 from apps.payments.registry import PurposeHandler, WalletCredit, purpose_handler, wallet_credited
 from apps.payments.serializers import PaymentSerializer
-from apps.webhooks.outbox import publish
+from apps.webhooks.outbox import publish, publish_many
 
 ONE_IN_FLIGHT = ("payment_attempt_one_in_flight_per_session", "payment_attempt_one_in_flight_per_invoice")
 # The clearing account (a ledger "source") money of each kind arrives through.
@@ -269,35 +272,148 @@ def payment_from_wallet(*, session_id, minimum: Decimal = ZERO, merchant=None) -
                     "currency": session.currency,
                 },
             )
-        attempt = _attempt_start_locked(session, PaymentSource.WALLET)
-        attempt.status = PaymentAttempt.Status.SUCCEEDED
-        attempt.external_reference = f"wallet:{attempt.id}"
-        attempt.finished_at = now
-        attempt.save(update_fields=["status", "external_reference", "finished_at", "updated_at"])
-        payment = Payment.objects.create(
+        in_flight = _attempts_in_flight([session])
+        if in_flight:
+            raise _in_flight_conflict(session, next(iter(in_flight.values())))
+        (payment,) = _pay_from_wallet([(session, handler, due)], now)
+    return Received(payment=payment, session=session, created=True)
+
+
+def payments_from_wallet(*, sessions: Sequence[PaymentSession], minimums: Mapping | None = None) -> list:
+    """`payment_from_wallet` for several sessions at once (the period close collecting the
+    invoices it finalized), set-wise. The sessions were created in the caller's transaction, or
+    the caller holds them locked after their targets (`_lock_session`'s order). Each is paid
+    whole, in the order given, when it still takes money (pending, unexpired, its target
+    payable), has no attempt in flight, and its wallet covers it: the available balance less
+    `minimums[wallet_id]`, less what the sessions before it took from the same wallet; the
+    others are left as they are. The wallets are locked in one statement, in order; the
+    attempts, payments, payment.succeeded events and session updates are written set-wise, and
+    each purpose's handler applies its payments together (`PurposeHandler.apply_many`).
+    Returns, in the order of `sessions`, the Received of each paid, None for the others."""
+    minimums = minimums or {}
+    results: list = [None] * len(sessions)
+    if not sessions:
+        return results
+    now = timezone.now()
+    wallets: dict = {}
+    for session in sessions:
+        wallets.setdefault(session.wallet_id, session.wallet)
+    balances = lock_wallet_balances(list(wallets.values()))
+    available = {wallet_id: balances[(wallet.available_account_id, 0)] for wallet_id, wallet in wallets.items()}
+    busy = _attempts_in_flight(sessions)
+    by_purpose: dict = {}
+    for session in sessions:
+        by_purpose.setdefault(session.purpose, []).append(session)
+    payable = set()
+    for purpose, listed in by_purpose.items():
+        payable |= purpose_handler(purpose).payable_many(listed)
+    chosen, indexes = [], []
+    for index, session in enumerate(sessions):
+        due = amount_due(session)
+        if (
+            due <= ZERO
+            or session.id not in payable
+            or session.status != PaymentSession.Status.PENDING
+            or session.expires_at <= now
+            or session.mode != PaymentSession.Mode.PAYMENT
+            or session.id in busy
+            or (session.invoice_id is not None and session.invoice_id in busy)
+            or available[session.wallet_id] - minimums.get(session.wallet_id, ZERO) < due
+        ):
+            continue
+        available[session.wallet_id] -= due
+        chosen.append((session, purpose_handler(session.purpose), due))
+        indexes.append(index)
+    for index, payment in zip(indexes, _pay_from_wallet(chosen, now), strict=True):
+        results[index] = Received(payment=payment, session=sessions[index], created=True)
+    return results
+
+
+def _attempts_in_flight(sessions) -> dict:
+    """The attempts in flight for these sessions or their invoices, by session id and invoice id."""
+    session_ids = [session.id for session in sessions]
+    invoice_ids = [session.invoice_id for session in sessions if session.invoice_id is not None]
+    condition = Q(session_id__in=session_ids)
+    if invoice_ids:
+        condition |= Q(invoice_id__in=invoice_ids)
+    found = {}
+    for attempt in PaymentAttempt.objects.filter(condition, status=PaymentAttempt.Status.IN_FLIGHT):
+        found[attempt.session_id] = attempt
+        if attempt.invoice_id is not None:
+            found[attempt.invoice_id] = attempt
+    return found
+
+
+def _in_flight_conflict(session: PaymentSession, in_flight: PaymentAttempt) -> Conflict:
+    target = f"Payment session {session.id}" if in_flight.session_id == session.id else f"Invoice {session.invoice_id}"
+    return Conflict(
+        f"{target} has a {in_flight.source} attempt in flight ({in_flight.id}); "
+        "wait until it succeeds or fails before paying another way.",
+        code="PAYMENT_IN_FLIGHT",
+    )
+
+
+def _pay_from_wallet(chosen: list[tuple[PaymentSession, PurposeHandler, Decimal]], now) -> list[Payment]:
+    """Pay each (session, handler, due) whole from its wallet, set-wise: a succeeded attempt and
+    a payment (source wallet) each, payment.succeeded for each, the sessions paid, then each
+    handler applies its payments."""
+    if not chosen:
+        return []
+    attempts, payments = [], []
+    for session, _, due in chosen:
+        attempt_id = uuid.uuid4()
+        attempt = PaymentAttempt(
+            id=attempt_id,
             merchant=session.merchant,
+            session=session,
+            invoice_id=session.invoice_id,
             source=PaymentSource.WALLET,
-            external_reference=attempt.external_reference,
+            status=PaymentAttempt.Status.SUCCEEDED,
             amount=due,
             currency=session.currency,
-            applied_amount=due,
-            customer=session.customer,
-            wallet=wallet,
-            session=session,
-            attempt=attempt,
+            external_reference=f"wallet:{attempt_id}",
+            finished_at=now,
         )
-        publish(
-            merchant=session.merchant,
-            type="payment.succeeded",
-            data=PaymentSerializer(payment).data,
-            updated_at=payment.updated_at,
+        attempts.append(attempt)
+        payments.append(
+            Payment(
+                merchant=session.merchant,
+                source=PaymentSource.WALLET,
+                external_reference=attempt.external_reference,
+                amount=due,
+                currency=session.currency,
+                applied_amount=due,
+                customer_id=session.customer_id,
+                wallet=session.wallet,
+                session=session,
+                attempt=attempt,
+            )
         )
+    PaymentAttempt.objects.bulk_create(attempts)
+    Payment.objects.bulk_create(payments)
+    publish_many(
+        [
+            (
+                payment.merchant,
+                "payment.succeeded",
+                {**PaymentSerializer(payment).data, "updatedAt": iso(payment.updated_at)},
+            )
+            for payment in payments
+        ]
+    )
+    for session, _, due in chosen:
         session.amount_paid += due
         session.status = PaymentSession.Status.PAID
-        session.paid_at = now
-        session.save(update_fields=["amount_paid", "status", "paid_at", "updated_at"])
-        handler.apply(session=session, payment=payment, amount=due, covered=True)
-    return Received(payment=payment, session=session, created=True)
+        session.paid_at = session.updated_at = now
+    PaymentSession.objects.filter(pk__in=[session.id for session, _, _ in chosen]).update(
+        amount_paid=F("amount"), status=PaymentSession.Status.PAID, paid_at=now, updated_at=now
+    )
+    by_handler: dict = {}
+    for (session, handler, due), payment in zip(chosen, payments, strict=True):
+        by_handler.setdefault(id(handler), (handler, []))[1].append((session, payment, due))
+    for handler, items in by_handler.values():
+        handler.apply_many(items)
+    return payments
 
 
 def _reported_again(payment: Payment, session: PaymentSession) -> Received:
