@@ -6,6 +6,7 @@ import secrets
 
 from django.utils import timezone
 
+from apps.core.bulk import update_objects
 from apps.core.money import ZERO, split_commission
 from apps.invoices.models import Invoice
 from apps.invoices.services.dunning import on_invoice_paid
@@ -77,7 +78,7 @@ def invoices_apply_payments(items) -> list:
     if not specs:
         return applied
     ledger_post_many(specs)
-    Invoice.objects.bulk_update(changed, ["amount_paid", "status", "paid_at", "updated_at"])
+    update_objects(changed, ["amount_paid", "status", "paid_at", "updated_at"])
     invoices_publish(paid, "invoice.paid")
     for invoice in paid:
         on_invoice_paid(invoice)

@@ -23,7 +23,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from apps.core.bulk import Statement, array_param, run_statements
+from apps.core.bulk import Statement, array_param, run_statements, update_objects, update_rows
 from apps.core.errors import Conflict, FieldError, Unprocessable
 from apps.core.money import currency_decimals, round_to_minor_unit
 from apps.invoices.models import Invoice, InvoiceLine, InvoiceSequence
@@ -113,8 +113,8 @@ def _issue_drafts(drafts: list[tuple[Invoice, list[LineSpec]]]) -> list[Invoice]
     InvoiceLine.objects.bulk_create(rows)
     periods = [invoice for invoice in invoices if invoice.kind == Invoice.Kind.PERIOD and invoice.period_id is not None]
     if periods:
-        BillingPeriod.objects.bulk_update(
-            [BillingPeriod(id=invoice.period_id, invoice_id=invoice.id) for invoice in periods], ["invoice_id"]
+        run_statements(
+            [update_rows(BillingPeriod, ["invoice_id"], [(invoice.period_id, invoice.id) for invoice in periods])]
         )
     invoices_publish(invoices, "invoice.created")
     return invoices
@@ -298,9 +298,19 @@ def invoices_finalize(invoices: list[Invoice]) -> list[Invoice]:
         if invoice.total == 0:
             invoice.status = Invoice.Status.PAID
             invoice.paid_at = now
-    Invoice.objects.bulk_update(
+    update_objects(
         invoices,
-        ["number", "finalized_at", "due_at", "status", "paid_at", "subtotal", "total", "payment_session", "updated_at"],
+        [
+            "number",
+            "finalized_at",
+            "due_at",
+            "status",
+            "paid_at",
+            "subtotal",
+            "total",
+            "payment_session_id",
+            "updated_at",
+        ],
     )
     invoices_publish(invoices, "invoice.finalized")
     invoices_publish([invoice for invoice in invoices if invoice.status == Invoice.Status.PAID], "invoice.paid")

@@ -391,14 +391,11 @@ def _pay_from_wallet(chosen: list[tuple[PaymentSession, PurposeHandler, Decimal]
         )
     PaymentAttempt.objects.bulk_create(attempts)
     Payment.objects.bulk_create(payments)
+    shapes = PaymentSerializer(payments, many=True).data
     publish_many(
         [
-            (
-                payment.merchant,
-                "payment.succeeded",
-                {**PaymentSerializer(payment).data, "updatedAt": iso(payment.updated_at)},
-            )
-            for payment in payments
+            (payment.merchant, "payment.succeeded", {**shape, "updatedAt": iso(payment.updated_at)})
+            for payment, shape in zip(payments, shapes, strict=True)
         ]
     )
     for session, _, due in chosen:
