@@ -77,11 +77,13 @@ def invoices_apply_payments(items) -> list:
         applied.append(amount)
     if not specs:
         return applied
-    ledger_post_many(specs)
     update_objects(changed, ["amount_paid", "status", "paid_at", "updated_at"])
     invoices_publish(paid, "invoice.paid")
     for invoice in paid:
         on_invoice_paid(invoice)
+    # last: the shared revenue and commission rows it locks, which every usage charge takes
+    # too, are held only until the commit
+    ledger_post_many(specs)
     return applied
 
 

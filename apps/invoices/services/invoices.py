@@ -258,10 +258,11 @@ def invoices_finalize(invoices: list[Invoice]) -> list[Invoice]:
     session (not a start invoice: the activation's), collected from its wallet at once when it
     covers it (auto_collect); an invoice of 0 is paid as it is finalized.
 
-    Locks, in the order every finalize and payment takes them: the invoices (the caller's), the
-    wallets of those that owe something (one statement, in order), then the merchant's sequence
-    row, last, so that the finalizes of one merchant queue on it only for the writes that carry
-    the numbers and the commit."""
+    Locks, in the order every finalize takes them: the invoices (the caller's), the merchant's
+    sequence row (after the sessions are written: the finalizes of one merchant queue on it only
+    for the writes that carry the numbers and the commit), then the wallets collected from (one
+    statement, in order, by the payments service), as late as can be: single usage events of
+    those customers wait for them until the commit."""
     from apps.invoices.services.collection import invoices_collect
 
     if not invoices:
@@ -269,10 +270,7 @@ def invoices_finalize(invoices: list[Invoice]) -> list[Invoice]:
     now = timezone.now()
     due_after = timedelta(seconds=settings.INVOICE_DUE_SECONDS)
     _load_wallets(invoices)
-    owing = [invoice for invoice in invoices if invoice.total > 0]
-    if owing:
-        lock_wallet_balances(list({invoice.wallet_id: invoice.wallet for invoice in owing}.values()))
-    asking = [invoice for invoice in owing if invoice.kind != Invoice.Kind.START]
+    asking = [invoice for invoice in invoices if invoice.total > 0 and invoice.kind != Invoice.Kind.START]
     sessions = payment_sessions_create(
         sessions=[
             {
