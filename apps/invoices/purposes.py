@@ -121,12 +121,20 @@ class InvoiceHandler(PurposeHandler):
         return {session.id for session in sessions if session.invoice_id in payable}
 
     def apply_many(self, items) -> None:
-        invoices = (
+        missing = [session.invoice_id for session, _, _, invoice in items if invoice is None]
+        loaded = (
             Invoice.objects.select_related("merchant", "wallet__available_account")
             .prefetch_related("lines")
-            .in_bulk([session.invoice_id for session, _, _ in items])
+            .in_bulk(missing)
+            if missing
+            else {}
         )
-        invoices_apply_payments([(invoices[session.invoice_id], amount, payment) for session, payment, amount in items])
+        invoices_apply_payments(
+            [
+                (invoice if invoice is not None else loaded[session.invoice_id], amount, payment)
+                for session, payment, amount, invoice in items
+            ]
+        )
 
 
 def register_purposes() -> None:

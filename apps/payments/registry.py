@@ -37,8 +37,9 @@ class PurposeHandler:
 
     def apply_many(self, items) -> None:
         """`apply` for several payments that each cover their session in full: `items` of
-        (session, payment, amount), set-wise where the handler can."""
-        for session, payment, amount in items:
+        (session, payment, amount, target), set-wise where the handler can; `target` is the
+        target's row when the caller holds it (locked), else None."""
+        for session, payment, amount, _ in items:
             self.apply(session=session, payment=payment, amount=amount, covered=True)
 
     def expired(self, session) -> None:

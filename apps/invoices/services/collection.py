@@ -96,22 +96,16 @@ def invoices_collect(invoices: list[Invoice]) -> list[Invoice]:
     for each (finalize), set-wise: one payment from the wallet each, through the payments
     service (`payments_from_wallet`), each payment lowering what the next invoice of the same
     wallet finds. An invoice the wallet does not cover stays open, with its dueAt and payment
-    link. Returns those paid (updated in place)."""
+    link. Returns those paid (the invoices are paid in place: the payments service hands them
+    to the invoice handler)."""
     if not invoices:
         return []
     from apps.invoices.services.invoices import invoice_payment_session
 
     minimums = wallets_minimum({invoice.wallet_id for invoice in invoices})
     sessions = [invoice_payment_session(invoice) for invoice in invoices]
-    received = payments_from_wallet(sessions=sessions, minimums=minimums)
-    paid = [invoice for invoice, result in zip(invoices, received, strict=True) if result is not None]
-    if paid:
-        rows = Invoice.objects.in_bulk([invoice.id for invoice in paid])
-        for invoice in paid:
-            row = rows[invoice.id]
-            invoice.status, invoice.amount_paid = row.status, row.amount_paid
-            invoice.paid_at, invoice.updated_at = row.paid_at, row.updated_at
-    return paid
+    received = payments_from_wallet(sessions=sessions, minimums=minimums, targets=invoices)
+    return [invoice for invoice, result in zip(invoices, received, strict=True) if result is not None]
 
 
 def on_wallet_credited(credit: WalletCredit) -> None:

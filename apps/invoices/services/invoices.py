@@ -317,12 +317,17 @@ def invoices_finalize(invoices: list[Invoice]) -> list[Invoice]:
 
 
 def _load_wallets(invoices: list[Invoice]) -> None:
-    """Each invoice's wallet row, read once for all that lack it."""
-    missing = {invoice.wallet_id for invoice in invoices if not Invoice.wallet.is_cached(invoice)}
+    """Each invoice's wallet row with its available account (what a payment posts to), read
+    once for all that lack them."""
+
+    def loaded(invoice):
+        return Invoice.wallet.is_cached(invoice) and Wallet.available_account.is_cached(invoice.wallet)
+
+    missing = {invoice.wallet_id for invoice in invoices if not loaded(invoice)}
     if missing:
-        wallets = Wallet.objects.in_bulk(list(missing))
+        wallets = Wallet.objects.select_related("available_account").in_bulk(list(missing))
         for invoice in invoices:
-            if not Invoice.wallet.is_cached(invoice):
+            if not loaded(invoice):
                 invoice.wallet = wallets[invoice.wallet_id]
 
 

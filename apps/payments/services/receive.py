@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 
+from apps.core.bulk import insert_rows, run_statements, update_rows
 from apps.core.errors import Conflict, NotFound, PaymentRequired
 from apps.core.formats import iso
 from apps.core.models import violated_constraint
@@ -275,11 +276,13 @@ def payment_from_wallet(*, session_id, minimum: Decimal = ZERO, merchant=None) -
         in_flight = _attempts_in_flight([session])
         if in_flight:
             raise _in_flight_conflict(session, next(iter(in_flight.values())))
-        (payment,) = _pay_from_wallet([(session, handler, due)], now)
+        (payment,) = _pay_from_wallet([(session, handler, due, None)], now)
     return Received(payment=payment, session=session, created=True)
 
 
-def payments_from_wallet(*, sessions: Sequence[PaymentSession], minimums: Mapping | None = None) -> list:
+def payments_from_wallet(
+    *, sessions: Sequence[PaymentSession], minimums: Mapping | None = None, targets: Sequence | None = None
+) -> list:
     """`payment_from_wallet` for several sessions at once (the period close collecting the
     invoices it finalized), set-wise. The sessions were created in the caller's transaction, or
     the caller holds them locked after their targets (`_lock_session`'s order). Each is paid
@@ -289,17 +292,18 @@ def payments_from_wallet(*, sessions: Sequence[PaymentSession], minimums: Mappin
     others are left as they are. The wallets are locked in one statement, in order; the
     attempts, payments, payment.succeeded events and session updates are written set-wise, and
     each purpose's handler applies its payments together (`PurposeHandler.apply_many`).
-    Returns, in the order of `sessions`, the Received of each paid, None for the others."""
+    `targets`: the targets' rows that the caller holds (in the order of `sessions`), handed to
+    the handlers so that they need not read them again. Returns, in the order of `sessions`,
+    the Received of each paid, None for the others.
+
+    What the locks the caller holds settle (attempts in flight, payable targets) is read before
+    the wallets are locked: single usage events of those customers wait for the wallets until
+    the commit, so as little as can be happens after."""
     minimums = minimums or {}
     results: list = [None] * len(sessions)
     if not sessions:
         return results
     now = timezone.now()
-    wallets: dict = {}
-    for session in sessions:
-        wallets.setdefault(session.wallet_id, session.wallet)
-    balances = lock_wallet_balances(list(wallets.values()))
-    available = {wallet_id: balances[(wallet.available_account_id, 0)] for wallet_id, wallet in wallets.items()}
     busy = _attempts_in_flight(sessions)
     by_purpose: dict = {}
     for session in sessions:
@@ -307,6 +311,11 @@ def payments_from_wallet(*, sessions: Sequence[PaymentSession], minimums: Mappin
     payable = set()
     for purpose, listed in by_purpose.items():
         payable |= purpose_handler(purpose).payable_many(listed)
+    wallets: dict = {}
+    for session in sessions:
+        wallets.setdefault(session.wallet_id, session.wallet)
+    balances = lock_wallet_balances(list(wallets.values()))
+    available = {wallet_id: balances[(wallet.available_account_id, 0)] for wallet_id, wallet in wallets.items()}
     chosen, indexes = [], []
     for index, session in enumerate(sessions):
         due = amount_due(session)
@@ -322,7 +331,7 @@ def payments_from_wallet(*, sessions: Sequence[PaymentSession], minimums: Mappin
         ):
             continue
         available[session.wallet_id] -= due
-        chosen.append((session, purpose_handler(session.purpose), due))
+        chosen.append((session, purpose_handler(session.purpose), due, targets[index] if targets else None))
         indexes.append(index)
     for index, payment in zip(indexes, _pay_from_wallet(chosen, now), strict=True):
         results[index] = Received(payment=payment, session=sessions[index], created=True)
@@ -353,44 +362,100 @@ def _in_flight_conflict(session: PaymentSession, in_flight: PaymentAttempt) -> C
     )
 
 
-def _pay_from_wallet(chosen: list[tuple[PaymentSession, PurposeHandler, Decimal]], now) -> list[Payment]:
-    """Pay each (session, handler, due) whole from its wallet, set-wise: a succeeded attempt and
-    a payment (source wallet) each, payment.succeeded for each, the sessions paid, then each
-    handler applies its payments."""
+ATTEMPT_COLUMNS = (
+    "id",
+    "created_at",
+    "updated_at",
+    "merchant_id",
+    "session_id",
+    "invoice_id",
+    "source",
+    "status",
+    "amount",
+    "currency",
+    "external_reference",
+    "failure_reason",
+    "finished_at",
+)
+PAYMENT_COLUMNS = (
+    "id",
+    "created_at",
+    "updated_at",
+    "merchant_id",
+    "source",
+    "external_reference",
+    "status",
+    "amount",
+    "currency",
+    "applied_amount",
+    "customer_id",
+    "wallet_id",
+    "session_id",
+    "attempt_id",
+    "ledger_transaction_id",
+)
+SESSION_PAID_COLUMNS = ("amount_paid", "status", "paid_at", "updated_at")
+
+
+def _pay_from_wallet(chosen: list[tuple], now) -> list[Payment]:
+    """Pay each (session, handler, due, target or None) whole from its wallet, set-wise: a
+    succeeded attempt and a payment (source wallet) each and the sessions paid, in one round
+    trip; payment.succeeded for each; then each handler applies its payments."""
     if not chosen:
         return []
     attempts, payments = [], []
-    for session, _, due in chosen:
+    for session, _, due, _ in chosen:
         attempt_id = uuid.uuid4()
-        attempt = PaymentAttempt(
-            id=attempt_id,
-            merchant=session.merchant,
-            session=session,
-            invoice_id=session.invoice_id,
-            source=PaymentSource.WALLET,
-            status=PaymentAttempt.Status.SUCCEEDED,
-            amount=due,
-            currency=session.currency,
-            external_reference=f"wallet:{attempt_id}",
-            finished_at=now,
-        )
-        attempts.append(attempt)
-        payments.append(
-            Payment(
-                merchant=session.merchant,
-                source=PaymentSource.WALLET,
-                external_reference=attempt.external_reference,
-                amount=due,
-                currency=session.currency,
-                applied_amount=due,
-                customer_id=session.customer_id,
-                wallet=session.wallet,
-                session=session,
-                attempt=attempt,
+        reference = f"wallet:{attempt_id}"
+        attempts.append(
+            (
+                attempt_id,
+                now,
+                now,
+                session.merchant_id,
+                session.id,
+                session.invoice_id,
+                PaymentSource.WALLET,
+                PaymentAttempt.Status.SUCCEEDED,
+                due,
+                session.currency,
+                reference,
+                "",
+                now,
             )
         )
-    PaymentAttempt.objects.bulk_create(attempts)
-    Payment.objects.bulk_create(payments)
+        payment = Payment(
+            id=uuid.uuid4(),
+            created_at=now,
+            updated_at=now,
+            merchant=session.merchant,
+            source=PaymentSource.WALLET,
+            external_reference=reference,
+            status=Payment.Status.SUCCEEDED,
+            amount=due,
+            currency=session.currency,
+            applied_amount=due,
+            customer_id=session.customer_id,
+            wallet=session.wallet,
+            session=session,
+            attempt_id=attempt_id,
+        )
+        payment._state.adding = False
+        payments.append(payment)
+        session.amount_paid += due
+        session.status = PaymentSession.Status.PAID
+        session.paid_at = session.updated_at = now
+    run_statements(
+        [
+            insert_rows(PaymentAttempt, ATTEMPT_COLUMNS, attempts),
+            insert_rows(Payment, PAYMENT_COLUMNS, [[getattr(p, c) for c in PAYMENT_COLUMNS] for p in payments]),
+            update_rows(
+                PaymentSession,
+                SESSION_PAID_COLUMNS,
+                [[session.id, *(getattr(session, c) for c in SESSION_PAID_COLUMNS)] for session, *_ in chosen],
+            ),
+        ]
+    )
     shapes = PaymentSerializer(payments, many=True).data
     publish_many(
         [
@@ -398,16 +463,9 @@ def _pay_from_wallet(chosen: list[tuple[PaymentSession, PurposeHandler, Decimal]
             for payment, shape in zip(payments, shapes, strict=True)
         ]
     )
-    for session, _, due in chosen:
-        session.amount_paid += due
-        session.status = PaymentSession.Status.PAID
-        session.paid_at = session.updated_at = now
-    PaymentSession.objects.filter(pk__in=[session.id for session, _, _ in chosen]).update(
-        amount_paid=F("amount"), status=PaymentSession.Status.PAID, paid_at=now, updated_at=now
-    )
     by_handler: dict = {}
-    for (session, handler, due), payment in zip(chosen, payments, strict=True):
-        by_handler.setdefault(id(handler), (handler, []))[1].append((session, payment, due))
+    for (session, handler, due, target), payment in zip(chosen, payments, strict=True):
+        by_handler.setdefault(id(handler), (handler, []))[1].append((session, payment, due, target))
     for handler, items in by_handler.values():
         handler.apply_many(items)
     return payments
