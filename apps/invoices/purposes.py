@@ -38,6 +38,7 @@ def invoices_apply_payments(items) -> list:
     applied to each."""
     applied, specs, changed, paid = [], [], [], []
     shards: dict = {}
+    accounts: dict = {}
     now = timezone.now()
     for invoice, amount, payment in items:
         amount = min(amount, invoice.amount_due)
@@ -46,13 +47,18 @@ def invoices_apply_payments(items) -> list:
             continue
         merchant = invoice.merchant
         commission, revenue = split_commission(amount, merchant.commission_rate)
-        revenue_account = merchant_revenue_account(merchant=merchant, currency=invoice.currency)
+        key = (merchant.id, invoice.currency)
+        if key not in accounts:  # (once per batch: a process remembers them only once committed)
+            accounts[key] = (
+                merchant_revenue_account(merchant=merchant, currency=invoice.currency),
+                platform_commission_account(currency=invoice.currency, livemode=merchant.livemode),
+            )
+        revenue_account, commission_account = accounts[key]
         postings = [
             Posting(invoice.wallet.available_account, -amount),
             Posting(revenue_account, revenue, shard=_batch_shard(shards, revenue_account, len(items))),
         ]
         if commission:
-            commission_account = platform_commission_account(currency=invoice.currency, livemode=merchant.livemode)
             postings.append(
                 Posting(commission_account, commission, shard=_batch_shard(shards, commission_account, len(items)))
             )
