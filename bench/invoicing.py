@@ -79,7 +79,8 @@ import ingest  # noqa: E402 (after the path)
 
 from billing_platform.devservers import free_port, postgres_conninfo  # noqa: E402 (after the path)
 
-BENCH_DATABASE = "billing_bench_invoicing"
+# BENCH_DATABASE in the environment: another name, so that two people can bench on one server.
+BENCH_DATABASE = os.environ.get("BENCH_DATABASE", "billing_bench_invoicing")
 ingest.BENCH_DATABASE = BENCH_DATABASE  # its create/drop and CPU accounting name this database
 
 HOST = ingest.HOST
@@ -356,6 +357,7 @@ def seed_subscriptions(world: dict, count: int, started_at: datetime) -> list[di
                     name=plans[i % len(plans)]["plan"].name,
                     status=Subscription.Status.ACTIVE,
                     started_at=started_at,
+                    period_anchor=started_at,
                     activated_at=now,
                 )
                 for i, customer, wallet in zip(indexes, customers, wallets, strict=True)
@@ -364,7 +366,15 @@ def seed_subscriptions(world: dict, count: int, started_at: datetime) -> list[di
         )
         BillingPeriod.objects.bulk_create(
             [
-                BillingPeriod(merchant=merchant, subscription=subscription, start=started_at, end=started_at + DAY)
+                BillingPeriod(
+                    merchant=merchant,
+                    subscription=subscription,
+                    plan_id=subscription.plan_id,
+                    start=started_at,
+                    end=started_at + DAY,
+                    cycle_start=started_at,
+                    cycle_end=started_at + DAY,
+                )
                 for subscription in subscriptions
             ],
             batch_size=2000,
@@ -753,8 +763,10 @@ def move_first_period(world: dict, end: datetime) -> datetime:
     start = end - timedelta(days=1)
     merchant = world["merchant"]
     with transaction.atomic():
-        Subscription.objects.filter(merchant=merchant).update(started_at=start)
-        BillingPeriod.objects.filter(merchant=merchant, status=BillingPeriod.Status.OPEN).update(start=start, end=end)
+        Subscription.objects.filter(merchant=merchant).update(started_at=start, period_anchor=start)
+        BillingPeriod.objects.filter(merchant=merchant, status=BillingPeriod.Status.OPEN).update(
+            start=start, end=end, cycle_start=start, cycle_end=end
+        )
         UsageCounter.objects.filter(merchant=merchant).update(period_start=start)
     return start
 
@@ -1146,35 +1158,40 @@ def _seconds_after(moment, origin):
 
 # Functions of the close whose cumulative time the profile reports (module file, function).
 PROFILE_PHASES = (
-    ("periods.py", "periods_advance", "the whole close of a subscription (both moves)"),
-    ("periods.py", "_step", "each move (the third finds nothing due), with its commit"),
-    ("periods.py", "period_create", "  the next period's row"),
-    ("invoices.py", "on_period_ended", "  draft: lines computed and written (hook)"),
-    ("lines.py", "period_lines", "    lines computed from the usage"),
-    ("invoices.py", "_write_lines", "    invoice lines written"),
-    ("invoices.py", "on_period_closed", "  final: finalized and collected (hook)"),
-    ("invoices.py", "invoice_finalize", "    finalize"),
-    ("invoices.py", "_next_number", "      number (the merchant's sequence row locked)"),
-    ("invoices.py", "invoice_payment_session", "      payment session"),
-    ("collection.py", "wallet_sweep", "      collection from the wallet"),
-    ("receive.py", "payment_from_wallet", "        the payment (attempt, payment, session)"),
-    ("purposes.py", "apply", "        the invoice paid (handler)"),
-    ("services.py", "ledger_post_many", "          the ledger transaction"),
-    ("events.py", "invoice_publish", "  invoice.* events (invoice serialized with its lines)"),
-    ("outbox.py", "publish", "  every outbox event"),
+    ("periods.py", "periods_advance_many", "the whole close of a batch (both moves), per subscription"),
+    ("periods.py", "_round", "  each round (one transaction; the last finds nothing due), with its commit"),
+    ("periods.py", "_create_next_periods", "  the next periods' rows"),
+    ("invoices.py", "on_periods_ended", "  drafts: lines computed and written (hook)"),
+    ("lines.py", "periods_lines", "    lines computed from the usage"),
+    ("lines.py", "_usage_by_price", "      the usage query"),
+    ("invoices.py", "_issue_drafts", "    drafts and lines written, invoice.created"),
+    ("invoices.py", "on_periods_closed", "  final: finalized and collected (hook)"),
+    ("invoices.py", "invoices_finalize", "    finalize"),
+    ("sessions.py", "payment_sessions_create", "      payment sessions"),
+    ("invoices.py", "_next_numbers", "      numbers (the merchant's sequence row locked from here)"),
+    ("collection.py", "invoices_collect", "      collection from the wallets"),
+    ("receive.py", "payments_from_wallet", "        the payments (attempts, payments, sessions)"),
+    ("purposes.py", "apply_many", "        the invoices paid (handler)"),
+    ("services.py", "ledger_post_many", "          the ledger transactions"),
+    ("events.py", "invoices_publish", "  invoice.* events (each invoice's lines shaped once)"),
+    ("outbox.py", "publish_many", "  every outbox event"),
 )
 
 
 def profile_close(world: dict, subscriptions: list[dict], count: int) -> dict:
-    """Close `count` subscriptions' periods here, one after another: the first half timed
-    alone (wall, statements, time waiting for PostgreSQL, commits), the second half under
-    cProfile. Statements are timed at Django's cursor, the ledger's pipelined round trips
-    as one entry each."""
+    """Close `count` subscriptions' periods here, in batches of PERIOD_CLOSE_BATCH_SIZE as the
+    beat's tasks do: the first half timed alone (wall, statements, time waiting for PostgreSQL,
+    commits), the second half under cProfile. Statements are timed at Django's cursor, the
+    pipelined round trips (apps.core.bulk.run_statements) as one entry each."""
+    from django.conf import settings
     from django.db import connection
 
+    import apps.invoices.services.invoices as invoices_services
+    import apps.invoices.services.lines as lines_services
     import apps.ledger.lock_objects as lock_objects
     import apps.ledger.services as ledger_services
-    from apps.subscriptions.services import periods_advance
+    import apps.webhooks.outbox as outbox
+    from apps.subscriptions.services import periods_advance_many
 
     statements: dict[str, list] = defaultdict(lambda: [0, 0.0])
 
@@ -1215,24 +1232,25 @@ def profile_close(world: dict, subscriptions: list[dict], count: int) -> dict:
         finally:
             account("COMMIT", started)
 
-    wrap_pipeline(ledger_services)
-    wrap_pipeline(lock_objects)
+    for module in (ledger_services, lock_objects, lines_services, invoices_services, outbox):
+        wrap_pipeline(module)
     connection._commit = commit
     ids = [s["subscription_id"] for s in subscriptions if not s["service_made"]][:count]
     plain, profiled = ids[: len(ids) // 2], ids[len(ids) // 2 :]
+    size = max(1, settings.PERIOD_CLOSE_BATCH_SIZE)
     profiler = cProfile.Profile()
     moves = 0
     try:
         with connection.execute_wrapper(timed):
             started = time.perf_counter()
-            for subscription_id in plain:
-                moves += periods_advance(subscription_id=subscription_id)
+            for start in range(0, len(plain), size):
+                moves += periods_advance_many(subscription_ids=plain[start : start + size])
             plain_wall = time.perf_counter() - started
             plain_statements = {k: list(v) for k, v in statements.items()}
             statements.clear()
             profiler.enable()
-            for subscription_id in profiled:
-                moves += periods_advance(subscription_id=subscription_id)
+            for start in range(0, len(profiled), size):
+                moves += periods_advance_many(subscription_ids=profiled[start : start + size])
             profiler.disable()
     finally:
         for module, original in originals.items():
@@ -1345,7 +1363,7 @@ def print_report(report: dict) -> None:
     tasks = report["workerTasks"]
     for name, entry in sorted(tasks["tasks"].items(), key=lambda kv: -kv[1]["count"]):
         extra = ""
-        if name == "advance_periods":
+        if name in ("advance_periods", "advance_periods_many"):
             extra = f", {entry['returnedZero']} found nothing to move, {entry['returnedSum']} moves"
         if name == "advance_due_periods":
             extra = f", {entry['returnedSum']} subscriptions enqueued in all"

@@ -219,6 +219,8 @@ PERIOD_CLOSE_INTERVAL_SECONDS = env.float("PERIOD_CLOSE_INTERVAL_SECONDS", defau
 # A subscription whose close is queued is not queued again by beat for this long (or until its
 # task ends): the bound should a worker die with it.
 PERIOD_CLOSE_ENQUEUE_SECONDS = env.int("PERIOD_CLOSE_ENQUEUE_SECONDS", default=600)
+# Subscriptions whose periods one close task moves together, set-wise (in few transactions).
+PERIOD_CLOSE_BATCH_SIZE = env.int("PERIOD_CLOSE_BATCH_SIZE", default=200)
 # An invoice that the wallet cannot cover is due this long after it is finalized.
 INVOICE_DUE_SECONDS = env.int("INVOICE_DUE_SECONDS", default=7 * 24 * 3600)
 # Dunning: collection of an invoice unpaid at its due date is retried this many days after it.
@@ -260,6 +262,12 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "unacked_restore_throttle": 1,
 }
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# A worker process keeps its database connection from task to task (Celery's Django fixup
+# closes it around every task otherwise: a new PostgreSQL backend, cold caches and prepared
+# statements made again for each task, -26 % of the period close when kept). It is still closed
+# when obsolete (DATABASE_CONN_MAX_AGE) or broken, before each task (billing_platform/celery.py),
+# and after this many tasks.
+CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE_FILENAME = env.str(

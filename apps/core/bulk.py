@@ -166,6 +166,54 @@ def insert_rows(
     return Statement(sql, [_encode_array(encode, column) for encode, column in zip(encoders, columns, strict=True)])
 
 
+_update_sql_cache: dict = {}
+
+
+def update_rows(model: type[models.Model], attnames: Sequence[str], rows: Sequence[Sequence]) -> Statement:
+    """One UPDATE of `model`'s rows from `rows`: tuples of (primary key, then the values of
+    `attnames`), matched on the primary key (`UPDATE ... FROM unnest(...)`; Django's
+    bulk_update writes a CASE per field and row, whose size grows with the square of the rows).
+    Nothing is filled in: an `updated_at` is the caller's to give."""
+    key = (model, tuple(attnames))
+    plan = _update_sql_cache.get(key)
+    if plan is None:
+        fields = {f.attname: f for f in model._meta.concrete_fields}
+        quote = connection.ops.quote_name
+        pk = model._meta.pk
+        names = [pk.attname, *attnames]
+        arrays, encoders, sets = [], [], []
+        for index, name in enumerate(names):
+            field = fields[name]
+            db_type = field.db_type(connection)
+            encoders.append(_encoder_for(db_type))
+            if db_type in _TEXT_CAST_TYPES:
+                arrays.append("%s::text[]")
+                value = f"u.c{index}::{db_type}"
+            else:
+                arrays.append(f"%s::{db_type.split('(')[0]}[]")
+                value = f"u.c{index}"
+            if index:
+                sets.append(f"{quote(field.column)} = {value}")
+        aliases = ", ".join(f"c{i}" for i in range(len(names)))
+        table = quote(model._meta.db_table)
+        sql = (
+            f"UPDATE {table} AS t SET {', '.join(sets)} "  # noqa: S608 (names from models)
+            f"FROM unnest({', '.join(arrays)}) AS u({aliases}) WHERE t.{quote(pk.column)} = u.c0"
+        )
+        plan = _update_sql_cache[key] = (sql, encoders)
+    sql, encoders = plan
+    columns = zip(*rows, strict=True) if rows else [() for _ in encoders]
+    return Statement(sql, [_encode_array(encode, column) for encode, column in zip(encoders, columns, strict=True)])
+
+
+def update_objects(objects: Sequence[models.Model], attnames: Sequence[str]) -> None:
+    """Write these fields of these model instances (of one model) as they are in memory, in one
+    statement (`update_rows`)."""
+    if objects:
+        rows = [[obj.pk, *(getattr(obj, name) for name in attnames)] for obj in objects]
+        run_statements([update_rows(type(objects[0]), attnames, rows)])
+
+
 def run_statements(statements: Sequence[Statement]) -> list[list[tuple]]:
     """Execute `statements` in order in one round trip; return each one's rows ([] for none).
 

@@ -7,8 +7,8 @@ def register() -> None:
     from apps.invoices.services.invoices import (
         on_activation_expired,
         on_activation_paid,
-        on_period_closed,
-        on_period_ended,
+        on_periods_closed,
+        on_periods_ended,
         on_subscription_created,
     )
     from apps.invoices.services.proration import on_period_cut
@@ -17,8 +17,8 @@ def register() -> None:
 
     register_purposes()
     registry.on_wallet_credited(on_wallet_credited)
-    subscription_hooks.on_period_ended(on_period_ended)
-    subscription_hooks.on_period_closed(on_period_closed)
+    subscription_hooks.on_periods_ended(on_periods_ended)
+    subscription_hooks.on_periods_closed(on_periods_closed)
     subscription_hooks.on_period_cut(on_period_cut)
     subscription_hooks.on_subscription_created(on_subscription_created)
     subscription_hooks.on_activation_paid(on_activation_paid)

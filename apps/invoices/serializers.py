@@ -40,9 +40,17 @@ def payment_url(invoice: Invoice) -> str | None:
     return None if session is None else checkout_url(session)
 
 
-def invoice_data(invoice: Invoice) -> dict:
+def invoice_lines_data(invoice: Invoice, lines=None) -> list[dict]:
+    """The invoice's lines in their public shape (`lines`: its InvoiceLine rows, when the
+    caller has them; else they are read)."""
+    lines = sorted(invoice.lines.all() if lines is None else lines, key=lambda line: line.position)
+    return [_line(line, invoice.currency) for line in lines]
+
+
+def invoice_data(invoice: Invoice, *, lines_data: list[dict] | None = None) -> dict:
+    """The invoice's public shape; `lines_data`: its lines already shaped (invoice_lines_data),
+    for a caller that publishes several events of one invoice."""
     currency = invoice.currency
-    lines = sorted(invoice.lines.all(), key=lambda line: line.position)
     return {
         "id": str(invoice.id),
         "object": "invoice",
@@ -55,7 +63,7 @@ def invoice_data(invoice: Invoice) -> dict:
         "description": invoice.description,
         "periodStart": iso(invoice.period_start),
         "periodEnd": iso(invoice.period_end),
-        "lines": [_line(line, currency) for line in lines],
+        "lines": invoice_lines_data(invoice) if lines_data is None else lines_data,
         "subtotal": format_amount(invoice.subtotal, currency),
         "total": format_amount(invoice.total, currency),
         "amountPaid": format_amount(invoice.amount_paid, currency),

@@ -31,6 +31,17 @@ class PurposeHandler:
         """`amount` of an arrived payment goes to the target (already credited to the wallet,
         the session's amount_paid moved); `covered`: the session is now paid in full."""
 
+    def payable_many(self, sessions) -> set:
+        """The ids of those of `sessions` whose target still takes money (`payable`, set-wise)."""
+        return {session.id for session in sessions if self.payable(session)}
+
+    def apply_many(self, items) -> None:
+        """`apply` for several payments that each cover their session in full: `items` of
+        (session, payment, amount, target), set-wise where the handler can; `target` is the
+        target's row when the caller holds it (locked), else None."""
+        for session, payment, amount, _ in items:
+            self.apply(session=session, payment=payment, amount=amount, covered=True)
+
     def expired(self, session) -> None:
         """The session expired before it was paid in full (its link ran out, or its target
         ended), in the transaction that marks it, with the target and the session locked."""

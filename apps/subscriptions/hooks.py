@@ -3,24 +3,33 @@
 Subscriptions own billing periods; invoicing (above) acts on them. Each capability registers
 here, in its `AppConfig.ready()` (a subscription's start, below; its periods):
 
-- `on_period_ended(listener)`: a period's end has passed and it moves to grace; the listener
-  writes what the period owes (the invoices app: the period's draft invoice);
-- `on_period_closed(listener)`: the period's grace is over and it closes; the listener makes
-  final what it wrote (the invoices app: finalizes and collects the invoice);
-- `on_period_cut(listener)`: a plan change or termination ended the period early (below).
+- `on_periods_ended(listener)`: `listener(periods)`: these periods' ends have passed and they
+  move to grace; the listener writes what each period owes (the invoices app: their draft
+  invoices, set-wise);
+- `on_periods_closed(listener)`: `listener(periods, fresh)`: their grace is over and they close;
+  the listener makes final what it wrote (the invoices app: finalizes and collects the
+  invoices). `fresh` holds the ids of the periods whose end was acted on in the same
+  transaction (both moves at once, without a grace window): nothing can have changed since
+  `on_periods_ended`, so the listener need not compute again.
 
-A listener runs inside the transaction that moves the period, with the period row locked and
-the subscription's row read (`period.subscription`); what it writes commits or rolls back
-with the move, and a move happens once, so each listener runs once per period (a rerun, a
-second worker, a task that comes back after a crash find the period moved and do nothing).
-`fresh` tells `on_period_closed` whether nothing can have changed since `on_period_ended`
-(both in one run, without a grace window), so that the listener need not compute again.
+The beat's close moves many subscriptions' periods in one transaction and announces them in one
+call; a plan change or a termination announces one period (`period_ended(period)`,
+`period_closed(period, fresh)`: a list of one). A listener that handles one period at a time
+registers with `on_period_ended(listener)` / `on_period_closed(listener)` and is called once per
+period, after the set-wise listeners registered before it. `on_period_cut(listener)`: a plan
+change or termination ended the period early (below), before its `period_ended`.
+
+A listener runs inside the transaction that moves the periods, with the period rows locked and
+each subscription's row read (`period.subscription`, its plan, merchant and customer); what it
+writes commits or rolls back with the move, and a move happens once, so each listener runs once
+per period (a rerun, a second worker, a task that comes back after a crash find the period
+moved, or locked by the worker moving it, and do nothing).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -29,24 +38,65 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from apps.subscriptions.models import BillingPeriod, Subscription
 
+PeriodsEnded = Callable[[list["BillingPeriod"]], None]
+PeriodsClosed = Callable[[list["BillingPeriod"], Collection], None]
 PeriodEnded = Callable[["BillingPeriod"], None]
 PeriodClosed = Callable[["BillingPeriod", bool], None]
-
 PeriodCut = Callable[["BillingPeriod", datetime], None]
 
-_ended: list[PeriodEnded] = []
-_closed: list[PeriodClosed] = []
+_ended: list[PeriodsEnded] = []
+_closed: list[PeriodsClosed] = []
 _cut: list[PeriodCut] = []
+# one-period listeners, by the set-wise adapter registered for them (so that a second
+# registration of the same listener keeps one)
+_each_ended: dict[PeriodEnded, PeriodsEnded] = {}
+_each_closed: dict[PeriodClosed, PeriodsClosed] = {}
 
 
-def on_period_ended(listener: PeriodEnded) -> None:
+def on_periods_ended(listener: PeriodsEnded) -> None:
     if listener not in _ended:
         _ended.append(listener)
 
 
-def on_period_closed(listener: PeriodClosed) -> None:
+def on_periods_closed(listener: PeriodsClosed) -> None:
     if listener not in _closed:
         _closed.append(listener)
+
+
+def on_period_ended(listener: PeriodEnded) -> None:
+    """Register a listener called once per ended period: `listener(period)`."""
+    if listener not in _each_ended:
+
+        def each(periods):
+            for period in periods:
+                listener(period)
+
+        _each_ended[listener] = each
+        on_periods_ended(each)
+
+
+def on_period_closed(listener: PeriodClosed) -> None:
+    """Register a listener called once per closed period: `listener(period, fresh)`."""
+    if listener not in _each_closed:
+
+        def each(periods, fresh):
+            for period in periods:
+                listener(period, period.id in fresh)
+
+        _each_closed[listener] = each
+        on_periods_closed(each)
+
+
+def periods_ended(periods: list[BillingPeriod]) -> None:
+    if periods:
+        for listener in _ended:
+            listener(periods)
+
+
+def periods_closed(periods: list[BillingPeriod], fresh: Collection) -> None:
+    if periods:
+        for listener in _closed:
+            listener(periods, fresh)
 
 
 def on_period_cut(listener: PeriodCut) -> None:
@@ -65,13 +115,11 @@ def period_was_cut(period: BillingPeriod, at: datetime) -> None:
 
 
 def period_ended(period: BillingPeriod) -> None:
-    for listener in _ended:
-        listener(period)
+    periods_ended([period])
 
 
 def period_closed(period: BillingPeriod, fresh: bool) -> None:
-    for listener in _closed:
-        listener(period, fresh)
+    periods_closed([period], {period.id} if fresh else set())
 
 
 # --- a subscription's start ----------------------------------------------------------------------

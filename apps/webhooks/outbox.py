@@ -9,12 +9,13 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
-from apps.core.bulk import Statement
+from apps.core.bulk import Statement, insert_rows, new_id, run_statements
 from apps.core.formats import iso
 from apps.webhooks.models import Event
 
@@ -65,6 +66,33 @@ def publish(*, merchant, type: str, data: dict, updated_at: datetime | None = No
     event = Event.objects.create(merchant=merchant, type=type, data=data)
     wake_relay_after_commit()
     return event
+
+
+def publish_many(events: Sequence[tuple[object, str, dict]]) -> int:
+    """`publish` for several events at once, `(merchant, type, data)` each, in one insert (a
+    set-wise change, such as the period close of many subscriptions, reports each of its
+    changes). Each event's time is after the one before it, so that they are relayed in the
+    order given. Returns how many were written."""
+    if not events:
+        return 0
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("publish_many() must run inside the transaction of the changes it reports")
+    rows, last = [], None
+    for merchant, type, data in events:
+        if type not in EVENT_TYPES:
+            raise ValueError(f"unknown event type {type!r}")
+        at = timezone.now()
+        if last is not None and at <= last:
+            at = last + timedelta(microseconds=1)
+        last = at
+        merchant_id = getattr(merchant, "pk", merchant)
+        rows.append((new_id(), at, at, merchant_id, type, data))
+    run_statements([insert_rows(Event, EVENT_COLUMNS, rows)])
+    wake_relay_after_commit()
+    return len(rows)
+
+
+EVENT_COLUMNS = ("id", "created_at", "updated_at", "merchant_id", "type", "data")
 
 
 def publish_statement(

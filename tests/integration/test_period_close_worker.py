@@ -35,7 +35,7 @@ from apps.invoices.models import Invoice, InvoiceLine, InvoiceSequence
 from apps.ledger.models import LedgerTransaction
 from apps.ledger.selectors import ledger_check
 from apps.subscriptions.models import BillingPeriod
-from apps.subscriptions.tasks import advance_due_periods, advance_periods
+from apps.subscriptions.tasks import advance_due_periods, advance_periods, advance_periods_many
 from apps.webhooks.models import Event
 from billing_platform.celery import app as celery_app
 from tests.integration.test_celery_worker import REPO_ROOT, Worker, _forget_queue, database_url
@@ -305,8 +305,9 @@ def assert_one_exact_invoice(billing):
 
 def test_two_closes_at_once_make_one_invoice(ended, tmp_path):
     """advance_periods for the subscription, twice at the same moment, in two worker processes:
-    the first holds the close mid-transaction until the second is seen waiting for the period's
-    lock; then both finish, and the period has one invoice."""
+    the first holds the close mid-transaction; the second skips the period the first holds
+    (FOR UPDATE SKIP LOCKED: that worker moves it) and ends at once, having moved nothing; then
+    the first finishes, and the period has one invoice."""
     queue = f"period-close-{uuid.uuid4().hex[:12]}"
     block = tmp_path / "block"
     block.touch()
@@ -323,15 +324,20 @@ def test_two_closes_at_once_make_one_invoice(ended, tmp_path):
         # the close is mid-transaction, after the draft and its lines were written there
         assert marker["period"] == str(ended.period.id)
         assert (marker["status"], marker["lines"]) == ("draft", len(EXPECTED_LINES))
-        # ...and the other task, in the other process, waits for the period's lock
-        wait_until(lambda: backends_waiting_on_a_lock() == 1, "the second close waiting for the period's lock")
+        # ...and the other task, in the other process, found the period held and moved nothing
+        skipped = wait_until(
+            lambda: [line for line in worker.succeeded("apps.subscriptions.tasks.advance_periods")],
+            "the second close done while the first holds the period",
+        )
+        assert len(skipped) == 1 and skipped[0].endswith(": 0")
+        assert backends_waiting_on_a_lock() == 0
         assert not Invoice.objects.exists()  # nothing is committed yet
         block.unlink()
 
-        worker.wait_for_task(first, timeout=DEADLINE)
-        worker.wait_for_task(second, timeout=DEADLINE)
+        moves = {worker.wait_for_task(first, timeout=DEADLINE), worker.wait_for_task(second, timeout=DEADLINE)}
+        assert moves == {"0", "2"}  # one close made both moves (grace and closed), the other none
         wait_until(lambda: closed_and_settled(ended), "the period closed and its invoice paid")
-        assert len(entered(block)) == 1  # one close wrote a draft; the other found it written
+        assert len(entered(block)) == 1  # one close wrote a draft
         assert worker.errors() == []
         assert_one_exact_invoice(ended)
     finally:
@@ -343,7 +349,8 @@ def test_two_closes_at_once_make_one_invoice(ended, tmp_path):
 
 def test_the_beat_task_twice_at_once_makes_one_invoice(ended):
     """advance_due_periods twice at the same moment (as two beats would): each enqueues the
-    due subscription's advance_periods on Redis, the worker runs them in parallel, one invoice."""
+    due subscription (in a batch of one, advance_periods_many) on Redis unless the other did,
+    the worker runs them in parallel, one invoice."""
     queue = f"period-close-{uuid.uuid4().hex[:12]}"
     worker = None
     try:
@@ -354,8 +361,8 @@ def test_the_beat_task_twice_at_once_makes_one_invoice(ended):
         enqueued = sum(int(worker.wait_for_task(task_id, timeout=DEADLINE)) for task_id in beats)
         assert 1 <= enqueued <= 2  # the second beat finds the subscription due unless the first closed it
         wait_until(
-            lambda: len(worker.succeeded("apps.subscriptions.tasks.advance_periods")) == enqueued,
-            "every advance_periods done",
+            lambda: len(worker.succeeded("apps.subscriptions.tasks.advance_periods_many")) == enqueued,
+            "every advance_periods_many done",
         )
         wait_until(lambda: closed_and_settled(ended), "the period closed and its invoice paid")
         assert worker.errors() == []
@@ -432,3 +439,235 @@ def test_a_worker_killed_mid_close_leaves_no_invoice_and_the_close_comes_back(en
             if worker is not None:
                 worker.stop()
         _forget_queue(queue)
+
+
+# --- batches: the beat's task moves many subscriptions' periods in one transaction ------------
+
+BATCH_CALLS = (10, 25, 40, 55)  # calls of each subscription, at 0.02 in arrears
+
+
+@pytest.fixture
+def ended_batch(api):
+    """Four subscriptions of one plan whose first (monthly) periods ended days ago and are still
+    open: the `ended` plan (calls in arrears at 0.02, a support fee in arrears, a platform fee in
+    advance), each customer with its own usage and its wallet funded with 100."""
+    from apps.subscriptions.services import subscription_create
+    from tests.factories import make_customer, pay_session
+
+    started = timezone.now() - timedelta(days=40)
+    with travel.travel(started, tick=True):
+        billing = Billing(api.merchant, email="batch-0@example.com")
+        subscriptions = [billing.subscription]
+        for index in range(1, len(BATCH_CALLS)):
+            customer = make_customer(api.merchant, email=f"batch-{index}@example.com")
+            subscriptions.append(subscription_create(merchant=api.merchant, customer=customer, plan=billing.plan))
+        # (the fees come after the subscriptions, which so start without a start invoice)
+        calls = billing.metric(term=PaymentTerm.IN_ARREARS, properties={"unitPrice": "0.02"})
+        for term, amount, name in (
+            (PaymentTerm.IN_ADVANCE, "5", "Platform fee"),
+            (PaymentTerm.IN_ARREARS, "2", "Support"),
+        ):
+            fee = Price.objects.create(
+                merchant=api.merchant, payment_term=term, currency="USDC", amount=D(amount), invoice_display_name=name
+            )
+            billing.plan.prices.add(fee)
+        from apps.payments.services import topup_session_create
+
+        for subscription in subscriptions:
+            pay_session(
+                topup_session_create(
+                    merchant=api.merchant, customer=subscription.customer, amount=FUNDED, currency="USDC"
+                )
+            )
+    with travel.travel(started + timedelta(days=5), tick=True):
+        at = (started + timedelta(days=1)).isoformat().replace("+00:00", "Z")
+        for subscription, quantity in zip(subscriptions, BATCH_CALLS, strict=True):
+            body = {
+                "idempotencyKey": f"batch-{subscription.id}",
+                "customerId": str(subscription.customer_id),
+                "properties": [{"billableMetricId": str(calls.id), "quantity": quantity}],
+                "timestamp": at,
+            }
+            response = api.post("/v0/usage", body)
+            assert response.status_code == 201, response.json()
+    assert BillingPeriod.objects.filter(status=BillingPeriod.Status.OPEN).count() == len(BATCH_CALLS)
+    return billing, subscriptions
+
+
+def batch_expected_total(calls: int) -> Decimal:
+    return D(calls) * D("0.02") + D("2") + D("5")
+
+
+def assert_batch_closed_once(billing, subscriptions):
+    """Each period closed once: one exact invoice each, numbered INV-000001.. without a gap or a
+    duplicate, each paid once from its wallet, each invoice event and payment once, each next
+    period created once, the ledger balanced."""
+    invoices = list(Invoice.objects.order_by("number"))
+    assert len(invoices) == len(subscriptions)
+    assert [invoice.number for invoice in invoices] == [f"INV-{n:06d}" for n in range(1, len(subscriptions) + 1)]
+    assert InvoiceSequence.objects.get(merchant=billing.merchant).last_number == len(subscriptions)
+    for subscription, calls in zip(subscriptions, BATCH_CALLS, strict=True):
+        periods = list(BillingPeriod.objects.filter(subscription=subscription).order_by("start"))
+        assert [p.status for p in periods] == [BillingPeriod.Status.CLOSED, BillingPeriod.Status.OPEN]
+        invoice = Invoice.objects.get(subscription=subscription)
+        assert (invoice.kind, invoice.period_id, periods[0].invoice_id) == (
+            Invoice.Kind.PERIOD,
+            periods[0].id,
+            invoice.id,
+        )
+        assert invoice.status == Invoice.Status.PAID
+        assert invoice.total == invoice.amount_paid == batch_expected_total(calls)
+        amounts = sorted(f"{line.amount:.6f}" for line in invoice.lines.all())
+        assert amounts == sorted([f"{D(calls) * D('0.02'):.6f}", "2.000000", "5.000000"])
+        assert wallet_available(subscription) == FUNDED - batch_expected_total(calls)
+        types = sorted(
+            Event.objects.filter(type__startswith="invoice.", data__id=str(invoice.id)).values_list("type", flat=True)
+        )
+        assert types == ["invoice.created", "invoice.finalized", "invoice.paid"]
+    payments = [e for e in Event.objects.filter(type="payment.succeeded") if e.data["source"] == "wallet"]
+    assert sorted(e.data["invoiceId"] for e in payments) == sorted(str(i.id) for i in invoices)
+    assert LedgerTransaction.objects.filter(kind=LedgerTransaction.Kind.INVOICE_PAYMENT).count() == len(subscriptions)
+    assert ledger_check() == []
+
+
+def wallet_available(subscription):
+    from apps.ledger.selectors import wallet_balances
+
+    return wallet_balances(wallet=subscription.wallet).available
+
+
+def batch_settled(subscriptions) -> bool:
+    """Each subscription's first period closed and every invoice paid."""
+    closed = BillingPeriod.objects.filter(subscription__in=subscriptions, status=BillingPeriod.Status.CLOSED)
+    paid = Invoice.objects.filter(status=Invoice.Status.PAID)
+    return closed.count() == len(subscriptions) and paid.count() == len(subscriptions)
+
+
+def test_two_overlapping_batches_at_once_close_each_period_once(ended_batch, tmp_path):
+    """advance_periods_many for subscriptions [0, 1, 2] and [1, 2, 3] at the same moment, in two
+    worker processes, both held mid-transaction at once: the second skips the periods the first
+    holds and moves the one that only it names. Released, they number their invoices from one
+    sequence: INV-000001 to INV-000004, each period invoiced once."""
+    billing, subscriptions = ended_batch
+    ids = [str(subscription.id) for subscription in subscriptions]
+    queue = f"period-close-{uuid.uuid4().hex[:12]}"
+    block = tmp_path / "block"
+    block.touch()
+    worker = None
+    try:
+        worker = PoolWorker(queue=queue, env=worker_env(queue, visibility_timeout=300, block_file=block), concurrency=2)
+        worker.wait_until_ready()
+        worker.note_children()
+        first = send(advance_periods_many, ids[:3], queue=queue)
+        holder = wait_until(lambda: entered(block), "the first batch inside its transaction")
+        second = send(advance_periods_many, ids[1:], queue=queue)
+        both = wait_until(lambda: len(entered(block)) == 2 and entered(block), "both batches inside a transaction")
+        assert len(holder) == 1 and set(holder) < set(both)
+        (other,) = set(both) - set(holder)
+        # the second holds only the period that the first does not: the fourth subscription's
+        period_of = dict(BillingPeriod.objects.values_list("subscription_id", "id"))
+        assert both[other]["period"] == str(period_of[subscriptions[3].id])
+        assert backends_waiting_on_a_lock() == 0
+        assert not Invoice.objects.exists()  # nothing is committed yet
+        block.unlink()
+
+        moves = sorted(int(worker.wait_for_task(task_id, timeout=DEADLINE)) for task_id in (first, second))
+        assert moves == [2, 6]  # both moves of each period: 3 by the first, 1 by the second
+        wait_until(lambda: batch_settled(subscriptions), "every period closed and its invoice paid")
+        assert worker.errors() == []
+        assert_batch_closed_once(billing, subscriptions)
+    finally:
+        block.unlink(missing_ok=True)
+        if worker is not None:
+            worker.stop()
+        _forget_queue(queue)
+
+
+def test_a_worker_killed_mid_batch_leaves_nothing_and_the_batch_comes_back(ended_batch, tmp_path):
+    """A batch of four held mid-transaction, drafts written but not committed, its pool process
+    killed (SIGKILL): nothing of any of the four is left (no invoice, line, number, event or
+    money; every period open); the task comes back in a new process and, released, closes all
+    four once."""
+    billing, subscriptions = ended_batch
+    ids = [str(subscription.id) for subscription in subscriptions]
+    queue = f"period-close-killed-{uuid.uuid4().hex[:12]}"
+    block = tmp_path / "block"
+    block.touch()
+    transactions_before = LedgerTransaction.objects.count()
+    worker = None
+    try:
+        worker = PoolWorker(queue=queue, env=worker_env(queue, visibility_timeout=300, block_file=block), concurrency=1)
+        worker.wait_until_ready()
+        worker.note_children()
+        task_id = send(advance_periods_many, ids, queue=queue)
+
+        (child, marker), *_ = wait_until(lambda: list(entered(block).items()), "the batch inside its transaction")
+        assert child in worker.note_children()
+        assert (marker["status"], marker["lines"]) == ("draft", len(EXPECTED_LINES))
+        assert backends_in_a_transaction() == 1
+        os.kill(child, signal.SIGKILL)
+
+        again = wait_until(lambda: set(entered(block)) - {child}, "the batch run again after its process was killed")
+        wait_until(lambda: "WorkerLostError" in worker.output(), "the worker reporting its lost process")
+        assert again
+        assert not Invoice.objects.exists() and not InvoiceLine.objects.exists()
+        assert not InvoiceSequence.objects.filter(last_number__gt=0).exists()
+        assert not Event.objects.filter(type__startswith="invoice.").exists()
+        assert LedgerTransaction.objects.count() == transactions_before
+        assert set(BillingPeriod.objects.values_list("status", flat=True)) == {BillingPeriod.Status.OPEN}
+        assert BillingPeriod.objects.count() == len(subscriptions)
+        block.unlink()
+
+        # (the task's first run is logged as lost: read its successful run)
+        done = wait_until(
+            lambda: worker.succeeded("apps.subscriptions.tasks.advance_periods_many"), "the batch run again done"
+        )
+        assert len(done) == 1 and f"[{task_id}]" in done[0] and done[0].endswith(f": {2 * len(subscriptions)}")
+        wait_until(lambda: batch_settled(subscriptions), "every period closed and its invoice paid")
+        assert_batch_closed_once(billing, subscriptions)
+    finally:
+        block.unlink(missing_ok=True)
+        if worker is not None:
+            worker.stop()
+        _forget_queue(queue)
+
+
+def test_a_task_runs_after_its_kept_database_connection_was_dropped(ended):
+    """The worker keeps its database connection from task to task (CELERY_DB_REUSE_MAX,
+    DATABASE_CONN_MAX_AGE 60): when the server drops it between two tasks, the next task finds
+    it broken before it starts, opens another and closes the period."""
+    queue = f"period-close-{uuid.uuid4().hex[:12]}"
+    worker = None
+    try:
+        env = {**worker_env(queue, visibility_timeout=300), "DATABASE_CONN_MAX_AGE": "60"}
+        worker = PoolWorker(queue=queue, env=env, concurrency=1)
+        worker.wait_until_ready()
+        worker.note_children()
+        # a first task opens the connection, which the worker process keeps
+        assert worker.wait_for_task(send(advance_periods_many, [], queue=queue), timeout=DEADLINE) == "0"
+        assert worker.wait_for_task(send(advance_due_periods, queue=queue), timeout=DEADLINE) == "1"
+        wait_until(lambda: closed_and_settled(ended), "the period closed by the enqueued batch")
+        kept = wait_until(worker_backends, "the worker's kept connection")
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", [kept])
+        wait_until(lambda: not set(kept) & set(worker_backends()), "the kept connection gone")
+
+        task_id = send(advance_periods, str(ended.subscription.id), queue=queue)
+        assert worker.wait_for_task(task_id, timeout=DEADLINE) == "0"  # ran (nothing left to move)
+        assert worker.wait_for_task(send(advance_due_periods, queue=queue), timeout=DEADLINE) == "0"
+        assert worker.errors() == []
+        assert_one_exact_invoice(ended)
+    finally:
+        if worker is not None:
+            worker.stop()
+        _forget_queue(queue)
+
+
+def worker_backends() -> list[int]:
+    """Idle connections to this test database other than this one (the worker's, between tasks)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND backend_type = 'client backend'"
+        )
+        return [row[0] for row in cursor.fetchall()]

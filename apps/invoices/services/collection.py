@@ -22,7 +22,7 @@ from apps.core.money import ZERO
 from apps.invoices.models import Invoice
 from apps.payments.models import PaymentAttempt
 from apps.payments.registry import WalletCredit
-from apps.payments.services import payment_from_wallet
+from apps.payments.services import payment_from_wallet, payments_from_wallet
 from apps.subscriptions.models import Subscription
 
 
@@ -34,6 +34,18 @@ def wallet_minimum(wallet) -> Decimal:
         .aggregate(m=Max("minimum_account_balance"))["m"]
     )
     return value if value is not None else ZERO
+
+
+def wallets_minimum(wallet_ids) -> dict:
+    """`wallet_minimum` of each of these wallets (those without a live subscription: absent)."""
+    return dict(
+        Subscription.objects.filter(wallet_id__in=list(wallet_ids))
+        .exclude(status=Subscription.Status.TERMINATED)
+        .values("wallet_id")
+        .annotate(m=Max("minimum_account_balance"))
+        .values_list("wallet_id", "m")
+        .order_by()
+    )
 
 
 def _in_flight(invoice: Invoice) -> bool:
@@ -76,6 +88,24 @@ def wallet_sweep(wallet, *, invoices: list[Invoice] | None = None) -> list[Invoi
             continue
         paid.append(invoice)
     return paid
+
+
+def invoices_collect(invoices: list[Invoice]) -> list[Invoice]:
+    """Collect each of these (locked, open) invoices from its wallet, whole, where the wallet
+    covers it, in the order given: what `wallet_sweep(invoice.wallet, invoices=[invoice])` does
+    for each (finalize), set-wise: one payment from the wallet each, through the payments
+    service (`payments_from_wallet`), each payment lowering what the next invoice of the same
+    wallet finds. An invoice the wallet does not cover stays open, with its dueAt and payment
+    link. Returns those paid (the invoices are paid in place: the payments service hands them
+    to the invoice handler)."""
+    if not invoices:
+        return []
+    from apps.invoices.services.invoices import invoice_payment_session
+
+    minimums = wallets_minimum({invoice.wallet_id for invoice in invoices})
+    sessions = [invoice_payment_session(invoice) for invoice in invoices]
+    received = payments_from_wallet(sessions=sessions, minimums=minimums, targets=invoices)
+    return [invoice for invoice, result in zip(invoices, received, strict=True) if result is not None]
 
 
 def on_wallet_credited(credit: WalletCredit) -> None:

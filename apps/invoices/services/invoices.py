@@ -1,12 +1,19 @@
 """Invoices: the period's draft and its finalize, numbering, void, uncollectible.
 
 A period invoice is written when its period's end has passed (the subscriptions'
-`on_period_ended` hook, in the transaction that moves the period to grace, with the period row
-locked): a draft, open to late usage through the grace window. When the grace is over
-(`on_period_closed`) its lines are computed again (late usage lands on it) and it is finalized:
-numbered from the merchant's sequence, open with `dueAt`, its payment session created, and
-collected from the wallet where the wallet covers it (apps.invoices.services.collection).
-Numbers come from one row per merchant (and mode) locked at finalize: no gaps, no duplicates.
+`on_periods_ended` hook, in the transaction that moves the periods to grace, with the period
+rows locked): a draft, open to late usage through the grace window. When the grace is over
+(`on_periods_closed`) its lines are computed again (late usage lands on it; not when both moves
+are made in one transaction) and it is finalized: numbered from the merchant's sequence, open
+with `dueAt`, its payment session created, and collected from the wallet where the wallet
+covers it (apps.invoices.services.collection). Numbers come from one row per merchant (and
+mode) locked at finalize: no gaps, no duplicates.
+
+The beat's close hands over the periods of a few hundred subscriptions at once, and everything
+here works set-wise: one usage query for all their lines, the pure pricing engine in Python,
+one insert each for invoices, lines, sessions, attempts, payments, events and ledger
+transactions (one per invoice payment), one update of each merchant's sequence. A plan change,
+a termination, a one-off or a start invoice is the same path with one invoice.
 """
 
 from datetime import timedelta
@@ -16,61 +23,77 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from apps.core.bulk import Statement, array_param, run_statements, update_objects, update_rows
 from apps.core.errors import Conflict, FieldError, Unprocessable
 from apps.core.money import currency_decimals, round_to_minor_unit
 from apps.invoices.models import Invoice, InvoiceLine, InvoiceSequence
-from apps.invoices.services.events import invoice_publish
-from apps.invoices.services.lines import FeePeriod, LineSpec, lines_total, period_lines, start_lines
+from apps.invoices.services.events import invoice_publish, invoices_publish
+from apps.invoices.services.lines import FeePeriod, LineSpec, PeriodToInvoice, lines_total, periods_lines, start_lines
 from apps.ledger.lock_objects import lock_wallet_balances
-from apps.ledger.models import LedgerTransaction
+from apps.ledger.models import LedgerTransaction, Wallet
 from apps.ledger.services import ledger_reverse, wallet_get_or_create
 from apps.payments.models import PaymentSession
 from apps.payments.registry import WalletCredit, wallet_credited
-from apps.payments.services import payment_session_create, payment_sessions_expire
+from apps.payments.services import payment_session_create, payment_sessions_create, payment_sessions_expire
 from apps.subscriptions.hooks import StartCharge
 from apps.subscriptions.models import BillingPeriod, Subscription
 
 NUMBER_PREFIX = "INV-"
 
 
-def _write_lines(invoice: Invoice, specs: list[LineSpec]) -> None:
-    InvoiceLine.objects.filter(invoice=invoice).delete()
-    InvoiceLine.objects.bulk_create(
-        [
-            InvoiceLine(
-                merchant_id=invoice.merchant_id,
-                invoice=invoice,
-                position=position,
-                description=spec.description[:500],
-                price=spec.price,
-                billable_metric_id=spec.billable_metric_id,
-                payment_term=spec.payment_term,
-                quantity=spec.quantity,
-                unit_price=spec.unit_price,
-                amount=spec.amount,
-                informational=spec.informational,
-                period_start=spec.period_start,
-                period_end=spec.period_end,
-            )
-            for position, spec in enumerate(specs)
-        ]
-    )
-    invoice.subtotal = invoice.total = lines_total(specs)
+def _line_rows(invoice: Invoice, specs: list[LineSpec]) -> list[InvoiceLine]:
+    return [
+        InvoiceLine(
+            merchant_id=invoice.merchant_id,
+            invoice=invoice,
+            position=position,
+            description=spec.description[:500],
+            price=spec.price,
+            billable_metric_id=spec.billable_metric_id,
+            payment_term=spec.payment_term,
+            quantity=spec.quantity,
+            unit_price=spec.unit_price,
+            amount=spec.amount,
+            informational=spec.informational,
+            period_start=spec.period_start,
+            period_end=spec.period_end,
+        )
+        for position, spec in enumerate(specs)
+    ]
+
+
+def _write_lines(pairs: list[tuple[Invoice, list[LineSpec]]]) -> None:
+    """Write each invoice's lines anew (the draft takes its period's late usage), set-wise;
+    its subtotal and total follow (saved by the caller)."""
+    InvoiceLine.objects.filter(invoice__in=[invoice for invoice, _ in pairs]).delete()
+    rows = []
+    for invoice, specs in pairs:
+        invoice.written_lines = _line_rows(invoice, specs)
+        invoice.lines_data = None
+        invoice.subtotal = invoice.total = lines_total(specs)
+        rows.extend(invoice.written_lines)
+    InvoiceLine.objects.bulk_create(rows)
 
 
 def _fee_period(row: BillingPeriod) -> FeePeriod:
     return FeePeriod(row.plan, row.start, row.end, row.share)
 
 
-def _next_period(period: BillingPeriod) -> FeePeriod | None:
-    """The period row that follows `period` (created before `period` moves to grace; none when
-    the subscription ended with it), whose in_advance fees `period`'s invoice bills."""
-    row = (
-        BillingPeriod.objects.select_related("plan")
-        .filter(merchant_id=period.merchant_id, subscription_id=period.subscription_id, start=period.end)
-        .first()
+def _next_periods(periods: list[BillingPeriod]) -> dict:
+    """{period id: the period row that follows it} (created before a period moves to grace;
+    none when the subscription ended with it), whose in_advance fees its invoice bills: one
+    query for all."""
+    if not periods:
+        return {}
+    wanted = {(p.subscription_id, p.end): p.id for p in periods}
+    rows = BillingPeriod.objects.select_related("plan").filter(
+        subscription_id__in={p.subscription_id for p in periods}, start__in={p.end for p in periods}
     )
-    return None if row is None else _fee_period(row)
+    return {
+        wanted[(row.subscription_id, row.start)]: _fee_period(row)
+        for row in rows
+        if (row.subscription_id, row.start) in wanted
+    }
 
 
 def _bills(subscription: Subscription) -> bool:
@@ -79,28 +102,50 @@ def _bills(subscription: Subscription) -> bool:
     return subscription.activated_at is not None
 
 
+def _periods_specs(periods: list[BillingPeriod]) -> list[list[LineSpec]]:
+    following = _next_periods(periods)
+    return periods_lines([PeriodToInvoice(p.subscription, _fee_period(p), following.get(p.id)) for p in periods])
+
+
 def _period_specs(period: BillingPeriod) -> list[LineSpec]:
-    return period_lines(period.subscription, _fee_period(period), _next_period(period))
+    return _periods_specs([period])[0]
+
+
+def _issue_drafts(drafts: list[tuple[Invoice, list[LineSpec]]]) -> list[Invoice]:
+    """Write the (unsaved) drafts with their lines, set-wise, and publish invoice.created for
+    each; a period invoice becomes its period's (what usage events read as their invoiceId)."""
+    if not drafts:
+        return []
+    invoices = [invoice for invoice, _ in drafts]
+    for invoice, specs in drafts:
+        invoice.subtotal = invoice.total = lines_total(specs)
+    Invoice.objects.bulk_create(invoices)
+    rows = []
+    for invoice, specs in drafts:
+        invoice.written_lines = _line_rows(invoice, specs)
+        rows.extend(invoice.written_lines)
+    InvoiceLine.objects.bulk_create(rows)
+    periods = [
+        invoice for invoice in invoices if invoice.kind in Invoice.CLOSING_KINDS and invoice.period_id is not None
+    ]
+    if periods:
+        run_statements(
+            [update_rows(BillingPeriod, ["invoice_id"], [(invoice.period_id, invoice.id) for invoice in periods])]
+        )
+    invoices_publish(invoices, "invoice.created")
+    return invoices
 
 
 def _issue_draft(invoice: Invoice, specs: list[LineSpec]) -> Invoice:
-    """Write the (unsaved) draft `invoice` with its lines and publish invoice.created; a period
-    invoice becomes its period's (what usage events read as their invoiceId)."""
-    invoice.subtotal = invoice.total = lines_total(specs)
-    invoice.save()
-    _write_lines(invoice, specs)
-    if invoice.kind in Invoice.CLOSING_KINDS and invoice.period_id is not None:
-        BillingPeriod.objects.filter(pk=invoice.period_id).update(invoice_id=invoice.id)
-    invoice = Invoice.objects.select_related("merchant", "customer", "wallet", "subscription").get(pk=invoice.pk)
-    invoice_publish(invoice, "invoice.created")
-    return invoice
+    return _issue_drafts([(invoice, specs)])[0]
 
 
-def _create_period_invoice(period: BillingPeriod, specs: list[LineSpec]) -> Invoice:
+def _period_invoice(period: BillingPeriod) -> Invoice:
+    """The (unsaved) draft of the period's invoice."""
     subscription = period.subscription
-    invoice = Invoice(
-        merchant_id=period.merchant_id,
-        customer_id=subscription.customer_id,
+    return Invoice(
+        merchant=subscription.merchant,
+        customer=subscription.customer,
         subscription=subscription,
         period=period,
         wallet_id=subscription.wallet_id,
@@ -110,41 +155,75 @@ def _create_period_invoice(period: BillingPeriod, specs: list[LineSpec]) -> Invo
         period_start=period.start,
         period_end=period.end,
     )
-    invoice = _issue_draft(invoice, specs)
-    period.invoice_id = invoice.id
-    return invoice
+
+
+def on_periods_ended(periods: list[BillingPeriod]) -> None:
+    """The periods' draft invoices, set-wise (the subscriptions' hook; periods locked, moving to
+    grace): their lines from one usage query, the drafts and lines in one insert each.
+    Nothing to invoice (no usage, no fee) writes nothing."""
+    billable = [period for period in periods if _bills(period.subscription)]
+    drafts = [
+        (_period_invoice(period), specs)
+        for period, specs in zip(billable, _periods_specs(billable), strict=True)
+        if specs
+    ]
+    for invoice in _issue_drafts(drafts):
+        invoice.period.invoice_id = invoice.id
+        # for the close in the same transaction (no grace window): nothing changed since
+        invoice.period.written_draft = invoice
 
 
 def on_period_ended(period: BillingPeriod) -> None:
-    """The period's draft invoice (the subscriptions' hook; period locked, moving to grace).
-    Nothing to invoice (no usage, no fee) writes nothing."""
-    if not _bills(period.subscription):
+    """One period's draft invoice (on_periods_ended with one period)."""
+    on_periods_ended([period])
+
+
+def on_periods_closed(periods: list[BillingPeriod], fresh) -> None:
+    """The grace is over: each draft takes its period's late usage (unless `fresh`: written in
+    this transaction) and is finalized, then collected; set-wise."""
+    billable = [period for period in periods if _bills(period.subscription)]
+    if not billable:
         return
-    specs = _period_specs(period)
-    if specs:
-        _create_period_invoice(period, specs)
+    drafts: dict = {}
+    unknown = []
+    for period in billable:
+        written = getattr(period, "written_draft", None)
+        if period.id in fresh and written is not None:
+            drafts[period.id] = written
+        else:
+            unknown.append(period)
+    if unknown:
+        for invoice in (
+            Invoice.objects.select_for_update(of=("self",))
+            .select_related("merchant", "customer", "wallet", "subscription", "payment_session")
+            .filter(period__in=unknown, kind__in=Invoice.CLOSING_KINDS)
+            .exclude(status=Invoice.Status.VOID)
+            .order_by("created_at", "pk")
+        ):
+            drafts.setdefault(invoice.period_id, invoice)
+    stale = [period for period in billable if period.id not in fresh]
+    specs = dict(zip([period.id for period in stale], _periods_specs(stale), strict=True))
+    rewrite, new, finalize = [], [], []
+    for period in billable:
+        invoice = drafts.get(period.id)
+        if invoice is None:
+            if specs.get(period.id):
+                new.append((_period_invoice(period), specs[period.id]))
+                finalize.append(new[-1][0])
+        elif invoice.status == Invoice.Status.DRAFT:
+            if period.id not in fresh:
+                rewrite.append((invoice, specs[period.id]))
+            finalize.append(invoice)
+    if rewrite:
+        _write_lines(rewrite)
+    for invoice in _issue_drafts(new):
+        invoice.period.invoice_id = invoice.id
+    invoices_finalize(finalize)
 
 
 def on_period_closed(period: BillingPeriod, fresh: bool) -> None:
-    """The grace is over: the draft takes the late usage and is finalized, then collected."""
-    if not _bills(period.subscription):
-        return
-    invoice = (
-        Invoice.objects.select_for_update()
-        .filter(period=period, kind__in=Invoice.CLOSING_KINDS)
-        .exclude(status=Invoice.Status.VOID)
-        .first()
-    )
-    if invoice is None:
-        specs = [] if fresh else _period_specs(period)
-        if not specs:
-            return
-        invoice = _create_period_invoice(period, specs)
-    elif invoice.status != Invoice.Status.DRAFT:
-        return
-    elif not fresh:
-        _write_lines(invoice, _period_specs(period))
-    invoice_finalize(invoice)
+    """One period's close (on_periods_closed with one period)."""
+    on_periods_closed([period], {period.id} if fresh else set())
 
 
 def draft_recompute(invoice: Invoice) -> Invoice:
@@ -153,46 +232,131 @@ def draft_recompute(invoice: Invoice) -> Invoice:
     period = BillingPeriod.objects.select_related(
         "subscription__plan", "subscription__merchant", "subscription__customer", "plan"
     ).get(pk=invoice.period_id)
-    _write_lines(invoice, _period_specs(period))
+    _write_lines([(invoice, _period_specs(period))])
     invoice.save(update_fields=["subtotal", "total", "updated_at"])
     return invoice
 
 
-def _next_number(merchant_id) -> str:
-    """The merchant's next invoice number, under the lock of its sequence row (held until the
-    finalizing transaction ends: a rolled-back finalize leaves no gap)."""
-    InvoiceSequence.objects.bulk_create([InvoiceSequence(merchant_id=merchant_id)], ignore_conflicts=True)
-    sequence = InvoiceSequence.objects.select_for_update().get(merchant_id=merchant_id)
-    sequence.last_number += 1
-    sequence.save(update_fields=["last_number", "updated_at"])
-    return f"{NUMBER_PREFIX}{sequence.last_number:06d}"
+def _next_numbers(invoices: list[Invoice]) -> list[str]:
+    """The next invoice numbers of each invoice's merchant, in the order of `invoices`: each
+    merchant's sequence row moved once by as many (merchants in order), and locked until the
+    finalizing transaction ends: a rolled-back finalize leaves no gap."""
+    counts: dict = {}
+    for invoice in invoices:
+        counts[invoice.merchant_id] = counts.get(invoice.merchant_id, 0) + 1
+    merchants = sorted(counts, key=str)
+    now = timezone.now()
+    table = InvoiceSequence._meta.db_table
+    statements = [
+        Statement(
+            f"INSERT INTO {table} (id, created_at, updated_at, merchant_id, last_number) "  # noqa: S608 (names from models)
+            "SELECT gen_random_uuid(), %s, %s, m, 0 FROM unnest(%s::uuid[]) AS m ON CONFLICT DO NOTHING",
+            [now, now, array_param(merchants)],
+        ),
+        *(
+            Statement(
+                f"UPDATE {table} SET last_number = last_number + %s, updated_at = %s "  # noqa: S608 (names from models)
+                "WHERE merchant_id = %s RETURNING last_number",
+                [counts[merchant_id], now, merchant_id],
+            )
+            for merchant_id in merchants
+        ),
+    ]
+    results = run_statements(statements)
+    following = {
+        merchant_id: rows[0][0] - counts[merchant_id] for merchant_id, rows in zip(merchants, results[1:], strict=True)
+    }
+    numbers = []
+    for invoice in invoices:
+        following[invoice.merchant_id] += 1
+        numbers.append(f"{NUMBER_PREFIX}{following[invoice.merchant_id]:06d}")
+    return numbers
 
 
 def invoice_finalize(invoice: Invoice) -> Invoice:
     """Number the (locked) draft and open it: due INVOICE_DUE_SECONDS from now, with a payment
     session, collected from the wallet at once when it covers the total (auto_collect). An
-    invoice of 0 is paid as it is finalized."""
-    from apps.invoices.services.collection import wallet_sweep
+    invoice of 0 is paid as it is finalized. (invoices_finalize with one invoice.)"""
+    return invoices_finalize([invoice])[0]
 
+
+def invoices_finalize(invoices: list[Invoice]) -> list[Invoice]:
+    """Number the (locked) drafts and open them, set-wise, in the order given (their numbers
+    follow it): each due INVOICE_DUE_SECONDS from now (unless it has a due date), with a payment
+    session (not a start invoice: the activation's), collected from its wallet at once when it
+    covers it (auto_collect); an invoice of 0 is paid as it is finalized.
+
+    Locks, in the order every finalize takes them: the invoices (the caller's), the merchant's
+    sequence row (after the sessions are written: the finalizes of one merchant queue on it only
+    for the writes that carry the numbers and the commit), then the wallets collected from (one
+    statement, in order, by the payments service), as late as can be: single usage events of
+    those customers wait for them until the commit."""
+    from apps.invoices.services.collection import invoices_collect
+
+    if not invoices:
+        return invoices
     now = timezone.now()
-    invoice.number = _next_number(invoice.merchant_id)
-    invoice.finalized_at = now
-    invoice.due_at = invoice.due_at or now + timedelta(seconds=settings.INVOICE_DUE_SECONDS)
-    invoice.status = Invoice.Status.OPEN
-    if invoice.total == 0:
-        invoice.status = Invoice.Status.PAID
-        invoice.paid_at = now
-    invoice.save()
-    invoice_publish(invoice, "invoice.finalized")
-    if invoice.status == Invoice.Status.PAID:
-        invoice_publish(invoice, "invoice.paid")
-        return invoice
-    if invoice.kind != Invoice.Kind.START:  # (a start invoice is paid through the activation)
-        invoice_payment_session(invoice)
-    if invoice.auto_collect:
-        wallet_sweep(invoice.wallet, invoices=[invoice])
-        invoice.refresh_from_db()
-    return invoice
+    due_after = timedelta(seconds=settings.INVOICE_DUE_SECONDS)
+    _load_wallets(invoices)
+    asking = [invoice for invoice in invoices if invoice.total > 0 and invoice.kind != Invoice.Kind.START]
+    sessions = payment_sessions_create(
+        sessions=[
+            {
+                "merchant": invoice.merchant,
+                "purpose": PaymentSession.Purpose.INVOICE,
+                "amount": invoice.amount_due,
+                "currency": invoice.currency,
+                "customer": invoice.customer,
+                "wallet": invoice.wallet,
+                "subscription": invoice.subscription,
+                "invoice_id": invoice.id,
+            }
+            for invoice in asking
+        ]
+    )
+    for invoice, session in zip(asking, sessions, strict=True):
+        invoice.payment_session = session
+    for invoice, number in zip(invoices, _next_numbers(invoices), strict=True):
+        invoice.number = number
+        invoice.finalized_at = invoice.updated_at = now
+        invoice.due_at = invoice.due_at or now + due_after
+        invoice.status = Invoice.Status.OPEN
+        if invoice.total == 0:
+            invoice.status = Invoice.Status.PAID
+            invoice.paid_at = now
+    update_objects(
+        invoices,
+        [
+            "number",
+            "finalized_at",
+            "due_at",
+            "status",
+            "paid_at",
+            "subtotal",
+            "total",
+            "payment_session_id",
+            "updated_at",
+        ],
+    )
+    invoices_publish(invoices, "invoice.finalized")
+    invoices_publish([invoice for invoice in invoices if invoice.status == Invoice.Status.PAID], "invoice.paid")
+    invoices_collect([invoice for invoice in asking if invoice.auto_collect])
+    return invoices
+
+
+def _load_wallets(invoices: list[Invoice]) -> None:
+    """Each invoice's wallet row with its available account (what a payment posts to), read
+    once for all that lack them."""
+
+    def loaded(invoice):
+        return Invoice.wallet.is_cached(invoice) and Wallet.available_account.is_cached(invoice.wallet)
+
+    missing = {invoice.wallet_id for invoice in invoices if not loaded(invoice)}
+    if missing:
+        wallets = Wallet.objects.select_related("available_account").in_bulk(list(missing))
+        for invoice in invoices:
+            if not loaded(invoice):
+                invoice.wallet = wallets[invoice.wallet_id]
 
 
 def invoice_payment_session(invoice: Invoice) -> PaymentSession:

@@ -13,6 +13,9 @@ plan's fees (design.md, "Money: precision and rounding").
 
 Usage is read from the lines themselves (their price and payment term as charged), so a price
 that left the plan during the period is still invoiced for the usage it priced.
+
+`periods_lines` computes many periods' lines at once (the beat's close, set-wise): one usage
+query for all of them, then the pure pricing engine in Python for each.
 """
 
 from dataclasses import dataclass
@@ -20,13 +23,12 @@ from datetime import datetime
 from decimal import Decimal
 from fractions import Fraction
 
-from django.db.models import Count, Sum
-
-from apps.catalog.models import ADDITIVE_AGGREGATIONS, Aggregation, Invoicing, PaymentTerm, Price, PriceModel
+from apps.catalog.models import ADDITIVE_AGGREGATIONS, Aggregation, Invoicing, PaymentTerm, Plan, Price, PriceModel
 from apps.catalog.pricing import price_quantity, price_strategy
+from apps.core.bulk import Statement, array_param, run_statements
 from apps.core.money import MONEY_CONTEXT, ZERO, round_amount, round_to_minor_unit
 from apps.usage.aggregation import aggregate
-from apps.usage.models import UsageLine
+from apps.usage.models import UsageEvent, UsageLine
 
 
 @dataclass
@@ -54,20 +56,91 @@ def price_label(price: Price) -> str:
     return "Fee"
 
 
-def _usage_by_price(subscription, start: datetime, end: datetime) -> list[dict]:
-    """The period's usage of the subscription, by (price, payment term): one query."""
-    return list(
-        UsageLine.objects.filter(
-            merchant_id=subscription.merchant_id,
-            subscription_id=subscription.id,
-            timestamp__gte=start,
-            timestamp__lt=end,
-            event__refunded_at__isnull=True,
+@dataclass(frozen=True)
+class FeePeriod:
+    """A period whose fees an invoice bills: its plan, [start, end), and the share of its whole
+    period that it covers (a Fraction: 1, or less for a period begun or cut by a plan change or
+    a termination), by which its fees are prorated."""
+
+    plan: object
+    start: datetime
+    end: datetime
+    share: Fraction = Fraction(1)
+
+
+@dataclass(frozen=True)
+class PeriodToInvoice:
+    """A period of `subscription` to compute the lines of; `next_period` is the period that
+    follows (whose in_advance fees it bills), or None when the subscription ends with it."""
+
+    subscription: object
+    period: FeePeriod
+    next_period: FeePeriod | None
+
+    @property
+    def plan(self):
+        return self.period.plan
+
+    @property
+    def start(self) -> datetime:
+        return self.period.start
+
+    @property
+    def end(self) -> datetime:
+        return self.period.end
+
+
+_USAGE_SQL = None
+
+
+def _usage_sql() -> str:
+    global _USAGE_SQL
+    if _USAGE_SQL is None:
+        line, event = UsageLine._meta.db_table, UsageEvent._meta.db_table
+        # One index range (usage_line_sub_metric_time) per period, its events joined for
+        # refunded_at; grouped by (period, price, payment term).
+        _USAGE_SQL = (
+            "SELECT k.i, l.price_id, l.payment_term, SUM(l.quantity), SUM(l.value), SUM(l.amount), COUNT(l.id) "  # noqa: S608 (names from models)
+            "FROM unnest(%s::integer[], %s::uuid[], %s::uuid[], %s::timestamptz[], %s::timestamptz[]) "
+            "AS k(i, merchant_id, subscription_id, start_at, end_at) "
+            f"JOIN {line} l ON l.subscription_id = k.subscription_id AND l.merchant_id = k.merchant_id "
+            "AND l.timestamp >= k.start_at AND l.timestamp < k.end_at "
+            f"JOIN {event} e ON e.id = l.event_id "
+            "WHERE e.refunded_at IS NULL "
+            "GROUP BY k.i, l.price_id, l.payment_term"
         )
-        .values("price_id", "payment_term")
-        .annotate(quantity=Sum("quantity"), value=Sum("value"), amount=Sum("amount"), lines=Count("id"))
-        .order_by()
+    return _USAGE_SQL
+
+
+def _usage_by_price(items: list[PeriodToInvoice]) -> list[list[dict]]:
+    """Each period's usage of its subscription, by (price, payment term): one query for all."""
+    usage: list[list[dict]] = [[] for _ in items]
+    if not items:
+        return usage
+    statement = Statement(
+        _usage_sql(),
+        [
+            array_param(range(len(items)), "integer"),
+            array_param(item.subscription.merchant_id for item in items),
+            array_param(item.subscription.id for item in items),
+            array_param((item.start for item in items), "timestamptz"),
+            array_param((item.end for item in items), "timestamptz"),
+        ],
+        prepare=False,
     )
+    (rows,) = run_statements([statement])
+    for index, price_id, payment_term, quantity, value, amount, lines in rows:
+        usage[index].append(
+            {
+                "price_id": price_id,
+                "payment_term": payment_term,
+                "quantity": quantity,
+                "value": value,
+                "amount": amount,
+                "lines": lines,
+            }
+        )
+    return usage
 
 
 def _arrears_quantity(subscription, price: Price, row: dict, start: datetime, end: datetime) -> Decimal | None:
@@ -88,32 +161,50 @@ def _arrears_quantity(subscription, price: Price, row: dict, start: datetime, en
     ).total
 
 
-@dataclass(frozen=True)
-class FeePeriod:
-    """A period whose fees an invoice bills: its plan, [start, end), and the share of its whole
-    period that it covers (a Fraction: 1, or less for a period begun or cut by a plan change or
-    a termination), by which its fees are prorated."""
+def _plan_prices(plans) -> dict:
+    """Each plan's prices (with their metrics), in the order they were created: one query."""
+    prices: dict = {plan.id: [] for plan in plans}
+    links = Plan.prices.through.objects.filter(plan_id__in=list(prices)).select_related("price__billable_metric")
+    for link in links:
+        prices[link.plan_id].append(link.price)
+    for plan_id, listed in prices.items():
+        prices[plan_id] = sorted(listed, key=lambda p: (p.created_at, p.pk))
+    return prices
 
-    plan: object
-    start: datetime
-    end: datetime
-    share: Fraction = Fraction(1)
+
+def periods_lines(items: list[PeriodToInvoice]) -> list[list[LineSpec]]:
+    """The lines of each of these periods (see the module), in a few queries for all: their
+    usage in one, their plans' prices (the next periods' too) in another, prices that left a
+    plan in a third."""
+    usage = _usage_by_price(items)
+    plans = {item.plan.id: item.plan for item in items}
+    plans.update({item.next_period.plan.id: item.next_period.plan for item in items if item.next_period})
+    plan_prices = _plan_prices(plans.values())
+    known = {price.id: price for listed in plan_prices.values() for price in listed}
+    missing = {row["price_id"] for rows in usage for row in rows} - set(known)
+    others = sorted(
+        Price.objects.filter(pk__in=missing).select_related("billable_metric"), key=lambda p: (p.created_at, p.pk)
+    )
+    return [_period_lines(item, plan_prices, others, rows) for item, rows in zip(items, usage, strict=True)]
 
 
 def period_lines(subscription, period: FeePeriod, next_period: FeePeriod | None) -> list[LineSpec]:
     """The lines of `period` of `subscription`: its usage and in_arrears fees, and the
     in_advance fees of `next_period` (None when the subscription ends with this one)."""
-    plan, start, end = period.plan, period.start, period.end
+    return periods_lines([PeriodToInvoice(subscription, period, next_period)])[0]
+
+
+def _period_lines(item: PeriodToInvoice, all_prices: dict, others: list[Price], usage: list[dict]):
+    subscription, plan, start, end = item.subscription, item.plan, item.start, item.end
+    plan_prices = all_prices[plan.id]
     currency = plan.currency
-    usage = _usage_by_price(subscription, start, end)
-    plan_prices = sorted(plan.prices.select_related("billable_metric"), key=lambda p: (p.created_at, p.pk))
     prices = {p.id: p for p in plan_prices}
-    missing = {row["price_id"] for row in usage} - set(prices)
-    if missing:
-        for price in Price.objects.filter(pk__in=missing).select_related("billable_metric"):
+    used = {row["price_id"] for row in usage}
+    for price in others:  # prices that left the plan, for the usage they priced
+        if price.id in used and price.id not in prices:
             prices[price.id] = price
     order = {price_id: index for index, price_id in enumerate(prices)}
-    usage.sort(key=lambda row: (order[row["price_id"]], row["payment_term"]))
+    usage = sorted(usage, key=lambda row: (order[row["price_id"]], row["payment_term"]))
 
     lines: list[LineSpec] = []
     for row in usage:
@@ -148,9 +239,9 @@ def period_lines(subscription, period: FeePeriod, next_period: FeePeriod | None)
                     period_end=end,
                 )
             )
-    lines += fee_lines(period, PaymentTerm.IN_ARREARS, prices=plan_prices)
-    if next_period is not None:
-        lines += fee_lines(next_period, PaymentTerm.IN_ADVANCE)
+    lines += fee_lines(item.period, PaymentTerm.IN_ARREARS, prices=plan_prices)
+    if item.next_period is not None:
+        lines += fee_lines(item.next_period, PaymentTerm.IN_ADVANCE, prices=all_prices[item.next_period.plan.id])
     return lines
 
 

@@ -8,10 +8,12 @@ from apps.payments.services.receive import (
     payment_from_wallet,
     payment_receive,
     payment_session_pay_test,
+    payments_from_wallet,
 )
 from apps.payments.services.sessions import (
     payment_session_create,
     payment_session_expire_due,
+    payment_sessions_create,
     payment_sessions_expire,
     topup_session_create,
 )
@@ -28,6 +30,8 @@ __all__ = [
     "payment_session_create",
     "payment_session_expire_due",
     "payment_session_pay_test",
+    "payment_sessions_create",
     "payment_sessions_expire",
+    "payments_from_wallet",
     "topup_session_create",
 ]

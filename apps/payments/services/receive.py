@@ -20,13 +20,17 @@ It is the one place that publishes payment.* events.
 """
 
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
+from apps.core.bulk import insert_rows, run_statements, update_rows
 from apps.core.errors import Conflict, NotFound, PaymentRequired
+from apps.core.formats import iso
 from apps.core.models import violated_constraint
 from apps.core.money import ZERO, format_amount, round_amount
 from apps.ledger.lock_objects import lock_wallet_balances
@@ -35,7 +39,7 @@ from apps.ledger.services import Posting, TransactionSpec, clearing_account, led
 from apps.payments.models import Payment, PaymentAttempt, PaymentSession, PaymentSource
 from apps.payments.registry import PurposeHandler, WalletCredit, purpose_handler, wallet_credited
 from apps.payments.serializers import PaymentSerializer
-from apps.webhooks.outbox import publish
+from apps.webhooks.outbox import publish, publish_many
 
 ONE_IN_FLIGHT = ("payment_attempt_one_in_flight_per_session", "payment_attempt_one_in_flight_per_invoice")
 # The clearing account (a ledger "source") money of each kind arrives through.
@@ -269,35 +273,202 @@ def payment_from_wallet(*, session_id, minimum: Decimal = ZERO, merchant=None) -
                     "currency": session.currency,
                 },
             )
-        attempt = _attempt_start_locked(session, PaymentSource.WALLET)
-        attempt.status = PaymentAttempt.Status.SUCCEEDED
-        attempt.external_reference = f"wallet:{attempt.id}"
-        attempt.finished_at = now
-        attempt.save(update_fields=["status", "external_reference", "finished_at", "updated_at"])
-        payment = Payment.objects.create(
+        in_flight = _attempts_in_flight([session])
+        if in_flight:
+            raise _in_flight_conflict(session, next(iter(in_flight.values())))
+        (payment,) = _pay_from_wallet([(session, handler, due, None)], now)
+    return Received(payment=payment, session=session, created=True)
+
+
+def payments_from_wallet(
+    *, sessions: Sequence[PaymentSession], minimums: Mapping | None = None, targets: Sequence | None = None
+) -> list:
+    """`payment_from_wallet` for several sessions at once (the period close collecting the
+    invoices it finalized), set-wise. The sessions were created in the caller's transaction, or
+    the caller holds them locked after their targets (`_lock_session`'s order). Each is paid
+    whole, in the order given, when it still takes money (pending, unexpired, its target
+    payable), has no attempt in flight, and its wallet covers it: the available balance less
+    `minimums[wallet_id]`, less what the sessions before it took from the same wallet; the
+    others are left as they are. The wallets are locked in one statement, in order; the
+    attempts, payments, payment.succeeded events and session updates are written set-wise, and
+    each purpose's handler applies its payments together (`PurposeHandler.apply_many`).
+    `targets`: the targets' rows that the caller holds (in the order of `sessions`), handed to
+    the handlers so that they need not read them again. Returns, in the order of `sessions`,
+    the Received of each paid, None for the others.
+
+    What the locks the caller holds settle (attempts in flight, payable targets) is read before
+    the wallets are locked: single usage events of those customers wait for the wallets until
+    the commit, so as little as can be happens after."""
+    minimums = minimums or {}
+    results: list = [None] * len(sessions)
+    if not sessions:
+        return results
+    now = timezone.now()
+    busy = _attempts_in_flight(sessions)
+    by_purpose: dict = {}
+    for session in sessions:
+        by_purpose.setdefault(session.purpose, []).append(session)
+    payable = set()
+    for purpose, listed in by_purpose.items():
+        payable |= purpose_handler(purpose).payable_many(listed)
+    wallets: dict = {}
+    for session in sessions:
+        wallets.setdefault(session.wallet_id, session.wallet)
+    balances = lock_wallet_balances(list(wallets.values()))
+    available = {wallet_id: balances[(wallet.available_account_id, 0)] for wallet_id, wallet in wallets.items()}
+    chosen, indexes = [], []
+    for index, session in enumerate(sessions):
+        due = amount_due(session)
+        if (
+            due <= ZERO
+            or session.id not in payable
+            or session.status != PaymentSession.Status.PENDING
+            or session.expires_at <= now
+            or session.mode != PaymentSession.Mode.PAYMENT
+            or session.id in busy
+            or (session.invoice_id is not None and session.invoice_id in busy)
+            or available[session.wallet_id] - minimums.get(session.wallet_id, ZERO) < due
+        ):
+            continue
+        available[session.wallet_id] -= due
+        chosen.append((session, purpose_handler(session.purpose), due, targets[index] if targets else None))
+        indexes.append(index)
+    for index, payment in zip(indexes, _pay_from_wallet(chosen, now), strict=True):
+        results[index] = Received(payment=payment, session=sessions[index], created=True)
+    return results
+
+
+def _attempts_in_flight(sessions) -> dict:
+    """The attempts in flight for these sessions or their invoices, by session id and invoice id."""
+    session_ids = [session.id for session in sessions]
+    invoice_ids = [session.invoice_id for session in sessions if session.invoice_id is not None]
+    condition = Q(session_id__in=session_ids)
+    if invoice_ids:
+        condition |= Q(invoice_id__in=invoice_ids)
+    found = {}
+    for attempt in PaymentAttempt.objects.filter(condition, status=PaymentAttempt.Status.IN_FLIGHT):
+        found[attempt.session_id] = attempt
+        if attempt.invoice_id is not None:
+            found[attempt.invoice_id] = attempt
+    return found
+
+
+def _in_flight_conflict(session: PaymentSession, in_flight: PaymentAttempt) -> Conflict:
+    target = f"Payment session {session.id}" if in_flight.session_id == session.id else f"Invoice {session.invoice_id}"
+    return Conflict(
+        f"{target} has a {in_flight.source} attempt in flight ({in_flight.id}); "
+        "wait until it succeeds or fails before paying another way.",
+        code="PAYMENT_IN_FLIGHT",
+    )
+
+
+ATTEMPT_COLUMNS = (
+    "id",
+    "created_at",
+    "updated_at",
+    "merchant_id",
+    "session_id",
+    "invoice_id",
+    "source",
+    "status",
+    "amount",
+    "currency",
+    "external_reference",
+    "failure_reason",
+    "finished_at",
+)
+PAYMENT_COLUMNS = (
+    "id",
+    "created_at",
+    "updated_at",
+    "merchant_id",
+    "source",
+    "external_reference",
+    "status",
+    "amount",
+    "currency",
+    "applied_amount",
+    "customer_id",
+    "wallet_id",
+    "session_id",
+    "attempt_id",
+    "ledger_transaction_id",
+)
+SESSION_PAID_COLUMNS = ("amount_paid", "status", "paid_at", "updated_at")
+
+
+def _pay_from_wallet(chosen: list[tuple], now) -> list[Payment]:
+    """Pay each (session, handler, due, target or None) whole from its wallet, set-wise: a
+    succeeded attempt and a payment (source wallet) each and the sessions paid, in one round
+    trip; payment.succeeded for each; then each handler applies its payments."""
+    if not chosen:
+        return []
+    attempts, payments = [], []
+    for session, _, due, _ in chosen:
+        attempt_id = uuid.uuid4()
+        reference = f"wallet:{attempt_id}"
+        attempts.append(
+            (
+                attempt_id,
+                now,
+                now,
+                session.merchant_id,
+                session.id,
+                session.invoice_id,
+                PaymentSource.WALLET,
+                PaymentAttempt.Status.SUCCEEDED,
+                due,
+                session.currency,
+                reference,
+                "",
+                now,
+            )
+        )
+        payment = Payment(
+            id=uuid.uuid4(),
+            created_at=now,
+            updated_at=now,
             merchant=session.merchant,
             source=PaymentSource.WALLET,
-            external_reference=attempt.external_reference,
+            external_reference=reference,
+            status=Payment.Status.SUCCEEDED,
             amount=due,
             currency=session.currency,
             applied_amount=due,
-            customer=session.customer,
-            wallet=wallet,
+            customer_id=session.customer_id,
+            wallet=session.wallet,
             session=session,
-            attempt=attempt,
+            attempt_id=attempt_id,
         )
-        publish(
-            merchant=session.merchant,
-            type="payment.succeeded",
-            data=PaymentSerializer(payment).data,
-            updated_at=payment.updated_at,
-        )
+        payment._state.adding = False
+        payments.append(payment)
         session.amount_paid += due
         session.status = PaymentSession.Status.PAID
-        session.paid_at = now
-        session.save(update_fields=["amount_paid", "status", "paid_at", "updated_at"])
-        handler.apply(session=session, payment=payment, amount=due, covered=True)
-    return Received(payment=payment, session=session, created=True)
+        session.paid_at = session.updated_at = now
+    run_statements(
+        [
+            insert_rows(PaymentAttempt, ATTEMPT_COLUMNS, attempts),
+            insert_rows(Payment, PAYMENT_COLUMNS, [[getattr(p, c) for c in PAYMENT_COLUMNS] for p in payments]),
+            update_rows(
+                PaymentSession,
+                SESSION_PAID_COLUMNS,
+                [[session.id, *(getattr(session, c) for c in SESSION_PAID_COLUMNS)] for session, *_ in chosen],
+            ),
+        ]
+    )
+    shapes = PaymentSerializer(payments, many=True).data
+    publish_many(
+        [
+            (payment.merchant, "payment.succeeded", {**shape, "updatedAt": iso(payment.updated_at)})
+            for payment, shape in zip(payments, shapes, strict=True)
+        ]
+    )
+    by_handler: dict = {}
+    for (session, handler, due, target), payment in zip(chosen, payments, strict=True):
+        by_handler.setdefault(id(handler), (handler, []))[1].append((session, payment, due, target))
+    for handler, items in by_handler.values():
+        handler.apply_many(items)
+    return payments
 
 
 def _reported_again(payment: Payment, session: PaymentSession) -> Received:

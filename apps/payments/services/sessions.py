@@ -32,19 +32,39 @@ def payment_session_create(
 ) -> PaymentSession:
     wallet = wallet or wallet_get_or_create(merchant=merchant, customer=customer, currency=currency)
     return PaymentSession.objects.create(
-        merchant=merchant,
-        purpose=purpose,
-        mode=PaymentSession.Mode.SETUP if purpose == PaymentSession.Purpose.SETUP else PaymentSession.Mode.PAYMENT,
-        amount=amount,
-        currency=currency,
-        customer=customer,
-        wallet=wallet,
-        subscription=subscription,
-        invoice_id=invoice_id,
-        expires_at=session_expiry(),
-        success_url=success_url,
-        cancel_url=cancel_url,
+        **_session_fields(
+            merchant=merchant,
+            purpose=purpose,
+            amount=amount,
+            currency=currency,
+            customer=customer,
+            wallet=wallet,
+            subscription=subscription,
+            invoice_id=invoice_id,
+            success_url=success_url,
+            cancel_url=cancel_url,
+        )
     )
+
+
+def _session_fields(*, merchant, purpose: str, wallet, success_url: str = "", cancel_url: str = "", **fields) -> dict:
+    return {
+        "merchant": merchant,
+        "purpose": purpose,
+        "mode": PaymentSession.Mode.SETUP if purpose == PaymentSession.Purpose.SETUP else PaymentSession.Mode.PAYMENT,
+        "wallet": wallet,
+        "expires_at": session_expiry(),
+        "success_url": success_url,
+        "cancel_url": cancel_url,
+        **fields,
+    }
+
+
+def payment_sessions_create(*, sessions: list[dict]) -> list[PaymentSession]:
+    """Several sessions at once (one insert): each a dict of `payment_session_create`'s
+    arguments, its wallet given."""
+    rows = [PaymentSession(**_session_fields(**fields)) for fields in sessions]
+    return PaymentSession.objects.bulk_create(rows)
 
 
 def topup_session_create(*, merchant, customer, amount: Decimal, currency: str) -> PaymentSession:

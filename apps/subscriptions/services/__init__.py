@@ -1,4 +1,4 @@
-from apps.subscriptions.services.periods import due_subscription_ids, periods_advance
+from apps.subscriptions.services.periods import due_subscription_ids, periods_advance, periods_advance_many
 from apps.subscriptions.services.subscriptions import (
     subscription_change_plan,
     subscription_create,
@@ -8,6 +8,7 @@ from apps.subscriptions.services.subscriptions import (
 __all__ = [
     "due_subscription_ids",
     "periods_advance",
+    "periods_advance_many",
     "subscription_change_plan",
     "subscription_create",
     "subscription_terminate",

@@ -1,22 +1,33 @@
 """Billing periods as rows: the first is created with its subscription, each next one by the
 close of the one before; the beat moves each period open -> grace -> closed, once.
 
-`periods_advance(subscription_id)` does every move that is due for one subscription, each in
-a transaction of its own, oldest period first:
+`periods_advance_many(subscription_ids)` makes every move that is due for a batch of
+subscriptions (the beat's task sends a few hundred at once), set-wise: each round, in one
+transaction, takes the oldest due period of each subscription and
 
-- open, its end passed (and the settle time, below): the period moves to grace, the next one is
-  created (unless the subscription is terminated), and the `on_period_ended` listeners write
-  what it owes (the invoices app: its draft invoice);
-- grace, its grace window (USAGE_GRACE_PERIOD_SECONDS, the time late usage is accepted) and the
-  settle time over: it closes, and the `on_period_closed` listeners make it final.
+- open, its end passed (and the settle time, below): moves it to grace, creates the next
+  periods (one insert; none for a terminated subscription), and the `on_periods_ended`
+  listeners write what each owes (the invoices app: their draft invoices);
+- grace (or just moved there) with its grace window (USAGE_GRACE_PERIOD_SECONDS, the time late
+  usage is accepted) and the settle time over: closes it, and the `on_periods_closed` listeners
+  make it final. Without a grace window both moves are made in the one transaction.
 
-Each move locks the period row and acts only if the row is still where the move starts, so a
-rerun, a second worker or a task that comes back after a crash changes nothing. The settle
-time (PERIOD_CLOSE_SETTLE_SECONDS) covers a usage request that was accepted just before the
-window shut and commits just after: a period is read for its invoice only once every such
-request has finished.
+Rounds go on while a subscription still has a move due (periods missed for a while).
+`periods_advance(subscription_id)` is the same with a batch of one.
+
+Each round locks the period rows it moves (FOR UPDATE SKIP LOCKED) and acts only on the rows
+still where the move starts, so a rerun, a second worker or a task that comes back after a
+crash changes nothing; a row locked by another worker is that worker's to move. When a batch's
+transaction fails, each of its subscriptions is tried again in a transaction of its own, so
+that one subscription's failure does not hold back the others. The settle time
+(PERIOD_CLOSE_SETTLE_SECONDS) covers a usage request that was accepted just before the window
+shut and commits just after: a period is read for its invoice only once every such request has
+finished.
 """
 
+import logging
+import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -25,10 +36,12 @@ from django.db.models import Q
 from django.utils import timezone
 
 from apps.core.errors import Conflict
-from apps.subscriptions.hooks import period_closed, period_ended, period_was_cut
+from apps.subscriptions.hooks import period_ended, period_was_cut, periods_closed, periods_ended
 from apps.subscriptions.models import BillingPeriod, Subscription
 from apps.subscriptions.periods import period_at
 from apps.subscriptions.services.events import subscription_publish
+
+logger = logging.getLogger(__name__)
 
 
 def _grace() -> timedelta:
@@ -129,7 +142,7 @@ def due_periods_filter(now: datetime) -> Q:
 
 
 def due_subscription_ids(*, now: datetime | None = None, limit: int = 10_000) -> list:
-    """Subscriptions with a period move due (the beat enqueues one task per id)."""
+    """Subscriptions with a period move due (the beat enqueues them in batches)."""
     now = now or timezone.now()
     rows = (
         BillingPeriod.objects.filter(due_periods_filter(now))
@@ -140,47 +153,140 @@ def due_subscription_ids(*, now: datetime | None = None, limit: int = 10_000) ->
     return ids[:limit]
 
 
-def _step(subscription_id, now: datetime, ended_now: set) -> bool:
-    """One due move of the subscription's oldest period that has one; whether one was made."""
+class PeriodsAdvanceFailed(Exception):
+    """Some subscriptions of a batch could not be moved (each was tried on its own; the others
+    were moved). The beat enqueues them again at its next tick."""
+
+    def __init__(self, failed: dict):
+        self.failed = failed
+        super().__init__(
+            f"{len(failed)} subscription(s) could not be moved: "
+            + "; ".join(f"{subscription_id}: {error!r}" for subscription_id, error in list(failed.items())[:10])
+        )
+
+
+def _oldest_due(subscription_ids: Sequence, now: datetime) -> list:
+    """The id of each subscription's oldest period with a move due (not locked)."""
+    rows = (
+        BillingPeriod.objects.filter(due_periods_filter(now), subscription_id__in=subscription_ids)
+        .order_by("subscription_id", "start")
+        .values_list("subscription_id", "id")
+    )
+    oldest: dict = {}
+    for subscription_id, period_id in rows:
+        oldest.setdefault(subscription_id, period_id)
+    return list(oldest.values())
+
+
+def _round(subscription_ids: Sequence, now: datetime) -> tuple[int, set]:
+    """One round, in one transaction: the oldest due move (or both moves, when the grace is
+    over too) of each subscription's period that no other worker holds. Returns the moves made
+    and the subscriptions that made one."""
     with transaction.atomic():
-        found = (
-            BillingPeriod.objects.filter(due_periods_filter(now), subscription_id=subscription_id)
-            .order_by("start")
-            .values_list("id", "subscription__scheduled_plan_id")
-            .first()
+        candidates = _oldest_due(subscription_ids, now)
+        if not candidates:
+            return 0, set()
+        # A plan change scheduled for a period's end takes its subscription's lock before the
+        # period's, in the order of a plan change or a termination (subscription, then period).
+        scheduled = list(
+            Subscription.objects.filter(periods__pk__in=candidates, scheduled_plan__isnull=False)
+            .order_by("pk")
+            .values_list("pk", flat=True)
         )
-        if found is None:
-            return False
-        candidate, scheduled = found
-        if scheduled is not None:
-            # a scheduled plan change takes the subscription's lock: before the period's, in the
-            # order of a plan change or termination, which lock the subscription then its period
-            Subscription.objects.select_for_update(no_key=True, of=("self",)).filter(pk=subscription_id).first()
-        period = (
-            BillingPeriod.objects.select_for_update(of=("self",))
+        if scheduled:
+            list(Subscription.objects.select_for_update(no_key=True).filter(pk__in=scheduled).order_by("pk"))
+        # Locked, then read again: only the rows still due (a row moved by another worker since
+        # is left out, one held by another worker skipped: that worker moves it).
+        periods = list(
+            BillingPeriod.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("subscription__plan", "subscription__merchant", "subscription__customer", "plan")
-            .get(pk=candidate)
+            .filter(due_periods_filter(now), pk__in=candidates)
+            .order_by("end", "subscription_id")
         )
-        if period.status == BillingPeriod.Status.OPEN and period.end <= now - _settle():
-            period.status = BillingPeriod.Status.GRACE
-            period.ended_at = now
-            period.save(update_fields=["status", "ended_at", "updated_at"])
-            subscription = period.subscription
-            if subscription.status != Subscription.Status.TERMINATED:
-                if subscription.scheduled_plan_id is not None:
-                    subscription = _apply_scheduled(subscription, period)
-                period_create(subscription=subscription, start=period.end)
-            period_ended(period)
-            ended_now.add(period.id)
-            return True
-        if period.status == BillingPeriod.Status.GRACE and period.end <= now - _grace() - _settle():
-            period.status = BillingPeriod.Status.CLOSED
-            period.closed_at = now
-            period.save(update_fields=["status", "closed_at", "updated_at"])
-            period_closed(period, period.id in ended_now)
-            return True
-        # moved by another worker since the read: look again
-        return True
+        if not periods:
+            return 0, set()
+        settled, graced = now - _settle(), now - _grace() - _settle()
+        ending = [p for p in periods if p.status == BillingPeriod.Status.OPEN and p.end <= settled]
+        closing = [p for p in periods if p.status == BillingPeriod.Status.GRACE or p in ending]
+        closing = [p for p in closing if p.end <= graced]
+        if ending:
+            for period in ending:
+                period.status, period.ended_at, period.updated_at = BillingPeriod.Status.GRACE, now, now
+            BillingPeriod.objects.filter(pk__in=[p.pk for p in ending]).update(
+                status=BillingPeriod.Status.GRACE, ended_at=now, updated_at=now
+            )
+            for period in ending:
+                if period.subscription.scheduled_plan_id is not None:
+                    _apply_scheduled(period.subscription, period)
+            _create_next_periods(ending)
+            periods_ended(ending)
+        if closing:
+            for period in closing:
+                period.status, period.closed_at, period.updated_at = BillingPeriod.Status.CLOSED, now, now
+            BillingPeriod.objects.filter(pk__in=[p.pk for p in closing]).update(
+                status=BillingPeriod.Status.CLOSED, closed_at=now, updated_at=now
+            )
+            periods_closed(closing, {p.id for p in ending})
+        return len(ending) + len(closing), {p.subscription_id for p in periods}
+
+
+def _create_next_periods(ended: list[BillingPeriod]) -> None:
+    """The period after each of these, on its subscription's plan (created once: a row that
+    exists is left as it is), but for a terminated subscription."""
+    rows = []
+    for period in ended:
+        subscription = period.subscription
+        if subscription.status == Subscription.Status.TERMINATED:
+            continue
+        cycle_start, cycle_end = period_at(subscription.period_anchor, subscription.plan.billing_interval, period.end)
+        rows.append(
+            BillingPeriod(
+                merchant_id=period.merchant_id,
+                subscription=subscription,
+                plan_id=subscription.plan_id,
+                start=period.end,
+                end=cycle_end,
+                cycle_start=cycle_start,
+                cycle_end=cycle_end,
+            )
+        )
+    BillingPeriod.objects.bulk_create(rows, ignore_conflicts=True)
+
+
+def _advance(subscription_ids: Sequence, now: datetime, max_rounds: int) -> int:
+    moves, rounds, pending = 0, 0, list(subscription_ids)
+    while pending and rounds < max_rounds:
+        made, moved = _round(pending, now)
+        if not made:
+            break
+        moves += made
+        rounds += 1
+        pending = [subscription_id for subscription_id in pending if subscription_id in moved]
+    return moves
+
+
+def periods_advance_many(*, subscription_ids: Sequence, now: datetime | None = None, max_rounds: int = 1000) -> int:
+    """Make every period move due for these subscriptions (see the module); returns how many.
+    A batch whose transaction fails is made again subscription by subscription; those that fail
+    on their own too raise PeriodsAdvanceFailed once the others are moved."""
+    now = now or timezone.now()
+    subscription_ids = list(dict.fromkeys(uuid.UUID(str(subscription_id)) for subscription_id in subscription_ids))
+    if len(subscription_ids) <= 1:
+        return _advance(subscription_ids, now, max_rounds)
+    try:
+        return _advance(subscription_ids, now, max_rounds)
+    except Exception:
+        logger.exception("periods: a batch of %d subscriptions failed; moving each on its own", len(subscription_ids))
+    moves, failed = 0, {}
+    for subscription_id in subscription_ids:
+        try:
+            moves += _advance([subscription_id], now, max_rounds)
+        except Exception as exc:
+            logger.exception("periods: subscription %s could not be moved", subscription_id)
+            failed[subscription_id] = exc
+    if failed:
+        raise PeriodsAdvanceFailed(failed)
+    return moves
 
 
 def _apply_scheduled(subscription: Subscription, period: BillingPeriod) -> Subscription:
@@ -196,9 +302,4 @@ def _apply_scheduled(subscription: Subscription, period: BillingPeriod) -> Subsc
 
 def periods_advance(*, subscription_id, now: datetime | None = None, max_steps: int = 1000) -> int:
     """Make every period move due for the subscription (see the module); returns how many."""
-    now = now or timezone.now()
-    ended_now: set = set()
-    steps = 0
-    while steps < max_steps and _step(subscription_id, now, ended_now):
-        steps += 1
-    return steps
+    return periods_advance_many(subscription_ids=[subscription_id], now=now, max_rounds=max_steps)
