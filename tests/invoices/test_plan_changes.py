@@ -538,3 +538,24 @@ def test_a_change_in_the_grace_window_prorates_the_fee_on_the_previous_periods_d
     assert Invoice.objects.get(pk=closing.pk).status == "paid"
     assert billing.available() == D("170.044643")  # 300 - 40.022321 - 89.933036
     assert ledger_check() == []
+
+
+def test_the_batch_close_applies_a_scheduled_change_beside_subscriptions_without_one(api, world, time_machine):
+    from apps.subscriptions.services import periods_advance_many, subscription_create
+
+    billing, calls, plans = world
+    billing.fund("300")
+    renew(billing, time_machine)
+    other = subscription_create(merchant=api.merchant, customer=billing.customer, plan=plans["lite"])
+    time_machine.move_to(at("2026-02-10T00:00"), tick=False)
+    assert change(api, billing, plans["pro"], "period_end").status_code == 200
+    time_machine.move_to(at("2026-03-01T02:00"), tick=False)
+    periods_advance_many(subscription_ids=[billing.subscription.id, other.id])
+    february = Invoice.objects.get(
+        kind="period", period__subscription=billing.subscription, period__start=at("2026-02-01T00:00")
+    )
+    assert lines(february) == [("Pro", D("90"))]
+    assert Subscription.objects.get(pk=billing.subscription.pk).plan_id == plans["pro"].id
+    assert Subscription.objects.get(pk=other.pk).plan_id == plans["lite"].id
+    assert BillingPeriod.objects.get(subscription=billing.subscription, status="open").plan_id == plans["pro"].id
+    assert ledger_check() == []
