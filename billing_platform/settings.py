@@ -220,7 +220,9 @@ PERIOD_CLOSE_INTERVAL_SECONDS = env.float("PERIOD_CLOSE_INTERVAL_SECONDS", defau
 # task ends): the bound should a worker die with it.
 PERIOD_CLOSE_ENQUEUE_SECONDS = env.int("PERIOD_CLOSE_ENQUEUE_SECONDS", default=600)
 # Subscriptions whose periods one close task moves together, set-wise (in few transactions).
-PERIOD_CLOSE_BATCH_SIZE = env.int("PERIOD_CLOSE_BATCH_SIZE", default=200)
+# Larger batches cost fewer statements per subscription, but single usage events of a batch's
+# customers wait for their wallets until its commit (docs/benchmarks.md, issue 13).
+PERIOD_CLOSE_BATCH_SIZE = env.int("PERIOD_CLOSE_BATCH_SIZE", default=100)
 # An invoice that the wallet cannot cover is due this long after it is finalized.
 INVOICE_DUE_SECONDS = env.int("INVOICE_DUE_SECONDS", default=7 * 24 * 3600)
 # Dunning: collection of an invoice unpaid at its due date is retried this many days after it.
