@@ -72,5 +72,8 @@ def test_seeded_catalog_is_served_by_the_api(api, merchant, sandbox):
     seed(live=merchant, sandbox=sandbox)
     page = api.get("/v0/plans", {"code": "starter"}).json()
     [starter] = page["data"]
-    fee = api.get(f"/v0/prices/{starter['prices'][0]}").json()
+    prices = [api.get(f"/v0/prices/{price_id}").json() for price_id in starter["prices"]]
+    # (oldest first: the query metric's price at 0, shared by every tier, then the plan's fee)
+    query, fee = prices
+    assert (query["paymentTerm"], query["currency"], query["properties"]) == ("in_arrears", "USD", {"unitPrice": "0"})
     assert (fee["amount"], fee["currency"], fee["paymentTerm"]) == ("49.00", "USD", "in_advance")
