@@ -13,7 +13,7 @@ from apps.apikeys.models import CustomerApiKey, TierChange
 from apps.apikeys.services import api_key_revoke
 from apps.apikeys.usage import queries_this_month
 from apps.core.admin import ReadOnlyMixin, run_per_row
-from apps.core.errors import ApiError
+from apps.core.errors import ApiError, ServiceUnavailable
 from apps.customers.admin import customer_admin_link_add
 from apps.merchants.admin_base import TenantAdmin
 
@@ -29,6 +29,17 @@ def _link(url_name: str, pk, text) -> str:
 
 def key_name(key: CustomerApiKey) -> str:
     return f"Key {key.prefix}…"
+
+
+def revoke(key: CustomerApiKey) -> None:
+    """api_key_revoke, with Redis unreachable reported as a refusal (its transaction rolled back:
+    the key is not revoked, and verify, which reads Redis, keeps answering as before)."""
+    try:
+        api_key_revoke(key=key)
+    except RedisError as exc:
+        raise ServiceUnavailable(
+            f"not revoked: Redis, which verify reads, cannot be reached ({type(exc).__name__}). Try again."
+        ) from exc
 
 
 def usage_against_quota(key: CustomerApiKey) -> str:
@@ -162,7 +173,7 @@ class CustomerApiKeyAdmin(ReadOnlyMixin, TenantAdmin):
             self,
             request,
             [key for key in keys if key.revoked_at is None],
-            lambda key: api_key_revoke(key=key),
+            revoke,
             "Revoked {count} key(s).",
             describe=key_name,
         )

@@ -14,6 +14,7 @@ from django.test import Client
 from django.urls import reverse
 
 from apps.apikeys import usage as apikeys_usage
+from apps.apikeys import verify as apikeys_verify
 from apps.apikeys.models import CustomerApiKey, TierChange
 from apps.apikeys.services import api_key_create, api_key_revoke
 from apps.apikeys.verify import verify
@@ -146,6 +147,27 @@ def test_revoke_through_the_action_answers_revoked_at_the_next_verify(alpha, bet
     ]
 
 
+def test_a_revoke_while_redis_cannot_be_reached_is_refused_and_leaves_the_key_as_it_was(alpha, monkeypatch):
+    created = new_key(alpha)
+    client = staff_client(alpha)
+    unreachable = unreachable_redis()
+    monkeypatch.setattr(apikeys_verify, "get_redis", lambda: unreachable)
+    assert act(client, "revoke_keys", created.key) == [
+        (
+            "error",
+            f"Key {created.key.prefix}…: not revoked: Redis, which verify reads, cannot be reached "
+            "(ConnectionError). Try again.",
+        ),
+        ("info", "Revoked 0 key(s)."),
+    ]
+    monkeypatch.undo()
+    created.key.refresh_from_db()
+    assert created.key.revoked_at is None
+    assert verify(merchant=alpha, secret=created.secret, cost=1).code == "VALID"
+    assert act(client, "revoke_keys", created.key) == [("success", "Revoked 1 key(s).")]
+    assert verify(merchant=alpha, secret=created.secret, cost=1).code == "REVOKED"
+
+
 def test_revoking_needs_the_change_permission(alpha):
     created = new_key(alpha)
     user = User.objects.create_user(username="viewer", password="pw-123456789", is_staff=True, merchant=alpha)
@@ -173,12 +195,16 @@ def test_the_detail_shows_the_keys_usage_against_its_quota_this_month(alpha):
     assert "7 queries this month (no monthly limit)" in detail(client, big.key)
 
 
-def test_the_detail_says_so_when_redis_cannot_be_reached(alpha, monkeypatch):
-    created = new_key(alpha)
+def unreachable_redis() -> redis.Redis:
     with socket.socket() as sock:  # a port that nothing listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    unreachable = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=1, socket_timeout=1)
+    return redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=1, socket_timeout=1)
+
+
+def test_the_detail_says_so_when_redis_cannot_be_reached(alpha, monkeypatch):
+    created = new_key(alpha)
+    unreachable = unreachable_redis()
     monkeypatch.setattr(apikeys_usage, "get_redis", lambda: unreachable)
     html = detail(staff_client(alpha), created.key)
     assert "Unavailable: Redis, which keeps the counts, cannot be reached (ConnectionError)" in html
