@@ -106,6 +106,19 @@ def test_make_run_serves_the_seeded_key_within_a_minute(quickstart):
         charged = json.loads(response.read())
     assert response.status == 201
     assert charged["billing"]["price"] == "0.001000"
+    # the demo customer's API key (sandbox, free tier), checked as the printed curl does
+    customer_key = wait_for(lines, output, r"Customer API key:\s+(ak_test_\S+)", 5).group(1)
+    verify_body = wait_for(lines, output, r"/v0/apiKeys/verify .* -d '(\{.*\})'", 5).group(1)
+    assert json.loads(verify_body) == {"apiKey": customer_key, "cost": 1}
+    request = urllib.request.Request(
+        f"{base}/v0/apiKeys/verify",
+        data=verify_body.encode(),
+        headers={"Authorization": f"Bearer {test_key}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (127.0.0.1 only)
+        answer = json.loads(response.read())
+    assert (answer["code"], answer["tier"], answer["monthlyQueryLimit"]) == ("VALID", "free", 100)
     assert get(f"{base}/v0/docs")[0] == 200
     status, raw = get(f"{base}/admin/login/")
     assert status == 200 and b"password" in raw

@@ -6,7 +6,7 @@ return lines to print, in which <BASE_URL> and <SANDBOX_KEY> are filled in.
 
 from importlib import import_module
 
-SEEDERS: list[str] = ["apps.catalog.demo.seed", "apps.usage.demo.seed"]
+SEEDERS: list[str] = ["apps.catalog.demo.seed", "apps.usage.demo.seed", "apps.apikeys.demo.seed"]
 
 
 def demo_seeders():

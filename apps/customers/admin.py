@@ -1,7 +1,9 @@
 import json
+from collections.abc import Callable
 
 from django import forms
 from django.contrib import admin, messages
+from django.utils.html import format_html_join
 from rest_framework import serializers
 
 from apps.core.admin import run_per_row
@@ -14,6 +16,16 @@ from apps.customers.selectors import customer_find_active_by_email, customers_bi
 from apps.customers.serializers import billing_settings_data
 from apps.customers.services import customer_archive, customer_create, customer_update
 from apps.merchants.admin_base import TenantAdmin, TenantModelForm, admin_tenant
+
+# Links to a customer's rows in the admins of apps above customers (which imports none of them):
+# each app adds a function of the customer that returns an HTML link, or "" for none.
+CUSTOMER_LINKS: list[Callable[[Customer], str]] = []
+
+
+def customer_admin_link_add(link: Callable[[Customer], str]) -> None:
+    """Show `link(customer)` on each customer's admin page (called by an app's admin module)."""
+    if link not in CUSTOMER_LINKS:
+        CUSTOMER_LINKS.append(link)
 
 
 class ArchivedFilter(admin.SimpleListFilter):
@@ -128,20 +140,21 @@ class CustomerAdmin(TenantAdmin):
         "archived_at",
         "created_at",
         "updated_at",
+        "elsewhere",
     )
     actions = ("archive_customers",)
 
     def get_fields(self, request, obj=None):
         fields = list(super().get_fields(request, obj))
         if obj is None:
-            fields = [f for f in fields if f not in ("id", "archived_at", "created_at", "updated_at")]
+            fields = [f for f in fields if f not in ("id", "archived_at", "created_at", "updated_at", "elsewhere")]
         return fields
 
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
             return ()
         # The email is the customer's identity per merchant; the merchant never changes.
-        return ("merchant", "email", "id", "archived_at", "created_at", "updated_at")
+        return ("merchant", "email", "id", "archived_at", "created_at", "updated_at", "elsewhere")
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change=change, **kwargs)
@@ -151,6 +164,12 @@ class CustomerAdmin(TenantAdmin):
     def billing_settings(self, obj):
         """Shown where the form cannot be changed (an archived customer, a view-only user)."""
         return json.dumps(billing_settings_shown(obj)) if obj is not None and obj.pk else "{}"
+
+    @admin.display(description="Elsewhere")
+    def elsewhere(self, obj):
+        """The customer's rows in other admins (CUSTOMER_LINKS)."""
+        links = [link(obj) for link in CUSTOMER_LINKS] if obj is not None and obj.pk else []
+        return format_html_join("", "<div>{}</div>", ((link,) for link in links if link)) or "-"
 
     def has_change_permission(self, request, obj=None):
         if obj is not None and obj.archived_at is not None:

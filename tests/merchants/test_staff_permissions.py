@@ -27,6 +27,7 @@ STAFF_PERMISSIONS = {
     "usage": {"usageevent": "vc", "usageline": "v", "dispute": "vc"},
     "merchants": {"apikey": "vac"},
     "webhooks": {"webhookendpoint": "vc", "delivery": "vc", "deliveryattempt": "v"},
+    "apikeys": {"customerapikey": "vc", "tierchange": "v"},
     "tenancy_app": {"widget": "vac"},
 }
 ACTIONS = {"v": "view", "a": "add", "c": "change"}
@@ -115,6 +116,8 @@ NEEDED = [
     "usage_usageevent",
     "usage_dispute",
     "merchants_apikey",
+    "apikeys_customerapikey",
+    "apikeys_tierchange",
 ]
 
 
