@@ -53,7 +53,12 @@ class ApiKeyListApi(ApiView):
             max_length=320,
             error_messages={"invalid": "must be a valid email address", "max_length": "must be at most 320 characters"},
         )
-        tier = StrictCharField(required=False, max_length=100, default="free")
+        tier = StrictCharField(
+            required=False,
+            max_length=100,
+            help_text="A tier's code (default free for a new subscription; a customer with one keeps its tier "
+            "unless a higher one is asked for)",
+        )
 
         def validate(self, attrs):
             if attrs.get("customerId"):
@@ -98,7 +103,7 @@ class ApiKeyListApi(ApiView):
             customer=customer,
             organization_name=data.get("organizationName", ""),
             contact_email=data.get("contactEmail", ""),
-            tier_code=data.get("tier") or "free",
+            tier_code=data.get("tier") or None,
         )
         body = ApiKeySerializer(created.key).data
         body["apiKey"] = created.secret

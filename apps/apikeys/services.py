@@ -61,12 +61,15 @@ def _new_secret(merchant) -> tuple[str, str]:
 
 
 def api_key_create(
-    *, merchant, customer=None, organization_name: str = "", contact_email: str = "", tier_code: str = FREE
+    *, merchant, customer=None, organization_name: str = "", contact_email: str = "", tier_code: str | None = None
 ) -> CreatedKey:
     """A key for `customer` (or the customer with `contact_email`, created when new), on its tier
-    subscription (created when it has none): a paid tier whose fee the wallet covers is paid from
-    it at once; otherwise the subscription starts on free and `payment` is the tier_change session
-    that buys the tier (applied once paid)."""
+    subscription (created on `tier_code`, default free, when it has none): a paid tier whose fee
+    the wallet covers is paid from it at once; otherwise the subscription starts on free and
+    `payment` is the tier_change session that buys the tier (applied once paid). A customer that
+    has a tier subscription already gets a key on it: a higher tier asked for is bought as above
+    (from the wallet when it covers the prorated difference, else through `payment`); a key never
+    moves a subscription down (a downgrade is the customer's checkout)."""
     tier = tier_get(merchant=merchant, code=tier_code or FREE)
     free = free_tier(merchant=merchant) if tier.code.lower() != FREE else tier
     if customer is None:
@@ -83,8 +86,12 @@ def api_key_create(
             )
             if start_on is not tier:
                 payment = tier_checkout(subscription=subscription, tier=tier).session
-        elif subscription.plan_id != tier.plan.pk:
-            payment = tier_checkout(subscription=subscription, tier=tier).session
+        elif tier_code and subscription.plan_id != tier.plan.pk:
+            amount = tier_change_amount(subscription, tier, timezone.now())
+            if amount > 0 and _free_to_spend(subscription.wallet) >= amount:
+                subscription_change_plan(merchant=merchant, subscription=subscription, plan=tier.plan)
+            elif amount > 0:
+                payment = tier_checkout(subscription=subscription, tier=tier).session
         for _ in range(5):
             secret, prefix = _new_secret(merchant)
             try:

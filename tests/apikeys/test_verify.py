@@ -309,3 +309,23 @@ def test_terminating_a_paid_tier_moves_it_to_free_and_its_keys_keep_working(tier
     assert ended.status_code == 200 and ended.json()["status"] == "active"
     assert check(api, created["apiKey"])["tier"] == "free"
     assert ledger_check() == []
+
+
+def test_a_second_key_never_moves_a_paying_customer_down_and_a_higher_tier_is_bought(tiers, merchant, time_machine):
+    api = tiers
+    from apps.customers.models import Customer
+    from apps.payments.services import topup_session_create
+
+    customer = Customer.objects.create(merchant=merchant, email="pay@acme.example")
+    pay_session(topup_session_create(merchant=merchant, customer=customer, amount=D("400"), currency="USD"))
+    first = create_key(api, tier="starter", email="pay@acme.example")
+    assert first["tier"] == "starter" and "payment" not in first
+    time_machine.move_to(at("2026-01-15T08:00"), tick=False)
+    body = {"organizationName": "Acme DeFi", "contactEmail": "pay@acme.example"}
+    second = api.post("/v0/billing/apiKeys", body).json()  # no tier: the subscription's
+    assert second["tier"] == "starter" and second["subscriptionId"] == first["subscriptionId"]
+    third = api.post("/v0/billing/apiKeys", {**body, "tier": "free"}).json()
+    assert third["tier"] == "starter"  # never down through a key
+    fourth = api.post("/v0/billing/apiKeys", {**body, "tier": "growth"}).json()
+    assert fourth["tier"] == "growth" and "payment" not in fourth  # the wallet covers the difference
+    assert ledger_check() == []
