@@ -50,7 +50,12 @@ class Gunicorn:
         self.log_path = tmp_path / "gunicorn.log"
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                [str(Path(sys.executable).parent / "gunicorn"), "--config", "billing_platform/gunicorn.conf.py", *extra_args],
+                [
+                    str(Path(sys.executable).parent / "gunicorn"),
+                    "--config",
+                    "billing_platform/gunicorn.conf.py",
+                    *extra_args,
+                ],
                 cwd=REPO_ROOT,
                 env=env,
                 stdout=log,
