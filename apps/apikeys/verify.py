@@ -37,30 +37,33 @@ STREAM = "apikeys:counted"
 
 _SCRIPT = """
 local key = redis.call('HMGET', KEYS[1], 'id', 'merchant', 'customer', 'sub', 'status')
-if not key[1] then return {'MISS'} end
-if key[2] ~= ARGV[1] then return {'NOT_FOUND'} end
+if not key[1] then return 'MISS' end
+if key[2] ~= ARGV[1] then return 'NOT_FOUND' end
 local sub = key[4]
+local lookup = 'MISS\t' .. key[1] .. '\t' .. key[3] .. '\t' .. sub
 local tier = redis.call('HMGET', 'apisub:' .. sub, 'gen', 'tier', 'rate', 'quota', 'pstart', 'pend', 'metric', 'ended')
-if not tier[1] then return {'MISS', key[1], key[3], sub} end
+if not tier[1] then return lookup end
 local gen = redis.call('GET', 'apisubgen:' .. sub) or '0'
-if tier[1] ~= gen then return {'MISS', key[1], key[3], sub} end
+if tier[1] ~= gen then return lookup end
 local now = tonumber(ARGV[2])
 local pstart = tonumber(tier[5])
 local pend = tonumber(tier[6])
-if now < pstart or now >= pend then return {'STALE', key[1], key[3], sub} end
+if now < pstart or now >= pend then return 'STALE' .. string.sub(lookup, 5) end
+local function answer(code, used)
+  return table.concat({code, key[1], key[3], sub, tier[3], tier[4], tier[6], used, tier[2]}, '\t')
+end
 local quota = tonumber(tier[4])
 local qkey = 'apiquota:' .. sub .. ':' .. tier[5]
 local used = tonumber(redis.call('GET', qkey) or '0')
-local head = {key[1], key[3], sub, tier[2], tier[3], tier[4], tier[6]}
-if key[5] == 'revoked' or tier[8] == '1' then return {'REVOKED', unpack(head)} end
+if key[5] == 'revoked' or tier[8] == '1' then return answer('REVOKED', '') end
 local cost = tonumber(ARGV[3])
 local second = math.floor(now / 1000)
 local rkey = 'apirate:' .. sub .. ':' .. second
 local rate = tonumber(tier[3])
 local calls = tonumber(redis.call('GET', rkey) or '0')
-if calls >= rate then return {'RATE_LIMITED', key[1], key[3], sub, tier[2], tier[3], tier[4], tier[6], used} end
+if calls >= rate then return answer('RATE_LIMITED', string.format('%d', used)) end
 if quota >= 0 and used + math.max(cost, 1) > quota then
-  return {'QUOTA_EXCEEDED', key[1], key[3], sub, tier[2], tier[3], tier[4], tier[6], used}
+  return answer('QUOTA_EXCEEDED', string.format('%d', used))
 end
 if cost > 0 then
   redis.call('INCR', rkey)
@@ -69,7 +72,7 @@ if cost > 0 then
   redis.call('PEXPIRE', qkey, pend - now + 3024000000)
   redis.call('XADD', KEYS[2], '*', 'm', key[2], 'c', key[3], 's', sub, 'k', key[1], 'q', cost, 't', ARGV[2], 'p', tier[7])
 end
-return {'VALID', key[1], key[3], sub, tier[2], tier[3], tier[4], tier[6], used}
+return answer('VALID', string.format('%d', used))
 """
 
 
@@ -93,24 +96,26 @@ class Answer:
 _script = None
 
 
-def _decide(secret_hash: str, merchant_pk: str, now_ms: int, cost: int) -> list:
+def _decide(secret_hash: str, merchant_pk: str, now_ms: int, cost: int) -> str:
+    """The script's answer: one tab-separated string (one bulk reply is parsed in a fraction of
+    the time of an array of nine), the tier's code last (it may hold any character)."""
     global _script
     if _script is None:
         _script = get_redis().register_script(_SCRIPT)
-    return _script(keys=[f"apikey:{secret_hash}", STREAM], args=[merchant_pk, now_ms, cost])
+    return _text(_script(keys=[f"apikey:{secret_hash}", STREAM], args=[merchant_pk, now_ms, cost]))
 
 
 def _text(value):
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _answer(result: list) -> Answer:
-    values = [_text(v) for v in result]
+def _answer(result: str) -> Answer:
+    values = result.split("\t", 8)
     code = values[0]
     if code in ("NOT_FOUND", "MISS", "STALE"):
         return Answer(code, *values[1:4])
-    key_id, customer_id, subscription_id, tier, rate, quota, pend = values[1:8]
-    used = int(values[8]) if len(values) > 8 else None
+    key_id, customer_id, subscription_id, rate, quota, pend, used, tier = values[1:9]
+    used = int(used) if used else None
     return Answer(
         code,
         key_id,

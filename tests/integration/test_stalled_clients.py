@@ -7,7 +7,9 @@ for with a generous deadline; how fast is bench/slow_clients.py's business.
 
 import contextlib
 import http.client
+import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -29,7 +31,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 class Gunicorn:
-    def __init__(self, tmp_path: Path, secret: str, **env_overrides: str):
+    def __init__(self, tmp_path: Path, secret: str, *, extra_args: tuple = (), **env_overrides: str):
         self.port = free_port()
         self.secret = secret
         env = {
@@ -48,11 +50,17 @@ class Gunicorn:
         self.log_path = tmp_path / "gunicorn.log"
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                [str(Path(sys.executable).parent / "gunicorn"), "--config", "billing_platform/gunicorn.conf.py"],
+                [
+                    str(Path(sys.executable).parent / "gunicorn"),
+                    "--config",
+                    "billing_platform/gunicorn.conf.py",
+                    *extra_args,
+                ],
                 cwd=REPO_ROOT,
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                start_new_session=True,  # (master and workers in one process group: kill() ends them all)
             )
         deadline = time.monotonic() + DEADLINE
         while True:
@@ -73,6 +81,24 @@ class Gunicorn:
         finally:
             conn.close()
 
+    def request(self, method: str, path: str, body=None, timeout: float = DEADLINE) -> tuple[int, dict]:
+        """One request with the merchant's key on a connection of its own: (status, JSON answer)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            headers = {"Authorization": f"Bearer {self.secret}", "Content-Type": "application/json"}
+            conn.request(method, path, body=None if body is None else json.dumps(body), headers=headers)
+            response = conn.getresponse()
+            return response.status, json.loads(response.read() or b"null")
+        finally:
+            conn.close()
+
+    def kill(self):
+        """SIGKILL to the master and its workers at once (their process group): no worker finishes
+        what it was doing."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(30)
+
     def stall(self, *, content_length: int = 1000, sent: bytes = b'{"events": [') -> socket.socket:
         """A client with a valid key that sends the headers of a POST and the start of its body,
         then nothing (before issue 11, the view reading that body held the thread running it)."""
@@ -85,6 +111,8 @@ class Gunicorn:
         return sock
 
     def stop(self):
+        if self.process.poll() is not None:
+            return
         self.process.terminate()
         try:
             self.process.wait(30)
