@@ -18,7 +18,10 @@ The Lua script decides in one atomic step (so 200 concurrent calls with 100 left
 100 VALID): NOT_FOUND (no such key for this merchant and mode), REVOKED, STALE or MISS (the
 caller loads the records and asks again), RATE_LIMITED (the calendar second of the server's
 clock, UTC, already had `rateLimit` VALID answers), QUOTA_EXCEEDED (the quota month cannot take
-`cost` more), else VALID, counting `cost` (a cost of 0 checks without counting).
+`cost` more), else VALID, counting `cost` (a cost of 0 checks without counting against the
+quota; every VALID answer counts against the second's rate, so that no second has more VALID
+answers than `rateLimit`). A quota month's count missing from Redis (its month begun, or the
+count lost) is MISS too: the load seeds it from the recorded usage before any call is counted.
 """
 
 from dataclasses import dataclass
@@ -54,7 +57,9 @@ local function answer(code, used)
 end
 local quota = tonumber(tier[4])
 local qkey = 'apiquota:' .. sub .. ':' .. tier[5]
-local used = tonumber(redis.call('GET', qkey) or '0')
+local counted = redis.call('GET', qkey)
+if not counted then return lookup end
+local used = tonumber(counted)
 if key[5] == 'revoked' or tier[8] == '1' then return answer('REVOKED', '') end
 local cost = tonumber(ARGV[3])
 local second = math.floor(now / 1000)
@@ -65,9 +70,9 @@ if calls >= rate then return answer('RATE_LIMITED', string.format('%d', used)) e
 if quota >= 0 and used + math.max(cost, 1) > quota then
   return answer('QUOTA_EXCEEDED', string.format('%d', used))
 end
+redis.call('INCR', rkey)
+redis.call('PEXPIRE', rkey, 2000)
 if cost > 0 then
-  redis.call('INCR', rkey)
-  redis.call('PEXPIRE', rkey, 2000)
   used = redis.call('INCRBY', qkey, cost)
   redis.call('PEXPIRE', qkey, pend - now + 3024000000)
   redis.call('XADD', KEYS[2], '*', 'm', key[2], 'c', key[3], 's', sub, 'k', key[1], 'q', cost, 't', ARGV[2], 'p', tier[7])

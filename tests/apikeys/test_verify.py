@@ -329,3 +329,20 @@ def test_a_second_key_never_moves_a_paying_customer_down_and_a_higher_tier_is_bo
     fourth = api.post("/v0/billing/apiKeys", {**body, "tier": "growth"}).json()
     assert fourth["tier"] == "growth" and "payment" not in fourth  # the wallet covers the difference
     assert ledger_check() == []
+
+
+def test_checks_without_cost_count_against_the_second_and_a_lost_count_is_read_again(tiers, time_machine):
+    from apps.core.redis import get_redis
+
+    api = tiers
+    created = create_key(api, email="probe@acme.example")
+    key = created["apiKey"]
+    codes = [check(api, key, cost=0)["code"] for _ in range(10)] + [check(api, key)["code"]]
+    assert codes == ["VALID"] * 10 + ["RATE_LIMITED"]  # never more VALID than rateLimit in a second
+    time_machine.move_to(at("2026-01-10T08:00:01"), tick=False)
+    assert check(api, key, cost=5)["remaining"] == 95
+    drain_counted_calls()
+    for name in get_redis().scan_iter("apiquota:*"):  # the count alone lost (an eviction, say)
+        get_redis().delete(name)
+    time_machine.move_to(at("2026-01-10T08:00:02"), tick=False)
+    assert check(api, key)["remaining"] == 94  # read again from the recorded usage, not 0
