@@ -22,6 +22,7 @@ v0_patterns = [
     path("", include("apps.invoices.urls")),
     path("", include("apps.apikeys.urls")),
     path("", include("apps.webhooks.urls")),
+    path("", include("apps.portal.urls")),
     # last: any other /v0 path is the envelope's 404, also with DEBUG on (Django's debug page
     # would answer HTML to a client that parses JSON)
     re_path(r"^.*$", unknown_endpoint),
@@ -32,6 +33,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("v0/", include(v0_patterns)),
     path("checkout/", include("apps.checkout.urls")),
+    path("portal/", include("apps.portal.page_urls")),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
 ]
