@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from apps.apikeys.selectors import api_key_list, tier_subscription
 from apps.apikeys.services import api_key_create, api_key_revoke, tier_checkout
-from apps.apikeys.tiers import is_tier, tier_get, tier_of, tier_plans
+from apps.apikeys.tiers import is_tier, tier_get, tier_plans
 from apps.apikeys.usage import queries_this_month
 from apps.core.errors import ApiError
 from apps.core.money import CURRENCY_DECIMALS, ZERO, format_amount, parse_amount
@@ -484,13 +484,13 @@ def _keys_context(request, *, revealed=None, error=""):
                 "percent": min(100, round(used * 100 / limit)) if limit else None,
             }
         for plan in tier_plans(merchant=portal.merchant):
-            tier = tier_of(plan)
+            # (read from the features as written: tier_of also checks the plan's query price)
             tiers.append(
                 {
                     "code": plan.code,
                     "name": plan.name,
-                    "rate_limit": tier.rate_limit,
-                    "monthly_limit": tier.monthly_limit,
+                    "rate_limit": plan.features.get("rateLimit"),
+                    "monthly_limit": plan.features.get("monthlyQueryLimit"),
                     "current": plan.pk == subscription.plan_id,
                 }
             )
