@@ -8,6 +8,7 @@ from functools import wraps
 
 from django.conf import settings
 from django.core import signing
+from django.http import Http404
 from django.shortcuts import render
 
 from apps.customers.models import Customer
@@ -16,6 +17,14 @@ from apps.subscriptions.models import Subscription
 COOKIE = "portal_session"
 SALT = "apps.portal.session"
 PATH = "/portal/"
+PORTAL_NAV = [
+    ("overview", "Overview", "/portal/"),
+    ("usage", "Usage", "/portal/usage"),
+    ("invoices", "Invoices", "/portal/invoices"),
+    ("topup", "Top up", "/portal/top-up"),
+    ("keys", "API keys", "/portal/keys"),
+    ("disputes", "Disputes", "/portal/disputes"),
+]
 
 
 @dataclass
@@ -94,7 +103,24 @@ def portal_page(view):
             clear_portal_cookie(response)
             return response
         request.portal = portal
-        response = view(request, *args, **kwargs)
+        try:
+            response = view(request, *args, **kwargs)
+        except Http404:
+            # (a page, not the API's JSON 404; the same answer whether the row exists elsewhere or not)
+            response = render(
+                request,
+                "portal/message.html",
+                {
+                    "title": "Not found",
+                    "message": "There is nothing here for your account.",
+                    "merchant_name": portal.merchant.name,
+                    "livemode": portal.merchant.livemode,
+                    "portal": portal,
+                    "nav": PORTAL_NAV,
+                    "customer_name": portal.customer.name or portal.customer.email,
+                },
+                status=404,
+            )
         response["Cache-Control"] = "no-store"
         set_portal_cookie(
             request,

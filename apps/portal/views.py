@@ -30,20 +30,13 @@ from apps.invoices.serializers import payment_url
 from apps.payments.serializers import checkout_url
 from apps.payments.services import topup_session_create
 from apps.portal.services import LinkRefused, portal_link_open
-from apps.portal.session import clear_portal_cookie, portal_page, refusal, set_portal_cookie
+from apps.portal.session import PORTAL_NAV, clear_portal_cookie, portal_page, refusal, set_portal_cookie
 from apps.usage.models import Dispute
 from apps.usage.selectors import dispute_list, usage_daily, usage_event_list
 from apps.usage.services.refunds import dispute_open
 
 MAX_USAGE_DAYS = 366
-NAV = [
-    ("overview", "Overview", "/portal/"),
-    ("usage", "Usage", "/portal/usage"),
-    ("invoices", "Invoices", "/portal/invoices"),
-    ("topup", "Top up", "/portal/top-up"),
-    ("keys", "API keys", "/portal/keys"),
-    ("disputes", "Disputes", "/portal/disputes"),
-]
+DEFAULT_USAGE_DAYS = 30
 
 
 def _page(request, template: str, current: str, context: dict, status: int = 200):
@@ -52,7 +45,7 @@ def _page(request, template: str, current: str, context: dict, status: int = 200
         "portal": portal,
         "merchant_name": portal.merchant.name,
         "livemode": portal.merchant.livemode,
-        "nav": NAV,
+        "nav": PORTAL_NAV,
         "current": current,
         "customer_name": portal.customer.name or portal.customer.email,
     }
@@ -199,23 +192,23 @@ def overview(request):
 
 class UsageQuery:
     """The period a usage page shows: ?from=YYYY-MM-DD&to=YYYY-MM-DD (UTC days, both inclusive),
-    by default the current billing period; an unreadable or reversed range falls back to it,
-    with a message."""
+    by default the current billing period so far, or the last 30 days when that is shorter; an
+    unreadable or reversed range falls back to it, with a message."""
 
     def __init__(self, request):
         portal = request.portal
         period_start, period_end = portal.subscription.current_period
         self.error = ""
-        default_from = period_start.date()
-        default_to = (min(period_end, datetime.now(UTC) + timedelta(days=1)) - timedelta(microseconds=1)).date()
+        default_to = min(period_end - timedelta(microseconds=1), datetime.now(UTC)).date()
+        default_from = min(period_start.date(), default_to - timedelta(days=DEFAULT_USAGE_DAYS - 1))
         try:
             first = date.fromisoformat(request.GET["from"]) if request.GET.get("from") else default_from
             last = date.fromisoformat(request.GET["to"]) if request.GET.get("to") else default_to
         except ValueError:
-            self.error = "Dates are written YYYY-MM-DD; showing the current billing period."
+            self.error = "Dates are written YYYY-MM-DD; showing the default range."
             first, last = default_from, default_to
         if last < first:
-            self.error = "The end date is before the start date; showing the current billing period."
+            self.error = "The end date is before the start date; showing the default range."
             first, last = default_from, default_to
         if (last - first).days >= MAX_USAGE_DAYS:
             self.error = f"A range covers at most {MAX_USAGE_DAYS} days; showing the last {MAX_USAGE_DAYS}."
