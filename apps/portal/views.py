@@ -332,12 +332,12 @@ def usage_chart(request):
         foreground_subtle="#6b7280",
         colors=("#1d4ed8",),
         font_family="system-ui, sans-serif",
-        label_font_size=12,
-        major_label_font_size=12,
+        label_font_size=16,
+        major_label_font_size=16,
     )
     chart = pygal.Bar(
         style=style,
-        width=800,
+        width=640,
         height=300,
         show_legend=False,
         js=[],
@@ -420,7 +420,7 @@ def topup(request):
     currencies = sorted({w["currency"] for w in wallets} | {portal.subscription.plan.currency})
     error = ""
     amount_text = request.POST.get("amount", "").strip()
-    currency = request.POST.get("currency", currencies[0])
+    currency = request.POST.get("currency", portal.subscription.plan.currency)
     if request.method == "POST":
         try:
             if currency not in currencies:
@@ -477,7 +477,10 @@ def _keys_context(request, *, revealed=None, error=""):
                 "percent": min(100, round(used * 100 / limit)) if limit else None,
             }
         for plan in tier_plans(merchant=portal.merchant):
-            # (read from the features as written: tier_of also checks the plan's query price)
+            # (read from the features as written: tier_of also checks the plan's query price;
+            # a plan whose rateLimit is null, the demo's pay-as-you-go, is no tier to move to)
+            if plan.features.get("rateLimit") is None or plan.currency != subscription.plan.currency:
+                continue
             tiers.append(
                 {
                     "code": plan.code,

@@ -147,6 +147,13 @@ def test_portal_end_to_end_in_chromium(browser, site, live_server):
     page.get_by_role("button", name="Revoke").click()
     expect(page.get_by_test_id("keys")).to_contain_text("Revoked")
 
+    # a dispute on a usage event, then its status
+    page.get_by_role("link", name="Disputes").click()
+    page.get_by_label("What is wrong").fill("This call failed on your side.")
+    page.get_by_role("button", name="Open dispute").click()
+    expect(page.get_by_role("status")).to_contain_text("Your dispute was sent")
+    expect(page.get_by_test_id("disputes")).to_contain_text("Open")
+
     # every page: no serious accessibility violation, no console error (CSP), screenshots
     for width in WIDTHS:
         page.set_viewport_size({"width": width, "height": 900})
