@@ -38,6 +38,7 @@ pytestmark = [
 def browser(monkeypatch):
     # Playwright's sync API runs an event loop in this thread; the test's own ORM calls are sync
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    from django.db import connections
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -45,8 +46,13 @@ def browser(monkeypatch):
             executable_path=CHROMIUM,
             args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
         )
-        yield browser
-        browser.close()
+        try:
+            yield browser
+        finally:
+            browser.close()
+            # (the database connections this test's thread opened while Playwright's loop ran
+            # are this context's own: closed here, or the test database could not be dropped)
+            connections.close_all()
 
 
 @pytest.fixture
@@ -194,3 +200,4 @@ def test_portal_end_to_end_in_chromium(browser, site, live_server):
     other.close()
     context.close()
     assert os.listdir(ARTIFACTS)
+
