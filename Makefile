@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint deploy-check dockerfile-check clean
+.PHONY: install run test lint deploy-check dockerfile-check chromium clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'
@@ -32,7 +32,20 @@ deploy-check: install
 	ALLOWED_HOSTS=billing.example.com DATABASE_URL=postgres://postgres@127.0.0.1:5432/unused \
 	$(PY) manage.py check --deploy --fail-level WARNING
 
-test: lint dockerfile-check deploy-check
+# The portal's browser tests drive Debian's chromium (never `playwright install`): installed with
+# apt-get when missing and this runs as root; otherwise say how, and those tests are skipped.
+CHROMIUM ?= /usr/bin/chromium
+chromium:
+	@if [ -x $(CHROMIUM) ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "Installing chromium for the portal's browser tests (apt-get)"; \
+		apt-get install -y -q chromium >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; \
+	else \
+		echo "NOTE: $(CHROMIUM) is missing, so tests/portal/test_browser.py is skipped: install it with" \
+			"'sudo apt-get install chromium' (Debian/Ubuntu)"; \
+	fi
+
+test: lint dockerfile-check deploy-check chromium
 	$(PY) -m billing_platform.devservers test -q
 
 clean:

@@ -25,6 +25,7 @@ v0_patterns = [
     path("", include("apps.usage.urls")),
     path("", include("apps.invoices.urls")),
     path("", include("apps.webhooks.urls")),
+    path("", include("apps.portal.urls")),
     # last: any other /v0 path is the envelope's 404, also with DEBUG on (Django's debug page
     # would answer HTML to a client that parses JSON)
     re_path(r"^.*$", unknown_endpoint),
@@ -35,6 +36,7 @@ urlpatterns = [
     path("admin/mode", admin_switch_mode, name="admin-switch-mode"),
     path("admin/", admin.site.urls),
     path("checkout/", include("apps.checkout.urls")),
+    path("portal/", include("apps.portal.page_urls")),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
 ]

@@ -91,3 +91,8 @@ def free_tier(*, merchant) -> Tier:
         if plan.code.lower() == FREE:
             return tier_of(plan)
     raise _no_free_tier()
+
+
+def tier_plans(*, merchant) -> list[Plan]:
+    """The merchant's tier plans, oldest first (what a customer may move its keys to)."""
+    return _tier_plans(merchant)

@@ -1,8 +1,10 @@
 """Input fields shared by every /v0 endpoint."""
 
 from collections.abc import Mapping
+from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 
+from django.utils.dateparse import parse_duration
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -11,6 +13,49 @@ from rest_framework.exceptions import ErrorDetail, ValidationError
 from apps.core.errors import FieldError
 from apps.core.fields import Currency
 from apps.core.money import AMOUNT_DECIMAL_PLACES, AMOUNT_INTEGER_DIGITS, amount_digits_problem, parse_amount
+
+
+@extend_schema_field(
+    {
+        "oneOf": [{"type": "integer"}, {"type": "string", "example": "PT1H"}],
+        "description": "Seconds (an integer) or an ISO 8601 duration such as PT1H.",
+    }
+)
+class DurationInputField(serializers.Field):
+    """A duration sent as whole seconds (an integer) or an ISO 8601 duration string ("PT15M",
+    "P1D"), bounded by `minimum` and `maximum` (timedeltas)."""
+
+    default_error_messages = {
+        "invalid": "must be a whole number of seconds or an ISO 8601 duration such as PT1H.",
+        "minimum": "must be at least {minimum} seconds.",
+        "maximum": "must be at most {maximum} seconds ({readable}).",
+    }
+
+    def __init__(self, *, minimum: timedelta, maximum: timedelta, **kwargs):
+        self.minimum = minimum
+        self.maximum = maximum
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data) -> timedelta:
+        if isinstance(data, bool):
+            self.fail("invalid")
+        if isinstance(data, int):
+            value = timedelta(seconds=data) if abs(data) < 10**9 else None
+        elif isinstance(data, str) and data.strip().upper().startswith(("P", "-P")):
+            # (parse_duration also reads "HH:MM:SS"; only the ISO 8601 form is offered)
+            value = parse_duration(data.strip().upper())
+        else:
+            value = None
+        if value is None:
+            self.fail("invalid")
+        if value < self.minimum:
+            self.fail("minimum", minimum=int(self.minimum.total_seconds()))
+        if value > self.maximum:
+            self.fail("maximum", maximum=int(self.maximum.total_seconds()), readable=str(self.maximum))
+        return value
+
+    def to_representation(self, value):
+        return int(value.total_seconds())
 
 
 @extend_schema_field(OpenApiTypes.STR)

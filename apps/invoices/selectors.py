@@ -2,6 +2,8 @@ from django.db.models import Prefetch, QuerySet
 
 from apps.core.errors import NotFound
 from apps.invoices.models import Invoice, InvoiceLine
+from apps.invoices.services.lines import FeePeriod, LineSpec, period_lines
+from apps.subscriptions.models import BillingPeriod
 
 
 def _with_rows(queryset: QuerySet[Invoice]) -> QuerySet[Invoice]:
@@ -26,3 +28,18 @@ def invoice_get(*, merchant, invoice_id) -> Invoice:
     if invoice is None:
         raise NotFound(f"No invoice {invoice_id}.", code="INVOICE_NOT_FOUND")
     return invoice
+
+
+def invoice_estimate(*, subscription) -> list[LineSpec]:
+    """What the subscription's invoice for its current period would say if the period ended
+    now: its usage so far and in_arrears fees (LineSpecs, informational lines included); the next
+    period's in_advance fees, which the real invoice adds, are not in it."""
+    period = (
+        BillingPeriod.objects.select_related("plan")
+        .filter(subscription=subscription, status=BillingPeriod.Status.OPEN)
+        .order_by("-start")
+        .first()
+    )
+    if period is None:
+        return []
+    return period_lines(subscription, FeePeriod(period.plan, period.start, period.end, period.share), None)

@@ -1,7 +1,11 @@
+from datetime import UTC
+
 from django.db import connection
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Prefetch, QuerySet, Sum
+from django.db.models.functions import TruncDate
 
 from apps.core.errors import NotFound
+from apps.core.money import ZERO
 from apps.usage.models import Dispute, UsageEvent, UsageLine
 
 
@@ -117,3 +121,35 @@ def usage_check(*, since=None) -> list[str]:
         for event_id, amount, lines_total in cursor.fetchall():
             problems.append(f"usage event {event_id}: amount {amount}, but its lines sum to {lines_total}")
     return problems
+
+
+def usage_daily(*, merchant, customer_id, start, end, metric_id=None) -> list[dict]:
+    """A customer's usage in [start, end) per metric and UTC day, refunded events left out:
+    `[{"metric_id", "metric_name", "day" (a date), "quantity", "amount" (charged at once; in_arrears
+    lines are priced on the invoice), "currency"}]`, ordered by metric name, then day."""
+    lines = UsageLine.objects.filter(
+        merchant=merchant,
+        customer_id=customer_id,
+        timestamp__gte=start,
+        timestamp__lt=end,
+        event__refunded_at__isnull=True,
+    )
+    if metric_id is not None:
+        lines = lines.filter(billable_metric_id=metric_id)
+    rows = (
+        lines.annotate(day=TruncDate("timestamp", tzinfo=UTC))
+        .values("billable_metric_id", "billable_metric__name", "day", "event__currency")
+        .annotate(quantity=Sum("quantity"), amount=Sum("amount"))
+        .order_by("billable_metric__name", "billable_metric_id", "day")
+    )
+    return [
+        {
+            "metric_id": row["billable_metric_id"],
+            "metric_name": row["billable_metric__name"],
+            "day": row["day"],
+            "quantity": row["quantity"],
+            "amount": row["amount"] or ZERO,
+            "currency": row["event__currency"],
+        }
+        for row in rows
+    ]

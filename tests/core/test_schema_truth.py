@@ -290,6 +290,9 @@ def test_a_sandbox_scenario_through_every_operation_answers_as_documented(schema
     refused(s.post("/v0/subscriptions", {"planId": plan["id"]}), 400)
     ok(s.get("/v0/subscriptions", {"customerId": ada["id"], "status": "active"}))
     ok(s.get(f"/v0/subscriptions/{subscription['id']}"))
+    portal = ok(s.post(f"/v0/subscriptions/{subscription['id']}/portal", {"expiresIn": "PT1H"}), 201)
+    assert portal["object"] == "subscriptionPortal" and "/portal/open/" in portal["url"]
+    refused(s.post(f"/v0/subscriptions/{subscription['id']}/portal", {"expiresIn": "PT25H"}), 400)
     refused(s.patch(f"/v0/plans/{plan['id']}", {"currency": "USD"}), 409, "PLAN_HAS_SUBSCRIPTIONS")
     lite = ok(s.post("/v0/plans", {**plan_body, "code": "lite", "prices": [call_price["id"]]}), 201)
     change = f"/v0/subscriptions/{subscription['id']}"

@@ -67,8 +67,11 @@ def payment_sessions_create(*, sessions: list[dict]) -> list[PaymentSession]:
     return PaymentSession.objects.bulk_create(rows)
 
 
-def topup_session_create(*, merchant, customer, amount: Decimal, currency: str) -> PaymentSession:
-    """A session that credits the customer's wallet in `currency` when paid."""
+def topup_session_create(
+    *, merchant, customer, amount: Decimal, currency: str, success_url: str = "", cancel_url: str = ""
+) -> PaymentSession:
+    """A session that credits the customer's wallet in `currency` when paid; the checkout sends
+    the customer back to `success_url` once paid (the portal's top-up does)."""
     if customer.archived_at is not None:
         raise Unprocessable(
             f"Customer {customer.id} is archived; its wallet takes no top-up.", code="CUSTOMER_ARCHIVED"
@@ -80,6 +83,8 @@ def topup_session_create(*, merchant, customer, amount: Decimal, currency: str) 
             amount=amount,
             currency=currency,
             customer=customer,
+            success_url=success_url,
+            cancel_url=cancel_url,
         )
 
 

@@ -1,0 +1,203 @@
+"""The portal in headless Chromium (Debian `chromium`, driven by Playwright for Python): open a
+link, see balance and usage, download an invoice PDF, top up through the sandbox's test payment,
+create and revoke an API key, be refused a used link, an expired link and another customer's
+invoice; axe-core on every page; screenshots at 1280 and 375 px under artifacts/portal/."""
+
+import os
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+
+from apps.catalog.demo import seed_catalog
+from apps.entitlements.services import EntitlementRequest, entitlement_create
+from tests.factories import MerchantFactory, sandbox_of
+from tests.portal.world import PortalWorld
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(django_settings.BASE_DIR) / "artifacts" / "portal"
+WIDTHS = (1280, 375)
+PAGES = [
+    ("overview", "/portal/"),
+    ("usage", "/portal/usage"),
+    ("invoices", "/portal/invoices"),
+    ("top-up", "/portal/top-up"),
+    ("keys", "/portal/keys"),
+    ("disputes", "/portal/disputes"),
+]
+
+pytestmark = [
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing: `make test` installs it"),
+    pytest.mark.django_db(transaction=True),
+]
+
+
+@pytest.fixture
+def browser(monkeypatch):
+    # Playwright's sync API runs an event loop in this thread; the test's own ORM calls are sync
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    from django.db import connections
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+            # (the database connections this test's thread opened while Playwright's loop ran
+            # are this context's own: closed here, or the test database could not be dropped)
+            connections.close_all()
+
+
+@pytest.fixture
+def site(live_server, settings):
+    settings.PUBLIC_BASE_URL = live_server.url
+    merchant = sandbox_of(MerchantFactory(name="Judge Zero"))
+    seed_catalog(merchant=merchant)
+    world = PortalWorld(merchant)
+    entitlement_create(
+        merchant=merchant,
+        customer=world.customer,
+        requests=[EntitlementRequest(billable_metric_id=world.metric.pk, quantity=os_decimal("2"), price=None)],
+    )
+    return world
+
+
+def os_decimal(text):
+    from decimal import Decimal
+
+    return Decimal(text)
+
+
+class Watched:
+    """A page whose console errors (a CSP refusal is one) and failed requests are collected."""
+
+    def __init__(self, context):
+        self.page = context.new_page()
+        self.problems = []
+        self.page.on("console", lambda m: m.type == "error" and self.problems.append(m.text))
+        self.page.on("pageerror", lambda e: self.problems.append(str(e)))
+
+
+def _axe_serious(page) -> list[str]:
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(page)
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} — {[n['target'] for n in v['nodes']][:3]}"
+        for v in results.response["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+
+
+def test_portal_end_to_end_in_chromium(browser, site, live_server):
+    from playwright.sync_api import expect
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    link = site.link()
+    context = browser.new_context(
+        viewport={"width": 1280, "height": 900}, accept_downloads=True, timezone_id="America/New_York"
+    )
+    watched = Watched(context)
+    page = watched.page
+
+    # open the link: the overview, with the balance (10 - 1.50 used - 0.50 held) and the usage
+    response = page.goto(link)
+    assert response.status == 200 and page.url == f"{live_server.url}/portal/"
+    expect(page.get_by_test_id("balance-USDC")).to_contain_text("8.000000 USDC")
+    expect(page.get_by_test_id("balance-USDC")).to_contain_text("0.500000 USDC held")
+    expect(page.get_by_test_id("period-usage")).to_contain_text(site.metric.name)
+    expect(page.get_by_test_id("period-usage")).to_contain_text("1.500000 USDC")
+    # times shown in the browser's zone (New York here), UTC kept in the title
+    first_time = page.locator("time[data-local]").first
+    assert first_time.get_attribute("title").endswith(" UTC")
+    assert "UTC" not in first_time.inner_text() and "EST" in first_time.inner_text()
+
+    page.get_by_role("link", name="Usage").click()
+    expect(page.get_by_test_id("metric")).to_contain_text(site.metric.name)
+    expect(page.get_by_test_id("metric").locator("tfoot")).to_contain_text("6")
+    chart = page.locator("figure.chart img")
+    expect(chart).to_be_visible()
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=chart.element_handle())
+
+    # the invoice's PDF
+    page.get_by_role("link", name="Invoices").click()
+    with page.expect_download() as download:
+        page.get_by_role("link", name=f"PDF of invoice {site.invoice.number}").click()
+    pdf = Path(download.value.path()).read_bytes()
+    assert pdf.startswith(b"%PDF")
+
+    # top up 25 through the hosted checkout's test payment, back to the new balance
+    page.get_by_role("link", name="Top up", exact=True).first.click()
+    page.get_by_label("Amount").fill("25")
+    page.get_by_role("button", name="Continue to payment").click()
+    assert "/checkout/" in page.url
+    page.get_by_role("button", name="(test)").click()
+    expect(page.get_by_role("status")).to_contain_text("payment was received")
+    expect(page.get_by_test_id("balance-USDC")).to_contain_text("33.000000 USDC")
+
+    # an API key: created and shown once, then revoked
+    page.get_by_role("link", name="API keys").click()
+    page.get_by_label("Name of the new key").fill("ci runner")
+    page.get_by_role("button", name="Create a key").click()
+    secret = page.get_by_test_id("secret").input_value()
+    assert secret.startswith("ak_test_")
+    page.get_by_role("link", name="API keys").click()
+    expect(page.get_by_test_id("secret")).to_have_count(0)
+    page.get_by_role("button", name="Revoke").click()
+    expect(page.get_by_test_id("keys")).to_contain_text("Revoked")
+
+    # a dispute on a usage event, then its status
+    page.get_by_role("link", name="Disputes").click()
+    page.get_by_label("What is wrong").fill("This call failed on your side.")
+    page.get_by_role("button", name="Open dispute").click()
+    expect(page.get_by_role("status")).to_contain_text("Your dispute was sent")
+    expect(page.get_by_test_id("disputes")).to_contain_text("Open")
+
+    # every page: no serious accessibility violation, no console error (CSP), screenshots
+    for width in WIDTHS:
+        page.set_viewport_size({"width": width, "height": 900})
+        for name, path in PAGES:
+            response = page.goto(f"{live_server.url}{path}")
+            assert response.status == 200, name
+            page.screenshot(path=str(ARTIFACTS / f"{name}-{width}.png"), full_page=True)
+            assert _axe_serious(page) == [], f"{name} at {width}px"
+            overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            assert overflow <= 0, f"{name} at {width}px scrolls sideways by {overflow}px"
+    assert watched.problems == []
+
+    # another customer's invoice: 404
+    stranger = PortalWorld(site.merchant, email="bob@example.com")
+    response = page.goto(f"{live_server.url}/portal/invoices/{stranger.invoice.id}/pdf")
+    assert response.status == 404
+    expect(page.get_by_role("heading", level=1)).to_have_text("Not found")
+    page.screenshot(path=str(ARTIFACTS / "not-found-375.png"), full_page=True)
+
+    # the same link again, in another browser: refused
+    other = browser.new_context(viewport={"width": 375, "height": 800})
+    again = other.new_page()
+    response = again.goto(link)
+    assert response.status == 410
+    expect(again.get_by_role("heading", level=1)).to_have_text("This portal link was already used")
+    assert _axe_serious(again) == []
+    again.screenshot(path=str(ARTIFACTS / "refused-used-375.png"), full_page=True)
+    response = again.goto(f"{live_server.url}/portal/")
+    assert response.status == 403
+
+    # an expired link: refused
+    short = site.link(expires_in=timedelta(seconds=1))
+    time.sleep(1.2)
+    response = again.goto(short)
+    assert response.status == 410
+    expect(again.get_by_role("heading", level=1)).to_have_text("This portal link has expired")
+    again.screenshot(path=str(ARTIFACTS / "refused-expired-1280.png"), full_page=True)
+    other.close()
+    context.close()
+    assert os.listdir(ARTIFACTS)
+
