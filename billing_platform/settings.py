@@ -315,6 +315,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "apps.invoices.tasks.dun_invoices",
         "schedule": crontab(minute="*"),
     },
+    "retry-stuck-stripe-events": {
+        "task": "apps.cards.tasks.retry_stuck_stripe_events",
+        "schedule": crontab(minute="*"),
+    },
     "purge-expired-idempotency-keys": {
         "task": "apps.core.tasks.purge_expired_idempotency_keys",
         "schedule": crontab(minute="*/15"),

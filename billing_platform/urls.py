@@ -32,6 +32,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("v0/", include(v0_patterns)),
     path("checkout/", include("apps.checkout.urls")),
+    path("webhooks/", include("apps.cards.urls")),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
 ]

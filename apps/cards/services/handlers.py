@@ -1,0 +1,77 @@
+"""What each type of Stripe event does, inside the transaction that marks it processed.
+
+A handler reads only the signed event (no call to Stripe: no network inside the transaction)
+and reaches the ledger only through the payments service, which credits a PaymentIntent once
+whatever reports it (this webhook, or the server retrieving the PaymentIntent)."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from apps.cards.models import StripeEvent
+from apps.cards.stripe_client import from_minor_units
+from apps.payments.models import PaymentAttempt, PaymentSource
+from apps.payments.services import Arrival, payment_attempt_fail, payment_receive
+
+# The clearing account card money arrives through (one per mode and currency, in the ledger).
+STRIPE_CLEARING = "stripe"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    done: bool  # False: nothing of this platform's was concerned (the event is left ignored)
+    note: str
+
+
+def _card_attempt(event: StripeEvent, intent: dict) -> PaymentAttempt | None:
+    """The card attempt that created this PaymentIntent (its id committed on the attempt before
+    the PaymentIntent was confirmed), in the event's mode."""
+    return (
+        PaymentAttempt.objects.select_related("merchant")
+        .filter(
+            source=PaymentSource.CARD,
+            external_reference=intent.get("id") or "",
+            merchant__livemode=event.livemode,
+        )
+        .first()
+    )
+
+
+def payment_intent_succeeded(event: StripeEvent) -> Outcome:
+    intent = event.payload["data"].get("object") or {}
+    attempt = _card_attempt(event, intent)
+    if attempt is None:
+        return Outcome(False, f"No card payment attempt of this platform is {intent.get('id')!r}.")
+    # what Stripe captured, gross (its fees stay outside the ledger); localstripe reports only amount
+    captured = intent["amount_received"] if "amount_received" in intent else intent["amount"]
+    currency = str(intent["currency"]).upper()
+    received = payment_receive(
+        session_id=attempt.session_id,
+        arrival=Arrival(
+            PaymentSource.CARD, from_minor_units(captured, currency), currency, intent["id"], STRIPE_CLEARING
+        ),
+        attempt_id=attempt.id,
+        merchant=attempt.merchant,
+    )
+    if not received.created:
+        return Outcome(True, f"{intent['id']} was already credited (payment {received.payment.id}).")
+    return Outcome(True, f"{intent['id']} credited: payment {received.payment.id}.")
+
+
+def payment_intent_payment_failed(event: StripeEvent) -> Outcome:
+    intent = event.payload["data"].get("object") or {}
+    attempt = _card_attempt(event, intent)
+    if attempt is None:
+        return Outcome(False, f"No card payment attempt of this platform is {intent.get('id')!r}.")
+    if attempt.status != PaymentAttempt.Status.IN_FLIGHT:
+        # a late or repeated failure: the attempt already ended (a success is never undone by it)
+        return Outcome(True, f"Attempt {attempt.id} had already ended ({attempt.status}).")
+    error = intent.get("last_payment_error") or {}
+    reason = error.get("message") or error.get("code") or "The card payment failed."
+    payment_attempt_fail(attempt_id=attempt.id, reason=reason)
+    return Outcome(True, f"Attempt {attempt.id} failed: {reason}")
+
+
+HANDLERS: dict[str, Callable[[StripeEvent], Outcome]] = {
+    "payment_intent.succeeded": payment_intent_succeeded,
+    "payment_intent.payment_failed": payment_intent_payment_failed,
+}

@@ -1,0 +1,21 @@
+from celery import shared_task
+
+from apps.cards.services.inbox import stripe_event_process, stripe_events_stuck
+from apps.core.jobs import job_lock
+
+
+@shared_task
+def process_stripe_event(event_id: str) -> str:
+    return stripe_event_process(event_id=event_id)
+
+
+@shared_task
+def retry_stuck_stripe_events() -> int:
+    """Beat: process again the events still received a while after they arrived."""
+    with job_lock("stripe-inbox-retry") as acquired:
+        if not acquired:
+            return 0
+        stuck = stripe_events_stuck()
+    for event_id in stuck:
+        process_stripe_event.delay(str(event_id))
+    return len(stuck)
