@@ -319,6 +319,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "apps.cards.tasks.retry_stuck_stripe_events",
         "schedule": crontab(minute="*"),
     },
+    "resolve-card-attempts": {
+        "task": "apps.cards.tasks.resolve_card_attempts",
+        "schedule": crontab(minute="*"),
+    },
     "purge-expired-idempotency-keys": {
         "task": "apps.core.tasks.purge_expired_idempotency_keys",
         "schedule": crontab(minute="*/15"),

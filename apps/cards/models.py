@@ -1,8 +1,10 @@
-"""Stripe's side of card payments: the inbox of signed events it sent."""
+"""Stripe's side of card payments: the inbox of signed events it sent, each platform customer's
+Stripe customer, and the cards saved."""
 
 from django.db import models
+from django.db.models import Q
 
-from apps.core.models import BaseModel
+from apps.core.models import BaseModel, TenantModel
 
 
 class StripeEvent(BaseModel):
@@ -35,3 +37,41 @@ class StripeEvent(BaseModel):
 
     def __str__(self):
         return f"{self.type} {self.stripe_id} ({self.status})"
+
+
+class StripeCustomer(TenantModel):
+    """The Stripe customer of a platform customer (in the merchant's mode's Stripe account)."""
+
+    customer = models.OneToOneField("customers.Customer", on_delete=models.PROTECT, related_name="stripe_customer")
+    stripe_id = models.CharField(max_length=255)
+
+    def __str__(self):
+        return self.stripe_id
+
+
+class SavedCard(TenantModel):
+    """A card saved through a SetupIntent, chargeable later (the customer's PaymentMethod)."""
+
+    customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="saved_cards")
+    stripe_payment_method_id = models.CharField(max_length=255)
+    brand = models.CharField(max_length=32, blank=True)
+    last4 = models.CharField(max_length=4, blank=True)
+    exp_month = models.PositiveSmallIntegerField(null=True, blank=True)
+    exp_year = models.PositiveSmallIntegerField(null=True, blank=True)
+    is_default = models.BooleanField(default=False)
+    removed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["merchant", "stripe_payment_method_id"], name="saved_card_unique_payment_method"
+            ),
+            models.UniqueConstraint(
+                fields=["merchant", "customer"],
+                condition=Q(is_default=True, removed_at__isnull=True),
+                name="saved_card_one_default_per_customer",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.brand} ...{self.last4}"

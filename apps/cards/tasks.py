@@ -19,3 +19,14 @@ def retry_stuck_stripe_events() -> int:
     for event_id in stuck:
         process_stripe_event.delay(str(event_id))
     return len(stuck)
+
+
+@shared_task
+def resolve_card_attempts() -> int:
+    """Beat: settle card attempts a crash left in flight, from their PaymentIntents."""
+    from apps.cards.services.charges import card_attempts_resolve
+
+    with job_lock("card-attempts-resolve") as acquired:
+        if not acquired:
+            return 0
+        return card_attempts_resolve()

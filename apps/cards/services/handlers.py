@@ -36,12 +36,10 @@ def _card_attempt(event: StripeEvent, intent: dict) -> PaymentAttempt | None:
     )
 
 
-def payment_intent_succeeded(event: StripeEvent) -> Outcome:
-    intent = event.payload["data"].get("object") or {}
-    attempt = _card_attempt(event, intent)
-    if attempt is None:
-        return Outcome(False, f"No card payment attempt of this platform is {intent.get('id')!r}.")
-    # what Stripe captured, gross (its fees stay outside the ledger); localstripe reports only amount
+def intent_credit(attempt: PaymentAttempt, intent: dict) -> Outcome:
+    """A succeeded PaymentIntent of `attempt`: what Stripe captured, gross (its fees stay
+    outside the ledger), credited through the payments service, once per PaymentIntent."""
+    # localstripe reports only amount; Stripe reports amount_received as well
     captured = intent["amount_received"] if "amount_received" in intent else intent["amount"]
     currency = str(intent["currency"]).upper()
     received = payment_receive(
@@ -57,18 +55,31 @@ def payment_intent_succeeded(event: StripeEvent) -> Outcome:
     return Outcome(True, f"{intent['id']} credited: payment {received.payment.id}.")
 
 
-def payment_intent_payment_failed(event: StripeEvent) -> Outcome:
-    intent = event.payload["data"].get("object") or {}
-    attempt = _card_attempt(event, intent)
-    if attempt is None:
-        return Outcome(False, f"No card payment attempt of this platform is {intent.get('id')!r}.")
+def intent_fail(attempt: PaymentAttempt, intent: dict) -> Outcome:
+    """A PaymentIntent of `attempt` that failed: the attempt in flight fails (the session can be
+    paid again); a late or repeated failure changes nothing (a success is never undone by it)."""
     if attempt.status != PaymentAttempt.Status.IN_FLIGHT:
-        # a late or repeated failure: the attempt already ended (a success is never undone by it)
         return Outcome(True, f"Attempt {attempt.id} had already ended ({attempt.status}).")
     error = intent.get("last_payment_error") or {}
     reason = error.get("message") or error.get("code") or "The card payment failed."
     payment_attempt_fail(attempt_id=attempt.id, reason=reason)
     return Outcome(True, f"Attempt {attempt.id} failed: {reason}")
+
+
+def payment_intent_succeeded(event: StripeEvent) -> Outcome:
+    intent = event.payload["data"].get("object") or {}
+    attempt = _card_attempt(event, intent)
+    if attempt is None:
+        return Outcome(False, f"No card payment attempt of this platform is {intent.get('id')!r}.")
+    return intent_credit(attempt, intent)
+
+
+def payment_intent_payment_failed(event: StripeEvent) -> Outcome:
+    intent = event.payload["data"].get("object") or {}
+    attempt = _card_attempt(event, intent)
+    if attempt is None:
+        return Outcome(False, f"No card payment attempt of this platform is {intent.get('id')!r}.")
+    return intent_fail(attempt, intent)
 
 
 HANDLERS: dict[str, Callable[[StripeEvent], Outcome]] = {
