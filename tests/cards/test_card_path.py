@@ -213,3 +213,39 @@ def test_beat_settles_attempts_a_crash_left_in_flight(topup, sandbox):
     assert Payment.objects.count() == 1
     assert resolve_card_attempts() == 0
     assert ledger_check() == []
+
+
+@pytest.mark.django_db
+def test_setup_intent_succeeded_saves_the_card_once(topup, stripe_sandbox, client, django_capture_on_commit_callbacks):
+    import json
+    import time
+
+    import stripe
+
+    setup = card_setup_start(session_id=topup.id)
+    confirm_card_setup(setup, GOOD)
+    intent = stripe_client(livemode=False).v1.setup_intents.retrieve(setup.setup_intent_id).to_dict()
+    event = {
+        "id": "evt_setup_1",
+        "object": "event",
+        "type": "setup_intent.succeeded",
+        "livemode": False,
+        "created": int(time.time()),
+        "data": {"object": intent},
+    }
+    payload = json.dumps(event)
+    header = stripe.WebhookSignature.generate_signature_header(payload, stripe_sandbox["STRIPE_TEST_WEBHOOK_SECRET"])
+    for _ in range(2):
+        with django_capture_on_commit_callbacks(execute=True):
+            response = client.post(
+                "/webhooks/stripe", data=payload, content_type="application/json", headers={"Stripe-Signature": header}
+            )
+        assert response.status_code == 200
+    card = SavedCard.objects.get()
+    assert (card.customer_id, card.last4, card.brand, card.is_default) == (topup.customer_id, "4242", "visa", True)
+    assert card.stripe_payment_method_id == intent["payment_method"]
+    from apps.cards.models import StripeEvent
+
+    assert StripeEvent.objects.get().status == "processed"
+    # the checkout saving the same card afterwards finds it
+    assert card_save(customer=topup.customer, setup_intent_id=setup.setup_intent_id) == card

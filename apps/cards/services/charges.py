@@ -25,9 +25,9 @@ from django.utils import timezone
 
 from apps.cards.models import SavedCard, StripeCustomer
 from apps.cards.services.handlers import Outcome, intent_credit, intent_fail
+from apps.cards.services.saved_cards import saved_card_record
 from apps.cards.stripe_client import CARD_CURRENCY, CardUnavailable, stripe_client, stripe_settings, to_minor_units
 from apps.core.errors import ApiError, Conflict, PaymentRequired
-from apps.core.models import violated_constraint
 from apps.payments.models import PaymentAttempt, PaymentSession, PaymentSource
 from apps.payments.services import payment_attempt_fail, payment_attempt_start
 
@@ -143,40 +143,7 @@ def card_save(*, customer, setup_intent_id: str) -> SavedCard:
     except stripe.StripeError as exc:
         raise _stripe_failed(exc) from None
     card = method.card
-    return _card_record(customer=customer, method_id=method.id, card=card)
-
-
-def _card_record(*, customer, method_id: str, card) -> SavedCard:
-    """The saved card, once per PaymentMethod; the customer's first card is its default."""
-    fields = {
-        "brand": card.brand or "",
-        "last4": card.last4 or "",
-        "exp_month": card.exp_month,
-        "exp_year": card.exp_year,
-    }
-    for make_default in (True, False):
-        if (
-            make_default
-            and SavedCard.objects.filter(customer=customer, is_default=True, removed_at__isnull=True).exists()
-        ):
-            continue
-        try:
-            with transaction.atomic():
-                return SavedCard.objects.create(
-                    merchant=customer.merchant,
-                    customer=customer,
-                    stripe_payment_method_id=method_id,
-                    is_default=make_default,
-                    **fields,
-                )
-        except IntegrityError as exc:
-            constraint = violated_constraint(exc)
-            if constraint == "saved_card_unique_payment_method":
-                return SavedCard.objects.get(merchant=customer.merchant, stripe_payment_method_id=method_id)
-            if constraint != "saved_card_one_default_per_customer":
-                raise
-            # another card became the default meanwhile: this one is saved beside it
-    raise AssertionError("unreachable: a card that is not the default cannot collide on the default")
+    return saved_card_record(customer=customer, method_id=method.id, card=card.to_dict() if card else {})
 
 
 def card_charge(*, session_id, card: SavedCard) -> PaymentAttempt:

@@ -7,7 +7,8 @@ whatever reports it (this webhook, or the server retrieving the PaymentIntent)."
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from apps.cards.models import StripeEvent
+from apps.cards.models import StripeCustomer, StripeEvent
+from apps.cards.services.saved_cards import saved_card_record
 from apps.cards.stripe_client import from_minor_units
 from apps.payments.models import PaymentAttempt, PaymentSource
 from apps.payments.services import Arrival, payment_attempt_fail, payment_receive
@@ -82,7 +83,43 @@ def payment_intent_payment_failed(event: StripeEvent) -> Outcome:
     return intent_fail(attempt, intent)
 
 
-HANDLERS: dict[str, Callable[[StripeEvent], Outcome]] = {
-    "payment_intent.succeeded": payment_intent_succeeded,
-    "payment_intent.payment_failed": payment_intent_payment_failed,
+def setup_intent_prepare(event: StripeEvent):
+    """Outside the transaction: the card of a SetupIntent's PaymentMethod (the event names it
+    only by id), retrieved from the event's mode's Stripe; None when the event is about no
+    customer of this platform."""
+    from apps.cards.stripe_client import stripe_client
+
+    intent = event.payload["data"].get("object") or {}
+    if not intent.get("payment_method") or not _stripe_customer(event, intent) or intent.get("status") != "succeeded":
+        return None
+    method_id = intent["payment_method"]
+    if isinstance(method_id, dict):  # expanded
+        return method_id
+    return stripe_client(livemode=event.livemode).v1.payment_methods.retrieve(method_id).to_dict()
+
+
+def _stripe_customer(event: StripeEvent, intent: dict):
+    return (
+        StripeCustomer.objects.select_related("customer__merchant")
+        .filter(stripe_id=intent.get("customer") or "", merchant__livemode=event.livemode)
+        .first()
+    )
+
+
+def setup_intent_succeeded(event: StripeEvent, method: dict | None) -> Outcome:
+    intent = event.payload["data"].get("object") or {}
+    stripe_customer = _stripe_customer(event, intent)
+    if stripe_customer is None or method is None:
+        return Outcome(False, f"SetupIntent {intent.get('id')!r} saved no card of a customer of this platform.")
+    card = saved_card_record(customer=stripe_customer.customer, method_id=method["id"], card=method.get("card") or {})
+    return Outcome(True, f"Card {card.id} saved ({card.brand} ...{card.last4}).")
+
+
+# What each type does: handler(event, prepared), prepared being what PREPARE[type] (if any)
+# fetched from Stripe outside the transaction.
+HANDLERS: dict[str, Callable] = {
+    "payment_intent.succeeded": lambda event, _: payment_intent_succeeded(event),
+    "payment_intent.payment_failed": lambda event, _: payment_intent_payment_failed(event),
+    "setup_intent.succeeded": setup_intent_succeeded,
 }
+PREPARE: dict[str, Callable] = {"setup_intent.succeeded": setup_intent_prepare}

@@ -18,6 +18,7 @@ from datetime import timedelta
 import stripe
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
 from apps.cards.models import StripeEvent
@@ -116,8 +117,31 @@ def _enqueue(event_id) -> None:
 
 def stripe_event_process(*, event_id) -> str:
     """Process the event once (see the module); returns its status after."""
-    from apps.cards.services.handlers import HANDLERS
+    from apps.cards.services.handlers import HANDLERS, PREPARE
 
+    row = StripeEvent.objects.filter(pk=event_id).first()
+    if row is None:
+        return "missing"
+    if row.status != StripeEvent.Status.RECEIVED:
+        return row.status
+    prepared = None
+    if row.type in PREPARE:
+        # what the handler needs from Stripe, fetched before the transaction (never inside one)
+        try:
+            prepared = PREPARE[row.type](row)
+        except Exception as exc:
+            logger.warning("Stripe event %s (%s): fetching from Stripe failed: %s", row.stripe_id, row.type, exc)
+            # left received for beat to try again, up to MAX_ATTEMPTS like any failure
+            StripeEvent.objects.filter(pk=row.pk, status=StripeEvent.Status.RECEIVED).update(
+                attempts=F("attempts") + 1,
+                status=Case(
+                    When(attempts__gte=MAX_ATTEMPTS - 1, then=Value(StripeEvent.Status.FAILED)),
+                    default=Value(StripeEvent.Status.RECEIVED),
+                ),
+                last_error=f"{exc.__class__.__name__}: {exc}"[:5000],
+                updated_at=timezone.now(),
+            )
+            return StripeEvent.objects.get(pk=row.pk).status
     with transaction.atomic():
         row = StripeEvent.objects.select_for_update().filter(pk=event_id).first()
         if row is None:
@@ -131,7 +155,7 @@ def stripe_event_process(*, event_id) -> str:
         else:
             try:
                 with transaction.atomic():
-                    outcome = handler(row)
+                    outcome = handler(row, prepared)
             except ApiError as exc:
                 # the service it reached refused it (money credited to another session): final
                 row.status, row.note = StripeEvent.Status.FAILED, exc.message[:500]
