@@ -249,3 +249,32 @@ def test_setup_intent_succeeded_saves_the_card_once(topup, stripe_sandbox, clien
     assert StripeEvent.objects.get().status == "processed"
     # the checkout saving the same card afterwards finds it
     assert card_save(customer=topup.customer, setup_intent_id=setup.setup_intent_id) == card
+
+
+@pytest.mark.django_db
+def test_a_charge_waiting_for_authentication_stays_in_flight_then_beat_cancels_it(topup):
+    from apps.cards.services.saved_cards import saved_card_record
+
+    client = stripe_client(livemode=False)
+    stripe_customer_ensure(customer=topup.customer)
+    method = client.v1.payment_methods.create(
+        params={"type": "card", "card": {"number": "4000002500003155", "exp_month": 12, "exp_year": 2034, "cvc": "123"}}
+    )
+    card = saved_card_record(customer=topup.customer, method_id=method.id, card=method.card.to_dict())
+
+    attempt = card_charge(session_id=topup.id, card=card)
+
+    assert attempt.status == "in_flight"  # Stripe asks the customer to authenticate
+    assert client.v1.payment_intents.retrieve(attempt.external_reference).status == "requires_action"
+    PaymentAttempt.objects.filter(pk=attempt.pk).update(created_at=timezone.now() - timedelta(minutes=10))
+    assert resolve_card_attempts() == 1
+    attempt.refresh_from_db()
+    assert attempt.status == "in_flight"  # the customer may still be authenticating
+    PaymentAttempt.objects.filter(pk=attempt.pk).update(created_at=timezone.now() - timedelta(minutes=31))
+    assert resolve_card_attempts() == 1
+    attempt.refresh_from_db()
+    assert attempt.status == "failed"
+    assert client.v1.payment_intents.retrieve(attempt.external_reference).status == "canceled"
+    topup.refresh_from_db()
+    assert topup.status == "pending"
+    assert not Payment.objects.exists()

@@ -33,6 +33,9 @@ from apps.payments.services import payment_attempt_fail, payment_attempt_start
 
 # An attempt in flight this long is looked at by beat (a charge takes seconds).
 IN_FLIGHT_GRACE = timedelta(minutes=2)
+# A PaymentIntent waiting for the customer's authentication this long is canceled: its attempt
+# would otherwise keep every other way of paying the session out.
+AUTHENTICATION_TIMEOUT = timedelta(minutes=30)
 
 
 class CardPathUnavailable(ApiError):
@@ -201,8 +204,12 @@ def card_attempt_resolve(*, attempt_id) -> str:
         intent = client.v1.payment_intents.retrieve(attempt.external_reference)
     except stripe.StripeError as exc:
         return f"left in flight: {exc.__class__.__name__}"
-    if intent.status == "requires_confirmation" and attempt.created_at < timezone.now() - IN_FLIGHT_GRACE:
-        # created but never confirmed (a crash between the two): it will never charge once canceled
+    age = timezone.now() - attempt.created_at
+    if (intent.status == "requires_confirmation" and age > IN_FLIGHT_GRACE) or (
+        intent.status == "requires_action" and age > AUTHENTICATION_TIMEOUT
+    ):
+        # created but never confirmed (a crash between the two), or never authenticated by the
+        # customer: it will never charge once canceled
         try:
             intent = client.v1.payment_intents.cancel(intent.id)
         except stripe.StripeError as exc:

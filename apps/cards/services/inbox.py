@@ -112,7 +112,12 @@ def stripe_event_receive(*, payload: bytes, signature: str | None) -> Stored:
 def _enqueue(event_id) -> None:
     from apps.cards.tasks import process_stripe_event
 
-    process_stripe_event.delay(str(event_id))
+    try:
+        process_stripe_event.delay(str(event_id))
+    except Exception:
+        # the event is stored: beat's retry processes it once the broker answers again, and
+        # Stripe, told 200, does not send it again
+        logger.warning("Stripe event %s stored but not enqueued; beat will process it", event_id, exc_info=True)
 
 
 def stripe_event_process(*, event_id) -> str:
