@@ -11,9 +11,11 @@ session, `make run`) each have their own:
 
 import argparse
 import logging
+import os
 import pickle
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,7 +73,17 @@ def start(*, port: int, store: Path, log_path: Path | None = None, timeout: floa
 
     log = log_path.open("ab") if log_path else subprocess.DEVNULL
     process = subprocess.Popen(
-        [sys.executable, "-m", "billing_platform.localstripe_server", "--port", str(port), "--store", str(store)],
+        [
+            sys.executable,
+            "-m",
+            "billing_platform.localstripe_server",
+            "--port",
+            str(port),
+            "--store",
+            str(store),
+            "--parent",
+            str(os.getpid()),
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
@@ -98,13 +110,33 @@ def start(*, port: int, store: Path, log_path: Path | None = None, timeout: floa
         time.sleep(0.1)
 
 
+def _exit_with(parent: int) -> None:
+    """Exit once `parent` no longer runs: a test run or make run killed outright (SIGKILL) never
+    stops this server itself, and it must not outlive them."""
+
+    def watch():
+        while True:
+            try:
+                os.kill(parent, 0)
+            except ProcessLookupError:
+                os._exit(0)
+            except PermissionError:
+                pass
+            time.sleep(1)
+
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--store", type=Path, required=True)
     parser.add_argument("--keep", action="store_true", help="start from the store's file instead of empty")
+    parser.add_argument("--parent", type=int, help="exit when this process is gone (killed before it could stop us)")
     args = parser.parse_args(argv)
+    if args.parent:
+        _exit_with(args.parent)
     args.store.parent.mkdir(parents=True, exist_ok=True)
     if not args.keep:
         args.store.unlink(missing_ok=True)

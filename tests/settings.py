@@ -31,6 +31,6 @@ WEBHOOK_ALLOW_PRIVATE_URLS = "true"
 WEBHOOK_WAKE_RELAY = False
 
 # No Stripe account from a developer's .env leaks into the tests: the tests that use Stripe
-# point a mode at the localstripe they start (tests/cards/conftest.py).
+# point a mode at the localstripe they start (tests/stripe_fixtures.py).
 STRIPE_SECRET_KEY = STRIPE_PUBLISHABLE_KEY = STRIPE_WEBHOOK_SECRET = ""
 STRIPE_TEST_SECRET_KEY = STRIPE_TEST_PUBLISHABLE_KEY = STRIPE_TEST_WEBHOOK_SECRET = ""

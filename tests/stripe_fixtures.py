@@ -1,3 +1,5 @@
+"""The card tests' Stripe: localstripe started once per test session (a plugin of tests/conftest.py)."""
+
 import secrets
 import socket
 
