@@ -328,6 +328,33 @@ def _in_dotenv(name: str) -> bool:
     return any(re.match(rf"\s*(export\s+)?{re.escape(name)}\s*=", line) for line in lines)
 
 
+def start_sandbox_localstripe(port: str) -> dict:
+    """localstripe as the sandbox's Stripe (no STRIPE_TEST_SECRET_KEY given): on a free
+    127.0.0.1 port, an empty store under RUN_DIR each run, its events signed and sent to the
+    platform's inbox. Returns the sandbox's STRIPE_TEST_* settings."""
+    import secrets
+
+    from billing_platform import localstripe_server
+
+    directory = RUN_DIR / "localstripe"
+    directory.mkdir(parents=True, exist_ok=True)
+    server = localstripe_server.start(
+        port=free_port(), store=directory / "store.pickle", log_path=directory / "localstripe.log"
+    )
+    atexit.register(server.stop)
+    webhook_secret = f"whsec_{secrets.token_hex(24)}"
+    server.register_webhook(name="platform", url=f"http://127.0.0.1:{port}/webhooks/stripe", secret=webhook_secret)
+    log(
+        f"localstripe {server.process.pid} on {server.url} as the sandbox's Stripe (its log: {directory}/localstripe.log)"
+    )
+    return {
+        "STRIPE_TEST_SECRET_KEY": "sk_test_localstripe",
+        "STRIPE_TEST_PUBLISHABLE_KEY": "pk_test_localstripe",
+        "STRIPE_TEST_WEBHOOK_SECRET": webhook_secret,
+        "STRIPE_TEST_API_BASE": server.url,
+    }
+
+
 def command_run(args: list[str]) -> int:
     env = prepare_environment()
     env.setdefault("DEBUG", "true")
@@ -344,6 +371,10 @@ def command_run(args: list[str]) -> int:
         env["WEBHOOK_ALLOW_PRIVATE_URLS"] = "sandbox"
     if "CELERY_BEAT_SCHEDULE_FILENAME" not in env and not _in_dotenv("CELERY_BEAT_SCHEDULE_FILENAME"):
         env["CELERY_BEAT_SCHEDULE_FILENAME"] = str(RUN_DIR / "celerybeat-schedule")
+    # The sandbox pays by card offline: localstripe stands in for Stripe unless test keys are given.
+    if "STRIPE_TEST_SECRET_KEY" not in env and not _in_dotenv("STRIPE_TEST_SECRET_KEY"):
+        with _stop_deferred():
+            env.update(start_sandbox_localstripe(env["PORT"]))
     python = sys.executable
     env["PATH"] = f"{Path(python).parent}{os.pathsep}{env.get('PATH', '')}"
     for step in (["manage.py", "migrate", "--noinput"], ["manage.py", "seed_demo", "--port", env["PORT"]]):

@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "apps.customers",
     "apps.ledger",
     "apps.payments",
+    "apps.cards",
     "apps.subscriptions",
     "apps.entitlements",
     "apps.usage",
@@ -271,6 +272,20 @@ WEBHOOK_WAKE_RELAY = env.bool("WEBHOOK_WAKE_RELAY", default=True)
 # Endpoints sent to in parallel by one dispatcher.
 WEBHOOK_DELIVERY_THREADS = env.int("WEBHOOK_DELIVERY_THREADS", default=16)
 
+# Stripe, the card processor, one account per mode: STRIPE_* is live, STRIPE_TEST_* the sandbox.
+# A mode without a secret key offers no card payments (the checkout says why); make run starts
+# localstripe for the sandbox when no STRIPE_TEST_SECRET_KEY is given.
+STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
+STRIPE_PUBLISHABLE_KEY = env.str("STRIPE_PUBLISHABLE_KEY", default="")
+STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
+STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="https://api.stripe.com").rstrip("/")
+STRIPE_TEST_SECRET_KEY = env.str("STRIPE_TEST_SECRET_KEY", default="")
+STRIPE_TEST_PUBLISHABLE_KEY = env.str("STRIPE_TEST_PUBLISHABLE_KEY", default="")
+STRIPE_TEST_WEBHOOK_SECRET = env.str("STRIPE_TEST_WEBHOOK_SECRET", default="")
+STRIPE_TEST_API_BASE = env.str("STRIPE_TEST_API_BASE", default="https://api.stripe.com").rstrip("/")
+# How old a signed inbound Stripe event may be (Stripe's own default tolerance).
+STRIPE_WEBHOOK_TOLERANCE_SECONDS = env.int("STRIPE_WEBHOOK_TOLERANCE_SECONDS", default=300)
+
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
@@ -324,6 +339,14 @@ CELERY_BEAT_SCHEDULE = {
     },
     "dun-invoices": {
         "task": "apps.invoices.tasks.dun_invoices",
+        "schedule": crontab(minute="*"),
+    },
+    "retry-stuck-stripe-events": {
+        "task": "apps.cards.tasks.retry_stuck_stripe_events",
+        "schedule": crontab(minute="*"),
+    },
+    "resolve-card-attempts": {
+        "task": "apps.cards.tasks.resolve_card_attempts",
         "schedule": crontab(minute="*"),
     },
     "purge-expired-idempotency-keys": {

@@ -37,6 +37,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("checkout/", include("apps.checkout.urls")),
     path("portal/", include("apps.portal.page_urls")),
+    path("webhooks/", include("apps.cards.urls")),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
 ]

@@ -3,6 +3,9 @@ from rest_framework.test import APIClient
 
 from tests.factories import MerchantFactory, issue_key, sandbox_of
 
+# localstripe (started only by the tests that use it) and the sandbox's Stripe pointed at it
+pytest_plugins = ["tests.stripe_fixtures"]
+
 
 class Api:
     """An API client for one key: `api.post("/v0/widgets", {...})` sends JSON with the key."""

@@ -29,3 +29,8 @@ DATABASES["default"]["TEST"] = {"NAME": os.environ.get("TEST_DATABASE_NAME", f"t
 WEBHOOK_ALLOW_PRIVATE_URLS = "true"
 # Tests relay and dispatch themselves, at the times they choose (one test wakes the relay).
 WEBHOOK_WAKE_RELAY = False
+
+# No Stripe account from a developer's .env leaks into the tests: the tests that use Stripe
+# point a mode at the localstripe they start (tests/stripe_fixtures.py).
+STRIPE_SECRET_KEY = STRIPE_PUBLISHABLE_KEY = STRIPE_WEBHOOK_SECRET = ""
+STRIPE_TEST_SECRET_KEY = STRIPE_TEST_PUBLISHABLE_KEY = STRIPE_TEST_WEBHOOK_SECRET = ""

@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 
+from apps.cards.stripe_client import card_unavailable_reason
 from apps.payments.models import PaymentSession
 
 
@@ -16,7 +17,12 @@ class PaymentMethod:
 def payment_methods(session: PaymentSession) -> list[PaymentMethod]:
     methods = []
     if session.currency == "USD":
-        methods.append(PaymentMethod("card", "Card", False, "Card payments are not yet available on this platform."))
+        # the page's card form (Stripe.js) comes with the rest of issue 17; until then the
+        # card is offered by no page, configured or not
+        reason = card_unavailable_reason(livemode=session.merchant.livemode) or (
+            "this checkout page does not collect cards yet."
+        )
+        methods.append(PaymentMethod("card", "Card", False, f"Card unavailable: {reason}"))
     if session.currency == "USDC":
         methods.append(
             PaymentMethod("usdc", "USDC on chain", False, "USDC payments are not yet available on this platform.")

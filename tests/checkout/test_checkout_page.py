@@ -66,7 +66,7 @@ def test_live_sessions_have_no_test_payment(client, merchant):
     live = topup_session_create(merchant=merchant, customer=customer, amount=Decimal("5"), currency="USD")
     html = client.get(f"/checkout/{live.id}").content.decode()
     assert "test-payment" not in html
-    assert "Card payments are not yet available" in html
+    assert "Card unavailable: Stripe is not configured for live (STRIPE_SECRET_KEY, " in html
     assert client.post(f"/checkout/{live.id}/test-payment").status_code == 404
 
 

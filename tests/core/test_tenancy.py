@@ -15,6 +15,7 @@ PLATFORM_MODELS = {
     "merchants.User": "platform operators have no merchant; staff users point at theirs",
     "ledger.Account": "the platform's own accounts (commission, clearing) belong to no merchant",
     "ledger.Balance": "a balance row belongs to its account (tenant or platform)",
+    "cards.StripeEvent": "one Stripe account per mode serves every merchant; an event names the platform's rows",
 }
 
 

@@ -212,7 +212,7 @@ def test_stopping_make_run_stops_every_process_it_started(start, how, signum, gr
     postmaster = platform.postmaster()
     assert postmaster is not None, platform.output()[-3000:]
     names = " ".join(platform.seen.values())
-    for expected in ("honcho", "gunicorn", "worker", "beat", "redis-server", "postgres"):
+    for expected in ("honcho", "gunicorn", "worker", "beat", "redis-server", "postgres", "localstripe_server"):
         assert expected in names, (expected, sorted(platform.seen.values()))
 
     platform.signal(signum, group=group)

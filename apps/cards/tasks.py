@@ -1,0 +1,32 @@
+from celery import shared_task
+
+from apps.cards.services.inbox import stripe_event_process, stripe_events_stuck
+from apps.core.jobs import job_lock
+
+
+@shared_task
+def process_stripe_event(event_id: str) -> str:
+    return stripe_event_process(event_id=event_id)
+
+
+@shared_task
+def retry_stuck_stripe_events() -> int:
+    """Beat: process again the events still received a while after they arrived."""
+    with job_lock("stripe-inbox-retry") as acquired:
+        if not acquired:
+            return 0
+        stuck = stripe_events_stuck()
+    for event_id in stuck:
+        process_stripe_event.delay(str(event_id))
+    return len(stuck)
+
+
+@shared_task
+def resolve_card_attempts() -> int:
+    """Beat: settle card attempts a crash left in flight, from their PaymentIntents."""
+    from apps.cards.services.charges import card_attempts_resolve
+
+    with job_lock("card-attempts-resolve") as acquired:
+        if not acquired:
+            return 0
+        return card_attempts_resolve()

@@ -1,0 +1,94 @@
+"""The checkout's card endpoints, as its Stripe.js form calls them, against localstripe."""
+
+from decimal import Decimal
+
+import pytest
+
+from apps.cards.models import SavedCard
+from apps.ledger.selectors import ledger_check
+from apps.payments.models import Payment
+from apps.payments.services import topup_session_create
+from apps.webhooks.models import Event
+from tests.cards.test_card_path import DECLINED_AT_SETUP, FAILS_WHEN_CHARGED, GOOD, confirm_card_setup
+from tests.factories import make_customer
+
+D = Decimal
+
+
+class Setup:
+    def __init__(self, answer):
+        self.setup_intent_id = answer["setupIntentId"]
+        self.client_secret = answer["clientSecret"]
+        self.publishable_key = answer["publishableKey"]
+        self.api_base = answer["stripeJsUrl"].removesuffix("/js.stripe.com/v3/")
+
+
+@pytest.fixture
+def topup(sandbox, stripe_sandbox):
+    session = topup_session_create(merchant=sandbox, customer=make_customer(sandbox), amount=D("7.50"), currency="USD")
+    session.success_url = "https://shop.example/ok"
+    session.save(update_fields=["success_url"])
+    return session
+
+
+def pay(client, session, number):
+    answer = client.post(f"/checkout/{session.id}/card/setup")
+    assert answer.status_code == 200, answer.content
+    setup = Setup(answer.json())
+    confirm_card_setup(setup, number)
+    return client.post(
+        f"/checkout/{session.id}/card/pay", {"setupIntentId": setup.setup_intent_id}, content_type="application/json"
+    )
+
+
+@pytest.mark.django_db
+def test_the_checkout_pays_a_top_up_by_card(client, topup, localstripe):
+    answer = client.post(f"/checkout/{topup.id}/card/setup").json()
+    assert answer["stripeJsUrl"] == f"{localstripe.url}/js.stripe.com/v3/"
+    assert answer["publishableKey"] == "pk_test_localstripe"
+    response = pay(client, topup, GOOD)
+    assert response.status_code == 200
+    assert response.json() == {
+        "status": "succeeded",
+        "failureReason": None,
+        "paymentSessionStatus": "paid",
+        "redirect": "https://shop.example/ok",
+    }
+    assert Payment.objects.get().amount == D("7.50")
+    assert Event.objects.filter(type="payment.succeeded").count() == 1
+    assert ledger_check() == []
+    # paid: no more card for it
+    assert client.post(f"/checkout/{topup.id}/card/setup").json()["code"] == "PAYMENT_SESSION_CLOSED"
+
+
+@pytest.mark.django_db
+def test_a_card_declined_at_setup_or_when_charged_leaves_the_session_payable(client, topup):
+    response = pay(client, topup, DECLINED_AT_SETUP)
+    assert (response.status_code, response.json()["code"]) == (402, "CARD_NOT_SAVED")
+    response = pay(client, topup, FAILS_WHEN_CHARGED)
+    assert response.status_code == 200
+    assert response.json()["status"] == "failed"
+    assert response.json()["paymentSessionStatus"] == "pending"
+    assert response.json()["failureReason"] == "Your card was declined."
+    assert pay(client, topup, GOOD).json()["paymentSessionStatus"] == "paid"
+    assert SavedCard.objects.count() == 2
+
+
+@pytest.mark.django_db
+def test_the_browser_cannot_claim_a_setup_it_did_not_confirm(client, topup):
+    setup = client.post(f"/checkout/{topup.id}/card/setup").json()
+    response = client.post(
+        f"/checkout/{topup.id}/card/pay", {"setupIntentId": setup["setupIntentId"]}, content_type="application/json"
+    )
+    assert (response.status_code, response.json()["code"]) == (402, "CARD_NOT_SAVED")
+    response = client.post(f"/checkout/{topup.id}/card/pay", "nope", content_type="application/json")
+    assert response.status_code == 400
+    assert not Payment.objects.exists()
+
+
+@pytest.mark.django_db
+def test_without_sandbox_keys_the_card_endpoints_answer_503_with_the_reason(client, sandbox):
+    session = topup_session_create(merchant=sandbox, customer=make_customer(sandbox), amount=D("5"), currency="USD")
+    response = client.post(f"/checkout/{session.id}/card/setup")
+    assert response.status_code == 503
+    assert response.json()["message"].startswith("Card unavailable: Stripe is not configured for the sandbox")
