@@ -200,4 +200,3 @@ def test_portal_end_to_end_in_chromium(browser, site, live_server):
     other.close()
     context.close()
     assert os.listdir(ARTIFACTS)
-
