@@ -18,7 +18,7 @@ MAX_EXPIRES_IN = timedelta(hours=24)
 PORTAL_RESPONSE = inline_serializer(
     "SubscriptionPortal",
     fields={
-        "object": serializers.ChoiceField(choices=["subscriptionPortal"]),
+        "object": serializers.CharField(help_text="subscriptionPortal"),
         "url": serializers.URLField(help_text="Opens the hosted portal once."),
         "expiresAt": serializers.DateTimeField(),
     },

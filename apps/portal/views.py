@@ -461,6 +461,11 @@ def topup(request):
 # --- API keys ----------------------------------------------------------------------------------
 
 
+def _count(value) -> str | None:
+    """A whole count for people: 10000 -> "10,000"; None stays None (unlimited)."""
+    return None if value is None else f"{int(value):,}"
+
+
 def _keys_context(request, *, revealed=None, error=""):
     portal = request.portal
     subscription = tier_subscription(customer=portal.customer)
@@ -472,8 +477,8 @@ def _keys_context(request, *, revealed=None, error=""):
         if current is not None:
             used, limit = queries_this_month(current)
             usage = {
-                "used": used,
-                "limit": limit,
+                "used": _count(used),
+                "limit": _count(limit),
                 "percent": min(100, round(used * 100 / limit)) if limit else None,
             }
         for plan in tier_plans(merchant=portal.merchant):
@@ -485,8 +490,8 @@ def _keys_context(request, *, revealed=None, error=""):
                 {
                     "code": plan.code,
                     "name": plan.name,
-                    "rate_limit": plan.features.get("rateLimit"),
-                    "monthly_limit": plan.features.get("monthlyQueryLimit"),
+                    "rate_limit": _count(plan.features.get("rateLimit")),
+                    "monthly_limit": _count(plan.features.get("monthlyQueryLimit")),
                     "current": plan.pk == subscription.plan_id,
                 }
             )

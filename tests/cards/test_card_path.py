@@ -278,3 +278,38 @@ def test_a_charge_waiting_for_authentication_stays_in_flight_then_beat_cancels_i
     topup.refresh_from_db()
     assert topup.status == "pending"
     assert not Payment.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_localstripes_own_webhook_deliveries_reach_the_inbox(live_server, localstripe, stripe_sandbox):
+    """localstripe signs and sends payment_intent.succeeded itself (a second after the charge):
+    the inbox verifies it, stores it, and finds the PaymentIntent already credited by the server."""
+    import time
+
+    from apps.cards.models import StripeEvent
+    from tests.factories import MerchantFactory, sandbox_of
+
+    localstripe.register_webhook(
+        name="inbox-test", url=f"{live_server.url}/webhooks/stripe", secret=stripe_sandbox["STRIPE_TEST_WEBHOOK_SECRET"]
+    )
+    try:
+        sandbox = sandbox_of(MerchantFactory())
+        session = topup_session_create(merchant=sandbox, customer=make_customer(sandbox), amount=D("3"), currency="USD")
+        attempt = card_charge(session_id=session.id, card=saved_card(session, GOOD))
+        assert attempt.status == "succeeded"
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            delivered = StripeEvent.objects.filter(
+                type="payment_intent.succeeded", payload__data__object__id=attempt.external_reference
+            ).first()
+            if delivered is not None and delivered.status != "received":
+                break
+            time.sleep(0.2)
+        assert delivered is not None, "localstripe's event never reached the inbox"
+        assert (delivered.livemode, delivered.status) == (False, "processed")
+        assert "already credited" in delivered.note
+        assert Payment.objects.filter(session=session).count() == 1
+        assert ledger_check() == []
+    finally:
+        # later tests' events go nowhere (their secrets differ)
+        localstripe.register_webhook(name="inbox-test", url="http://127.0.0.1:9/", secret="whsec_off")

@@ -72,6 +72,8 @@ GLOBALLY_UNIQUE = {
     # a customer key is found by its hash alone (verify then checks that it is the merchant's)
     "apikeys.CustomerApiKey.prefix",
     "apikeys.CustomerApiKey.secret_hash",
+    # a portal link is opened by its token alone (the link then names the merchant and customer)
+    "portal.PortalLink.token_hash",
 }
 GLOBAL_CONSTRAINTS = {
     # the same money (a PaymentIntent, a chain transfer) is credited once, whichever merchant

@@ -201,3 +201,14 @@ def test_a_live_session_sees_nothing_of_the_sandbox(world, merchant):
     assert "Sandbox" not in page
     assert world.invoice.number not in page or world.invoice.number == live.invoice.number
     assert client.get(f"/portal/invoices/{world.invoice.id}/pdf").status_code == 404
+
+
+def test_overview_estimates_the_next_invoice_from_in_arrears_usage(world):
+    from apps.catalog.models import PaymentTerm
+
+    later = world.billing.metric(properties={"unitPrice": "0.10"}, term=PaymentTerm.IN_ARREARS)
+    response = world.api.post("/v0/usage", world.billing.event("arrears-1", later, quantity=30))
+    assert response.status_code == 201, response.content
+    page = html(world.client().get("/portal/"))
+    estimate = page[page.index('data-testid="estimate"') :]
+    assert later.name in estimate and "3.000000 USDC" in estimate
