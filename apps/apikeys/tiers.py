@@ -28,8 +28,12 @@ class Tier:
 
 
 def is_tier(plan: Plan) -> bool:
+    """A plan whose features give a per-second limit (a whole number) and a monthly quota (a
+    whole number, or null for unlimited)."""
     features = plan.features or {}
-    return "rateLimit" in features and "monthlyQueryLimit" in features
+    rate, quota = features.get("rateLimit"), features.get("monthlyQueryLimit", False)
+    whole = lambda value: isinstance(value, int) and not isinstance(value, bool)  # noqa: E731
+    return whole(rate) and (quota is None or whole(quota))
 
 
 def _tier_plans(merchant):

@@ -346,3 +346,14 @@ def test_checks_without_cost_count_against_the_second_and_a_lost_count_is_read_a
         get_redis().delete(name)
     time_machine.move_to(at("2026-01-10T08:00:02"), tick=False)
     assert check(api, key)["remaining"] == 94  # read again from the recorded usage, not 0
+
+
+def test_a_plan_without_a_whole_rate_limit_is_not_a_tier(tiers, merchant):
+    api = tiers
+    payg = Plan.objects.get(merchant=merchant, code="payg")
+    payg.features = {"rateLimit": None, "monthlyQueryLimit": None}
+    payg.save(update_fields=["features"])
+    response = api.post(
+        "/v0/billing/apiKeys", {"organizationName": "Acme", "contactEmail": "p@acme.example", "tier": "payg"}
+    )
+    assert response.status_code == 422 and response.json()["code"] == "UNKNOWN_TIER"
