@@ -149,7 +149,7 @@ def tier_change_amount(subscription: Subscription, tier: Tier, now: datetime) ->
     start, end = subscription.current_period
     rest = fee_share(now, end, start, end) if start <= now < end else 1
     current = tier_of(subscription.plan)
-    difference = MONEY_CONTEXT.multiply(_fee(tier) - _fee(current), Decimal(rest.numerator)) / rest.denominator
+    difference = MONEY_CONTEXT.divide((_fee(tier) - _fee(current)) * rest.numerator, Decimal(rest.denominator))
     return max(_round_up_to_minor_unit(difference, tier.plan.currency), ZERO)
 
 
