@@ -31,6 +31,7 @@ def seed(*, live, sandbox) -> list[str]:
     )
     return [
         f"  Sandbox customer:          {customer.id} ({DEMO_CUSTOMER_EMAIL}, {PREFUND} USDC prefunded, plan payg)",
+        f"  Sandbox plan payg:         {plan.id} (billable metric 'API calls': {metric.id})",
         "  Report usage (again with the same idempotencyKey: the same response, charged once):",
         "    curl -X POST <BASE_URL>/v0/usage -H 'Authorization: Bearer <SANDBOX_KEY>' \\",
         f"         -H 'Content-Type: application/json' -d '{body}'",

@@ -15,6 +15,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -239,6 +240,56 @@ def test_links_that_make_run_hands_out_point_at_its_port(start):
     assert session["checkoutUrl"].startswith(base), session
     assert session["url"].startswith(base), session
     assert platform.get(session["checkoutUrl"].removeprefix(f"http://127.0.0.1:{platform.port}"))[0] == 200
+    platform.signal(signal.SIGTERM, group=False)
+    platform.wait_for_exit()
+    assert platform.wait_until_all_gone() == []
+
+
+SEEDS = Path(__file__).resolve().parent / "seeds"
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is needed to run Paygentic's integration class")
+def test_paygentics_integration_class_runs_to_its_end_against_make_run(start):
+    """Paygentic's "Complete Integration Example" (seed 001), its base addresses changed and
+    nothing else, run by node against `make run`: a customer, a subscription with a prefund, the
+    checkout paid in the sandbox, entitlements and usage, and the portal link the guide's
+    /billing-portal route redirects to, which opens the portal once."""
+    platform = start("devservers")
+    output = platform.output()
+    sandbox_key = re.search(r"Sandbox key:\s+(sk_test_\S+)", output)[1]
+    merchant_id = re.search(r"Merchant id:\s+(\S+)", output)[1]
+    plan_id, metric_id = re.search(
+        r"Sandbox plan payg:\s+(\S+) \(billable metric 'API calls': (\S+)\)", output
+    ).groups()
+    base = f"http://127.0.0.1:{platform.port}"
+    env = {
+        "PATH": os.environ["PATH"],
+        "API_BASE": base,
+        "EDGE_API_BASE": base,
+        "PAYGENTIC_MERCHANT_ID": merchant_id,
+        "PAYGENTIC_API_KEY": sandbox_key,
+        "PAYGENTIC_PLAN_ID": plan_id,
+        "PAYGENTIC_BILLABLE_METRIC_ID": metric_id,
+    }
+
+    run = subprocess.run(
+        ["node", str(SEEDS / "paygentic_code_execution.mjs")], env=env, capture_output=True, text=True, timeout=120
+    )
+
+    assert run.returncode == 0, f"{run.stdout}\n{run.stderr}\n{platform.output()[-3000:]}"
+    seen = json.loads(run.stdout.strip().splitlines()[-1])
+    assert seen["subscriptionStatus"] == "active"
+    assert seen["executions"] == ["exec_python_1", "exec_javascript_2"]
+    # the payg plan charges 0.001 USDC a call, taken from the 10 USDC prefund as it happens
+    assert [(u["price"], u["balanceAfter"]) for u in seen["usage"]] == [
+        ("0.001000", "9.999000"),
+        ("0.001000", "9.998000"),
+    ]
+    assert seen["portal"] == {"status": 200, "showsCustomer": True, "reopenedStatus": 410}
+    headers = {"Authorization": f"Bearer {sandbox_key}"}
+    status, body = platform.get(f"/v0/usage?customerId={seen['customerId']}", headers)
+    assert status == 200, body
+    assert sorted(event["id"] for event in json.loads(body)["data"]) == sorted(u["id"] for u in seen["usage"])
     platform.signal(signal.SIGTERM, group=False)
     platform.wait_for_exit()
     assert platform.wait_until_all_gone() == []
