@@ -349,7 +349,8 @@ def usage_chart(request):
     )
     days = query.days()
     chart.x_labels = [day.strftime("%d %b") for day in days]
-    chart.x_labels_major = chart.x_labels[:: max(1, len(days) // 8)]
+    # five dated labels at most: the image is scaled down to half on a phone, and 8 ran together
+    chart.x_labels_major = chart.x_labels[:: max(1, -(-len(days) // 5))]
     values = [float(day["quantity"]) for day in series[0]["days"]] if series else [0.0] * len(days)
     chart.add("units", values)
     response = HttpResponse(chart.render(), content_type="image/svg+xml")
