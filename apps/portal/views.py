@@ -65,8 +65,49 @@ REFUSALS = {
 }
 
 
+# Chat apps and mail scanners fetch a pasted link to draw its preview; that fetch must not use up a
+# single-use link before its customer clicks it. They name themselves in their User-Agent.
+LINK_PREVIEW_AGENTS = (
+    "slackbot",
+    "facebookexternalhit",
+    "facebot",
+    "twitterbot",
+    "discordbot",
+    "whatsapp",
+    "telegrambot",
+    "linkedinbot",
+    "skypeuripreview",
+    "microsoftpreview",
+    "teamsbot",
+    "googlebot",
+    "bingbot",
+    "applebot",
+    "embedly",
+    "iframely",
+    "redditbot",
+    "pinterestbot",
+    "mattermost",
+    "vkshare",
+)
+
+
+def _is_link_preview(request) -> bool:
+    agent = request.headers.get("User-Agent", "").lower()
+    return any(name in agent for name in LINK_PREVIEW_AGENTS)
+
+
 @require_GET
 def portal_open(request, token):
+    if _is_link_preview(request):
+        response = refusal(
+            request,
+            title="Billing portal",
+            message="Open this link in your browser to see your usage, balance and invoices. It opens once.",
+            status=200,
+        )
+        response["X-Robots-Tag"] = "noindex, nofollow"
+        response["Cache-Control"] = "no-store"
+        return response
     try:
         link = portal_link_open(token=token)
     except LinkRefused as refused:

@@ -86,6 +86,27 @@ def test_a_link_opens_once_then_is_refused_with_410(world):
     assert "portal_session" not in again.cookies or not again.cookies["portal_session"].value
 
 
+@pytest.mark.parametrize(
+    "agent",
+    [
+        "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)",
+        "facebookexternalhit/1.1",
+        "Mozilla/5.0 (Windows NT 6.1; WOW64) SkypeUriPreview Preview/0.5",
+        "WhatsApp/2.23.20.0",
+    ],
+)
+def test_a_chat_apps_link_preview_does_not_use_the_link_up(world, agent):
+    url = world.link()
+    preview = Client(HTTP_USER_AGENT=agent).get(_path(url))
+    assert preview.status_code == 200 and "portal_session" not in preview.cookies
+    assert preview["X-Robots-Tag"] == "noindex, nofollow"
+    assert PortalLink.objects.get().used_at is None
+    assert Client().head(_path(url)).status_code == 405  # (a HEAD neither)
+    opened = Client(HTTP_USER_AGENT="Mozilla/5.0 (X11; Linux x86_64) Chrome/156.0").get(_path(url))
+    assert opened.status_code == 302 and opened.cookies["portal_session"].value
+    assert PortalLink.objects.get().used_at is not None
+
+
 def test_the_cookie_is_secure_over_https(world):
     response = Client().get(_path(world.link()), secure=True)
     assert response.status_code == 302
