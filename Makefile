@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint deploy-check dockerfile-check chromium clean
+.PHONY: install run test lint deploy-check dockerfile-check chromium clean soak
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'
@@ -47,6 +47,12 @@ chromium:
 
 test: lint dockerfile-check deploy-check chromium
 	$(PY) -m billing_platform.devservers test -q
+
+# Issue 19: 30 minutes of mixed traffic (SOAK_MINUTES to change it), memory sampled each minute,
+# then the ledger check and the counts (bench/soak.py; figures in docs/benchmarks.md).
+SOAK_MINUTES ?= 30
+soak: install
+	$(PY) bench/soak.py --minutes $(SOAK_MINUTES)
 
 clean:
 	rm -rf $(VENV) .run staticfiles
