@@ -36,6 +36,7 @@ import json
 import os
 import platform
 import random
+import signal
 import subprocess
 import sys
 import tempfile
@@ -553,12 +554,19 @@ def main(argv=None) -> int:
 
     from billing_platform import devservers, localstripe_server
 
-    with contextlib.redirect_stdout(sys.stderr):
-        base_env = devservers.prepare_environment()
+    workdir = Path(tempfile.mkdtemp(prefix="billing-soak-"))
+    with contextlib.redirect_stdout(sys.stderr):  # (an embedded Redis, when REDIS_URL does not answer, in workdir)
+        base_env = devservers.prepare_environment(redis_dir=workdir / "redis")
+
+    def interrupted(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    # (after devservers, which installs its own handlers): Ctrl-C or SIGTERM still stop what started here
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, interrupted)
     server_url = base_env["DATABASE_URL"]
     database_url = ingest.recreate_database(server_url)
     env = ingest.app_environment(base_env, database_url)
-    workdir = Path(tempfile.mkdtemp(prefix="billing-soak-"))
     stripe = localstripe_server.start(
         port=free_port(HOST), store=workdir / "localstripe.pickle", log_path=workdir / "localstripe.log"
     )
