@@ -13,7 +13,7 @@ from django.db import InterfaceError, OperationalError, transaction
 from django.http import HttpResponse
 from rest_framework.views import APIView
 
-from apps.core.errors import ApiError, BadRequest, FieldError, Forbidden, error_body
+from apps.core.errors import ApiError, BadRequest, FieldError, Forbidden, database_unavailable, error_body
 from apps.core.idempotency import (
     HEADER,
     Replay,
@@ -92,7 +92,9 @@ def plain_json_post(request, handle, *, authenticate: Callable) -> HttpResponse:
             check_merchant_id(merchant, data.get("merchantId"))
         status, body = handle(merchant, data)
         return HttpResponse(render_json(body), status=status, content_type="application/json")
-    except ApiError as exc:
+    except (ApiError, OperationalError, InterfaceError) as exc:
+        if not isinstance(exc, ApiError):
+            exc = database_unavailable(exc)
         response = HttpResponse(json.dumps(exc.as_body()), status=exc.status_code, content_type="application/json")
         for name, value in exc.headers.items():
             response[name] = value

@@ -8,6 +8,7 @@ request alone; 422 is a rule that depends on stored data.
 import logging
 
 from django.core.exceptions import PermissionDenied
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import status
@@ -113,6 +114,18 @@ class ServiceUnavailable(ApiError):
     code = "SERVICE_UNAVAILABLE"
 
 
+def database_unavailable(exc: Exception) -> ServiceUnavailable:
+    """A request whose database connection failed (dropped, restarted, a deadlock or a
+    serialization failure): its transaction rolled back, so nothing of it was written and the
+    same request can be sent again. 503 with Retry-After, not a 500: nothing is broken."""
+    logger.warning("database unavailable: %s: %s", type(exc).__name__, str(exc).strip()[:200])
+    return ServiceUnavailable(
+        "The database did not complete this request; nothing of it was written. Send it again.",
+        code="DATABASE_UNAVAILABLE",
+        headers={"Retry-After": "1"},
+    )
+
+
 def _flatten_validation(detail, prefix: str = "") -> list[dict]:
     """Turn DRF's nested ValidationError detail into [{"field", "message", "code"}]."""
     items: list[dict] = []
@@ -192,6 +205,8 @@ def api_exception_handler(exc, context):
         )
         response["Retry-After"] = str(wait)
         return response
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        return api_exception_handler(database_unavailable(exc), context)
     if isinstance(exc, drf_exceptions.MethodNotAllowed):
         return Response(error_body("invalid_request", str(exc.detail), "METHOD_NOT_ALLOWED"), status=405)
     if isinstance(exc, drf_exceptions.PermissionDenied):

@@ -1,0 +1,255 @@
+"""Faults under load (issue 19): the web processes killed mid-request, the database connections
+dropped mid-load, Redis restarted mid-verify, Stripe (localstripe behind a proxy) answering 500
+or dropping the connection. After recovery nothing acknowledged is lost, nothing is charged
+twice, no counted verify is forgotten, and the ledger check is clean.
+
+(A Celery worker killed mid-task is tests/integration/test_webhook_worker_killed.py for a webhook
+delivery and tests/integration/test_period_close_worker.py for the period close.)
+
+Every wait is for an event with a generous deadline, never a timing.
+"""
+
+import json
+import threading
+import time
+import uuid
+from collections import Counter
+from decimal import Decimal
+from http.client import HTTPConnection, HTTPException
+
+import psycopg
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from apps.catalog.models import PaymentTerm
+from apps.catalog.services import billable_metric_create, plan_create, price_create, product_create
+from apps.customers.services import customer_create
+from apps.ledger.models import Wallet
+from apps.ledger.selectors import ledger_check, wallet_balances
+from apps.payments.services import adjustment_create
+from apps.subscriptions.services import subscription_create
+from apps.usage.models import UsageEvent
+from apps.usage.selectors import usage_check
+from tests.factories import MerchantFactory, issue_key
+from tests.integration.test_stalled_clients import DEADLINE, Gunicorn
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+D = Decimal
+PRICE = D("0.001")
+FUNDING = D("100")
+
+
+def usage_world(customers: int = 4) -> dict:
+    merchant = MerchantFactory()
+    secret = issue_key(merchant)
+    product = product_create(merchant=merchant, name="Faults API")
+    metric = billable_metric_create(merchant=merchant, product=product, name="calls", aggregation="COUNT", unit="call")
+    price = price_create(
+        merchant=merchant,
+        billable_metric=metric,
+        model="standard",
+        payment_term=PaymentTerm.INSTANT,
+        currency="USDC",
+        properties={"unitPrice": str(PRICE)},
+    )
+    plan = plan_create(
+        merchant=merchant, name="Calls", code="calls", product=product, currency="USDC", billing_interval="monthly",
+        prices=[price],
+    )  # fmt: skip
+    ids = []
+    for i in range(customers):
+        customer, _ = customer_create(merchant=merchant, email=f"fault-{i}@example.com", name=f"F{i}")
+        subscription_create(merchant=merchant, customer=customer, plan=plan)
+        adjustment_create(merchant=merchant, customer=customer, amount=FUNDING, currency="USDC", reason="funding")
+        ids.append(str(customer.id))
+    return {"merchant": merchant, "secret": secret, "metric": str(metric.id), "customers": ids}
+
+
+class Target:
+    """Where the clients send: the port of the server that runs now (a restart changes it)."""
+
+    def __init__(self, server):
+        self.server = server
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+
+class UsageLoad:
+    """Threads that each report their own keys one after another, retrying a key whose request
+    got no answer, or a 5xx, with the same body until it is answered 201: as a client that
+    follows the contract does."""
+
+    def __init__(self, target: Target, world: dict, *, threads: int = 8, per_thread: int = 150):
+        self.target = target
+        self.world = world
+        self.lock = threading.Lock()
+        self.statuses = Counter()
+        self.unanswered = 0  # requests sent whose answer never came (retried)
+        self.acknowledged: dict[str, str] = {}  # key -> event id
+        self.answered = threading.Condition(self.lock)
+        self.bodies = [
+            [
+                {
+                    "idempotencyKey": f"fault-{t}-{i}-{uuid.uuid4().hex[:6]}",
+                    "customerId": world["customers"][(t + i) % len(world["customers"])],
+                    "properties": [{"billableMetricId": world["metric"], "quantity": "1"}],
+                }
+                for i in range(per_thread)
+            ]
+            for t in range(threads)
+        ]
+        self.errors: list[str] = []
+        self.threads = [threading.Thread(target=self.run, args=(bodies,)) for bodies in self.bodies]
+
+    @property
+    def keys(self) -> set[str]:
+        return {body["idempotencyKey"] for bodies in self.bodies for body in bodies}
+
+    def start(self):
+        for thread in self.threads:
+            thread.start()
+
+    def join(self):
+        for thread in self.threads:
+            thread.join(DEADLINE * 3)
+        assert not any(thread.is_alive() for thread in self.threads), "a client never got its answers"
+
+    def wait_for(self, count: int) -> None:
+        with self.answered:
+            assert self.answered.wait_for(lambda: len(self.acknowledged) >= count, DEADLINE), self.statuses
+
+    def run(self, bodies):
+        headers = {"Authorization": f"Bearer {self.world['secret']}", "Content-Type": "application/json"}
+        deadline = time.monotonic() + DEADLINE * 3
+        conn = None
+        for body in bodies:
+            payload = json.dumps(body)
+            while True:
+                if time.monotonic() > deadline:
+                    with self.lock:
+                        self.errors.append(f"{body['idempotencyKey']} never answered 201")
+                    return
+                try:
+                    if conn is None:
+                        conn = HTTPConnection("127.0.0.1", self.target.port, timeout=DEADLINE)
+                    conn.request("POST", "/v0/usage", body=payload, headers=headers)
+                except OSError:
+                    conn = None  # (not sent: the server is down; try again)
+                    time.sleep(0.05)
+                    continue
+                try:
+                    response = conn.getresponse()
+                    answer = response.read()
+                except (OSError, HTTPException):
+                    conn.close()
+                    conn = None
+                    with self.lock:
+                        self.unanswered += 1
+                    continue
+                with self.lock:
+                    self.statuses[response.status] += 1
+                if response.status == 201:
+                    event_id = json.loads(answer)["id"]
+                    with self.answered:
+                        first = self.acknowledged.setdefault(body["idempotencyKey"], event_id)
+                        if first != event_id:
+                            self.errors.append(f"{body['idempotencyKey']} answered {first}, then {event_id}")
+                        self.answered.notify_all()
+                    break
+                if response.status < 500:
+                    with self.lock:
+                        self.errors.append(f"{body['idempotencyKey']}: {response.status} {answer[:300]!r}")
+                    break
+                time.sleep(0.05)  # a 5xx: the same body again
+        if conn is not None:
+            conn.close()
+
+
+def assert_charged_once(world: dict, load: UsageLoad) -> None:
+    """Every key stored once, under the id it was acknowledged with; each wallet charged exactly
+    for the events stored; the ledger and usage checks clean."""
+    assert not load.errors, load.errors[:10]
+    assert set(load.acknowledged) == load.keys
+    stored = dict(
+        UsageEvent.objects.filter(merchant=world["merchant"]).values_list("idempotency_key", "id")
+    )  # fmt: skip
+    assert {key: str(event_id) for key, event_id in stored.items()} == load.acknowledged
+    per_customer = Counter(body["customerId"] for bodies in load.bodies for body in bodies)
+    for customer_id, count in per_customer.items():
+        wallet = Wallet.objects.get(merchant=world["merchant"], customer_id=customer_id, currency="USDC")
+        assert wallet_balances(wallet=wallet).available == FUNDING - PRICE * count, customer_id
+    assert ledger_check() == []
+    assert usage_check() == []
+
+
+# ---------------------------------------------------------------------------- web processes killed
+
+
+def test_web_processes_killed_mid_usage_lose_nothing_acknowledged_and_charge_nothing_twice(tmp_path):
+    world = usage_world()
+    server = Gunicorn(tmp_path, world["secret"], WEB_CONCURRENCY="2")
+    target = Target(server)
+    load = UsageLoad(target, world)
+    second = None
+    try:
+        load.start()
+        load.wait_for(300)
+        server.kill()  # SIGKILL to master and workers at once, with requests in flight
+        (tmp_path / "again").mkdir()
+        second = Gunicorn(tmp_path / "again", world["secret"], WEB_CONCURRENCY="2")
+        target.server = second
+        load.join()
+    finally:
+        server.stop()
+        if second is not None:
+            second.stop()
+    # requests were in flight at the kill: their clients got no answer and sent them again
+    assert load.unanswered >= 1, (load.statuses, load.unanswered)
+    assert_charged_once(world, load)
+
+
+# ---------------------------------------------------------------------------- database connections dropped
+
+
+def terminate_app_backends(database: dict) -> int:
+    """pg_terminate_backend on every connection to the test database but this one (the web
+    processes' and this test's own Django connection, which is idle)."""
+    params = {"host": database["HOST"], "port": database["PORT"], "user": database["USER"], "dbname": database["NAME"]}
+    if database.get("PASSWORD"):
+        params["password"] = database["PASSWORD"]
+    with psycopg.connect(**{k: v for k, v in params.items() if v}, autocommit=True) as admin:
+        rows = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid() AND backend_type = 'client backend'",
+            [database["NAME"]],
+        ).fetchall()
+    return len(rows)
+
+
+def test_database_connections_dropped_mid_load_fail_cleanly_and_retries_charge_once(tmp_path):
+    world = usage_world()
+    server = Gunicorn(
+        tmp_path,
+        world["secret"],
+        WEB_CONCURRENCY="2",
+        DATABASE_CONN_MAX_AGE="60",  # (connections kept between requests: the ones dropped are reused)
+    )
+    load = UsageLoad(Target(server), world)
+    terminated = 0
+    connection.close()
+    try:
+        load.start()
+        for round_ in range(6):
+            load.wait_for(100 * (round_ + 1))
+            terminated += terminate_app_backends(settings.DATABASES["default"])
+        load.join()
+    finally:
+        server.stop()
+    assert terminated >= 6
+    # a request whose connection was dropped is answered 503 (retried) or served by a new one; never a 500
+    assert set(load.statuses) <= {201, 503}, load.statuses
+    assert_charged_once(world, load)
