@@ -13,7 +13,7 @@ from django.db import InterfaceError, OperationalError, transaction
 from django.http import HttpResponse
 from rest_framework.views import APIView
 
-from apps.core.errors import ApiError, BadRequest, FieldError, Forbidden, database_unavailable, error_body
+from apps.core.errors import ApiError, BadRequest, FieldError, Forbidden, error_body, transient_unavailable
 from apps.core.idempotency import (
     HEADER,
     Replay,
@@ -92,17 +92,21 @@ def plain_json_post(request, handle, *, authenticate: Callable) -> HttpResponse:
             check_merchant_id(merchant, data.get("merchantId"))
         status, body = handle(merchant, data)
         return HttpResponse(render_json(body), status=status, content_type="application/json")
-    except (ApiError, OperationalError, InterfaceError) as exc:
-        if not isinstance(exc, ApiError):
-            exc = database_unavailable(exc)
-        response = HttpResponse(json.dumps(exc.as_body()), status=exc.status_code, content_type="application/json")
-        for name, value in exc.headers.items():
-            response[name] = value
-        return response
-    except Exception:
+    except ApiError as exc:
+        return _error_response(exc)
+    except Exception as exc:
+        if (unavailable := transient_unavailable(exc)) is not None:
+            return _error_response(unavailable)
         logger.exception("unhandled error in %s", request.path)
         body = error_body("api_error", "An internal error occurred; it has been logged.", "INTERNAL_ERROR")
         return HttpResponse(json.dumps(body), status=500, content_type="application/json")
+
+
+def _error_response(exc: ApiError) -> HttpResponse:
+    response = HttpResponse(json.dumps(exc.as_body()), status=exc.status_code, content_type="application/json")
+    for name, value in exc.headers.items():
+        response[name] = value
+    return response
 
 
 def render_json(body) -> bytes:

@@ -10,6 +10,8 @@ import logging
 from django.core.exceptions import PermissionDenied
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import status
 from rest_framework.response import Response
@@ -126,6 +128,29 @@ def database_unavailable(exc: Exception) -> ServiceUnavailable:
     )
 
 
+# Redis unreachable for a moment (restarting, loading its append-only file, a timeout): the
+# request did nothing it cannot do again (verify counts in Redis only when Redis answers).
+REDIS_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError)
+
+
+def redis_unavailable(exc: Exception) -> ServiceUnavailable:
+    logger.warning("redis unavailable: %s: %s", type(exc).__name__, str(exc).strip()[:200])
+    return ServiceUnavailable(
+        "A service this request needs did not answer; nothing was counted. Send it again.",
+        code="SERVICE_UNAVAILABLE",
+        headers={"Retry-After": "1"},
+    )
+
+
+def transient_unavailable(exc: Exception) -> ServiceUnavailable | None:
+    """The 503 for a database or Redis that failed the request for a moment, or None."""
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        return database_unavailable(exc)
+    if isinstance(exc, REDIS_UNAVAILABLE):
+        return redis_unavailable(exc)
+    return None
+
+
 def _flatten_validation(detail, prefix: str = "") -> list[dict]:
     """Turn DRF's nested ValidationError detail into [{"field", "message", "code"}]."""
     items: list[dict] = []
@@ -205,8 +230,8 @@ def api_exception_handler(exc, context):
         )
         response["Retry-After"] = str(wait)
         return response
-    if isinstance(exc, (OperationalError, InterfaceError)):
-        return api_exception_handler(database_unavailable(exc), context)
+    if (unavailable := transient_unavailable(exc)) is not None:
+        return api_exception_handler(unavailable, context)
     if isinstance(exc, drf_exceptions.MethodNotAllowed):
         return Response(error_body("invalid_request", str(exc.detail), "METHOD_NOT_ALLOWED"), status=405)
     if isinstance(exc, drf_exceptions.PermissionDenied):

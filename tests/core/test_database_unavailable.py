@@ -28,3 +28,18 @@ def test_the_usage_fast_path_answers_a_lost_database_connection_with_503():
     assert response.status_code == 503
     assert response["Retry-After"] == "1"
     assert json.loads(response.content)["code"] == "DATABASE_UNAVAILABLE"
+
+
+def test_redis_unreachable_for_a_moment_is_a_503_on_both_paths():
+    from redis.exceptions import BusyLoadingError, ConnectionError
+
+    for error in (ConnectionError("Connection refused"), BusyLoadingError("loading the dataset")):
+        response = api_exception_handler(error, {})
+        assert (response.status_code, response["Retry-After"]) == (503, "1")
+
+        def authenticate(request, error=error):
+            raise error
+
+        request = RequestFactory().post("/v0/apiKeys/verify", data=b"{}", content_type="application/json")
+        answer = plain_json_post(request, lambda merchant, data: (200, {}), authenticate=authenticate)
+        assert (answer.status_code, json.loads(answer.content)["code"]) == (503, "SERVICE_UNAVAILABLE")

@@ -9,13 +9,17 @@ delivery and tests/integration/test_period_close_worker.py for the period close.
 Every wait is for an event with a generous deadline, never a timing.
 """
 
+import contextlib
 import json
+import os
+import subprocess
 import threading
 import time
 import uuid
 from collections import Counter
 from decimal import Decimal
 from http.client import HTTPConnection, HTTPException
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -31,6 +35,7 @@ from apps.payments.services import adjustment_create
 from apps.subscriptions.services import subscription_create
 from apps.usage.models import UsageEvent
 from apps.usage.selectors import usage_check
+from billing_platform.devservers import free_port
 from tests.factories import MerchantFactory, issue_key
 from tests.integration.test_stalled_clients import DEADLINE, Gunicorn
 
@@ -253,3 +258,150 @@ def test_database_connections_dropped_mid_load_fail_cleanly_and_retries_charge_o
     # a request whose connection was dropped is answered 503 (retried) or served by a new one; never a 500
     assert set(load.statuses) <= {201, 503}, load.statuses
     assert_charged_once(world, load)
+
+
+# ---------------------------------------------------------------------------- Redis restarted mid-verify
+
+
+class OwnRedis:
+    """A redis-server of this test alone (append-only, in its own directory, on a free port): the
+    shared one is never touched."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process = None
+        self.start()
+
+    def start(self):
+        import redis
+
+        self.process = subprocess.Popen(
+            [
+                REDIS_SERVER,
+                "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
+                "--appendonly", "yes", "--appendfsync", "everysec",
+                "--dir", str(self.directory), "--logfile", str(self.directory / "redis.log"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + DEADLINE
+        while True:
+            assert self.process.poll() is None, (self.directory / "redis.log").read_text()
+            with contextlib.suppress(redis.RedisError):
+                if redis.Redis.from_url(self.url, socket_timeout=1).ping():
+                    return
+            assert time.monotonic() < deadline, "redis-server did not answer"
+            time.sleep(0.05)
+
+    def restart(self):
+        """A clean restart: SHUTDOWN (the append-only file synced), then the same server again."""
+        import redis
+
+        with contextlib.suppress(redis.ConnectionError):  # (the server closes the connection as it exits)
+            redis.Redis.from_url(self.url, socket_timeout=5).shutdown()
+        self.process.wait(DEADLINE)
+        self.start()
+
+    def stop(self):
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(DEADLINE)
+
+
+REDIS_SERVER = next(
+    (path for path in ("/usr/bin/redis-server", "/usr/local/bin/redis-server") if os.path.exists(path)), None
+)
+
+
+@pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed")
+def test_redis_restarted_mid_verify_forgets_no_counted_call(tmp_path, settings):
+    from apps.apikeys.services import api_key_create
+    from apps.apikeys.tasks import drain_once
+    from apps.catalog.demo import seed_catalog
+    from apps.catalog.models import Plan
+    from apps.core.redis import get_redis
+
+    own = OwnRedis(tmp_path)
+    settings.REDIS_URL = own.url
+    get_redis.cache_clear()
+    server = None
+    try:
+        merchant = MerchantFactory()
+        secret = issue_key(merchant)
+        seed_catalog(merchant=merchant)
+        Plan.objects.filter(merchant=merchant, code="enterprise").update(
+            features={"rateLimit": 100_000, "monthlyQueryLimit": None, "webhooks": 50}
+        )
+        created = api_key_create(
+            merchant=merchant, organization_name="Acme", contact_email="dev@acme.example", tier_code="enterprise"
+        )
+        server = Gunicorn(tmp_path, secret, WEB_CONCURRENCY="2", REDIS_URL=own.url, CELERY_BROKER_URL=own.url)
+        lock = threading.Lock()
+        answers = Counter()
+        stop = threading.Event()
+
+        def caller():
+            headers = {"Authorization": f"Bearer {secret}", "Content-Type": "application/json"}
+            body = json.dumps({"apiKey": created.secret, "cost": 1})
+            while not stop.is_set():
+                conn = HTTPConnection("127.0.0.1", server.port, timeout=DEADLINE)
+                try:
+                    conn.request("POST", "/v0/apiKeys/verify", body=body, headers=headers)
+                    response = conn.getresponse()
+                    data = response.read()
+                except (OSError, HTTPException):
+                    with lock:
+                        answers["unanswered"] += 1
+                    continue
+                finally:
+                    conn.close()
+                code = json.loads(data).get("code") if response.status == 200 else f"http {response.status}"
+                with lock:
+                    answers[code] += 1
+
+        def valid() -> int:
+            with lock:
+                return answers["VALID"]
+
+        threads = [threading.Thread(target=caller) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        try:
+            deadline = time.monotonic() + DEADLINE
+            while valid() < 300:
+                assert time.monotonic() < deadline, answers
+                time.sleep(0.05)
+            own.restart()  # mid-load: calls in flight meet a closed connection, then a fresh server
+            before = valid()
+            while valid() < before + 300:
+                assert time.monotonic() < deadline + DEADLINE, answers
+                time.sleep(0.05)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(DEADLINE)
+        get_redis.cache_clear()  # (the test process's client reconnects to the restarted server)
+        while drain_once():
+            pass
+        counted = UsageEvent.objects.filter(
+            subscription_id=created.key.subscription_id, idempotency_key__startswith="verify:"
+        ).count()
+        # every VALID answer given, before and after the restart, was counted once (a call whose
+        # answer was lost as Redis closed its connections may be counted too, never more)
+        assert answers["VALID"] <= counted <= answers["VALID"] + answers["http 503"] + answers["unanswered"], (
+            counted,
+            answers,
+        )
+        # while Redis restarted, verify refused cleanly (503), never a 500
+        assert set(answers) <= {"VALID", "http 503"}, answers
+        assert ledger_check() == []
+        assert usage_check() == []
+    finally:
+        if server is not None:
+            server.stop()
+        own.stop()
+        get_redis.cache_clear()
