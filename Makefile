@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint deploy-check dockerfile-check chromium clean soak
+.PHONY: install run test lint deploy-check dockerfile-check chromium clean soak fuzz audit
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'
@@ -53,6 +53,26 @@ test: lint dockerfile-check deploy-check chromium
 SOAK_MINUTES ?= 30
 soak: install
 	$(PY) bench/soak.py --minutes $(SOAK_MINUTES)
+
+# A much longer schemathesis run than the one in `make test` (tests/fuzz): every /v0 operation of
+# /v0/schema, FUZZ_MAX_EXAMPLES cases each, the stateful phase included, within FUZZ_MAX_TIME
+# seconds; FUZZ_SEED replays a run (a new one each time by default, printed at the end).
+FUZZ_MAX_EXAMPLES ?= 500
+FUZZ_MAX_TIME ?= 3600
+FUZZ_SEED ?= $(shell date +%s)
+fuzz: install
+	FUZZ_MAX_EXAMPLES=$(FUZZ_MAX_EXAMPLES) FUZZ_MAX_TIME=$(FUZZ_MAX_TIME) FUZZ_SEED=$(FUZZ_SEED) \
+	$(PY) -m billing_platform.devservers test tests/fuzz -q -rP
+
+# Known vulnerabilities in the pinned requirements (pip-audit; kept out of `make test`, so that a
+# new advisory does not turn an unchanged commit red). Each accepted one is named, with why it does
+# not apply, in security/pip-audit-ignore.txt; --strict fails when a package cannot be audited
+# (the vulnerability service unreachable), rather than reporting nothing found.
+AUDIT_SERVICE ?= pypi
+audit: install
+	$(VENV)/bin/pip-audit --strict --progress-spinner off --vulnerability-service $(AUDIT_SERVICE) \
+		-r requirements.txt -r requirements-dev.txt \
+		$$(grep -oE '^[A-Za-z0-9-]+' security/pip-audit-ignore.txt | sed 's/^/--ignore-vuln /')
 
 clean:
 	rm -rf $(VENV) .run staticfiles

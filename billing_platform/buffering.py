@@ -35,13 +35,23 @@ class BodyNotReceived(Exception):
 
     def __init__(self, status: str, code: str, message: str):
         super().__init__(message)
-        self.error = "request_timeout" if status.startswith("408") else "bad_request"
+        self.error = {"408": "request_timeout", "413": "request_too_large"}.get(status[:3], "bad_request")
         self.status = status
         self.code = code
         self.message = message
 
 
-def read_body(environ: dict, timeout: float) -> bytes | None:
+def too_large(size: int | None, limit: int) -> BodyNotReceived:
+    told = f"is {size} bytes" if size is not None else "is chunked and runs past it"
+    return BodyNotReceived(
+        "413 Content Too Large",
+        "REQUEST_TOO_LARGE",
+        f"The request body {told}; the limit is {limit} bytes ({limit / 1024 / 1024:g} MiB). "
+        "Send it in smaller parts (a usage batch holds up to 1,000 events).",
+    )
+
+
+def read_body(environ: dict, timeout: float, max_bytes: int | None = None) -> bytes | None:
     """The request's whole body, read within `timeout` seconds; None when it has none.
 
     The body has a Content-Length, or comes chunked (gunicorn decodes it; read to its end).
@@ -54,11 +64,14 @@ def read_body(environ: dict, timeout: float) -> bytes | None:
     chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
     if length <= 0 and not chunked:
         return None
+    if max_bytes is not None and length > max_bytes:
+        raise too_large(length, max_bytes)  # refused before a byte of it is read
     stream = environ["wsgi.input"]
     sock = environ.get("gunicorn.socket")
     prior_timeout = sock.gettimeout() if sock is not None else None
     deadline = time.monotonic() + timeout
     parts = []
+    received = 0
     left = length if not chunked else None
     try:
         while left is None or left > 0:
@@ -77,6 +90,9 @@ def read_body(environ: dict, timeout: float) -> bytes | None:
                     f"The connection ended {left} bytes before the end of the body (Content-Length {length}).",
                 )
             parts.append(data)
+            received += len(data)
+            if max_bytes is not None and received > max_bytes:
+                raise too_large(None, max_bytes)  # (a chunked body: its size is known only as it comes)
             if left is not None:
                 left -= len(data)
     except TimeoutError:
@@ -100,8 +116,9 @@ class BufferedApplication:
     """WSGI: read each request's body in the server's thread (bounded by `body_timeout`),
     then run `app` in a pool of `app_threads` threads and hand its collected answer back."""
 
-    def __init__(self, app, *, app_threads: int, body_timeout: float):
+    def __init__(self, app, *, app_threads: int, body_timeout: float, max_body_bytes: int | None = None):
         self.app = app
+        self.max_body_bytes = max_body_bytes
         self.app_threads = app_threads
         self.body_timeout = body_timeout
         self._pool = None  # made in the process that serves (after gunicorn forks)
@@ -109,7 +126,7 @@ class BufferedApplication:
 
     def __call__(self, environ, start_response):
         try:
-            body = read_body(environ, self.body_timeout)
+            body = read_body(environ, self.body_timeout, self.max_body_bytes)
         except BodyNotReceived as refused:
             # Nothing more is read from this connection: where its next request would start is
             # unknown. The answer still goes out, then gunicorn finds the end and closes it.

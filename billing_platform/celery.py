@@ -1,7 +1,7 @@
 import os
 
 from celery import Celery
-from celery.signals import task_prerun
+from celery.signals import after_setup_logger, after_setup_task_logger, task_prerun
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "billing_platform.settings")
 
@@ -24,3 +24,13 @@ def _drop_unusable_connections(sender=None, **kwargs) -> None:
         connection.close_if_unusable_or_obsolete()
         if connection.connection is not None and not connection.in_atomic_block and not connection.is_usable():
             connection.close()
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def _redact_secrets_in_logs(logger=None, **kwargs) -> None:
+    """Celery replaces the handlers of the root logger with its own: they redact secrets too."""
+    from apps.core.redaction import RedactSecrets
+
+    for handler in logger.handlers:
+        handler.addFilter(RedactSecrets())

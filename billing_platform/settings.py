@@ -3,6 +3,7 @@
 Every variable is listed, with its default, in README.md (Configuration).
 """
 
+import re
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -65,6 +66,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "apps.core.middleware.RequestSizeLimitMiddleware",
+    "apps.core.ratelimit.PublicRateLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -229,6 +231,25 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {"CurrencyEnum": ["USDC", "USD"], "PaymentTermEnum": "apps.catalog.models.PaymentTerm"},
 }
 
+# Per-address rate limits of the public surfaces (apps.core.ratelimit): "COUNT/SECONDS" (COUNT
+# requests per SECONDS from one address), "COUNT" (per minute) or "0" (off).
+PUBLIC_RATE_LIMITS = {
+    scope: env.str(variable, default=default).strip()
+    for scope, variable, default in (
+        ("api_unauthenticated", "RATE_LIMIT_API_UNAUTHENTICATED", "60/60"),
+        ("portal_link", "RATE_LIMIT_PORTAL_LINK", "20/60"),
+        ("portal", "RATE_LIMIT_PORTAL", "300/60"),
+        ("checkout", "RATE_LIMIT_CHECKOUT", "300/60"),
+        ("checkout_actions", "RATE_LIMIT_CHECKOUT_ACTIONS", "30/60"),
+        ("webhooks", "RATE_LIMIT_WEBHOOKS", "600/60"),
+    )
+}
+for _scope, _limit in PUBLIC_RATE_LIMITS.items():
+    if not re.fullmatch(r"\d+(/[1-9]\d*)?", _limit):
+        raise ImproperlyConfigured(
+            f"The rate limit of {_scope} must be COUNT/SECONDS (such as 60/60) or 0, not {_limit!r}."
+        )
+
 # Platform rules the operator sets.
 DEFAULT_COMMISSION_RATE = Decimal(env.str("DEFAULT_COMMISSION_RATE", default="0.05"))
 API_DEFAULT_RATE_LIMIT = env.int("API_DEFAULT_RATE_LIMIT", default=0)
@@ -359,7 +380,10 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # Secrets (keys, portal link tokens, webhook secrets, the admin's one-time pads) are redacted
+    # from every line, urls of the request logger included (apps.core.redaction).
+    "filters": {"redact_secrets": {"()": "apps.core.redaction.RedactSecrets"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_secrets"]}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     # an invoice PDF would log each step of WeasyPrint's rendering and fontTools' font subsetting
     "loggers": {name: {"level": "WARNING"} for name in ("weasyprint.progress", "fontTools")},

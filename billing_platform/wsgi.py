@@ -12,7 +12,12 @@ def _served_application():
 
     from billing_platform.buffering import BufferedApplication
 
-    return BufferedApplication(application, app_threads=settings.WEB_THREADS, body_timeout=settings.WEB_BODY_TIMEOUT)
+    return BufferedApplication(
+        application,
+        app_threads=settings.WEB_THREADS,
+        body_timeout=settings.WEB_BODY_TIMEOUT,
+        max_body_bytes=settings.MAX_REQUEST_BODY_BYTES,
+    )
 
 
 # What gunicorn serves (billing_platform/gunicorn.conf.py): bodies read whole, within

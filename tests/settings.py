@@ -34,3 +34,7 @@ WEBHOOK_WAKE_RELAY = False
 # point a mode at the localstripe they start (tests/stripe_fixtures.py).
 STRIPE_SECRET_KEY = STRIPE_PUBLISHABLE_KEY = STRIPE_WEBHOOK_SECRET = ""
 STRIPE_TEST_SECRET_KEY = STRIPE_TEST_PUBLISHABLE_KEY = STRIPE_TEST_WEBHOOK_SECRET = ""
+
+# Every test client shares one address (127.0.0.1), so the per-address limits of the public
+# surfaces are off here; tests/core/test_public_limits.py turns each on.
+PUBLIC_RATE_LIMITS = dict.fromkeys(PUBLIC_RATE_LIMITS, "0")  # noqa: F405

@@ -5,7 +5,6 @@ from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 
 from django.utils.dateparse import parse_duration
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.exceptions import ErrorDetail, ValidationError
@@ -58,7 +57,6 @@ class DurationInputField(serializers.Field):
         return int(value.total_seconds())
 
 
-@extend_schema_field(OpenApiTypes.STR)
 class AmountInputField(serializers.Field):
     """A money amount sent as a string of decimal digits (never a JSON float), with at most
     12 fractional and 26 integer digits. `minimum`/`positive` bound it."""

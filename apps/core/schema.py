@@ -13,6 +13,7 @@
 import copy
 from collections.abc import Callable, Mapping
 
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import ResolvedComponent, get_doc
 
@@ -76,8 +77,19 @@ DESCRIPTIONS = {
         "with the same key is running"
     ),
     413: "REQUEST_TOO_LARGE: the body is larger than 8 MiB",
+    414: (
+        "URI_TOO_LONG: the request line (method, path and query string) is longer than 4094 bytes (the web "
+        "server's limit, answered before the API reads the request)"
+    ),
     415: "UNSUPPORTED_MEDIA_TYPE: the body is not sent as application/json",
-    429: "RATE_LIMITED: too many requests for this API key; retry after Retry-After seconds",
+    429: (
+        "RATE_LIMITED: too many requests for this API key, or from this address without a valid key "
+        "(RATE_LIMIT_API_UNAUTHENTICATED); retry after Retry-After seconds"
+    ),
+    431: (
+        "REQUEST_HEADERS_TOO_LARGE: more than 100 headers, or one longer than 8190 bytes (the web server's "
+        "limit, answered before the API reads the request)"
+    ),
 }
 
 HEADERS = {
@@ -154,8 +166,8 @@ class ApiAutoSchema(AutoSchema):
         add(400, DESCRIPTIONS[400] + (DESCRIPTIONS["400-body"] if has_body else ""))
         if authenticated:
             add(401, DESCRIPTIONS[401])
-            if self.view.get_throttles() or plain_post:
-                add(429, DESCRIPTIONS[429])
+            # (the per-key limit, and the per-address one of requests without a valid key)
+            add(429, DESCRIPTIONS[429])
         if has_body:
             add(403, DESCRIPTIONS[403])
             add(413, DESCRIPTIONS[413])
@@ -163,6 +175,9 @@ class ApiAutoSchema(AutoSchema):
                 add(415, DESCRIPTIONS[415])
         if "{" in self.path:
             add(404, DESCRIPTIONS[404])
+        # (gunicorn's limits, billing_platform/gunicorn_worker.py: any request can exceed them)
+        add(414, DESCRIPTIONS[414])
+        add(431, DESCRIPTIONS[431])
         if self.method == "POST" and getattr(self.view, "idempotent", False) and not plain_post:
             add(409, DESCRIPTIONS[409])
         for status, text in declared_errors(self.view, self.method).items():
@@ -191,3 +206,21 @@ class ApiAutoSchema(AutoSchema):
         )
         self.registry.register_on_missing(component)
         return component.ref
+
+
+class AmountInputFieldExtension(OpenApiSerializerFieldExtension):
+    """A money amount in a request: a string of decimal digits, documented with its pattern (at
+    most 26 integer and 12 fractional digits; no sign where it must be positive)."""
+
+    target_class = "apps.core.inputs.AmountInputField"
+
+    def map_serializer_field(self, auto_schema, direction):
+        sign = "" if self.target.positive or (self.target.minimum is not None and self.target.minimum >= 0) else "-?"
+        return {
+            "type": "string",
+            "pattern": f"^{sign}[0-9]{{1,26}}(\\.[0-9]{{1,12}})?$",
+            "example": "10.50",
+            "description": "A decimal string (never a JSON number)"
+            + (", greater than 0" if self.target.positive else "")
+            + ".",
+        }

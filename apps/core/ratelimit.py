@@ -1,0 +1,136 @@
+"""Per-address rate limits on every public surface, counted in Redis (shared by every web process).
+
+Each surface has its own limit, `count` requests per `seconds` from one client address, set by an
+environment variable (README, Configuration; `0` turns one off):
+
+| surface | what is counted | variable |
+|---|---|---|
+| the API without a valid key | each /v0 answer 401, and each request for /v0/schema or /v0/docs | `RATE_LIMIT_API_UNAUTHENTICATED` |
+| portal links | each request for /portal/open/<token> | `RATE_LIMIT_PORTAL_LINK` |
+| portal pages | each other request under /portal/ | `RATE_LIMIT_PORTAL` |
+| checkout pages | each GET under /checkout/ | `RATE_LIMIT_CHECKOUT` |
+| checkout actions | each POST under /checkout/ (test payment, card setup and payment) | `RATE_LIMIT_CHECKOUT_ACTIONS` |
+| inbound webhooks | each request under /webhooks/ | `RATE_LIMIT_WEBHOOKS` |
+
+Past a limit the answer is 429 with `Retry-After` (the seconds left in the window): in the API's
+error envelope under /v0 and /webhooks (code RATE_LIMITED), a short text elsewhere. On the API, a
+request without any key is counted (and refused past the limit) before it runs; one whose key does
+not authenticate is counted when it answers 401, and past the limit answers 429 instead. Requests
+with a valid key cost no Redis call here and never count (the per-key limit,
+apps.merchants.throttling, is separate). The address is the connection's
+(`REMOTE_ADDR`): behind a proxy every client shares the proxy's. When Redis cannot be reached the
+request goes through (a lost rate limit is better than pages that refuse everyone).
+"""
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+import redis
+from django.conf import settings
+from django.http import HttpResponse, JsonResponse
+
+from apps.core.errors import error_body
+from apps.core.redis import get_redis
+
+logger = logging.getLogger(__name__)
+
+KEY_PREFIX = "ratelimit:ip"
+
+
+@dataclass(frozen=True)
+class Limit:
+    count: int
+    seconds: int
+
+    @classmethod
+    def parse(cls, text: str) -> "Limit":
+        """`"60/60"` (60 requests per 60 seconds), `"60"` (per minute) or `"0"` (off)."""
+        count, _, seconds = str(text).strip().partition("/")
+        limit = cls(int(count), int(seconds or 60))
+        if limit.count < 0 or limit.seconds <= 0:
+            raise ValueError(f"a rate limit is COUNT/SECONDS with COUNT >= 0 and SECONDS > 0, got {text!r}")
+        return limit
+
+
+def client_address(request) -> str:
+    return request.META.get("REMOTE_ADDR") or "unknown"
+
+
+def _window(limit: Limit, now: float) -> tuple[int, int]:
+    """(the window's number, seconds left in it)."""
+    window = int(now // limit.seconds)
+    return window, max(1, math.ceil((window + 1) * limit.seconds - now))
+
+
+def count(scope: str, address: str, limit: Limit) -> int | None:
+    """Count one request of `address` on `scope`; the seconds to wait when it is past the limit."""
+    if limit.count <= 0:
+        return None
+    window, left = _window(limit, time.time())
+    key = f"{KEY_PREFIX}:{scope}:{address}:{window}"
+    try:
+        pipe = get_redis().pipeline(transaction=False)
+        pipe.incr(key)
+        pipe.expire(key, limit.seconds + 1)
+        counted, _ = pipe.execute()
+    except redis.RedisError:
+        logger.warning("rate limit %s skipped: Redis unreachable", scope)
+        return None
+    return left if counted > limit.count else None
+
+
+def too_many(request, scope: str, wait: int) -> HttpResponse:
+    message = f"Too many requests from this address; retry in {wait} s."
+    if request.path.startswith(("/v0", "/webhooks")):
+        response = JsonResponse(
+            error_body("rate_limited", message, "RATE_LIMITED", {"retryAfter": wait, "scope": scope}), status=429
+        )
+    else:
+        response = HttpResponse(message, status=429, content_type="text/plain; charset=utf-8")
+    response["Retry-After"] = str(wait)
+    return response
+
+
+def surface(request) -> str | None:
+    """The rate-limit scope of a request that is counted before it runs, else None."""
+    path = request.path
+    if path.startswith("/portal/open/"):
+        return "portal_link"
+    if path.startswith("/portal/"):
+        return "portal"
+    if path.startswith("/checkout/"):
+        return "checkout_actions" if request.method == "POST" else "checkout"
+    if path.startswith("/webhooks/"):
+        return "webhooks"
+    if path in ("/v0/schema", "/v0/docs"):
+        return "api_unauthenticated"
+    return None
+
+
+CREDENTIAL_HEADERS = ("HTTP_AUTHORIZATION", "HTTP_X_API_KEY")
+
+
+class PublicRateLimitMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        limits = {scope: Limit.parse(text) for scope, text in settings.PUBLIC_RATE_LIMITS.items()}
+        address = client_address(request)
+        scope = surface(request)
+        with_key = any(request.META.get(header) for header in CREDENTIAL_HEADERS)
+        if scope is None and request.path.startswith("/v0") and not with_key:
+            scope = "api_unauthenticated"  # (answered 401 without a view's work: counted first)
+        if scope is not None:
+            wait = count(scope, address, limits[scope])
+            if wait is not None:
+                return too_many(request, scope, wait)
+        response = self.get_response(request)
+        if scope is None and with_key and response.status_code == 401 and request.path.startswith("/v0"):
+            # a key that did not authenticate: counted, and once past the limit refused as such
+            wait = count("api_unauthenticated", address, limits["api_unauthenticated"])
+            if wait is not None:
+                return too_many(request, "api_unauthenticated", wait)
+        return response

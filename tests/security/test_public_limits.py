@@ -1,0 +1,114 @@
+"""Per-address rate limits on every public surface (apps.core.ratelimit): past each limit, 429 with
+Retry-After; requests with a valid key never count against the API's."""
+
+import json
+
+import pytest
+from django.test import Client
+
+from apps.core.redis import get_redis
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _fresh_counters():
+    client = get_redis()
+    for key in client.scan_iter("ratelimit:ip:*"):
+        client.delete(key)
+    yield
+    for key in client.scan_iter("ratelimit:ip:*"):
+        client.delete(key)
+
+
+def limit(settings, scope: str, text: str) -> None:
+    settings.PUBLIC_RATE_LIMITS = {**settings.PUBLIC_RATE_LIMITS, scope: text}
+
+
+def assert_429(response, *, json_body: bool):
+    assert response.status_code == 429, response.content
+    wait = int(response["Retry-After"])
+    assert 1 <= wait <= 60
+    if json_body:
+        body = response.json()
+        assert body["code"] == "RATE_LIMITED" and body["details"]["retryAfter"] == wait
+        assert f"retry in {wait} s" in body["message"]
+    else:
+        assert f"retry in {wait} s" in response.content.decode()
+
+
+def test_api_requests_without_a_key_are_limited_per_address(settings):
+    limit(settings, "api_unauthenticated", "3/60")
+    client = Client()
+    for _ in range(3):
+        assert client.get("/v0/customers").status_code == 401
+    assert_429(client.get("/v0/customers"), json_body=True)
+    # another address is not affected
+    assert Client(REMOTE_ADDR="10.0.0.7").get("/v0/customers").status_code == 401
+
+
+def test_api_keys_that_do_not_authenticate_count_and_past_the_limit_answer_429(settings):
+    limit(settings, "api_unauthenticated", "2/60")
+    guesser = Client(HTTP_AUTHORIZATION="Bearer sk_test_" + "x" * 32)
+    assert guesser.get("/v0/merchants/me").status_code == 401
+    assert guesser.get("/v0/merchants/me").status_code == 401
+    assert_429(guesser.get("/v0/merchants/me"), json_body=True)
+    assert_429(Client().get("/v0/merchants/me"), json_body=True)  # no key at all: refused first
+
+
+def test_valid_keys_never_count_against_the_address_limit(settings, api):
+    limit(settings, "api_unauthenticated", "1/60")
+    for _ in range(5):
+        assert api.get("/v0/merchants/me").status_code == 200
+    assert not list(get_redis().scan_iter("ratelimit:ip:*"))
+
+
+def test_the_schema_and_docs_are_limited_per_address(settings):
+    limit(settings, "api_unauthenticated", "1/60")
+    client = Client()
+    assert client.get("/v0/schema").status_code == 200
+    assert_429(client.get("/v0/docs"), json_body=True)
+
+
+def test_portal_links_are_limited_per_address(settings):
+    limit(settings, "portal_link", "2/60")
+    client = Client()
+    for _ in range(2):
+        assert client.get("/portal/open/pt_" + "y" * 32).status_code == 404
+    assert_429(client.get("/portal/open/pt_" + "z" * 32), json_body=False)
+
+
+def test_portal_pages_are_limited_per_address(settings):
+    limit(settings, "portal", "2/60")
+    client = Client()
+    for _ in range(2):
+        assert client.get("/portal/").status_code == 403  # no portal session
+    assert_429(client.get("/portal/invoices"), json_body=False)
+
+
+def test_checkout_pages_and_actions_have_their_own_limits(settings):
+    limit(settings, "checkout", "2/60")
+    limit(settings, "checkout_actions", "1/60")
+    client = Client()
+    page = "/checkout/00000000-0000-0000-0000-000000000000"
+    for _ in range(2):
+        assert client.get(page).status_code == 404
+    assert_429(client.get(page), json_body=False)
+    assert client.post(f"{page}/test-payment").status_code in (403, 404)  # (CSRF or no session: not limited yet)
+    assert_429(client.post(f"{page}/card/pay"), json_body=False)
+
+
+def test_inbound_webhooks_are_limited_per_address(settings):
+    limit(settings, "webhooks", "2/60")
+    client = Client()
+    body = json.dumps({"id": "evt_1", "type": "payment_intent.succeeded"})
+    for _ in range(2):
+        assert client.post("/webhooks/stripe", body, content_type="application/json").status_code == 400
+    assert_429(client.post("/webhooks/stripe", body, content_type="application/json"), json_body=True)
+
+
+def test_a_limit_of_0_is_off(settings):
+    limit(settings, "portal_link", "0")
+    client = Client()
+    for _ in range(30):
+        assert client.get("/portal/open/pt_" + "y" * 32).status_code == 404
