@@ -1,4 +1,5 @@
 # `make run`: start the platform with demo data. `make test`: run every check and the suite.
+# `make fuzz`: a long schemathesis run. `make audit`: known vulnerabilities of the pinned requirements.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
