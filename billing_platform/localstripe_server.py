@@ -43,6 +43,42 @@ def _store_in(path: Path) -> None:
     resources.Store.dump_to_disk = dump_to_disk
 
 
+def _confirm_off_session() -> None:
+    """Stripe's `off_session` on PaymentIntent confirm, which localstripe 1.15 refuses there
+    ("Unexpected off_session"; it takes it only on create with confirm=true): an off-session
+    confirmation of a card that needs the customer's authentication fails, as Stripe's does
+    (402 authentication_required; the PaymentIntent back to requires_payment_method, and
+    payment_intent.payment_failed sent), instead of waiting for an action nobody is present
+    to take. Off-session charges of other cards confirm as before. Patched into the routes
+    list before localstripe's server module reads it."""
+    from localstripe import resources
+    from localstripe.errors import UserError
+    from localstripe.webhooks import schedule_webhook
+
+    PaymentIntent = resources.PaymentIntent
+    original = PaymentIntent._api_confirm
+
+    def confirm(id=None, off_session=None, **kwargs):
+        if resources.try_convert_to_bool(off_session) is True and isinstance(id, str):
+            intent = PaymentIntent._api_retrieve(id)
+            if intent.status == "requires_confirmation" and intent.payment_method:
+                method = resources.PaymentMethod._api_retrieve(intent.payment_method)
+                if method._requires_authentication():
+                    intent._authentication_failed = True
+                    intent.payment_method = None
+                    schedule_webhook(resources.Event("payment_intent.payment_failed", intent))
+                    raise UserError(
+                        402,
+                        "Your card was declined. This transaction requires authentication.",
+                        {"code": "authentication_required", "decline_code": "authentication_required"},
+                    )
+        return original(id, **kwargs)
+
+    resources.extra_apis[:] = [
+        (method, url, confirm if func == original else func) for method, url, func in resources.extra_apis
+    ]
+
+
 @dataclass
 class LocalStripe:
     """A localstripe process that this one started (stopped by its pid, through `stop`)."""
@@ -141,6 +177,7 @@ def main(argv=None) -> None:
     if not args.keep:
         args.store.unlink(missing_ok=True)
     _store_in(args.store)
+    _confirm_off_session()
     from aiohttp import web
     from localstripe.server import app, store
 

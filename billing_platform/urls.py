@@ -21,6 +21,7 @@ v0_patterns = [
     path("", include("apps.customers.urls")),
     path("", include("apps.subscriptions.urls")),
     path("", include("apps.payments.urls")),
+    path("", include("apps.cards.api_urls")),
     path("", include("apps.entitlements.urls")),
     path("", include("apps.usage.urls")),
     path("", include("apps.invoices.urls")),

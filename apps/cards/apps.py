@@ -7,3 +7,8 @@ class CardsConfig(AppConfig):
 
     name = "apps.cards"
     label = "cards"
+
+    def ready(self):
+        from apps.cards.services.payment_methods import register_setup_purpose
+
+        register_setup_purpose()

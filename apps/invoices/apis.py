@@ -21,7 +21,7 @@ from apps.customers.selectors import customer_get
 from apps.invoices.models import Invoice
 from apps.invoices.selectors import invoice_get, invoice_list
 from apps.invoices.serializers import InvoiceSchema, invoice_data
-from apps.invoices.services.collection import invoice_collect_now
+from apps.invoices.services.collection import invoice_pay_now
 from apps.invoices.services.invoices import invoice_create_one_off, invoice_void
 from apps.subscriptions.selectors import subscription_get
 
@@ -139,15 +139,21 @@ class InvoiceDetailApi(ApiView):
 class InvoicePayApi(ApiView):
     @api_errors(
         {
-            402: "INSUFFICIENT_BALANCE: the wallet (less the highest minimum balance) does not cover the amount due",
+            402: "INSUFFICIENT_BALANCE: the wallet (less the highest minimum balance) does not cover the amount due "
+            "and the customer has no saved card (USD); CARD_DECLINED: the saved card was declined; "
+            "CARD_AUTHENTICATION_REQUIRED: the card needs the customer's authentication (the invoice's paymentUrl "
+            "asks for it); CARD_UNAVAILABLE: Stripe is not configured for this mode; the details hold the wallet's "
+            "and the card's reasons",
             409: "INVOICE_NOT_OPEN: the invoice is a draft, paid or void; PAYMENT_IN_FLIGHT: another payment of it "
             "is being confirmed",
         }
     )
     @extend_schema(operation_id="invoices_pay", request=None, responses=InvoiceSchema, tags=TAGS)
     def post(self, request, invoice_id):
-        """Collect the invoice now, whole, from the customer's wallet."""
-        invoice_collect_now(merchant=request.merchant, invoice_id=invoice_id)
+        """Collect the invoice now, whole: from the customer's wallet, else off-session from its default saved
+        card (USD invoices). A card that fails leaves the invoice open with its paymentUrl and publishes
+        invoice.payment_failed and payment.failed."""
+        invoice_pay_now(merchant=request.merchant, invoice_id=invoice_id)
         return Response(invoice_data(invoice_get(merchant=request.merchant, invoice_id=invoice_id)))
 
 

@@ -4,6 +4,7 @@ from django.conf import settings
 from django.utils import timezone
 from rest_framework import serializers
 
+from apps.core.formats import iso
 from apps.core.money import format_amount
 from apps.payments.models import Payment, PaymentSession, PaymentSource
 
@@ -125,3 +126,24 @@ class PaymentSerializer(serializers.Serializer):
     def get_invoiceId(self, obj) -> str | None:
         invoice_id = obj.session.invoice_id if obj.session_id else None
         return str(invoice_id) if invoice_id else None
+
+
+def failed_attempt_data(attempt) -> dict:
+    """A failed attempt as the contract's payment (the `data` of payment.failed): no money
+    arrived, so its id is the attempt's; `amount` is what was asked for."""
+    session = attempt.session
+    return {
+        "id": str(attempt.id),
+        "object": "payment",
+        "livemode": attempt.merchant.livemode,
+        "amount": format_amount(attempt.amount, attempt.currency),
+        "currency": attempt.currency,
+        "source": attempt.source,
+        "externalReference": attempt.external_reference or None,
+        "paymentSessionId": str(attempt.session_id),
+        "invoiceId": str(attempt.invoice_id) if attempt.invoice_id else None,
+        "customerId": str(session.customer_id),
+        "status": "failed",
+        "failureReason": attempt.failure_reason,
+        "createdAt": iso(attempt.created_at),
+    }

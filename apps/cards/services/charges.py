@@ -146,13 +146,28 @@ def card_save(*, customer, setup_intent_id: str) -> SavedCard:
     except stripe.StripeError as exc:
         raise _stripe_failed(exc) from None
     card = method.card
-    return saved_card_record(customer=customer, method_id=method.id, card=card.to_dict() if card else {})
+    saved = saved_card_record(customer=customer, method_id=method.id, card=card.to_dict() if card else {})
+    _setup_session_done(customer, intent.metadata.to_dict() if intent.metadata else {})
+    return saved
 
 
-def card_charge(*, session_id, card: SavedCard) -> PaymentAttempt:
+def _setup_session_done(customer, metadata) -> None:
+    """A setup session whose SetupIntent saved the card is done (paid, nothing charged)."""
+    from apps.cards.services.payment_methods import setup_session_complete
+
+    session_id = (metadata or {}).get("paymentSessionId")
+    if session_id:
+        setup_session_complete(customer=customer, session_id=session_id)
+
+
+def card_charge(*, session_id, card: SavedCard, off_session: bool = False) -> PaymentAttempt:
     """Charge what the session still asks for to a saved card (see the module). Returns the
     attempt as the server decided it: succeeded, failed, or still in flight (a PaymentIntent
-    that needs the customer's authentication, or that Stripe still processes)."""
+    that needs the customer's authentication, or that Stripe still processes).
+
+    `off_session`: the customer is not there (an invoice collected, an auto-recharge); the
+    PaymentIntent is confirmed with off_session=true, so a card that needs authentication
+    fails (authentication_required) instead of waiting for the customer."""
     session = _card_session(session_id)
     if card.customer_id != session.customer_id or card.merchant_id != session.merchant_id or card.removed_at:
         raise Conflict("That card is not one of this customer's saved cards.", code="CARD_NOT_FOUND")
@@ -178,7 +193,7 @@ def card_charge(*, session_id, card: SavedCard) -> PaymentAttempt:
         external_reference=intent.id, updated_at=timezone.now()
     )
     try:
-        client.v1.payment_intents.confirm(intent.id)
+        client.v1.payment_intents.confirm(intent.id, params={"off_session": True} if off_session else None)
     except stripe.CardError:
         pass  # a decline: the PaymentIntent retrieved below says so (last_payment_error)
     except stripe.StripeError:

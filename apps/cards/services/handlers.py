@@ -112,6 +112,11 @@ def setup_intent_succeeded(event: StripeEvent, method: dict | None) -> Outcome:
     if stripe_customer is None or method is None:
         return Outcome(False, f"SetupIntent {intent.get('id')!r} saved no card of a customer of this platform.")
     card = saved_card_record(customer=stripe_customer.customer, method_id=method["id"], card=method.get("card") or {})
+    session_id = (intent.get("metadata") or {}).get("paymentSessionId")
+    if session_id:
+        from apps.cards.services.payment_methods import setup_session_complete
+
+        setup_session_complete(customer=stripe_customer.customer, session_id=session_id)
     return Outcome(True, f"Card {card.id} saved ({card.brand} ...{card.last4}).")
 
 

@@ -16,7 +16,11 @@ from decimal import Decimal
 
 from django.db import transaction
 from django.db.models import Max
+from django.utils import timezone
 
+from apps.cards.models import SavedCard
+from apps.cards.services.off_session import OffSessionCharge, card_charge_off_session
+from apps.cards.stripe_client import CARD_CURRENCY
 from apps.core.errors import ApiError, Conflict, PaymentRequired
 from apps.core.money import ZERO
 from apps.invoices.models import Invoice
@@ -129,3 +133,92 @@ def invoice_collect_now(*, merchant, invoice_id) -> Invoice:
         collect_from_wallet(invoice, wallet_minimum(invoice.wallet))
         invoice.refresh_from_db()
     return invoice
+
+
+def card_collectable(invoice: Invoice) -> bool:
+    """Whether the open invoice can be charged to a saved card: in USD (cards are), and its
+    customer has a default card."""
+    return (
+        invoice.currency == CARD_CURRENCY
+        and SavedCard.objects.filter(
+            customer_id=invoice.customer_id, merchant_id=invoice.merchant_id, is_default=True, removed_at__isnull=True
+        ).exists()
+    )
+
+
+def customers_with_default_card(invoices: list[Invoice]) -> set:
+    """The ids of these invoices' customers that have a default saved card (one query)."""
+    customer_ids = {invoice.customer_id for invoice in invoices if invoice.currency == CARD_CURRENCY}
+    if not customer_ids:
+        return set()
+    return set(
+        SavedCard.objects.filter(customer_id__in=customer_ids, is_default=True, removed_at__isnull=True).values_list(
+            "customer_id", flat=True
+        )
+    )
+
+
+def invoice_collect_by_card(*, invoice_id, now=None) -> OffSessionCharge | None:
+    """Charge what the open invoice still asks for to its customer's default card, off-session
+    (outside any transaction: it calls Stripe). None when the invoice takes no payment (paid,
+    void, draft). A charge that failed puts the invoice in dunning (`invoice_card_failed`)."""
+    from apps.invoices.services.dunning import invoice_card_failed
+    from apps.invoices.services.invoices import invoice_payment_session
+
+    with transaction.atomic():
+        invoice = (
+            Invoice.objects.select_for_update(of=("self",))
+            .select_related("merchant", "customer", "wallet", "payment_session", "subscription")
+            .filter(pk=invoice_id)
+            .first()
+        )
+        if invoice is None or invoice.status not in (Invoice.Status.OPEN, Invoice.Status.UNCOLLECTIBLE):
+            return None
+        if invoice.currency != CARD_CURRENCY:
+            return OffSessionCharge(
+                None,
+                None,
+                f"Cards pay {CARD_CURRENCY} invoices; this one is in {invoice.currency}.",
+                "CARD_CURRENCY_UNSUPPORTED",
+            )
+        session_id = invoice_payment_session(invoice).id
+        customer = invoice.customer
+    charge = card_charge_off_session(session_id=session_id, customer=customer)
+    if charge.attempt is not None and charge.attempt.status == PaymentAttempt.Status.FAILED:
+        invoice_card_failed(invoice_id=invoice_id, now=now or timezone.now())
+    return charge
+
+
+def invoice_pay_now(*, merchant, invoice_id) -> Invoice:
+    """POST /v0/invoices/{id}/pay: from the wallet (`invoice_collect_now`), else the default
+    saved card, off-session; 402 with the reason when neither can (the wallet's shortfall and
+    the card's refusal), 409 PAYMENT_IN_FLIGHT while another payment of it runs."""
+    try:
+        return invoice_collect_now(merchant=merchant, invoice_id=invoice_id)
+    except PaymentRequired as wallet_refusal:
+        charge = invoice_collect_by_card(invoice_id=invoice_id)
+        if charge is None or charge.succeeded:
+            return Invoice.objects.get(pk=invoice_id, merchant=merchant)
+        if charge.code == "CARD_CURRENCY_UNSUPPORTED":
+            raise  # not a card's currency (USDC): the wallet's answer stands
+        if charge.code == "PAYMENT_IN_FLIGHT":
+            raise Conflict(charge.reason, code="PAYMENT_IN_FLIGHT") from None
+        if charge.attempt is not None and charge.attempt.status == PaymentAttempt.Status.IN_FLIGHT:
+            raise Conflict(
+                f"The card payment {charge.attempt.external_reference} is still being confirmed by Stripe; "
+                "the invoice is paid once it succeeds.",
+                code="PAYMENT_IN_FLIGHT",
+            ) from None
+        code = "INSUFFICIENT_BALANCE" if charge.code == "NO_SAVED_CARD" else charge.code
+        raise PaymentRequired(
+            f"{wallet_refusal.message} Saved card: {charge.reason}",
+            code=code,
+            details={
+                "wallet": wallet_refusal.details,
+                "card": {
+                    "code": charge.code,
+                    "reason": charge.reason,
+                    "paymentMethodId": charge.card.stripe_payment_method_id if charge.card else None,
+                },
+            },
+        ) from None

@@ -1,9 +1,11 @@
 """Dunning: what happens to a finalized invoice still unpaid at its due date.
 
-At `dueAt` (a last collection from the wallet failing first): invoice.payment_failed, and the
+At `dueAt` (a last collection from the wallet, then from the saved card, failing first; or
+earlier, when an off-session charge of the saved card fails): invoice.payment_failed, and the
 subscription it bills goes past_due (subscription.past_due; usage is still charged to it within
 its minimum balance, instant charges being prepaid). Collection from the wallet is retried
-INVOICE_DUNNING_RETRY_DAYS after `dueAt` (1, 3 and 7 days by default); a credit to the wallet
+INVOICE_DUNNING_RETRY_DAYS after `dueAt` (1, 3 and 7 days by default), then from the default
+saved card (an off-session charge, outside the invoice's transaction); a credit to the wallet
 pays it at any time too. Paid at any point: once none of its invoices is overdue, the
 subscription is active again (subscription.updated). Still unpaid after the last retry: dunning
 ends (`dunningEndedAt`), the invoice stays open until paid, voided or marked uncollectible, and
@@ -78,36 +80,84 @@ def _dunned(invoice: Invoice) -> bool:
     return subscription.status != Subscription.Status.PENDING_PAYMENT
 
 
-def invoice_payment_failed(*, invoice_id, now: datetime | None = None) -> bool:
-    """The invoice's due date passed unpaid (see the module); whether it was acted on."""
+def _card_next(invoice: Invoice) -> bool:
+    """Whether the (locked, open) invoice unpaid by its wallet is tried on the saved card next."""
+    from apps.invoices.services.collection import card_collectable
+
+    return card_collectable(invoice)
+
+
+def _mark_payment_failed(invoice: Invoice, now: datetime) -> None:
+    """The (locked, open) invoice was not paid when asked: invoice.payment_failed (once),
+    the first retry scheduled, its subscription past_due."""
+    invoice.payment_failed_at = now
+    fields = ["payment_failed_at", "updated_at"]
+    if _dunned(invoice):
+        invoice.next_collection_at = _retry_at(invoice, 0)
+        fields.append("next_collection_at")
+    invoice.save(update_fields=fields)
+    invoice_publish(invoice, "invoice.payment_failed")
+    if _dunned(invoice):
+        subscription_mark_past_due(subscription_id=invoice.subscription_id)
+
+
+def invoice_card_failed(*, invoice_id, now: datetime | None = None) -> bool:
+    """An off-session charge of the invoice's saved card failed (declined, or it needs the
+    customer's authentication): the invoice stays open with its payment link and enters
+    dunning now, whatever its due date (invoice.payment_failed, once; a retry of dunning that
+    fails changes only the retry count). Whether it entered dunning now."""
     now = now or timezone.now()
     with transaction.atomic():
         invoice = _locked(invoice_id)
-        if (
-            invoice.status != Invoice.Status.OPEN
-            or invoice.payment_failed_at
-            or invoice.dunning_ended_at
-            or invoice.due_at > now
-        ):
+        if invoice.status != Invoice.Status.OPEN or invoice.payment_failed_at or invoice.dunning_ended_at:
             return False
         if invoice.kind == Invoice.Kind.START and not _dunned(invoice):
-            return False  # its activation pays it; an expired activation voids it
+            return False
+        _mark_payment_failed(invoice, now)
+    return True
+
+
+def invoice_payment_failed(*, invoice_id, now: datetime | None = None) -> bool:
+    """The invoice's due date passed unpaid (see the module); whether it was acted on. The
+    wallet is tried under the invoice's lock; the saved card (a call to Stripe) after that
+    transaction, and a charge that fails puts the invoice in dunning (`invoice_card_failed`)."""
+    from apps.invoices.services.collection import invoice_collect_by_card
+
+    now = now or timezone.now()
+
+    def due(invoice: Invoice) -> bool:
+        return (
+            invoice.status == Invoice.Status.OPEN
+            and not invoice.payment_failed_at
+            and not invoice.dunning_ended_at
+            and invoice.due_at <= now
+            and not (invoice.kind == Invoice.Kind.START and not _dunned(invoice))
+        )
+
+    with transaction.atomic():
+        invoice = _locked(invoice_id)
+        if not due(invoice):
+            return False
         if _try_collect(invoice):
             return True
-        invoice.payment_failed_at = now
-        fields = ["payment_failed_at", "updated_at"]
-        if _dunned(invoice):
-            invoice.next_collection_at = _retry_at(invoice, 0)
-            fields.append("next_collection_at")
-        invoice.save(update_fields=fields)
-        invoice_publish(invoice, "invoice.payment_failed")
-        if _dunned(invoice):
-            subscription_mark_past_due(subscription_id=invoice.subscription_id)
+        if not _card_next(invoice):
+            _mark_payment_failed(invoice, now)
+            return True
+    charge = invoice_collect_by_card(invoice_id=invoice_id, now=now)
+    if charge is not None and (charge.succeeded or charge.attempt is not None):
+        return True  # paid, or failed and put in dunning (or still confirming: its outcome decides)
+    with transaction.atomic():
+        invoice = _locked(invoice_id)
+        if due(invoice):
+            _mark_payment_failed(invoice, now)
     return True
 
 
 def invoice_retry_collection(*, invoice_id, now: datetime | None = None) -> bool:
-    """A retry of the dunning schedule (see the module); whether it was made."""
+    """A retry of the dunning schedule (see the module); whether it was made. The wallet is
+    tried under the invoice's lock, then the saved card after that transaction."""
+    from apps.invoices.services.collection import invoice_collect_by_card
+
     now = now or timezone.now()
     with transaction.atomic():
         invoice = _locked(invoice_id)
@@ -119,16 +169,32 @@ def invoice_retry_collection(*, invoice_id, now: datetime | None = None) -> bool
             return False
         if _try_collect(invoice):
             return True
-        invoice.collection_retries += 1
-        invoice.next_collection_at = _retry_at(invoice, invoice.collection_retries)
-        fields = ["collection_retries", "next_collection_at", "updated_at"]
-        if invoice.next_collection_at is None:
-            invoice.dunning_ended_at = now
-            fields.append("dunning_ended_at")
-        invoice.save(update_fields=fields)
-        if invoice.dunning_ended_at is not None:
-            _end_dunning(invoice)
+        scheduled = invoice.next_collection_at
+        card_next = _card_next(invoice)
+        if not card_next:
+            _retry_failed(invoice, now)
+            return True
+    charge = invoice_collect_by_card(invoice_id=invoice_id, now=now)
+    if charge is not None and charge.succeeded:
+        return True
+    with transaction.atomic():
+        invoice = _locked(invoice_id)
+        # (a concurrent run that made this retry already moved the schedule on)
+        if invoice.status == Invoice.Status.OPEN and invoice.next_collection_at == scheduled:
+            _retry_failed(invoice, now)
     return True
+
+
+def _retry_failed(invoice: Invoice, now: datetime) -> None:
+    invoice.collection_retries += 1
+    invoice.next_collection_at = _retry_at(invoice, invoice.collection_retries)
+    fields = ["collection_retries", "next_collection_at", "updated_at"]
+    if invoice.next_collection_at is None:
+        invoice.dunning_ended_at = now
+        fields.append("dunning_ended_at")
+    invoice.save(update_fields=fields)
+    if invoice.dunning_ended_at is not None:
+        _end_dunning(invoice)
 
 
 def _end_dunning(invoice: Invoice) -> None:

@@ -340,8 +340,23 @@ def invoices_finalize(invoices: list[Invoice]) -> list[Invoice]:
     )
     invoices_publish(invoices, "invoice.finalized")
     invoices_publish([invoice for invoice in invoices if invoice.status == Invoice.Status.PAID], "invoice.paid")
-    invoices_collect([invoice for invoice in asking if invoice.auto_collect])
+    collecting = [invoice for invoice in asking if invoice.auto_collect]
+    paid = {invoice.id for invoice in invoices_collect(collecting)}
+    _charge_cards_after_commit([invoice for invoice in collecting if invoice.id not in paid])
     return invoices
+
+
+def _charge_cards_after_commit(unpaid: list[Invoice]) -> None:
+    """Invoices the wallet did not cover, whose customer has a default card: charged
+    off-session by a task after the commit (never a call to Stripe in this transaction)."""
+    from apps.invoices.services.collection import customers_with_default_card
+    from apps.invoices.tasks import collect_invoice_by_card
+
+    with_card = customers_with_default_card(unpaid)
+    for invoice in unpaid:
+        if invoice.customer_id in with_card and invoice.currency == "USD":
+            invoice_id = str(invoice.id)
+            transaction.on_commit(lambda invoice_id=invoice_id: collect_invoice_by_card.delay(invoice_id))
 
 
 def _load_wallets(invoices: list[Invoice]) -> None:

@@ -38,7 +38,7 @@ from apps.ledger.models import LedgerTransaction
 from apps.ledger.services import Posting, TransactionSpec, clearing_account, ledger_post_many, wallet_get_or_create
 from apps.payments.models import Payment, PaymentAttempt, PaymentSession, PaymentSource
 from apps.payments.registry import PurposeHandler, WalletCredit, purpose_handler, wallet_credited
-from apps.payments.serializers import PaymentSerializer
+from apps.payments.serializers import PaymentSerializer, failed_attempt_data
 from apps.webhooks.outbox import publish, publish_many
 
 ONE_IN_FLIGHT = ("payment_attempt_one_in_flight_per_session", "payment_attempt_one_in_flight_per_invoice")
@@ -156,14 +156,25 @@ def payment_attempt_start(*, session_id, source: str, merchant=None) -> PaymentA
 
 
 def payment_attempt_fail(*, attempt_id, reason: str) -> PaymentAttempt:
-    """The attempt failed (a declined card, a reverted transfer): the session can be tried again."""
+    """The attempt failed (a declined card, a reverted transfer): the session can be tried
+    again. payment.failed is published once, when the attempt in flight turns failed."""
     with transaction.atomic():
-        attempt = PaymentAttempt.objects.select_for_update().get(pk=attempt_id)
+        attempt = (
+            PaymentAttempt.objects.select_for_update(of=("self",))
+            .select_related("merchant", "session")
+            .get(pk=attempt_id)
+        )
         if attempt.status == PaymentAttempt.Status.IN_FLIGHT:
             attempt.status = PaymentAttempt.Status.FAILED
             attempt.failure_reason = reason[:500]
             attempt.finished_at = timezone.now()
             attempt.save(update_fields=["status", "failure_reason", "finished_at", "updated_at"])
+            publish(
+                merchant=attempt.merchant,
+                type="payment.failed",
+                data=failed_attempt_data(attempt),
+                updated_at=attempt.updated_at,
+            )
         return attempt
 
 
