@@ -1,7 +1,9 @@
 """The checkout's card path, as the page's Stripe.js form calls it (JSON in and out):
 
-    POST /checkout/{id}/card/setup  -> a SetupIntent for Stripe.js's confirmCardSetup
-    POST /checkout/{id}/card/pay    {"setupIntentId"} -> the card saved and what is due charged
+    POST /checkout/{id}/card/setup    -> a SetupIntent for Stripe.js's confirmCardSetup
+    POST /checkout/{id}/card/pay      {"setupIntentId"} -> the card saved and what is due charged
+    POST /checkout/{id}/card/confirm  {"paymentAttemptId"} -> after Stripe.js's confirmCardPayment
+                                      (a PaymentIntent that required the customer's action)
 
 Whether the session is paid is decided on the server (the SetupIntent and the PaymentIntent
 retrieved from Stripe), never from what the browser reports."""
@@ -11,20 +13,17 @@ import json
 from django.http import Http404, JsonResponse
 from django.views.decorators.http import require_POST
 
-from apps.cards.services.charges import card_charge, card_save, card_setup_start
-from apps.cards.stripe_client import stripe_settings
+from apps.cards.services.charges import (
+    card_attempt_authentication,
+    card_attempt_resolve,
+    card_charge,
+    card_save,
+    card_setup_start,
+)
+from apps.checkout.methods import stripe_js_url
 from apps.core.errors import ApiError, BadRequest, Conflict
-from apps.payments.models import PaymentSession
+from apps.payments.models import PaymentAttempt, PaymentSession, PaymentSource
 from apps.payments.serializers import session_status
-
-STRIPE_JS = "https://js.stripe.com/v3/"
-STRIPE_API = "https://api.stripe.com"
-
-
-def stripe_js_url(*, livemode: bool) -> str:
-    """Stripe.js, or the stand-in that a Stripe-compatible server (localstripe) serves itself."""
-    base = stripe_settings(livemode=livemode).api_base
-    return STRIPE_JS if base == STRIPE_API else f"{base}/js.stripe.com/v3/"
 
 
 def _pending_session(session_id) -> PaymentSession:
@@ -41,6 +40,36 @@ def _pending_session(session_id) -> PaymentSession:
 
 def _error(exc: ApiError) -> JsonResponse:
     return JsonResponse(exc.as_body(), status=exc.status_code)
+
+
+def _body(request) -> dict:
+    try:
+        body = json.loads(request.body or b"{}")
+    except ValueError:
+        raise BadRequest("The body is not JSON.", code="INVALID_JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequest("The body must be a JSON object.", code="INVALID_JSON")
+    return body
+
+
+def _outcome(session: PaymentSession, attempt: PaymentAttempt) -> JsonResponse:
+    """The attempt as the server decided it; for a PaymentIntent waiting for the customer's
+    authentication, the client secret that Stripe.js's confirmCardPayment needs."""
+    session.refresh_from_db()
+    paid = session.status == PaymentSession.Status.PAID
+    authenticate = None
+    if attempt.status == PaymentAttempt.Status.IN_FLIGHT:
+        authenticate = card_attempt_authentication(attempt_id=attempt.id)
+    return JsonResponse(
+        {
+            "status": attempt.status,
+            "paymentAttemptId": str(attempt.id),
+            "failureReason": attempt.failure_reason or None,
+            "paymentSessionStatus": session.status,
+            "redirect": (session.success_url or f"/checkout/{session.id}") if paid else None,
+            "nextAction": {"type": "authenticate", "clientSecret": authenticate} if authenticate else None,
+        }
+    )
 
 
 @require_POST
@@ -63,11 +92,7 @@ def checkout_card_setup(request, session_id):
 @require_POST
 def checkout_card_pay(request, session_id):
     try:
-        try:
-            body = json.loads(request.body or b"{}")
-        except ValueError:
-            raise BadRequest("The body is not JSON.", code="INVALID_JSON") from None
-        setup_intent_id = body.get("setupIntentId") if isinstance(body, dict) else None
+        setup_intent_id = _body(request).get("setupIntentId")
         if not isinstance(setup_intent_id, str) or not setup_intent_id.startswith("seti_"):
             raise BadRequest("setupIntentId (seti_...) is required.", code="SETUP_INTENT_REQUIRED")
         session = _pending_session(session_id)
@@ -75,15 +100,41 @@ def checkout_card_pay(request, session_id):
         if session.mode == PaymentSession.Mode.SETUP:
             return JsonResponse({"status": "saved", "card": {"brand": card.brand, "last4": card.last4}})
         attempt = card_charge(session_id=session.id, card=card)
+        return _outcome(session, attempt)
     except ApiError as exc:
         return _error(exc)
-    session.refresh_from_db()
-    paid = session.status == PaymentSession.Status.PAID
-    return JsonResponse(
-        {
-            "status": attempt.status,
-            "failureReason": attempt.failure_reason or None,
-            "paymentSessionStatus": session.status,
-            "redirect": (session.success_url or f"/checkout/{session.id}") if paid else None,
-        }
-    )
+
+
+@require_POST
+def checkout_card_confirm(request, session_id):
+    """After the customer authenticated (or not) in Stripe.js: the attempt settled from its
+    PaymentIntent retrieved by the server."""
+    try:
+        attempt_id = _body(request).get("paymentAttemptId")
+        session = PaymentSession.objects.select_related("merchant", "customer").filter(pk=session_id).first()
+        if session is None:
+            raise Http404("No such payment session.")
+        attempt = (
+            PaymentAttempt.objects.filter(session=session, source=PaymentSource.CARD, pk=attempt_id).first()
+            if isinstance(attempt_id, str) and _is_uuid(attempt_id)
+            else None
+        )
+        if attempt is None:
+            raise BadRequest(
+                "paymentAttemptId must name a card attempt of this payment session.", code="PAYMENT_ATTEMPT_REQUIRED"
+            )
+        card_attempt_resolve(attempt_id=attempt.id)
+        attempt.refresh_from_db()
+        return _outcome(session, attempt)
+    except ApiError as exc:
+        return _error(exc)
+
+
+def _is_uuid(value: str) -> bool:
+    import uuid
+
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True

@@ -1,9 +1,15 @@
 """What the hosted checkout offers for a session: each way of paying and whether it is available."""
 
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
-from apps.cards.stripe_client import card_unavailable_reason
+from apps.cards.stripe_client import card_unavailable_reason, stripe_settings
 from apps.payments.models import PaymentSession
+
+STRIPE_JS = "https://js.stripe.com/v3/"
+STRIPE_API = "https://api.stripe.com"
+# The frames Stripe.js opens (its card fields, 3D Secure): Stripe's own origins.
+STRIPE_FRAMES = ("https://js.stripe.com", "https://hooks.stripe.com")
 
 
 @dataclass(frozen=True)
@@ -14,15 +20,39 @@ class PaymentMethod:
     note: str
 
 
+def stripe_js_url(*, livemode: bool) -> str:
+    """Stripe.js, or the stand-in that a Stripe-compatible server (localstripe) serves itself."""
+    base = stripe_settings(livemode=livemode).api_base
+    return STRIPE_JS if base == STRIPE_API else f"{base}/js.stripe.com/v3/"
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def card_csp(*, livemode: bool) -> dict:
+    """What the checkout page's Content-Security-Policy adds for its card form: Stripe.js's
+    origin as a script source, the API it talks to, and Stripe's frames (localstripe's stand-in
+    opens none); nothing else."""
+    script = _origin(stripe_js_url(livemode=livemode))
+    api = _origin(stripe_settings(livemode=livemode).api_base)
+    policy = {"script-src": [script], "connect-src": [api]}
+    if script == _origin(STRIPE_JS):
+        policy["frame-src"] = list(STRIPE_FRAMES)
+    return policy
+
+
 def payment_methods(session: PaymentSession) -> list[PaymentMethod]:
     methods = []
     if session.currency == "USD":
-        # the page's card form (Stripe.js) comes with the rest of issue 17; until then the
-        # card is offered by no page, configured or not
-        reason = card_unavailable_reason(livemode=session.merchant.livemode) or (
-            "this checkout page does not collect cards yet."
-        )
-        methods.append(PaymentMethod("card", "Card", False, f"Card unavailable: {reason}"))
+        reason = card_unavailable_reason(livemode=session.merchant.livemode)
+        if reason is None:
+            methods.append(
+                PaymentMethod("card", "Card", True, "Visa, Mastercard and other cards, processed by Stripe.")
+            )
+        else:
+            methods.append(PaymentMethod("card", "Card", False, f"Card unavailable: {reason}"))
     if session.currency == "USDC":
         methods.append(
             PaymentMethod("usdc", "USDC on chain", False, "USDC payments are not yet available on this platform.")

@@ -4,7 +4,8 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from apps.checkout.methods import payment_methods
+from apps.cards.stripe_client import stripe_settings
+from apps.checkout.methods import card_csp, payment_methods, stripe_js_url
 from apps.core.errors import ApiError
 from apps.core.money import format_amount
 from apps.invoices.models import Invoice
@@ -64,6 +65,15 @@ def checkout_page(request, session_id):
         live = invoice_session_for_link(session=session)
         if live is not None and live.id != session.id:
             return redirect(f"/checkout/{live.id}")
+    methods = payment_methods(session) if status == PaymentSession.Status.PENDING else []
+    livemode = session.merchant.livemode
+    card = None
+    if any(method.name == "card" and method.available for method in methods):
+        card = {
+            "js_url": stripe_js_url(livemode=livemode),
+            "publishable_key": stripe_settings(livemode=livemode).publishable_key,
+            "setup_only": session.mode == PaymentSession.Mode.SETUP,
+        }
     context = {
         "session": session,
         "status": status,
@@ -72,11 +82,16 @@ def checkout_page(request, session_id):
         "amount_paid": format_amount(session.amount_paid, session.currency) if session.amount_paid else None,
         "amount_due": format_amount(amount_due(session), session.currency),
         "merchant_name": session.merchant.name,
-        "methods": payment_methods(session) if status == PaymentSession.Status.PENDING else [],
+        "methods": methods,
+        "card": card,
         "error": request.GET.get("error", ""),
         "invoice": _invoice_summary(session),
     }
-    return render(request, "checkout/session.html", context, status=200)
+    response = render(request, "checkout/session.html", context, status=200)
+    if card is not None:
+        # Stripe.js's origin, the API it calls and Stripe's frames, on this page alone
+        response._csp_update = card_csp(livemode=livemode)
+    return response
 
 
 @require_POST

@@ -48,11 +48,14 @@ def test_the_checkout_pays_a_top_up_by_card(client, topup, localstripe):
     assert answer["publishableKey"] == "pk_test_localstripe"
     response = pay(client, topup, GOOD)
     assert response.status_code == 200
-    assert response.json() == {
+    answer = response.json()
+    assert answer == {
         "status": "succeeded",
+        "paymentAttemptId": answer["paymentAttemptId"],
         "failureReason": None,
         "paymentSessionStatus": "paid",
         "redirect": "https://shop.example/ok",
+        "nextAction": None,
     }
     assert Payment.objects.get().amount == D("7.50")
     assert Event.objects.filter(type="payment.succeeded").count() == 1
@@ -92,3 +95,46 @@ def test_without_sandbox_keys_the_card_endpoints_answer_503_with_the_reason(clie
     response = client.post(f"/checkout/{session.id}/card/setup")
     assert response.status_code == 503
     assert response.json()["message"].startswith("Card unavailable: Stripe is not configured for the sandbox")
+
+
+def _csp(response) -> dict:
+    policy = response["Content-Security-Policy"]
+    return dict(part.strip().split(" ", 1) for part in policy.split(";") if part.strip())
+
+
+@pytest.mark.django_db
+def test_the_page_offers_the_card_form_and_its_csp_names_only_stripe_js(client, topup, localstripe):
+    response = client.get(f"/checkout/{topup.id}")
+    html = response.content.decode()
+    assert 'id="card-form"' in html and f'src="{localstripe.url}/js.stripe.com/v3/"' in html
+    assert "Paying by card needs JavaScript" in html
+    directives = _csp(response)
+    assert directives["script-src"] == f"'self' {localstripe.url}"
+    assert directives["connect-src"] == f"'self' {localstripe.url}"
+    assert "frame-src" not in directives
+
+
+@pytest.mark.django_db
+def test_with_stripe_itself_the_csp_adds_its_script_api_and_frames_only(client, merchant, settings):
+    settings.STRIPE_SECRET_KEY = "sk_live_x"
+    settings.STRIPE_PUBLISHABLE_KEY = "pk_live_x"
+    settings.STRIPE_WEBHOOK_SECRET = "whsec_x"
+    session = topup_session_create(merchant=merchant, customer=make_customer(merchant), amount=D("5"), currency="USD")
+    response = client.get(f"/checkout/{session.id}")
+    assert 'src="https://js.stripe.com/v3/"' in response.content.decode()
+    directives = _csp(response)
+    assert directives["script-src"] == "'self' https://js.stripe.com"
+    assert directives["connect-src"] == "'self' https://api.stripe.com"
+    assert directives["frame-src"] == "https://js.stripe.com https://hooks.stripe.com"
+    assert directives["default-src"] == "'none'"
+
+
+@pytest.mark.django_db
+def test_live_without_keys_says_card_is_unavailable_with_the_reason(client, merchant):
+    session = topup_session_create(merchant=merchant, customer=make_customer(merchant), amount=D("5"), currency="USD")
+    response = client.get(f"/checkout/{session.id}")
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "Card unavailable: Stripe is not configured for live (STRIPE_SECRET_KEY" in html
+    assert 'id="card-form"' not in html and "js.stripe.com" not in html
+    assert "js.stripe.com" not in response["Content-Security-Policy"]

@@ -242,6 +242,21 @@ def card_attempt_resolve(*, attempt_id) -> str:
     return outcome.note
 
 
+def card_attempt_authentication(*, attempt_id) -> str | None:
+    """The client secret of the attempt's PaymentIntent while it waits for the customer's
+    authentication (requires_action: Stripe.js's confirmCardPayment in the customer's browser),
+    else None. The outcome is decided afterwards on the server (`card_attempt_resolve`)."""
+    attempt = PaymentAttempt.objects.select_related("merchant").get(pk=attempt_id, source=PaymentSource.CARD)
+    if attempt.status != PaymentAttempt.Status.IN_FLIGHT or not attempt.external_reference:
+        return None
+    client = _client(attempt.merchant.livemode)
+    try:
+        intent = client.v1.payment_intents.retrieve(attempt.external_reference)
+    except stripe.StripeError as exc:
+        raise _stripe_failed(exc) from None
+    return intent.client_secret if intent.status == "requires_action" else None
+
+
 def card_attempts_resolve(*, limit: int = 200) -> int:
     """Beat: resolve card attempts left in flight past IN_FLIGHT_GRACE (a crash, a lost answer)."""
     before = timezone.now() - IN_FLIGHT_GRACE

@@ -1,0 +1,126 @@
+// The hosted checkout's card form: Stripe.js collects the card (confirmCardSetup on a
+// SetupIntent the server made), then the server charges what is due and decides the outcome;
+// only a PaymentIntent that requires the customer's action goes back to Stripe.js
+// (confirmCardPayment), after which the server is asked again. The browser never decides
+// whether the session is paid.
+(function () {
+  "use strict";
+  var LABELS = {
+    number: "Card number",
+    exp_month: "Expiry month (MM)",
+    exp_year: "Expiry year (YY)",
+    cvc: "Security code (CVC)",
+    postal_code: "Postal code"
+  };
+
+  var PLACEHOLDERS = { number: "1234 1234 1234 1234", exp_month: "MM", exp_year: "YY", cvc: "CVC", postal_code: "Postal code" };
+
+  function start() {
+    var form = document.getElementById("card-form");
+    if (!form) return;
+    var needsJs = document.getElementById("card-needs-js");
+    var errorBox = document.getElementById("card-error");
+    var progress = document.getElementById("card-progress");
+    var button = document.getElementById("card-submit");
+    var sessionId = form.getAttribute("data-session");
+    var setupOnly = form.getAttribute("data-setup-only") === "true";
+    var csrf = form.querySelector("input[name=csrfmiddlewaretoken]").value;
+
+    if (typeof window.Stripe !== "function") {
+      needsJs.textContent = "Card payments could not be loaded (Stripe.js did not load). Reload the page to try again.";
+      return;
+    }
+    var stripe = window.Stripe(form.getAttribute("data-key"));
+    var card = stripe.elements().create("card", { hidePostalCode: false });
+    card.mount("#card-element");
+    // localstripe's stand-in draws plain inputs named only by their placeholder: label them
+    var inputs = document.querySelectorAll("#card-element input");
+    for (var i = 0; i < inputs.length; i++) {
+      var name = inputs[i].getAttribute("placeholder");
+      if (!inputs[i].getAttribute("aria-label")) inputs[i].setAttribute("aria-label", LABELS[name] || name);
+      if (PLACEHOLDERS[name]) inputs[i].setAttribute("placeholder", PLACEHOLDERS[name]);
+      inputs[i].setAttribute("autocomplete", "off");
+      inputs[i].setAttribute("inputmode", name === "postal_code" ? "text" : "numeric");
+    }
+    needsJs.hidden = true;
+    form.hidden = false;
+
+    function post(path, body) {
+      return fetch("/checkout/" + sessionId + "/card/" + path, {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "Content-Type": "application/json", "X-CSRFToken": csrf },
+        body: JSON.stringify(body || {})
+      }).then(function (response) {
+        return response.json().catch(function () { return {}; }).then(function (data) {
+          if (!response.ok) throw new Error(data.message || "The payment could not be completed (" + response.status + ").");
+          return data;
+        });
+      });
+    }
+
+    function fail(message) {
+      errorBox.textContent = message;
+      progress.textContent = "";
+      button.disabled = false;
+      button.removeAttribute("aria-busy");
+    }
+
+    function settle(result) {
+      if (result.status === "saved") {
+        progress.textContent = "Your card was saved.";
+        window.location.assign("/checkout/" + sessionId);
+        return null;
+      }
+      if (result.paymentSessionStatus === "paid") {
+        progress.textContent = "Payment received. Thank you.";
+        window.location.assign(result.redirect || "/checkout/" + sessionId);
+        return null;
+      }
+      if (result.status === "failed") {
+        fail(result.failureReason || "The card was declined.");
+        return null;
+      }
+      if (result.nextAction && result.nextAction.clientSecret) {
+        progress.textContent = "Your bank asks you to confirm this payment.";
+        return stripe.confirmCardPayment(result.nextAction.clientSecret).then(function () {
+          // whatever Stripe.js says, the server retrieves the PaymentIntent and decides
+          return post("confirm", { paymentAttemptId: result.paymentAttemptId }).then(function (again) {
+            if (again.status === "in_flight" && !(again.nextAction && again.nextAction.clientSecret)) {
+              progress.textContent = "The payment is being processed; this page will show it once it is done.";
+              return null;
+            }
+            if (again.status === "in_flight") {
+              fail("The payment was not confirmed. Try again, or use another card.");
+              return null;
+            }
+            return settle(again);
+          });
+        });
+      }
+      progress.textContent = "The payment is being processed; this page will show it once it is done.";
+      return null;
+    }
+
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      errorBox.textContent = "";
+      button.disabled = true;
+      button.setAttribute("aria-busy", "true");
+      progress.textContent = "Checking your card…";
+      post("setup")
+        .then(function (setup) {
+          return stripe.confirmCardSetup(setup.clientSecret, { payment_method: { card: card } }).then(function (result) {
+            if (result.error) throw new Error(result.error.message || "The card could not be saved.");
+            progress.textContent = setupOnly ? "Saving your card…" : "Paying…";
+            return post("pay", { setupIntentId: result.setupIntent.id });
+          });
+        })
+        .then(settle)
+        .catch(function (error) { fail(error.message || String(error)); });
+    });
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
+})();
