@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint deploy-check dockerfile-check chromium clean soak fuzz audit
+.PHONY: install run test lint deploy-check dockerfile-check chromium anvil clean soak fuzz audit
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'
@@ -16,7 +16,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 install: $(STAMP)
 
-run: install
+run: install anvil
 	$(PY) -m billing_platform.devservers run
 
 lint: install
@@ -46,7 +46,17 @@ chromium:
 			"'sudo apt-get install chromium' (Debian/Ubuntu)"; \
 	fi
 
-test: lint dockerfile-check deploy-check chromium
+# The sandbox chain (make run) and the chain tests run anvil, a real Ethereum node, from npm
+# (@foundry-rs/anvil, pinned in package.json) installed in node_modules. Without npm, make run's
+# sandbox shows USDC as unavailable with the reason, and the chain tests are skipped saying why.
+anvil:
+	@if [ -x node_modules/.bin/anvil ]; then :; \
+	elif command -v npm >/dev/null; then npm install --no-audit --no-fund --loglevel=error; \
+	else echo "NOTE: npm is missing, so the sandbox chain (anvil) is not installed: install Node.js and npm" \
+		"(Debian: apt-get install npm); USDC shows as unavailable and tests/settlements is skipped"; \
+	fi
+
+test: lint dockerfile-check deploy-check chromium anvil
 	$(PY) -m billing_platform.devservers test -q
 
 # Issue 19: 30 minutes of mixed traffic (SOAK_MINUTES to change it), memory sampled each minute,
@@ -76,4 +86,4 @@ audit: install
 		$$(grep -oE '^[A-Za-z0-9-]+' security/pip-audit-ignore.txt | sed 's/^/--ignore-vuln /')
 
 clean:
-	rm -rf $(VENV) .run staticfiles
+	rm -rf $(VENV) .run staticfiles node_modules

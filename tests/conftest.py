@@ -3,8 +3,8 @@ from rest_framework.test import APIClient
 
 from tests.factories import MerchantFactory, issue_key, sandbox_of
 
-# localstripe (started only by the tests that use it) and the sandbox's Stripe pointed at it
-pytest_plugins = ["tests.stripe_fixtures"]
+# localstripe and anvil (each started only by the tests that use it), the sandbox's Stripe pointed at it
+pytest_plugins = ["tests.stripe_fixtures", "tests.chain_fixtures"]
 
 
 class Api:
