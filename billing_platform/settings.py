@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "apps.usage",
     "apps.invoices",
     "apps.apikeys",
+    "apps.settlements",
     "apps.checkout",
     "apps.portal",
     "csp",
@@ -307,6 +308,25 @@ STRIPE_TEST_API_BASE = env.str("STRIPE_TEST_API_BASE", default="https://api.stri
 # How old a signed inbound Stripe event may be (Stripe's own default tolerance).
 STRIPE_WEBHOOK_TOLERANCE_SECONDS = env.int("STRIPE_WEBHOOK_TOLERANCE_SECONDS", default=300)
 
+# USDC on chain, per mode: USDC_CHAINS (live) and USDC_TEST_CHAINS (sandbox) are JSON lists of
+# {"name", "chainId", "rpcUrl", "token", "requiredConfirmations", "recipient", "explorerUrl"?}
+# (apps.payments.chains; README Configuration). A mode without one offers no USDC (the checkout
+# says why); make run starts anvil for the sandbox when USDC_TEST_CHAINS is not given.
+USDC_CHAINS = env.str("USDC_CHAINS", default="")
+USDC_TEST_CHAINS = env.str("USDC_TEST_CHAINS", default="")
+# Set by make run when its sandbox chain could not start: why (shown where USDC is unavailable).
+SANDBOX_CHAIN_UNAVAILABLE = env.str("SANDBOX_CHAIN_UNAVAILABLE", default="")
+# A settlement whose transaction has no receipt this long after it was posted fails ("not found
+# in time"), which does not use its hash up.
+SETTLEMENT_NOT_FOUND_SECONDS = env.int("SETTLEMENT_NOT_FOUND_SECONDS", default=3600)
+# Pending settlements are read again with backoff: first after this many seconds, doubling up to the maximum.
+SETTLEMENT_RECHECK_SECONDS = env.float("SETTLEMENT_RECHECK_SECONDS", default=5.0)
+SETTLEMENT_RECHECK_MAX_SECONDS = env.float("SETTLEMENT_RECHECK_MAX_SECONDS", default=300.0)
+# How often beat looks for pending settlements due a check (seconds).
+SETTLEMENT_RECHECK_INTERVAL_SECONDS = env.float("SETTLEMENT_RECHECK_INTERVAL_SECONDS", default=5.0)
+# How long one read of a chain's RPC node may take (seconds).
+CHAIN_RPC_TIMEOUT_SECONDS = env.float("CHAIN_RPC_TIMEOUT_SECONDS", default=10.0)
+
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
@@ -369,6 +389,10 @@ CELERY_BEAT_SCHEDULE = {
     "resolve-card-attempts": {
         "task": "apps.cards.tasks.resolve_card_attempts",
         "schedule": crontab(minute="*"),
+    },
+    "recheck-pending-settlements": {
+        "task": "apps.settlements.tasks.recheck_pending_settlements",
+        "schedule": SETTLEMENT_RECHECK_INTERVAL_SECONDS,
     },
     "purge-expired-idempotency-keys": {
         "task": "apps.core.tasks.purge_expired_idempotency_keys",

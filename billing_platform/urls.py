@@ -25,6 +25,7 @@ v0_patterns = [
     path("", include("apps.entitlements.urls")),
     path("", include("apps.usage.urls")),
     path("", include("apps.invoices.urls")),
+    path("", include("apps.settlements.urls")),
     path("", include("apps.webhooks.urls")),
     path("", include("apps.portal.urls")),
     # last: any other /v0 path is the envelope's 404, also with DEBUG on (Django's debug page

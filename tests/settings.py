@@ -38,3 +38,7 @@ STRIPE_TEST_SECRET_KEY = STRIPE_TEST_PUBLISHABLE_KEY = STRIPE_TEST_WEBHOOK_SECRE
 # Every test client shares one address (127.0.0.1), so the per-address limits of the public
 # surfaces are off here; tests/core/test_public_limits.py turns each on.
 PUBLIC_RATE_LIMITS = dict.fromkeys(PUBLIC_RATE_LIMITS, "0")  # noqa: F405
+
+# No chain from a developer's .env either: the chain tests point a mode at the anvil they start
+# (tests/chain_fixtures.py).
+USDC_CHAINS = USDC_TEST_CHAINS = SANDBOX_CHAIN_UNAVAILABLE = ""

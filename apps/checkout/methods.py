@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from apps.cards.stripe_client import card_unavailable_reason, stripe_settings
+from apps.payments.chains import usdc_unavailable_reason
 from apps.payments.models import PaymentSession
 
 STRIPE_JS = "https://js.stripe.com/v3/"
@@ -54,9 +55,13 @@ def payment_methods(session: PaymentSession) -> list[PaymentMethod]:
         else:
             methods.append(PaymentMethod("card", "Card", False, f"Card unavailable: {reason}"))
     if session.currency == "USDC":
-        methods.append(
-            PaymentMethod("usdc", "USDC on chain", False, "USDC payments are not yet available on this platform.")
+        # the page's USDC form comes later; the usdc block (API, invoice PDF) and POST
+        # /v0/settlements take USDC already where a chain is configured
+        reason = usdc_unavailable_reason(livemode=session.merchant.livemode) or (
+            "this checkout page does not take USDC yet; pay the usdc block shown on the invoice and give the "
+            "merchant the transaction hash."
         )
+        methods.append(PaymentMethod("usdc", "USDC on chain", False, f"USDC unavailable: {reason}"))
     if not session.merchant.livemode:
         methods.append(
             PaymentMethod("test", "Test payment", True, "Sandbox only: pays what is due, as if the customer had paid.")

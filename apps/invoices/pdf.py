@@ -19,6 +19,7 @@ from apps.core.errors import ServiceUnavailable
 from apps.core.money import format_amount
 from apps.invoices.models import Invoice
 from apps.invoices.serializers import invoice_data
+from apps.payments.chains import from_base_units
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +117,10 @@ def invoice_pdf_context(invoice: Invoice) -> dict:
         "billed_lines": [line for line in lines if not line["informational"]],
         "informational_lines": [line for line in lines if line["informational"]],
         "generated": _moment(timezone.now()),
+        # the usdc block's base units as USDC (exact: 6 places)
+        "usdc_amount": format_amount(from_base_units(int(data["usdc"]["amount"])), invoice.currency)
+        if data["usdc"]
+        else None,
     }
 
 

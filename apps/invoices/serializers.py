@@ -6,6 +6,7 @@ from rest_framework import serializers
 from apps.core.formats import iso, quantity_str
 from apps.core.money import format_amount
 from apps.invoices.models import Invoice, InvoiceLine
+from apps.payments.chains import usdc_block
 from apps.payments.models import PaymentSession
 from apps.payments.serializers import checkout_url
 
@@ -38,6 +39,19 @@ def payment_url(invoice: Invoice) -> str | None:
             status=PaymentSession.Status.PENDING,
         ).first()
     return None if session is None else checkout_url(session)
+
+
+def invoice_usdc(invoice: Invoice) -> dict | None:
+    """An open USDC invoice's `usdc` block: its amount due in base units (rounded up), the
+    chain's recipient and the invoice's reference hash."""
+    if invoice.status not in (Invoice.Status.OPEN, Invoice.Status.UNCOLLECTIBLE):
+        return None
+    return usdc_block(
+        livemode=invoice.merchant.livemode,
+        target_id=invoice.id,
+        amount_due=invoice.amount_due,
+        currency=invoice.currency,
+    )
 
 
 def invoice_lines_data(invoice: Invoice, lines=None) -> list[dict]:
@@ -79,7 +93,7 @@ def invoice_data(invoice: Invoice, *, lines_data: list[dict] | None = None) -> d
         "voidedAt": iso(invoice.voided_at),
         "paymentUrl": payment_url(invoice),
         "pdfUrl": f"{settings.PUBLIC_BASE_URL}/v0/invoices/{invoice.id}/pdf",
-        "usdc": None,
+        "usdc": invoice_usdc(invoice),
         "createdAt": iso(invoice.created_at),
         "updatedAt": iso(invoice.updated_at),
     }

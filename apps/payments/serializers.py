@@ -6,6 +6,7 @@ from rest_framework import serializers
 
 from apps.core.formats import iso
 from apps.core.money import format_amount
+from apps.payments.chains import usdc_block
 from apps.payments.models import Payment, PaymentSession, PaymentSource
 
 
@@ -18,6 +19,18 @@ def session_status(session: PaymentSession) -> str:
     if session.status == PaymentSession.Status.PENDING and session.expires_at <= timezone.now():
         return PaymentSession.Status.EXPIRED
     return session.status
+
+
+def session_usdc(session: PaymentSession) -> dict | None:
+    """The `usdc` block of a pending USDC session that takes a payment (else None)."""
+    if session.mode != PaymentSession.Mode.PAYMENT or session_status(session) != PaymentSession.Status.PENDING:
+        return None
+    return usdc_block(
+        livemode=session.merchant.livemode,
+        target_id=session.id,
+        amount_due=session.amount - session.amount_paid,
+        currency=session.currency,
+    )
 
 
 class PaymentSessionSerializer(serializers.Serializer):
@@ -38,10 +51,16 @@ class PaymentSessionSerializer(serializers.Serializer):
     walletId = serializers.UUIDField(source="wallet_id")
     subscriptionId = serializers.UUIDField(source="subscription_id", allow_null=True)
     invoiceId = serializers.UUIDField(source="invoice_id", allow_null=True)
+    usdc = serializers.SerializerMethodField(
+        help_text="A pending USDC session: what to send on chain (base units), where, and the reference to quote."
+    )
     createdAt = serializers.DateTimeField(source="created_at")
 
     def get_object(self, obj) -> str:
         return "paymentSession"
+
+    def get_usdc(self, obj) -> dict | None:
+        return session_usdc(obj)
 
     def get_amount(self, obj) -> str:
         return format_amount(obj.amount, obj.currency)
