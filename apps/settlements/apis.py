@@ -21,8 +21,15 @@ from apps.settlements.services import settlement_create, wallet_address_add, wal
 class ChainListApi(ApiView):
     @extend_schema(operation_id="chains_list", responses=ChainSchema(many=True), tags=["settlements"])
     def get(self, request):
+        # a handful from the configuration, all in one page (the list envelope of every list)
         configured = [chain_data(chain) for chain in chains(livemode=request.merchant.livemode)]
-        return self.paginated_response(configured, lambda rows: list(rows))
+        return Response(
+            {
+                "object": "list",
+                "data": configured,
+                "pagination": {"limit": len(configured), "offset": 0, "total": len(configured)},
+            }
+        )
 
 
 class WalletAddressListApi(ApiView):
@@ -62,7 +69,9 @@ class WalletAddressListApi(ApiView):
     )
     def get(self, request, customer_id):
         customer = customer_get(merchant=request.merchant, customer_id=customer_id)
-        queryset = WalletAddress.objects.filter(merchant=request.merchant, customer=customer).order_by("created_at")
+        queryset = WalletAddress.objects.filter(merchant=request.merchant, customer=customer).order_by(
+            "created_at", "id"
+        )
         return self.paginated_response(queryset, lambda rows: [wallet_address_data(row) for row in rows])
 
 
