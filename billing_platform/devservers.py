@@ -355,6 +355,27 @@ def start_sandbox_localstripe(port: str) -> dict:
     }
 
 
+def start_sandbox_chain() -> tuple[dict, list[str]]:
+    """anvil as the sandbox's chain (no USDC_TEST_CHAINS given), with the test USDC deployed and a
+    payer funded: the sandbox's USDC_TEST_CHAINS and the banner's lines. Where it cannot start
+    (no npm), SANDBOX_CHAIN_UNAVAILABLE says why: the sandbox shows USDC as unavailable."""
+    import json
+
+    from billing_platform import sandbox_chain
+
+    directory = RUN_DIR / "anvil"
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        chain = sandbox_chain.setup_sandbox_chain(log_path=directory / "anvil.log")
+    except sandbox_chain.ChainUnavailable as exc:
+        log(f"no sandbox chain: {exc}")
+        return {"SANDBOX_CHAIN_UNAVAILABLE": str(exc)}, []
+    atexit.register(chain.stop)
+    log(f"anvil {chain.process.pid} on {chain.rpc_url} as the sandbox's chain (its log: {directory}/anvil.log)")
+    # anvil mines a block per transaction: one confirmation is what the sandbox can reach on its own
+    return {"USDC_TEST_CHAINS": json.dumps([chain.chain_config(required_confirmations=1)])}, chain.banner_lines()
+
+
 def command_run(args: list[str]) -> int:
     env = prepare_environment()
     env.setdefault("DEBUG", "true")
@@ -375,12 +396,20 @@ def command_run(args: list[str]) -> int:
     if "STRIPE_TEST_SECRET_KEY" not in env and not _in_dotenv("STRIPE_TEST_SECRET_KEY"):
         with _stop_deferred():
             env.update(start_sandbox_localstripe(env["PORT"]))
+    # The sandbox pays USDC on a local chain: anvil with the test USDC, unless a chain is given.
+    chain_banner = []
+    if "USDC_TEST_CHAINS" not in env and not _in_dotenv("USDC_TEST_CHAINS"):
+        with _stop_deferred():
+            chain_env, chain_banner = start_sandbox_chain()
+            env.update(chain_env)
     python = sys.executable
     env["PATH"] = f"{Path(python).parent}{os.pathsep}{env.get('PATH', '')}"
     for step in (["manage.py", "migrate", "--noinput"], ["manage.py", "seed_demo", "--port", env["PORT"]]):
         code = _run([python, *step], env)
         if code:
             return code
+    if chain_banner:
+        print("\n".join(f"  {line}" for line in chain_banner) + "\n", flush=True)
     honcho = shutil.which("honcho", path=env["PATH"]) or "honcho"
     log(f"starting web (http://127.0.0.1:{env['PORT']}), worker and beat; Ctrl-C (or SIGTERM) stops everything")
     return _run([honcho, "start", "-f", str(BASE_DIR / "Procfile"), "-p", env["PORT"], *args], env)

@@ -33,7 +33,7 @@ def test_pending_session_shows_what_is_due_and_each_way_of_paying(client, sessio
     assert "Activate your subscription" in html
     assert "20.000000" in html and "USDC" in html
     assert "Due now" in html
-    assert "USDC payments are not yet available" in html
+    assert "USDC unavailable: no chain is configured for the sandbox (USDC_TEST_CHAINS is not set)." in html
     assert "test-payment" in html  # the sandbox offers its test payment
     assert "Sandbox" in html
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from billing_platform import sandbox_chain
 from billing_platform.devservers import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -213,7 +214,10 @@ def test_stopping_make_run_stops_every_process_it_started(start, how, signum, gr
     postmaster = platform.postmaster()
     assert postmaster is not None, platform.output()[-3000:]
     names = " ".join(platform.seen.values())
-    for expected in ("honcho", "gunicorn", "worker", "beat", "redis-server", "postgres", "localstripe_server"):
+    expected_processes = ["honcho", "gunicorn", "worker", "beat", "redis-server", "postgres", "localstripe_server"]
+    if sandbox_chain.ANVIL_BIN.exists():
+        expected_processes.append("anvil")
+    for expected in expected_processes:
         assert expected in names, (expected, sorted(platform.seen.values()))
 
     platform.signal(signum, group=group)
@@ -290,6 +294,99 @@ def test_paygentics_integration_class_runs_to_its_end_against_make_run(start):
     status, body = platform.get(f"/v0/usage?customerId={seen['customerId']}", headers)
     assert status == 200, body
     assert sorted(event["id"] for event in json.loads(body)["data"]) == sorted(u["id"] for u in seen["usage"])
+    platform.signal(signal.SIGTERM, group=False)
+    platform.wait_for_exit()
+    assert platform.wait_until_all_gone() == []
+
+
+@pytest.mark.skipif(not sandbox_chain.ANVIL_BIN.exists(), reason="anvil (npm @foundry-rs/anvil: make anvil) is missing")
+def test_make_run_pays_an_invoice_in_usdc_on_its_sandbox_chain(start):
+    """The banner's sandbox chain, used as a merchant's backend and its customer would: the funded
+    payer proves its address, pays a USDC invoice's usdc block with a real transfer of the test
+    USDC, the merchant posts the settlement, and make run's own worker confirms it from the chain."""
+    from eth_account import Account
+    from eth_account.messages import encode_defunct
+    from web3 import HTTPProvider, Web3
+
+    platform = start("devservers")
+    output = platform.output()
+    sandbox_key = re.search(r"Sandbox key:\s+(sk_test_\S+)", output)[1]
+    rpc_url, chain_name, chain_id = re.search(r"Sandbox chain: (\S+) \(name (\S+), chain id (\d+)\)", output).groups()
+    token = re.search(r"Test USDC: (0x[0-9a-fA-F]{40})", output)[1]
+    recipient = re.search(r"USDC recipient: (0x[0-9a-fA-F]{40})", output)[1]
+    payer_address, payer_key = re.search(r"Funded payer: (0x[0-9a-fA-F]{40}) \(key (0x[0-9a-f]{64})\)", output).groups()
+    headers = {"Authorization": f"Bearer {sandbox_key}"}
+    status, chains = platform.post("/v0/customers", {"email": "chain-payer@example.com"}, headers)
+    assert status in (200, 201), chains
+    customer_id = chains["id"]
+    status, body = platform.get("/v0/chains", headers)
+    assert status == 200 and json.loads(body)["data"][0]["token"] == token, body
+    payer = Account.from_key(payer_key)
+    assert payer.address == payer_address
+    message = f"Pay {json.loads(platform.get('/v0/merchants/me', headers)[1])['name']} from {payer_address} as customer {customer_id}"
+    signature = "0x" + payer.sign_message(encode_defunct(text=message)).signature.hex().removeprefix("0x")
+    status, body = platform.post(
+        f"/v0/customers/{customer_id}/walletAddresses", {"address": payer_address, "signature": signature}, headers
+    )
+    assert status == 201, body
+    status, invoice = platform.post(
+        "/v0/invoices",
+        {
+            "customerId": customer_id,
+            "currency": "USDC",
+            "amount": "3.5",
+            "description": "On chain",
+            "autoCollect": False,
+        },
+        headers,
+    )
+    assert status == 201, invoice
+    usdc = invoice["usdc"]
+    assert (usdc["chain"], usdc["chainId"], usdc["token"], usdc["recipient"], usdc["amount"]) == (
+        chain_name,
+        int(chain_id),
+        token,
+        recipient,
+        "3500000",
+    )
+    w3 = Web3(HTTPProvider(rpc_url))
+    abi = [
+        {
+            "name": "transfer",
+            "type": "function",
+            "stateMutability": "nonpayable",
+            "inputs": [{"name": "receiver", "type": "address"}, {"name": "amount", "type": "uint256"}],
+            "outputs": [{"name": "", "type": "bool"}],
+        }
+    ]
+    tx = (
+        w3.eth.contract(address=token, abi=abi)
+        .functions.transfer(recipient, int(usdc["amount"]))
+        .build_transaction(
+            {"from": payer_address, "nonce": w3.eth.get_transaction_count(payer_address), "chainId": int(chain_id)}
+        )
+    )
+    tx_hash = w3.eth.send_raw_transaction(payer.sign_transaction(tx).raw_transaction)
+    w3.eth.wait_for_transaction_receipt(tx_hash, timeout=30)
+    status, settlement = platform.post(
+        "/v0/settlements",
+        {
+            "invoiceId": invoice["id"],
+            "chain": chain_name,
+            "transactionHash": "0x" + tx_hash.hex().removeprefix("0x"),
+            "referenceHash": usdc["referenceHash"],
+            "payerAddress": payer_address,
+            "merchantAddress": recipient,
+        },
+        headers,
+    )
+    assert status == 201, settlement
+    deadline = time.monotonic() + 60
+    while settlement["status"] == "pending" and time.monotonic() < deadline:
+        time.sleep(0.5)
+        settlement = json.loads(platform.get(f"/v0/settlements/{settlement['id']}", headers)[1])
+    assert (settlement["status"], settlement["amount"]) == ("confirmed", "3.500000"), settlement
+    assert json.loads(platform.get(f"/v0/invoices/{invoice['id']}", headers)[1])["status"] == "paid"
     platform.signal(signal.SIGTERM, group=False)
     platform.wait_for_exit()
     assert platform.wait_until_all_gone() == []
