@@ -30,3 +30,16 @@ def resolve_card_attempts() -> int:
         if not acquired:
             return 0
         return card_attempts_resolve()
+
+
+@shared_task
+def auto_recharge(settings_id: str) -> str:
+    """After a posting took a wallet below its auto-recharge threshold: charge the saved card once."""
+    from apps.cards.services.auto_recharge import auto_recharge_run
+
+    charge = auto_recharge_run(settings_id=settings_id)
+    if charge is None:
+        return "nothing to charge"
+    if charge.attempt is None:
+        return charge.reason
+    return charge.attempt.status

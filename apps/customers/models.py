@@ -41,7 +41,7 @@ class BillingSettings(TenantModel):
     contract's `billingSettings` (a map keyed by currency). Below `low_balance_threshold` the
     merchant hears wallet.low_balance; auto-recharge charges the saved card for
     `auto_recharge_amount` once the available balance falls below `auto_recharge_threshold`
-    (the charging comes with card payments). Typed columns, so that the usage hot path can read
+    (apps.cards.services.auto_recharge). Typed columns, so that the usage hot path can read
     or join the threshold (apps.customers.selectors.low_balance_threshold)."""
 
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="billing_settings")
@@ -54,6 +54,13 @@ class BillingSettings(TenantModel):
     auto_recharge_enabled = models.BooleanField(default=False)
     auto_recharge_threshold = AmountField(null=True, blank=True)
     auto_recharge_amount = AmountField(null=True, blank=True)
+    # Whether the available balance is below the auto-recharge threshold since it last crossed
+    # it: set when it falls below (an auto-recharge is then charged once), cleared when it is
+    # back at or above it (or the settings change), so that the card is charged once per
+    # crossing (apps.cards.services.auto_recharge).
+    auto_recharge_triggered = models.BooleanField(default=False, editable=False)
+    # The top-up session the current crossing's charge pays (null until it is made).
+    auto_recharge_session_id = models.UUIDField(null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name_plural = "billing settings"

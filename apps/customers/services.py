@@ -115,6 +115,14 @@ def _set_billing_settings(customer: Customer, changes: BillingSettingsChanges) -
             if row.low_balance_threshold != values["low_balance_threshold"]:
                 # a new threshold: the next movement of the balance below it is heard
                 values["low_balance_alerted"] = False
+            if (row.auto_recharge_enabled, row.auto_recharge_threshold) != (
+                values["auto_recharge_enabled"],
+                values["auto_recharge_threshold"],
+            ):
+                # auto-recharge turned on, off, or a new threshold: the next movement of the
+                # balance below it charges the card
+                values["auto_recharge_triggered"] = False
+                values["auto_recharge_session_id"] = None
             for field, value in values.items():
                 setattr(row, field, value)
             row.save(update_fields=[*values, "updated_at"])
