@@ -130,6 +130,9 @@ class Payment(TenantModel):
     amount = AmountField()
     currency = models.CharField(max_length=8, choices=Currency.choices)
     applied_amount = AmountField(default=0, help_text="What went to the session's target; the rest stays free.")
+    # What the processor gave back so far (the sum of the payment's refunds).
+    amount_refunded = AmountField(default=0)
+    disputed_at = models.DateTimeField(null=True, blank=True)
     customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="payments")
     wallet = models.ForeignKey("ledger.Wallet", on_delete=models.PROTECT, related_name="payments")
     session = models.ForeignKey(
@@ -147,6 +150,10 @@ class Payment(TenantModel):
             models.UniqueConstraint(fields=["source", "external_reference"], name="payment_unique_external_reference"),
             models.CheckConstraint(condition=Q(amount__gt=0), name="payment_amount_positive"),
             models.CheckConstraint(
+                condition=Q(amount_refunded__gte=0) & Q(amount_refunded__lte=models.F("amount")),
+                name="payment_refunded_within_amount",
+            ),
+            models.CheckConstraint(
                 condition=Q(source="wallet") | Q(ledger_transaction__isnull=False),
                 name="payment_credit_has_transaction",
             ),
@@ -155,6 +162,51 @@ class Payment(TenantModel):
 
     def __str__(self):
         return f"{self.source} {self.amount} {self.currency} ({self.external_reference})"
+
+
+class PaymentRefund(TenantModel):
+    """Money of a payment given back by its processor (a Stripe refund), once per the
+    processor's refund id: the wallet debited (its balance may go below zero: the customer then
+    owes it), after what the payment paid on the session's target was reversed."""
+
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="refunds")
+    source = models.CharField(max_length=16, choices=PaymentSource.choices)
+    # The processor's id of the refund (re_...), unique per source.
+    external_reference = models.CharField(max_length=300)
+    amount = AmountField()
+    currency = models.CharField(max_length=8, choices=Currency.choices)
+    reversed_amount = AmountField(default=0, help_text="What of it undid the payment's target (an invoice payment).")
+    ledger_transaction = models.OneToOneField("ledger.LedgerTransaction", on_delete=models.PROTECT, related_name="+")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["source", "external_reference"], name="payment_refund_unique_reference"),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="payment_refund_amount_positive"),
+        ]
+
+    def __str__(self):
+        return f"refund {self.amount} {self.currency} ({self.external_reference})"
+
+
+class PaymentDispute(TenantModel):
+    """A payment the payer disputed with its bank (a Stripe dispute), once per the processor's
+    dispute id: recorded and published (payment.disputed); no money moves automatically."""
+
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="disputes")
+    source = models.CharField(max_length=16, choices=PaymentSource.choices)
+    external_reference = models.CharField(max_length=300)
+    amount = AmountField()
+    currency = models.CharField(max_length=8, choices=Currency.choices)
+    reason = models.CharField(max_length=100, blank=True)
+    processor_status = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["source", "external_reference"], name="payment_dispute_unique_reference"),
+        ]
+
+    def __str__(self):
+        return f"dispute {self.amount} {self.currency} ({self.external_reference})"
 
 
 class Adjustment(TenantModel):

@@ -90,3 +90,34 @@ def wallet_credited(credit: WalletCredit) -> None:
     """Announce a credit to every listener, inside the caller's transaction."""
     for listener in _wallet_credited:
         listener(credit)
+
+
+@dataclass(frozen=True)
+class RefundNotice:
+    """A refund of `amount` of `payment` being recorded (`refund_id`: the PaymentRefund row to
+    be), before the wallet is debited: what the payment paid on its target is undone first."""
+
+    payment: object
+    amount: Decimal
+    refund_id: object
+
+
+_payment_refunded: list[Callable[[RefundNotice], Decimal]] = []
+
+
+def on_payment_refunded(listener: Callable[[RefundNotice], Decimal]) -> None:
+    """`listener(notice)` undoes up to notice.amount of what the payment paid on a target of
+    its app (an invoice payment reversed: its amount back on the wallet, revenue and commission
+    in proportion) and returns what it put back on the wallet."""
+    if listener not in _payment_refunded:
+        _payment_refunded.append(listener)
+
+
+def payment_refunded(notice: RefundNotice) -> Decimal:
+    """Tell every listener, inside the caller's transaction; what they put back on the wallet."""
+    total = Decimal(0)
+    for listener in _payment_refunded:
+        total += listener(
+            RefundNotice(payment=notice.payment, amount=notice.amount - total, refund_id=notice.refund_id)
+        )
+    return total

@@ -134,6 +134,7 @@ class PaymentSerializer(serializers.Serializer):
     invoiceId = serializers.SerializerMethodField()
     customerId = serializers.UUIDField(source="customer_id")
     status = serializers.ChoiceField(choices=Payment.Status.choices)
+    amountRefunded = serializers.SerializerMethodField(help_text="What the processor gave back so far (refunds).")
     createdAt = serializers.DateTimeField(source="created_at")
 
     def get_object(self, obj) -> str:
@@ -141,6 +142,9 @@ class PaymentSerializer(serializers.Serializer):
 
     def get_amount(self, obj) -> str:
         return format_amount(obj.amount, obj.currency)
+
+    def get_amountRefunded(self, obj) -> str:
+        return format_amount(obj.amount_refunded, obj.currency)
 
     def get_invoiceId(self, obj) -> str | None:
         invoice_id = obj.session.invoice_id if obj.session_id else None
@@ -164,5 +168,6 @@ def failed_attempt_data(attempt) -> dict:
         "customerId": str(session.customer_id),
         "status": "failed",
         "failureReason": attempt.failure_reason,
+        "amountRefunded": format_amount(0, attempt.currency),
         "createdAt": iso(attempt.created_at),
     }

@@ -10,11 +10,16 @@ from dataclasses import dataclass
 from apps.cards.models import StripeCustomer, StripeEvent
 from apps.cards.services.saved_cards import saved_card_record
 from apps.cards.stripe_client import from_minor_units
-from apps.payments.models import PaymentAttempt, PaymentSource
-from apps.payments.services import Arrival, payment_attempt_fail, payment_receive
+from apps.payments.models import Payment, PaymentAttempt, PaymentSource
+from apps.payments.services import Arrival, payment_attempt_fail, payment_dispute, payment_receive, payment_refund
 
 # The clearing account card money arrives through (one per mode and currency, in the ledger).
 STRIPE_CLEARING = "stripe"
+
+
+class NotYet(Exception):
+    """The event is about a payment not credited yet (it arrived before the payment's own
+    report): it stays received, and the retry beat processes it again later."""
 
 
 @dataclass(frozen=True)
@@ -120,11 +125,136 @@ def setup_intent_succeeded(event: StripeEvent, method: dict | None) -> Outcome:
     return Outcome(True, f"Card {card.id} saved ({card.brand} ...{card.last4}).")
 
 
+def _charge_payment_intent(event: StripeEvent) -> tuple[str | None, str | None]:
+    """(PaymentIntent id, charge id) that a charge.* event is about (a charge, or a dispute)."""
+    obj = event.payload["data"].get("object") or {}
+    charge_id = obj.get("charge") if event.type.startswith("charge.dispute.") else obj.get("id")
+    if isinstance(charge_id, dict):
+        charge_id = charge_id.get("id")
+    intent = obj.get("payment_intent")
+    if isinstance(intent, dict):
+        intent = intent.get("id")
+    return intent or None, charge_id or None
+
+
+def _card_payment(event: StripeEvent, intent_id: str) -> Payment | None:
+    return Payment.objects.filter(
+        source=PaymentSource.CARD, external_reference=intent_id, merchant__livemode=event.livemode
+    ).first()
+
+
+def charge_prepare(event: StripeEvent) -> dict:
+    """Outside the transaction, for charge.refunded and charge.dispute.created: the PaymentIntent
+    the charge belongs to (retrieved with the charge when the event does not name it); when its
+    payment is not credited yet but a card attempt of this platform made it (the refund or the
+    dispute arrived before the payment's own report), the PaymentIntent retrieved and credited
+    now if it succeeded; and for a refund, the charge's refunds (the event's own list when it
+    holds them all, else listed from Stripe), each of which is recorded once."""
+    from apps.cards.stripe_client import stripe_client
+
+    intent_id, charge_id = _charge_payment_intent(event)
+    client = None
+    if intent_id is None and charge_id:
+        client = stripe_client(livemode=event.livemode)
+        intent_id = client.v1.charges.retrieve(charge_id).payment_intent
+        if isinstance(intent_id, dict):
+            intent_id = intent_id.get("id")
+    if not intent_id:
+        return {"payment_intent": None, "refunds": []}
+    attempt = _card_attempt(event, {"id": intent_id})
+    if attempt is None and _card_payment(event, intent_id) is None:
+        return {"payment_intent": intent_id, "refunds": []}  # not this platform's
+    if attempt is not None and _card_payment(event, intent_id) is None:
+        client = client or stripe_client(livemode=event.livemode)
+        intent = client.v1.payment_intents.retrieve(intent_id).to_dict()
+        if intent.get("status") == "succeeded":
+            intent_credit(attempt, intent)
+    refunds = []
+    if event.type == "charge.refunded":
+        listed = (event.payload["data"].get("object") or {}).get("refunds")
+        if isinstance(listed, dict) and isinstance(listed.get("data"), list) and not listed.get("has_more"):
+            refunds = listed["data"]
+        elif charge_id:
+            client = client or stripe_client(livemode=event.livemode)
+            refunds = [
+                refund.to_dict()
+                for refund in client.v1.refunds.list(params={"charge": charge_id, "limit": 100}).auto_paging_iter()
+            ]
+    return {"payment_intent": intent_id, "refunds": refunds}
+
+
+def _payment_or_wait(event: StripeEvent, prepared: dict) -> Payment | None:
+    intent_id = (prepared or {}).get("payment_intent")
+    if not intent_id:
+        return None
+    payment = _card_payment(event, intent_id)
+    if payment is None and _card_attempt(event, {"id": intent_id}) is not None:
+        raise NotYet(f"The payment of {intent_id} is not credited yet; this event waits for it.")
+    return payment
+
+
+# Refunds that give money back (Stripe's amount_refunded counts these); failed or canceled ones do not.
+REFUND_COUNTED = ("succeeded", "pending")
+
+
+def charge_refunded(event: StripeEvent, prepared: dict) -> Outcome:
+    """Each refund of the charge recorded once through the payments service (Stripe's
+    amount_refunded is cumulative: the refund ids say which are new)."""
+    payment = _payment_or_wait(event, prepared)
+    if payment is None:
+        return Outcome(False, "The refunded charge is no card payment of this platform.")
+    done = []
+    for refund in sorted(prepared["refunds"], key=lambda r: (r.get("created") or 0, r.get("id") or "")):
+        if refund.get("status") not in REFUND_COUNTED or not refund.get("id"):
+            continue
+        currency = str(refund.get("currency") or payment.currency).upper()
+        result = payment_refund(
+            source=PaymentSource.CARD,
+            payment_reference=payment.external_reference,
+            refund_reference=refund["id"],
+            amount=from_minor_units(refund["amount"], currency),
+            clearing=STRIPE_CLEARING,
+            livemode=event.livemode,
+        )
+        if result.created:
+            done.append(f"{refund['id']} {result.refund.amount}")
+    if not done:
+        return Outcome(True, f"No new refund of {payment.external_reference} (each was recorded before).")
+    return Outcome(True, f"Refunded from {payment.external_reference}: {', '.join(done)}.")
+
+
+def charge_dispute_created(event: StripeEvent, prepared: dict) -> Outcome:
+    """The payer disputed the charge: recorded and published (payment.disputed); no money moves."""
+    payment = _payment_or_wait(event, prepared)
+    if payment is None:
+        return Outcome(False, "The disputed charge is no card payment of this platform.")
+    dispute = event.payload["data"].get("object") or {}
+    currency = str(dispute.get("currency") or payment.currency).upper()
+    recorded, created = payment_dispute(
+        source=PaymentSource.CARD,
+        payment_reference=payment.external_reference,
+        dispute_reference=str(dispute.get("id") or event.stripe_id),
+        amount=from_minor_units(dispute.get("amount") or 0, currency),
+        reason=str(dispute.get("reason") or ""),
+        processor_status=str(dispute.get("status") or ""),
+        livemode=event.livemode,
+    )
+    if not created:
+        return Outcome(True, f"Dispute {recorded.external_reference} was recorded before.")
+    return Outcome(True, f"Dispute {recorded.external_reference} of {payment.external_reference} recorded.")
+
+
 # What each type does: handler(event, prepared), prepared being what PREPARE[type] (if any)
 # fetched from Stripe outside the transaction.
 HANDLERS: dict[str, Callable] = {
     "payment_intent.succeeded": lambda event, _: payment_intent_succeeded(event),
     "payment_intent.payment_failed": lambda event, _: payment_intent_payment_failed(event),
     "setup_intent.succeeded": setup_intent_succeeded,
+    "charge.refunded": charge_refunded,
+    "charge.dispute.created": charge_dispute_created,
 }
-PREPARE: dict[str, Callable] = {"setup_intent.succeeded": setup_intent_prepare}
+PREPARE: dict[str, Callable] = {
+    "setup_intent.succeeded": setup_intent_prepare,
+    "charge.refunded": charge_prepare,
+    "charge.dispute.created": charge_prepare,
+}

@@ -122,7 +122,7 @@ def _enqueue(event_id) -> None:
 
 def stripe_event_process(*, event_id) -> str:
     """Process the event once (see the module); returns its status after."""
-    from apps.cards.services.handlers import HANDLERS, PREPARE
+    from apps.cards.services.handlers import HANDLERS, PREPARE, NotYet
 
     row = StripeEvent.objects.filter(pk=event_id).first()
     if row is None:
@@ -161,6 +161,14 @@ def stripe_event_process(*, event_id) -> str:
             try:
                 with transaction.atomic():
                     outcome = handler(row, prepared)
+            except NotYet as exc:
+                # about a payment not credited yet: left received for beat, up to MAX_ATTEMPTS
+                row.attempts += 1
+                row.note = str(exc)[:500]
+                if row.attempts >= MAX_ATTEMPTS:
+                    row.status = StripeEvent.Status.FAILED
+                row.save(update_fields=["attempts", "note", "status", "updated_at"])
+                return row.status
             except ApiError as exc:
                 # the service it reached refused it (money credited to another session): final
                 row.status, row.note = StripeEvent.Status.FAILED, exc.message[:500]

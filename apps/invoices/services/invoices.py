@@ -29,6 +29,7 @@ from apps.core.money import currency_decimals, round_to_minor_unit
 from apps.invoices.models import Invoice, InvoiceLine, InvoiceSequence
 from apps.invoices.services.events import invoice_publish, invoices_publish
 from apps.invoices.services.lines import FeePeriod, LineSpec, PeriodToInvoice, lines_total, periods_lines, start_lines
+from apps.invoices.services.refunds import invoice_payment_left, invoice_payment_reverse
 from apps.ledger.lock_objects import lock_wallet_balances
 from apps.ledger.models import LedgerTransaction, Wallet
 from apps.ledger.services import ledger_reverse, wallet_get_or_create
@@ -437,14 +438,24 @@ def invoice_void(*, merchant, invoice_id) -> Invoice:
         ).order_by("created_at", "id")
         returned = 0
         for payment in payments:
-            ledger_reverse(
-                original=payment,
-                reference=f"invoice_void:{payment.id}",
-                description=f"void of invoice {invoice.number}",
-            )
-            returned += -sum(
-                e.amount for e in payment.entries.all() if e.account_id == invoice.wallet.available_account_id
-            )
+            paid = -sum(e.amount for e in payment.entries.all() if e.account_id == invoice.wallet.available_account_id)
+            left, _ = invoice_payment_left(invoice, payment)
+            if left == paid:
+                ledger_reverse(
+                    original=payment,
+                    reference=f"invoice_void:{payment.id}",
+                    description=f"void of invoice {invoice.number}",
+                )
+            else:
+                # refunded in part already: what is left of it, in the same proportions
+                invoice_payment_reverse(
+                    invoice,
+                    payment,
+                    left,
+                    reference=f"invoice_void:{payment.id}",
+                    description=f"void of invoice {invoice.number}",
+                )
+            returned += left
         now = timezone.now()
         invoice.status = Invoice.Status.VOID
         invoice.voided_at = now

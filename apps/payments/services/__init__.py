@@ -10,6 +10,7 @@ from apps.payments.services.receive import (
     payment_session_pay_test,
     payments_from_wallet,
 )
+from apps.payments.services.refunds import Refunded, payment_dispute, payment_refund
 from apps.payments.services.sessions import (
     payment_session_create,
     payment_session_expire_due,
@@ -21,12 +22,15 @@ from apps.payments.services.sessions import (
 __all__ = [
     "Arrival",
     "Received",
+    "Refunded",
     "adjustment_create",
     "amount_due",
     "payment_attempt_fail",
     "payment_attempt_start",
+    "payment_dispute",
     "payment_from_wallet",
     "payment_receive",
+    "payment_refund",
     "payment_session_create",
     "payment_session_expire_due",
     "payment_session_pay_test",

@@ -16,7 +16,9 @@ reports what arrived through `payment_receive`, which in one transaction:
 5. completes the attempt it answers (or records one), publishes payment.succeeded (the
    payment in its API shape) and announces the credit (registry.wallet_credited).
 
-It is the one place that publishes payment.* events.
+It is the one place that publishes payment.succeeded and payment.failed (an attempt that
+failed: `payment_attempt_fail`); payment.refunded and payment.disputed come from
+`apps.payments.services.refunds`.
 """
 
 import uuid

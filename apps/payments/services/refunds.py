@@ -1,0 +1,151 @@
+"""Money a processor gave back (a refund) or that a payer disputed, reported once per the
+processor's own id, through the one payments service.
+
+A refund undoes what its payment did: what the payment paid on its session's target is
+reversed first (the "payment refunded" listeners: an invoice payment reversed, revenue and
+commission in the proportions it took, the invoice open again), then the wallet is debited the
+whole refund through the source's clearing account (the money leaves to the card). For money
+that funded the wallet (a top-up, a prefund, an excess) that is all: the wallet's available
+balance may go below zero, and the customer then owes it (usage below the minimum balance is
+refused). Stripe's amount_refunded is cumulative; each refund id is recorded once, so a
+duplicate or a later event that lists the same refunds changes nothing. A dispute is recorded
+and published; no money moves.
+"""
+
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db import transaction
+from django.utils import timezone
+
+from apps.core.errors import Conflict, NotFound
+from apps.core.money import ZERO, format_amount, round_amount
+from apps.ledger.models import LedgerTransaction
+from apps.ledger.services import Posting, clearing_account, ledger_post
+from apps.payments.models import Payment, PaymentDispute, PaymentRefund
+from apps.payments.registry import RefundNotice, payment_refunded
+from apps.payments.serializers import PaymentSerializer
+from apps.payments.services.receive import _lock_session
+from apps.webhooks.outbox import publish
+
+
+@dataclass(frozen=True)
+class Refunded:
+    refund: PaymentRefund
+    payment: Payment
+    # False: this refund had been recorded before, and nothing moved now.
+    created: bool
+
+
+def _locked_payment(source: str, reference: str, *, livemode: bool) -> Payment:
+    """The payment of `source` and `reference`, locked after its session's target and its
+    session (the order every writer of them keeps)."""
+    found = Payment.objects.filter(source=source, external_reference=reference, merchant__livemode=livemode).first()
+    if found is None:
+        raise NotFound(f"No {source} payment {reference!r} was credited.", code="PAYMENT_NOT_FOUND")
+    if found.session_id is not None:
+        _lock_session(found.session_id)
+    return (
+        Payment.objects.select_for_update(of=("self",))
+        .select_related("merchant", "wallet__available_account", "session")
+        .get(pk=found.pk)
+    )
+
+
+def _publish(payment: Payment, type_: str) -> None:
+    publish(merchant=payment.merchant, type=type_, data=PaymentSerializer(payment).data, updated_at=payment.updated_at)
+
+
+def payment_refund(
+    *, source: str, payment_reference: str, refund_reference: str, amount: Decimal, clearing: str, livemode: bool
+) -> Refunded:
+    """Record the processor's refund `refund_reference` of `amount` of the payment, once (see
+    the module); publishes payment.refunded."""
+    if amount <= ZERO or round_amount(amount) != amount:
+        raise ValueError(f"a refund's amount must be positive with at most 12 places, got {amount}")
+    with transaction.atomic():
+        payment = _locked_payment(source, payment_reference, livemode=livemode)
+        existing = PaymentRefund.objects.filter(source=source, external_reference=refund_reference).first()
+        if existing is not None:
+            if existing.payment_id != payment.id:
+                raise Conflict(
+                    f"Refund {refund_reference!r} was recorded for another payment.", code="REFUND_OF_ANOTHER_PAYMENT"
+                )
+            return Refunded(existing, payment, created=False)
+        left = payment.amount - payment.amount_refunded
+        if amount > left:
+            raise Conflict(
+                f"Refund {refund_reference!r} of {format_amount(amount, payment.currency)} {payment.currency} exceeds "
+                f"what is left of payment {payment.id} ({format_amount(left, payment.currency)}).",
+                code="REFUND_EXCEEDS_PAYMENT",
+            )
+        refund_id = uuid.uuid4()
+        reversed_amount = payment_refunded(RefundNotice(payment=payment, amount=amount, refund_id=refund_id))
+        merchant = payment.merchant
+        txn = ledger_post(
+            merchant=merchant,
+            kind=LedgerTransaction.Kind.REVERSAL,
+            currency=payment.currency,
+            postings=[
+                Posting(payment.wallet.available_account, -amount),
+                Posting(
+                    clearing_account(source=clearing, currency=payment.currency, livemode=merchant.livemode), amount
+                ),
+            ],
+            reference=f"refund:{refund_id}",
+            description=f"refund {refund_reference} of {payment.source} payment {payment.external_reference}"[:500],
+            metadata={"paymentId": str(payment.id), "refund": refund_reference},
+        )
+        refund = PaymentRefund.objects.create(
+            id=refund_id,
+            merchant=merchant,
+            payment=payment,
+            source=source,
+            external_reference=refund_reference,
+            amount=amount,
+            currency=payment.currency,
+            reversed_amount=reversed_amount,
+            ledger_transaction=txn,
+        )
+        payment.amount_refunded += amount
+        if payment.amount_refunded == payment.amount:
+            payment.status = Payment.Status.REFUNDED
+        payment.save(update_fields=["amount_refunded", "status", "updated_at"])
+        _publish(payment, "payment.refunded")
+    return Refunded(refund, payment, created=True)
+
+
+def payment_dispute(
+    *,
+    source: str,
+    payment_reference: str,
+    dispute_reference: str,
+    amount: Decimal,
+    reason: str,
+    processor_status: str,
+    livemode: bool,
+) -> tuple[PaymentDispute, bool]:
+    """Record the payer's dispute of the payment, once per the processor's dispute id, and
+    publish payment.disputed; no money moves (chargebacks are not handled automatically)."""
+    with transaction.atomic():
+        payment = _locked_payment(source, payment_reference, livemode=livemode)
+        existing = PaymentDispute.objects.filter(source=source, external_reference=dispute_reference).first()
+        if existing is not None:
+            return existing, False
+        dispute = PaymentDispute.objects.create(
+            merchant=payment.merchant,
+            payment=payment,
+            source=source,
+            external_reference=dispute_reference,
+            amount=amount,
+            currency=payment.currency,
+            reason=reason[:100],
+            processor_status=processor_status[:64],
+        )
+        payment.disputed_at = payment.disputed_at or timezone.now()
+        if payment.status == Payment.Status.SUCCEEDED:
+            payment.status = Payment.Status.DISPUTED
+        payment.save(update_fields=["disputed_at", "status", "updated_at"])
+        _publish(payment, "payment.disputed")
+    return dispute, True
