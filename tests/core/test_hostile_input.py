@@ -92,3 +92,14 @@ def test_unknown_fields_and_numbers_for_text_are_400(api):
     plan = make_plan(api.merchant)
     response = api.post("/v0/subscriptions", {"customerId": str(customer.id), "planId": str(plan.id), "name": 5})
     assert response.status_code == 400
+
+
+def test_chain_libraries_do_not_leave_the_recursion_limit_raised():
+    """py_ecc (under eth-account and web3) raises the limit to 100,000 at import; at that limit
+    the nested-JSON body above overflows the C stack and kills the process instead of a 400."""
+    import sys
+
+    import eth_account  # noqa: F401
+    import web3  # noqa: F401
+
+    assert sys.getrecursionlimit() <= 1000
