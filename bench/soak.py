@@ -18,13 +18,15 @@ receiver in this process. Then, from this process, on 127.0.0.1 until `--minutes
 - API-key verify (its counts drained to usage events by beat);
 - entitlements: a hold, a usage event against it, its release;
 - sandbox top-ups paid with the test helper; top-ups paid by card (a PaymentIntent at localstripe,
-  its own webhooks delivered to /webhooks/stripe);
+  its own webhooks delivered to /webhooks/stripe); USDC top-ups paid by real transfers of the test
+  USDC on an anvil chain started here (the sandbox chain of make run), claimed with
+  POST /v0/settlements and confirmed by beat's re-check (2 confirmations);
 - the period close, invoices and their collection, webhook deliveries: by the worker and beat.
 
 Each minute the resident size (VmRSS) of every process of gunicorn (master and workers), the
-worker (and its children), beat, localstripe and this process is sampled. At the end: usage
+worker (and its children), beat, localstripe, anvil and this process is sampled. At the end: usage
 events acknowledged against stored, VALID verify answers against counted usage, card payments
-against their credits, webhook events against deliveries (and duplicates by webhook-id), and
+against their credits, settlements posted against confirmed and USDC transferred against credited, webhook events against deliveries (and duplicates by webhook-id), and
 `ledger_check()` / `usage_check()`. Exit status 1 when a count differs or a check reports a
 problem. Memory is reported, not asserted: the target is growth below 10% from minute 5 to the end.
 """
@@ -77,6 +79,9 @@ def parse_args(argv=None):
     parser.add_argument("--customers", type=int, default=40, help="subscribed, funded customers (default 40)")
     parser.add_argument("--card-customers", type=int, default=4, help="customers with a saved card (default 4)")
     parser.add_argument("--api-keys", type=int, default=8, help="API keys verified (default 8)")
+    parser.add_argument(
+        "--usdc-customers", type=int, default=2, help="customers paying USDC top-ups on the sandbox chain (default 2)"
+    )
     parser.add_argument("--web-workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4, help="WEB_THREADS of each gunicorn worker")
     parser.add_argument("--rate", type=float, default=1.0, help="a factor on every traffic rate (default 1)")
@@ -163,7 +168,7 @@ class Receiver:
 # ---------------------------------------------------------------------------- seeding
 
 
-def seed(args, receiver_url: str, minutes: float) -> dict:
+def seed(args, receiver_url: str, minutes: float, chain=None) -> dict:
     from django.db import connection
 
     from apps.apikeys.services import api_key_create as customer_key_create
@@ -261,6 +266,28 @@ def seed(args, receiver_url: str, minutes: float) -> dict:
         card = card_save(customer=customer, setup_intent_id=setup.setup_intent_id)
         card_customers.append({"customer_id": str(customer.id), "card_id": card.id})
 
+    usdc_customers = []
+    if chain is not None:
+        from eth_account import Account
+        from eth_account.messages import encode_defunct
+
+        from apps.settlements.services import wallet_address_add, wallet_address_message
+        from billing_platform import sandbox_chain
+
+        for i in range(args.usdc_customers):
+            customer, _ = customer_create(merchant=merchant, email=f"soak-usdc-{i}@example.com", name=f"USDC {i}")
+            payer = Account.create()
+            sandbox_chain.fund_payer(chain, payer.address, usdc=10**15)
+            message = wallet_address_message(merchant=merchant, customer=customer, address=payer.address)
+            signature = payer.sign_message(encode_defunct(text=message)).signature.hex()
+            wallet_address_add(
+                merchant=merchant,
+                customer=customer,
+                address=payer.address,
+                signature="0x" + signature.removeprefix("0x"),
+            )
+            usdc_customers.append({"customer_id": str(customer.id), "payer": payer})
+
     webhook_endpoint_create(merchant=merchant, url=receiver_url, events=["*"])
     connection.close()
     return {
@@ -271,6 +298,8 @@ def seed(args, receiver_url: str, minutes: float) -> dict:
         "customer_ids": customer_ids,
         "api_keys": api_keys,
         "card_customers": card_customers,
+        "usdc_customers": usdc_customers,
+        "chain": chain,
     }
 
 
@@ -322,6 +351,7 @@ class Traffic:
         self.acknowledged: set[str] = set()  # usage idempotency keys answered 201 (or listed successful)
         self.valid = 0
         self.card_attempts = Counter()
+        self.usdc_sent: dict[str, int] = {}  # settlement id -> base units transferred
         self.rng = random.Random(19)
 
     def count(self, kind: str, status: int):
@@ -465,8 +495,62 @@ class Traffic:
             client.close()
             connection.close()
 
+    def usdc(self):
+        """A USDC top-up session by the API, paid by a real transfer of the test USDC on the sandbox
+        chain and claimed with POST /v0/settlements; two blocks mined after each, so that beat's
+        re-check confirms it."""
+        chain = self.world["chain"]
+        if chain is None or not self.world["usdc_customers"]:
+            return
+        rng = random.Random(7)
+        client = Client(self.port, self.world["secret"])
+        w3 = chain.web3()
+        token = w3.eth.contract(address=chain.token, abi=chain.abi)
+        try:
+            while not self.stop.is_set():
+                chosen = rng.choice(self.world["usdc_customers"])
+                payer = chosen["payer"]
+                status, session = client.call(
+                    "POST", f"/v0/customers/{chosen['customer_id']}/topups", {"amount": "3.25", "currency": "USDC"}
+                )
+                self.count("top-up (USDC)", status)
+                block = (session or {}).get("usdc") if status == 201 else None
+                if block:
+                    value = int(block["amount"])
+                    tx = token.functions.transfer(block["recipient"], value).build_transaction(
+                        {
+                            "from": payer.address,
+                            "nonce": w3.eth.get_transaction_count(payer.address),
+                            "chainId": chain.chain_id,
+                            "gasPrice": w3.eth.gas_price,
+                        }
+                    )
+                    tx_hash = w3.eth.send_raw_transaction(payer.sign_transaction(tx).raw_transaction)
+                    w3.eth.wait_for_transaction_receipt(tx_hash, timeout=30)
+                    posted, settlement = client.call(
+                        "POST",
+                        "/v0/settlements",
+                        {
+                            "paymentSessionId": session["id"],
+                            "chain": block["chain"],
+                            "transactionHash": "0x" + tx_hash.hex().removeprefix("0x"),
+                            "referenceHash": block["referenceHash"],
+                            "payerAddress": payer.address,
+                            "merchantAddress": block["recipient"],
+                        },
+                    )
+                    self.count("settlement", posted)
+                    if posted in (200, 201, 202) and settlement:
+                        with self.lock:
+                            self.usdc_sent[settlement["id"]] = value
+                    for _ in range(2):
+                        w3.provider.make_request("evm_mine", [])
+                self.pace(0.2)
+        finally:
+            client.close()
+
     def threads(self) -> list[threading.Thread]:
-        kinds = (self.singles, self.batches, self.verify, self.entitlements, self.topups, self.cards)
+        kinds = (self.singles, self.batches, self.verify, self.entitlements, self.topups, self.cards, self.usdc)
         return [threading.Thread(target=kind, name=kind.__name__, daemon=True) for kind in kinds]
 
 
@@ -475,6 +559,7 @@ class Traffic:
 
 def final_counts(world: dict, traffic: Traffic, receiver: Receiver) -> dict:
     from apps.payments.models import Payment
+    from apps.settlements.models import Settlement
     from apps.usage.models import UsageEvent
     from apps.webhooks.models import Delivery, Event
 
@@ -493,6 +578,14 @@ def final_counts(world: dict, traffic: Traffic, receiver: Receiver) -> dict:
         "cardAttempts": dict(traffic.card_attempts),
         "cardPayments": Payment.objects.filter(source="card").count(),
         "cardPaymentsDistinct": Payment.objects.filter(source="card").values("external_reference").distinct().count(),
+        "settlementsPosted": len(traffic.usdc_sent),
+        "settlements": dict(Counter(Settlement.objects.values_list("status", flat=True))),
+        "usdcSentBaseUnits": sum(traffic.usdc_sent.values()),
+        "usdcConfirmedBaseUnits": int(
+            sum(Settlement.objects.filter(status="confirmed").values_list("amount_base_units", flat=True), Decimal(0))
+        ),
+        "chainPayments": Payment.objects.filter(source="usdc").count(),
+        "chainPaymentsDistinct": Payment.objects.filter(source="usdc").values("external_reference").distinct().count(),
         "events": Event.objects.count(),
         "deliveries": dict(deliveries),
         "received": len(receiver.ids),
@@ -504,14 +597,18 @@ def wait_drained(world, traffic, timeout: float = 120) -> None:
     """Until beat's drain has turned every VALID verify into usage (or the timeout)."""
     from django.db import connection
 
+    from apps.settlements.models import Settlement
     from apps.usage.models import UsageEvent
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         counted = UsageEvent.objects.filter(merchant=world["merchant"], idempotency_key__startswith="verify:").count()
+        pending = Settlement.objects.filter(status="pending").count()
         connection.close()
-        if counted >= traffic.valid:
+        if counted >= traffic.valid and not pending:
             return
+        if pending and world["chain"] is not None:
+            world["chain"].web3().provider.make_request("evm_mine", [])
         time.sleep(2)
 
 
@@ -570,6 +667,14 @@ def main(argv=None) -> int:
     stripe = localstripe_server.start(
         port=free_port(HOST), store=workdir / "localstripe.pickle", log_path=workdir / "localstripe.log"
     )
+    from billing_platform import sandbox_chain
+
+    chain = None
+    if args.usdc_customers:
+        try:
+            chain = sandbox_chain.setup_sandbox_chain(log_path=workdir / "anvil.log", run_dir=workdir)
+        except (sandbox_chain.ChainUnavailable, OSError) as error:
+            log(f"no USDC traffic: the sandbox chain did not start ({error})")
     webhook_secret = f"whsec_{uuid.uuid4().hex}"
     port = free_port(HOST)
     env.update(
@@ -586,6 +691,14 @@ def main(argv=None) -> int:
             "PUBLIC_BASE_URL": f"http://{HOST}:{port}",
         }
     )
+    if chain is not None:
+        env.update(
+            {
+                "USDC_TEST_CHAINS": json.dumps([chain.chain_config(required_confirmations=2)]),
+                "SETTLEMENT_RECHECK_SECONDS": "1",
+                "SETTLEMENT_RECHECK_INTERVAL_SECONDS": "1",
+            }
+        )
     os.environ.update({k: v for k, v in env.items() if k != "PATH"})
     log(f"database {ingest.BENCH_DATABASE} created; logs in {workdir}")
     receiver = Receiver()
@@ -606,7 +719,7 @@ def main(argv=None) -> int:
         from billing_platform.celery import app as celery_app
 
         celery_app.control.purge()
-        world = seed(args, receiver.url, args.minutes)
+        world = seed(args, receiver.url, args.minutes, chain)
         log(f"seeded: {len(world['customer_ids'])} customers, {len(world['api_keys'])} API keys, cards")
         stripe.register_webhook(name="soak", url=f"http://{HOST}:{port}/webhooks/stripe", secret=webhook_secret)
 
@@ -625,6 +738,8 @@ def main(argv=None) -> int:
             "localstripe": stripe.process.pid,
             "soak": os.getpid(),
         }
+        if chain is not None:
+            roots["anvil"] = chain.process.pid
         log(
             f"gunicorn {web.pid} on {HOST}:{port}, worker {worker.pid}, beat {beat.pid}, localstripe {stripe.process.pid}"
         )
@@ -670,6 +785,12 @@ def main(argv=None) -> int:
             failures.append(f"{counts['verifyValid']} VALID verifies but {counts['verifyCounted']} counted")
         if counts["cardPayments"] != counts["cardPaymentsDistinct"]:
             failures.append("a card payment credited twice")
+        if counts["chainPayments"] != counts["chainPaymentsDistinct"]:
+            failures.append("a USDC transfer credited twice")
+        if counts["settlements"].get("confirmed", 0) != counts["settlementsPosted"]:
+            failures.append(f"{counts['settlementsPosted']} settlements posted, {counts['settlements']} stored")
+        if counts["usdcConfirmedBaseUnits"] != counts["usdcSentBaseUnits"]:
+            failures.append("USDC confirmed differs from USDC transferred")
         if counts["receivedDuplicates"]:
             failures.append(f"{counts['receivedDuplicates']} webhook deliveries received twice")
         if ledger_problems:
@@ -706,6 +827,8 @@ def main(argv=None) -> int:
         if web is not None:
             ingest.stop_gunicorn(web)
         stripe.stop()
+        if chain is not None:
+            chain.stop()
         receiver.close()
         if not args.keep_database:
             with contextlib.suppress(Exception):
