@@ -77,11 +77,14 @@ class WalletAddressListApi(ApiView):
 
 class WalletAddressDetailApi(ApiView):
     @api_errors({404: "WALLET_ADDRESS_NOT_FOUND"})
-    @extend_schema(operation_id="customers_wallet_addresses_delete", responses={204: None}, tags=["customers"])
+    @extend_schema(
+        operation_id="customers_wallet_addresses_delete", responses={200: WalletAddressSchema}, tags=["customers"]
+    )
     def delete(self, request, customer_id, address):
+        # as every DELETE of the API: 200 with the object removed
         customer = customer_get(merchant=request.merchant, customer_id=customer_id)
-        wallet_address_remove(merchant=request.merchant, customer=customer, address=address)
-        return Response(status=204)
+        removed = wallet_address_remove(merchant=request.merchant, customer=customer, address=address)
+        return Response(wallet_address_data(removed))
 
 
 class SettlementListApi(ApiView):

@@ -95,7 +95,8 @@ def wallet_address_add(*, merchant, customer, address: str, signature: str) -> t
     return existing, False
 
 
-def wallet_address_remove(*, merchant, customer, address: str) -> None:
+def wallet_address_remove(*, merchant, customer, address: str) -> WalletAddress:
+    """Forget one of the customer's addresses (it proves no payer from now on); the row as it was."""
     found = None
     if is_address(address):
         found = WalletAddress.objects.filter(
@@ -104,6 +105,7 @@ def wallet_address_remove(*, merchant, customer, address: str) -> None:
     if found is None:
         raise NotFound(f"Customer {customer.id} has no wallet address {address}.", code="WALLET_ADDRESS_NOT_FOUND")
     found.delete()
+    return found
 
 
 # --- posting a settlement -----------------------------------------------------------------------

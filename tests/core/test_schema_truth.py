@@ -19,6 +19,7 @@ VALID_BODIES = {
     "disputes_decline": {"reason": "not ours"},
     "customers_topups_create": {"amount": "1", "currency": "USDC"},
     "customers_adjustments_create": {"amount": "1", "currency": "USDC", "reason": "goodwill"},
+    "customers_wallet_addresses_create": {"address": "0x" + "1" * 40, "signature": "0x" + "ab" * 65},
 }
 
 
@@ -159,7 +160,9 @@ def test_every_operation_with_a_body_answers_403_413_and_415_as_documented(schem
             assert response.json()["code"] == "REQUEST_TOO_LARGE"
 
 
-def test_a_sandbox_scenario_through_every_operation_answers_as_documented(schema, test_api, api):
+def test_a_sandbox_scenario_through_every_operation_answers_as_documented(
+    schema, test_api, api, stripe_sandbox, anvil_chain
+):
     """Every /v0 operation, driven through a sandbox merchant's catalog, customers,
     subscriptions, holds, usage and disputes, successes and the errors of its rules."""
     s = CheckedApi(test_api, schema)  # the sandbox key
@@ -445,6 +448,53 @@ def test_a_sandbox_scenario_through_every_operation_answers_as_documented(schema
     refused(s.delete(f"/v0/billing/apiKeys/{uuid.uuid4()}"), 404)
     assert ok(s.post("/v0/apiKeys/verify", {"apiKey": key["apiKey"]}))["code"] == "REVOKED"
     refused(s.get("/v0/billing/usage", **mine), 401)
+
+    # --- saved cards (localstripe) -----------------------------------------------------------
+    from apps.cards.services.charges import card_save, card_setup_start
+    from apps.customers.models import Customer
+    from apps.payments.models import PaymentSession
+    from tests.cards.test_card_path import GOOD, confirm_card_setup
+
+    setup = ok(s.post(f"/v0/customers/{ada['id']}/paymentMethods", {}), 201)
+    intent = card_setup_start(session_id=PaymentSession.objects.get(pk=setup["id"]).id)
+    assert confirm_card_setup(intent, GOOD).status_code == 200
+    card = card_save(customer=Customer.objects.get(pk=ada["id"]), setup_intent_id=intent.setup_intent_id)
+    assert ok(s.get(f"/v0/customers/{ada['id']}/paymentMethods"))["data"][0]["default"] is True
+    refused(s.post(f"/v0/customers/{ada['id']}/paymentMethods", {"successUrl": "ftp://x"}), 400)
+    ok(s.delete(f"/v0/customers/{ada['id']}/paymentMethods/{card.stripe_payment_method_id}"))
+    refused(s.delete(f"/v0/customers/{ada['id']}/paymentMethods/{card.stripe_payment_method_id}"), 404)
+
+    # --- USDC on chain (anvil, the test USDC) ---------------------------------------------------
+    from apps.settlements.services import settlement_check
+    from tests.settlements.world import chain_settings, new_payer, send_token
+
+    with chain_settings(anvil_chain, required=1):
+        assert ok(s.get("/v0/chains"))["data"][0]["name"] == anvil_chain.name
+        due = ok(one_off(lines=[{"description": "On chain", "amount": "2"}]), 201)
+        payer, stranger = new_payer(anvil_chain), new_payer(anvil_chain)
+        message = f"Pay {test_api.merchant.name} from {payer.address} as customer {ada['id']}"
+        addresses = f"/v0/customers/{ada['id']}/walletAddresses"
+        wrong = {"address": payer.address, "signature": stranger.sign(message)}
+        refused(s.post(addresses, wrong), 422, "SIGNATURE_MISMATCH")
+        ok(s.post(addresses, {"address": payer.address, "signature": payer.sign(message)}), 201)
+        ok(s.get(addresses))
+        tx_hash = send_token(anvil_chain, payer, to=anvil_chain.recipient, value=int(due["usdc"]["amount"]))
+        claim = {
+            "invoiceId": due["id"],
+            "chain": due["usdc"]["chain"],
+            "transactionHash": tx_hash,
+            "referenceHash": due["usdc"]["referenceHash"],
+            "payerAddress": payer.address,
+            "merchantAddress": due["usdc"]["recipient"],
+        }
+        refused(s.post("/v0/settlements", {**claim, "referenceHash": "0x" + "ab" * 32}), 422, "REFERENCE_MISMATCH")
+        settlement = ok(s.post("/v0/settlements", claim), 201)
+        settlement_check(settlement_id=settlement["id"])
+        assert ok(s.get(f"/v0/settlements/{settlement['id']}"))["status"] == "confirmed"
+        assert ok(s.get("/v0/settlements", {"invoiceId": due["id"]}))["data"][0]["id"] == settlement["id"]
+        assert ok(s.get(f"/v0/invoices/{due['id']}"))["status"] == "paid"
+        refused(s.post("/v0/settlements", {**claim, "invoiceId": invoice["id"]}), 409)
+        ok(s.delete(f"{addresses}/{payer.address}"))
 
     # every operation of the document answered here with success, and the rules' errors all came up
     succeeded = {name for name, statuses in schema.answered.items() if any(status < 300 for status in statuses)}

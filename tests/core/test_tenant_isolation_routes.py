@@ -9,11 +9,14 @@ from decimal import Decimal
 
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
+from eth_account import Account
 
+from apps.cards.models import SavedCard
 from apps.entitlements.services import EntitlementRequest, entitlement_create
 from apps.invoices.models import Invoice
 from apps.invoices.services.invoices import invoice_create_one_off
 from apps.payments.services import topup_session_create
+from apps.settlements.models import Settlement, WalletAddress
 from apps.usage.models import UsageEvent
 from apps.usage.services.refunds import dispute_open
 from apps.webhooks.services import webhook_endpoint_create
@@ -90,6 +93,30 @@ class World:
                 auto_collect=False,
             ).pk,
         }
+        # rows of the card and chain paths, written as their services leave them (no Stripe or
+        # chain is reached: every probe must stop at the 404)
+        customer = billing.customer
+        self.ids["payment_method_id"] = SavedCard.objects.create(
+            merchant=merchant, customer=customer, stripe_payment_method_id=f"pm_world_{merchant.pk.hex}", brand="visa"
+        ).stripe_payment_method_id
+        self.ids["address"] = WalletAddress.objects.create(
+            merchant=merchant, customer=customer, address=Account.create().address, signature="0x" + "ab" * 65
+        ).address
+        invoice_id = self.ids["invoice_id"]
+        self.ids["settlement_id"] = Settlement.objects.create(
+            merchant=merchant,
+            chain="anvil",
+            chain_id=31337,
+            transaction_hash="0x" + merchant.pk.hex * 2,
+            reference_hash="0x" + "cd" * 32,
+            payer_address=self.ids["address"],
+            merchant_address=Account.create().address,
+            customer=customer,
+            invoice_id=invoice_id,
+            session=topup_session_create(merchant=merchant, customer=customer, amount=Decimal("1"), currency="USDC"),
+            required_confirmations=3,
+            next_check_at=merchant.created_at,
+        ).pk
 
     def body(self):
         """A body naming this world's rows wherever a body names one."""
@@ -102,6 +129,7 @@ class World:
             "billableMetricId": ids["metric_id"],
             "entitlementId": ids["entitlement_id"],
             "eventId": ids["event_id"],
+            "invoiceId": ids["invoice_id"],
             "amount": "1",
             "currency": "USDC",
             "message": "probe",
@@ -115,6 +143,10 @@ BODIES = {
     ("post", "/v0/customers/{customer_id}/adjustments"): {"amount": "5", "currency": "USDC", "reason": "probe"},
     ("patch", "/v0/usage/{event_id}"): {"refund": True},
     ("post", "/v0/disputes/{dispute_id}/decline"): {"reason": "probe"},
+    ("post", "/v0/customers/{customer_id}/walletAddresses"): {
+        "address": "0x" + "1" * 40,
+        "signature": "0x" + "ab" * 65,
+    },
 }
 
 
@@ -175,10 +207,11 @@ LIST_FILTERS = {
     "/v0/webhookEndpoints": [],
     "/v0/invoices": ["customerId", "subscriptionId"],
     "/v0/billing/apiKeys": ["customerId"],
+    "/v0/settlements": ["invoiceId"],
 }
 # routes without an id that list nothing of a merchant's rows
 # (/v0/billing/usage answers the customer's key with its own count)
-NOT_LISTS = {"/v0/schema", "/v0/docs", "/v0/merchants/me", "/v0/usage/batch", "/v0/billing/usage"}
+NOT_LISTS = {"/v0/schema", "/v0/docs", "/v0/merchants/me", "/v0/usage/batch", "/v0/billing/usage", "/v0/chains"}
 
 
 def test_every_list_route_is_probed_with_its_id_filters():

@@ -28,6 +28,7 @@ STAFF_PERMISSIONS = {
     "merchants": {"apikey": "vac"},
     "webhooks": {"webhookendpoint": "vc", "delivery": "vc", "deliveryattempt": "v"},
     "apikeys": {"customerapikey": "vc", "tierchange": "v"},
+    "settlements": {"settlement": "v", "walletaddress": "v"},
     "tenancy_app": {"widget": "vac"},
 }
 ACTIONS = {"v": "view", "a": "add", "c": "change"}

@@ -258,7 +258,8 @@ def test_wallet_addresses_are_listed_removed_and_one_customer_per_address(chain,
         f"/v0/customers/{second.id}/walletAddresses", {"address": payer.address, "signature": payer.sign(message)}
     )
     assert taken.status_code == 409 and taken.json()["code"] == "WALLET_ADDRESS_TAKEN"
-    assert test_api.delete(f"/v0/customers/{first.id}/walletAddresses/{payer.address}").status_code == 204
+    removed = test_api.delete(f"/v0/customers/{first.id}/walletAddresses/{payer.address}")
+    assert removed.status_code == 200 and removed.json()["address"] == payer.address
     assert test_api.get(f"/v0/customers/{first.id}/walletAddresses").json()["data"] == []
 
 
