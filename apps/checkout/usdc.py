@@ -204,8 +204,7 @@ def _for_the_payer(exc: ApiError, *, session: PaymentSession, payer: str) -> Api
         message = wallet_address_message(merchant=session.merchant, customer=session.customer, address=payer)
         exc.message = (
             f"{payer} is not yet proven to be yours. Sign the message below with that address's key (your "
-            "wallet's \u201csign message\u201d, EIP-191 personal_sign) and paste the signature, or use "
-            "\u201cPay with browser wallet\u201d, which does both."
+            "wallet's \u201csign message\u201d, EIP-191 personal_sign) and paste the signature."
         )
         exc.details = {"address": payer, "message": message}
     elif exc.code == "TRANSACTION_ALREADY_USED":

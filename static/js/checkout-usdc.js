@@ -89,6 +89,7 @@
       progress.textContent = "";
       busy(false);
       if (error.code === "PAYER_NOT_PROVEN" && error.details.message) {
+        if (!walletButton.hidden) errorBox.textContent += " Or use \u201cPay with browser wallet\u201d, which does both.";
         proofMessage.textContent = error.details.message;
         prove.hidden = false;
         signatureInput.focus();
