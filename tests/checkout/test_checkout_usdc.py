@@ -195,6 +195,8 @@ def test_a_failed_settlement_shows_its_reason(client, chain, test_api):
     assert body["message"].startswith("The transfer in this transaction came from another address")
     assert body["redirect"] is None
     assert Invoice.objects.get(pk=data["id"]).status == "open"
+    assert not Payment.objects.exists()
+    assert ledger_check() == []
 
 
 def test_the_status_view_shows_only_this_pages_settlements(client, chain, test_api):
@@ -234,3 +236,34 @@ def test_without_a_chain_the_usdc_actions_say_why(client, test_api):
     )
     assert response.status_code == 422 and response.json()["code"] == "USDC_UNAVAILABLE"
     assert "USDC_TEST_CHAINS is not set" in response.json()["message"]
+
+
+def test_another_customers_claim_fails_wrong_payer_and_frees_the_hash_for_its_owner(client, chain, test_api):
+    alice_data, alice_session = invoice_session(test_api, "10", email="alice@example.com")
+    bob_data, bob_session = invoice_session(test_api, "10", email="bob@example.com")
+    alice, bob = new_payer(chain), new_payer(chain)
+    prove(test_api, alice_data["customerId"], alice)
+    prove(test_api, bob_data["customerId"], bob)
+    tx_hash = send_token(chain, alice, to=chain.recipient, value=10 * USDC)
+    # Bob claims Alice's transfer first, naming his own proven address
+    bobs = settle(client, bob_session, transactionHash=tx_hash, payerAddress=bob.address).json()
+    # while his claim waits for its check, the hash is held: Alice is told why and what to do
+    held = settle(client, alice_session, transactionHash=tx_hash, payerAddress=alice.address)
+    assert held.status_code == 409 and held.json()["code"] == "TRANSACTION_ALREADY_USED"
+    assert "try again in a minute" in held.json()["message"]
+    check_settlement.delay(bobs["id"])
+    failed = client.get(f"/checkout/{bob_session.id}/usdc/settlements/{bobs['id']}").json()
+    assert (failed["status"], failed["failureReason"]) == ("failed", "wrong_payer")
+    assert Settlement.objects.get(pk=bobs["id"]).holds_hash is False
+    # then Alice's claim is taken and confirms
+    alices = settle(client, alice_session, transactionHash=tx_hash, payerAddress=alice.address)
+    assert alices.status_code == 201, alices.content
+    mine(chain)
+    check_settlement.delay(alices.json()["id"])
+    assert client.get(f"/checkout/{alice_session.id}/usdc/settlements/{alices.json()['id']}").json()["status"] == (
+        "confirmed"
+    )
+    assert Invoice.objects.get(pk=alice_data["id"]).status == "paid"
+    assert Invoice.objects.get(pk=bob_data["id"]).status == "open"
+    assert Payment.objects.filter(source="usdc").count() == 1
+    assert ledger_check() == []
