@@ -8,8 +8,6 @@
 Whether the session is paid is decided on the server (the SetupIntent and the PaymentIntent
 retrieved from Stripe), never from what the browser reports."""
 
-import json
-
 from django.http import Http404, JsonResponse
 from django.views.decorators.http import require_POST
 
@@ -20,36 +18,12 @@ from apps.cards.services.charges import (
     card_save,
     card_setup_start,
 )
+from apps.checkout.actions import error_response as _error
+from apps.checkout.actions import json_body as _body
+from apps.checkout.actions import pending_session as _pending_session
 from apps.checkout.methods import stripe_js_url
-from apps.core.errors import ApiError, BadRequest, Conflict
+from apps.core.errors import ApiError, BadRequest
 from apps.payments.models import PaymentAttempt, PaymentSession, PaymentSource
-from apps.payments.serializers import session_status
-
-
-def _pending_session(session_id) -> PaymentSession:
-    session = PaymentSession.objects.select_related("merchant", "customer").filter(pk=session_id).first()
-    if session is None:
-        raise Http404("No such payment session.")
-    status = session_status(session)
-    if status != PaymentSession.Status.PENDING:
-        raise Conflict(
-            f"Payment session {session.id} is {status}; it takes no card now.", code="PAYMENT_SESSION_CLOSED"
-        )
-    return session
-
-
-def _error(exc: ApiError) -> JsonResponse:
-    return JsonResponse(exc.as_body(), status=exc.status_code)
-
-
-def _body(request) -> dict:
-    try:
-        body = json.loads(request.body or b"{}")
-    except ValueError:
-        raise BadRequest("The body is not JSON.", code="INVALID_JSON") from None
-    if not isinstance(body, dict):
-        raise BadRequest("The body must be a JSON object.", code="INVALID_JSON")
-    return body
 
 
 def _outcome(session: PaymentSession, attempt: PaymentAttempt) -> JsonResponse:

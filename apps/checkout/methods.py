@@ -54,14 +54,19 @@ def payment_methods(session: PaymentSession) -> list[PaymentMethod]:
             )
         else:
             methods.append(PaymentMethod("card", "Card", False, f"Card unavailable: {reason}"))
-    if session.currency == "USDC":
-        # the page's USDC form comes later; the usdc block (API, invoice PDF) and POST
-        # /v0/settlements take USDC already where a chain is configured
-        reason = usdc_unavailable_reason(livemode=session.merchant.livemode) or (
-            "this checkout page does not take USDC yet; pay the usdc block shown on the invoice and give the "
-            "merchant the transaction hash."
-        )
-        methods.append(PaymentMethod("usdc", "USDC on chain", False, f"USDC unavailable: {reason}"))
+    if session.currency == "USDC" and session.mode == PaymentSession.Mode.PAYMENT:
+        reason = usdc_unavailable_reason(livemode=session.merchant.livemode)
+        if reason is None:
+            methods.append(
+                PaymentMethod(
+                    "usdc",
+                    "USDC on chain",
+                    True,
+                    "Send USDC from a wallet you hold; the payment counts once the chain confirms it.",
+                )
+            )
+        else:
+            methods.append(PaymentMethod("usdc", "USDC on chain", False, f"USDC unavailable: {reason}"))
     if not session.merchant.livemode:
         methods.append(
             PaymentMethod("test", "Test payment", True, "Sandbox only: pays what is due, as if the customer had paid.")

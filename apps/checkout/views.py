@@ -6,6 +6,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from apps.cards.stripe_client import stripe_settings
 from apps.checkout.methods import card_csp, payment_methods, stripe_js_url
+from apps.checkout.usdc import usdc_context
 from apps.core.errors import ApiError
 from apps.core.money import format_amount
 from apps.invoices.models import Invoice
@@ -74,7 +75,11 @@ def checkout_page(request, session_id):
             "publishable_key": stripe_settings(livemode=livemode).publishable_key,
             "setup_only": session.mode == PaymentSession.Mode.SETUP,
         }
+    usdc = None
+    if any(method.name == "usdc" and method.available for method in methods):
+        usdc = usdc_context(session)
     context = {
+        "usdc": usdc,
         "session": session,
         "status": status,
         "title": PURPOSE_TITLES[session.purpose],

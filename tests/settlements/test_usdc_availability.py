@@ -39,7 +39,7 @@ def test_without_a_sandbox_chain_the_checkout_says_why_and_chains_is_empty(clien
 def test_with_a_chain_the_block_is_offered_and_the_page_points_at_it(client, test_api, settings):
     settings.USDC_TEST_CHAINS = json.dumps([BASE])
     html = checkout_html(client, test_api)
-    assert "this checkout page does not take USDC yet" in html
+    assert "Pay with browser wallet" in html and "USDC unavailable" not in html
     assert [chain["name"] for chain in test_api.get("/v0/chains").json()["data"]] == ["base"]
 
 
