@@ -251,3 +251,36 @@ def test_a_customer_without_a_usd_wallet_sees_why_and_adds_nothing(sandbox, stri
     assert refused.status_code == 409 and "Cards pay amounts in USD only" in html(refused)
     assert not PaymentSession.objects.filter(purpose=PaymentSession.Purpose.SETUP).exists()
     assert ledger_check() == []
+
+
+def test_an_expired_card_is_marked_expired(client):
+    card, _, _ = add_card(client)
+    SavedCard.objects.filter(pk=card.pk).update(exp_month=1, exp_year=2020)
+    page = html(client.get("/portal/payment-methods"))
+    assert "01/2020" in page and "(expired)" in page
+    SavedCard.objects.filter(pk=card.pk).update(exp_month=12, exp_year=2034)
+    assert "(expired)" not in html(client.get("/portal/payment-methods"))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_remove_detaches_the_card_in_stripe_outside_any_transaction(sandbox, stripe_sandbox, monkeypatch):
+    from django.db import connection
+
+    from apps.cards.services import payment_methods
+
+    world = PortalWorld(sandbox, currency="USD")
+    client = world.client()
+    card, _, _ = add_card(client)
+    seen = []
+    real = payment_methods.stripe_client
+
+    def watched(*, livemode):
+        # (what the card's row says at the moment Stripe is called: removed and committed)
+        seen.append((connection.in_atomic_block, SavedCard.objects.get(pk=card.pk).removed_at is not None))
+        return real(livemode=livemode)
+
+    monkeypatch.setattr(payment_methods, "stripe_client", watched)
+    assert client.post(f"/portal/payment-methods/{card.id}/remove").status_code == 302
+    assert seen == [(False, True)]
+    assert stripe_client(livemode=False).v1.payment_methods.retrieve(card.stripe_payment_method_id).customer is None
+    assert ledger_check() == []
