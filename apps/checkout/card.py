@@ -72,7 +72,13 @@ def checkout_card_pay(request, session_id):
         session = _pending_session(session_id)
         card = card_save(customer=session.customer, setup_intent_id=setup_intent_id)
         if session.mode == PaymentSession.Mode.SETUP:
-            return JsonResponse({"status": "saved", "card": {"brand": card.brand, "last4": card.last4}})
+            return JsonResponse(
+                {
+                    "status": "saved",
+                    "card": {"brand": card.brand, "last4": card.last4},
+                    "redirect": session.success_url or f"/checkout/{session.id}",
+                }
+            )
         attempt = card_charge(session_id=session.id, card=card)
         return _outcome(session, attempt)
     except ApiError as exc:

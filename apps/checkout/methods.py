@@ -67,7 +67,8 @@ def payment_methods(session: PaymentSession) -> list[PaymentMethod]:
             )
         else:
             methods.append(PaymentMethod("usdc", "USDC on chain", False, f"USDC unavailable: {reason}"))
-    if not session.merchant.livemode:
+    if not session.merchant.livemode and session.mode != PaymentSession.Mode.SETUP:
+        # (a setup session asks for a card, not for money: the test payment has nothing to pay)
         methods.append(
             PaymentMethod("test", "Test payment", True, "Sandbox only: pays what is due, as if the customer had paid.")
         )

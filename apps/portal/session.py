@@ -22,6 +22,7 @@ PORTAL_NAV = [
     ("usage", "Usage", "/portal/usage"),
     ("invoices", "Invoices", "/portal/invoices"),
     ("topup", "Top up", "/portal/top-up"),
+    ("payment_methods", "Payment methods", "/portal/payment-methods"),
     ("keys", "API keys", "/portal/keys"),
     ("disputes", "Disputes", "/portal/disputes"),
 ]

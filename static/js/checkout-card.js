@@ -69,7 +69,7 @@
     function settle(result) {
       if (result.status === "saved") {
         progress.textContent = "Your card was saved.";
-        window.location.assign("/checkout/" + sessionId);
+        window.location.assign(result.redirect || "/checkout/" + sessionId);
         return null;
       }
       if (result.paymentSessionStatus === "paid") {

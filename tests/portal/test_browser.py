@@ -1,7 +1,9 @@
 """The portal in headless Chromium (Debian `chromium`, driven by Playwright for Python): open a
 link, see balance and usage, download an invoice PDF, top up through the sandbox's test payment,
 create and revoke an API key, be refused a used link, an expired link and another customer's
-invoice; axe-core on every page; screenshots at 1280 and 375 px under artifacts/portal/."""
+invoice; save cards through the hosted checkout's card form (localstripe's Stripe.js stand-in),
+make one the default, remove one; axe-core on every page; screenshots at 1280 and 375 px under
+artifacts/portal/."""
 
 import os
 import time
@@ -26,6 +28,7 @@ PAGES = [
     ("top-up", "/portal/top-up"),
     ("keys", "/portal/keys"),
     ("disputes", "/portal/disputes"),
+    ("payment-methods", "/portal/payment-methods"),
 ]
 
 pytestmark = [
@@ -200,3 +203,93 @@ def test_portal_end_to_end_in_chromium(browser, site, live_server):
     other.close()
     context.close()
     assert os.listdir(ARTIFACTS)
+
+
+@pytest.fixture
+def card_site(live_server, settings, stripe_sandbox):
+    settings.PUBLIC_BASE_URL = live_server.url
+    return PortalWorld(sandbox_of(MerchantFactory(name="Card Shop")), email="cards@example.com", currency="USD")
+
+
+def _check_page(page, name):
+    """axe, no sideways scroll, screenshots at both widths."""
+    for width in WIDTHS:
+        page.set_viewport_size({"width": width, "height": 900})
+        page.screenshot(path=str(ARTIFACTS / f"{name}-{width}.png"), full_page=True)
+        assert _axe_serious(page) == [], f"{name} at {width}px"
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"{name} at {width}px scrolls sideways by {overflow}px"
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+
+def test_payment_methods_add_make_default_and_remove_in_chromium(browser, card_site, live_server, localstripe):
+    from playwright.sync_api import expect
+
+    from apps.cards.models import SavedCard
+    from apps.cards.stripe_client import stripe_client
+    from apps.ledger.selectors import ledger_check
+    from tests.checkout.test_card_browser import GOOD, fill_card
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    watched = Watched(context)
+    page = watched.page
+    page.goto(card_site.link())
+    page.get_by_role("link", name="Payment methods").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Payment methods")
+    expect(page.get_by_test_id("no-cards")).to_be_visible()
+    _check_page(page, "payment-methods-empty")
+
+    def add(number):
+        page.get_by_role("button", name="Add a card").click()
+        expect(page.get_by_role("heading", level=1)).to_have_text("Save a payment method")
+        assert "/checkout/" in page.url
+        expect(page.get_by_role("button", name="(test)")).to_have_count(0)  # a setup session pays nothing
+        fill_card(page, number)
+        page.get_by_role("button", name="Save card").click()
+        # the checkout's form leads straight back to the portal
+        expect(page.get_by_role("status")).to_have_text("Your card was saved.")
+        assert page.url == f"{live_server.url}/portal/payment-methods?done=added"
+
+    # the first card: listed, the default
+    page.get_by_role("button", name="Add a card").click()
+    expect(page.locator("#card-needs-js")).to_be_hidden()
+    _check_page(page, "payment-methods-checkout")
+    page.go_back()
+    add(GOOD)
+    cards = page.get_by_test_id("cards")
+    expect(cards.locator("tbody tr")).to_have_count(1)
+    expect(cards.locator("tr[data-default]")).to_contain_text("Visa ending 4242")
+    expect(cards.locator("tr[data-default]")).to_contain_text("12/2034")
+    expect(cards.locator("tr[data-default]")).to_contain_text("Default")
+
+    # a second card (localstripe calls every test card a visa): saved beside it, not the default
+    add("5555555555554444")
+    expect(cards.locator("tbody tr")).to_have_count(2)
+    expect(cards.locator("tr[data-default]")).to_contain_text("ending 4242")
+
+    # make the second the default
+    page.get_by_role("button", name="Make default: Visa ending 4444").click()
+    expect(page.get_by_role("status")).to_have_text("Your default card was changed.")
+    expect(cards.locator("tr[data-default]")).to_contain_text("ending 4444")
+    expect(cards.locator("tbody tr").first).to_contain_text("ending 4444")
+    _check_page(page, "payment-methods-two-cards")
+
+    # remove the first, after the confirmation
+    page.get_by_role("link", name="Remove Visa ending 4242").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Remove this card?")
+    _check_page(page, "payment-methods-remove")
+    page.get_by_role("button", name="Remove card").click()
+    expect(page.get_by_role("status")).to_have_text("The card was removed.")
+    expect(cards.locator("tbody tr")).to_have_count(1)
+    expect(cards.locator("tr[data-default]")).to_contain_text("ending 4444")
+    _check_page(page, "payment-methods-one-card")
+
+    removed = SavedCard.objects.get(last4="4242")
+    kept = SavedCard.objects.get(last4="4444")
+    assert removed.removed_at is not None and not removed.is_default
+    assert kept.removed_at is None and kept.is_default and kept.customer_id == card_site.customer.id
+    assert stripe_client(livemode=False).v1.payment_methods.retrieve(removed.stripe_payment_method_id).customer is None
+    assert watched.problems == []
+    context.close()
+    assert ledger_check() == []

@@ -1,4 +1,4 @@
-"""A sandbox customer with usage, an invoice and a portal link, for the portal's tests."""
+"""A customer with usage, an invoice and a portal link, for the portal's tests (in USDC unless told)."""
 
 from datetime import timedelta
 from decimal import Decimal
@@ -13,9 +13,9 @@ from tests.usage.world import Billing
 
 
 class PortalWorld:
-    def __init__(self, merchant, *, email="ada@example.com"):
+    def __init__(self, merchant, *, email="ada@example.com", currency="USDC"):
         self.merchant = merchant
-        self.billing = Billing(merchant, email=email)
+        self.billing = Billing(merchant, email=email, currency=currency)
         self.metric = self.billing.metric(properties={"unitPrice": "0.25"})
         self.billing.fund("10")
         self.api = Api(issue_key(merchant), merchant)
@@ -27,7 +27,7 @@ class PortalWorld:
         self.invoice = invoice_create_one_off(
             merchant=merchant,
             customer=self.customer,
-            currency="USDC",
+            currency=currency,
             lines=[("Onboarding workshop", Decimal("100"))],
             auto_collect=False,
         )

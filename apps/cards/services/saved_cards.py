@@ -74,6 +74,17 @@ def saved_card_get(*, customer, card_id) -> SavedCard:
     return card
 
 
+def saved_card_was_removed(*, customer, card_id) -> bool:
+    """Whether this id (pm_... or the row's UUID) names a card of the customer's that was removed."""
+    removed = SavedCard.objects.filter(customer=customer, merchant=customer.merchant, removed_at__isnull=False)
+    if removed.filter(stripe_payment_method_id=str(card_id)).exists():
+        return True
+    try:
+        return removed.filter(pk=uuid.UUID(str(card_id))).exists()
+    except ValueError:
+        return False
+
+
 def _lock_cards(customer) -> list[SavedCard]:
     """The customer's live cards, locked in primary-key order (one writer at a time)."""
     return list(
