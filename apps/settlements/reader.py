@@ -114,19 +114,20 @@ def judge(reading: Reading, *, chain: Chain, payer: str) -> tuple[list[Transfer]
     recipient), or why none does: (matching, failure reason)."""
     if not reading.succeeded:
         return [], "reverted"
-    token, recipient, payer = chain.token.lower(), chain.recipient.lower(), payer.lower()
+    # (the USDC contract's address: public, as every address here)
+    usdc, recipient, payer = chain.token.lower(), chain.recipient.lower(), payer.lower()
     matching = [
         t
         for t in reading.transfers
-        if t.token.lower() == token and t.sender.lower() == payer and t.receiver.lower() == recipient and t.value > 0
+        if t.token.lower() == usdc and t.sender.lower() == payer and t.receiver.lower() == recipient and t.value > 0
     ]
     if matching:
         return matching, None
     transfers = [t for t in reading.transfers if t.value > 0]
-    if any(t.token.lower() == token and t.receiver.lower() == recipient for t in transfers):
+    if any(t.token.lower() == usdc and t.receiver.lower() == recipient for t in transfers):
         return [], "wrong_payer"
-    if any(t.token.lower() != token and t.receiver.lower() == recipient for t in transfers):
+    if any(t.token.lower() != usdc and t.receiver.lower() == recipient for t in transfers):
         return [], "wrong_token"
-    if any(t.token.lower() == token and t.sender.lower() == payer for t in transfers):
+    if any(t.token.lower() == usdc and t.sender.lower() == payer for t in transfers):
         return [], "wrong_recipient"
     return [], "no_matching_transfer"

@@ -79,6 +79,12 @@ GLOBAL_CONSTRAINTS = {
     # the same money (a PaymentIntent, a chain transfer) is credited once, whichever merchant
     # or session reports it
     "payment_unique_external_reference": "payments.Payment",
+    # a processor's refund or dispute (Stripe's re_/dp_ id) is applied once, as the payment it undoes
+    "payment_refund_unique_reference": "payments.PaymentRefund",
+    "payment_dispute_unique_reference": "payments.PaymentDispute",
+    # a transaction on a chain pays one target, whoever claims it: the recipient is the platform's
+    # collection address shared by every merchant of the mode (live and sandbox chains differ by name)
+    "settlement_hash_once_per_chain": "settlements.Settlement",
 }
 
 

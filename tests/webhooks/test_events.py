@@ -204,6 +204,7 @@ def test_payment_succeeded_is_the_contracts_payment(test_api):
         "invoiceId": None,
         "customerId": customer["id"],
         "status": "succeeded",
+        "amountRefunded": "0.000000",
         "createdAt": iso(payment.created_at),
         "updatedAt": iso(payment.updated_at),
     }
