@@ -1,0 +1,250 @@
+"""Refunds and disputes of card payments, against localstripe: a card payment made through the
+card path, a refund created in localstripe with the stripe SDK (as a merchant does it in
+Stripe's dashboard or API), and the charge.refunded event built from localstripe's own charge
+object and signed by the test (localstripe sends no charge.* events), delivered to
+POST /webhooks/stripe. A refund reverses the payment it undoes: money that funded the wallet
+is debited from it (its balance may go below zero: the customer owes it), an invoice payment
+is reversed with revenue and commission in the proportion it booked them and the invoice is
+open again. Each Stripe refund id is recorded once, whatever the deliveries."""
+
+import json
+import time
+import uuid
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+import stripe
+from django.test import Client, override_settings
+from django.utils import timezone
+
+from apps.cards.models import StripeEvent
+from apps.cards.services.charges import card_charge, stripe_customer_ensure
+from apps.cards.stripe_client import stripe_client
+from apps.cards.tasks import retry_stuck_stripe_events
+from apps.invoices.models import Invoice
+from apps.invoices.services.invoices import invoice_create_one_off
+from apps.ledger.models import LedgerTransaction
+from apps.ledger.selectors import account_balance, ledger_check
+from apps.ledger.services import clearing_account
+from apps.payments.models import Payment, PaymentAttempt, PaymentDispute, PaymentRefund, PaymentSource
+from apps.payments.services import payment_attempt_start, topup_session_create
+from apps.portal.services import portal_link_create
+from apps.webhooks.models import Event
+from tests.concurrency import run_at_once
+from tests.conftest import Api
+from tests.factories import MerchantFactory, issue_key, sandbox_of
+from tests.invoices.test_card_collection import save_card
+from tests.usage.world import Billing
+
+D = Decimal
+GOOD = "4242424242424242"
+
+
+@pytest.fixture
+def stripe_sdk(localstripe, stripe_sandbox, monkeypatch):
+    """The stripe SDK's module-level API (stripe.Refund.create, ...) pointed at localstripe, as
+    a merchant's own code or Stripe's dashboard would reach Stripe."""
+    monkeypatch.setattr(stripe, "api_base", localstripe.url)
+    monkeypatch.setattr(stripe, "api_key", stripe_sandbox["STRIPE_TEST_SECRET_KEY"])
+    return stripe
+
+
+@pytest.fixture
+def usd(sandbox, stripe_sdk):
+    return Billing(sandbox, currency="USD", email=f"refund-{uuid.uuid4().hex[:8]}@example.com")
+
+
+def top_up_by_card(billing, amount):
+    """A top-up of the wallet paid by card through the card path (a PaymentIntent created, its
+    id committed on the attempt, confirmed, decided from the PaymentIntent retrieved)."""
+    session = topup_session_create(
+        merchant=billing.merchant, customer=billing.customer, amount=D(amount), currency="USD"
+    )
+    card = save_card(billing.customer, GOOD)
+    attempt = card_charge(session_id=session.id, card=card)
+    assert attempt.status == "succeeded"
+    return Payment.objects.get(external_reference=attempt.external_reference)
+
+
+def charge_of(payment):
+    """localstripe's charge of a card payment (its PaymentIntent's latest charge), as a dict."""
+    intent = stripe.PaymentIntent.retrieve(payment.external_reference)
+    latest = intent.latest_charge
+    charge_id = latest if isinstance(latest, str) else latest.id
+    return stripe.Charge.retrieve(charge_id).to_dict()
+
+
+def refund_in_stripe(payment, cents=None):
+    """A refund created in Stripe (localstripe) with the SDK; returns the charge as it is now
+    (with its cumulative amount_refunded and its refunds)."""
+    charge = charge_of(payment)
+    params = {"charge": charge["id"]}
+    if cents is not None:
+        params["amount"] = cents
+    refund = stripe.Refund.create(**params)
+    assert refund.status == "succeeded"
+    return charge_of(payment), refund
+
+
+def signed_event(obj, type_="charge.refunded", event_id=None):
+    return {
+        "id": event_id or f"evt_{uuid.uuid4().hex[:16]}",
+        "object": "event",
+        "type": type_,
+        "livemode": False,
+        "created": int(time.time()),
+        "data": {"object": obj},
+    }
+
+
+def deliver(client, event, secret):
+    payload = json.dumps(event)
+    header = stripe.WebhookSignature.generate_signature_header(payload, secret)
+    return client.post(
+        "/webhooks/stripe", data=payload, content_type="application/json", headers={"Stripe-Signature": header}
+    )
+
+
+@pytest.fixture
+def send(client, stripe_sandbox, django_capture_on_commit_callbacks):
+    """Deliver an event to the inbox and process it (its task runs after the commit)."""
+
+    def send(event):
+        with django_capture_on_commit_callbacks(execute=True):
+            response = deliver(client, event, stripe_sandbox["STRIPE_TEST_WEBHOOK_SECRET"])
+        assert response.status_code == 200, response.content
+        return StripeEvent.objects.get(stripe_id=event["id"])
+
+    return send
+
+
+def card_clearing():
+    return account_balance(account=clearing_account(source="stripe", currency="USD", livemode=False))
+
+
+def events(type_):
+    return [event.data for event in Event.objects.filter(type=type_).order_by("created_at", "id")]
+
+
+# --- money that funded the wallet -------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_refund_of_a_card_top_up_debits_the_wallet_by_exactly_the_refund(usd, send):
+    payment = top_up_by_card(usd, "20")
+    assert usd.available() == D("20.00")
+    charge, refund = refund_in_stripe(payment, cents=750)
+    assert (charge["amount_refunded"], charge["refunded"]) == (750, False)
+
+    row = send(signed_event(charge))
+
+    assert row.status == "processed", row.note
+    assert usd.available() == D("12.50")
+    assert card_clearing() == D("-12.50")  # -20 in, 7.50 back out to the card
+    recorded = PaymentRefund.objects.get()
+    assert (recorded.external_reference, recorded.amount, recorded.reversed_amount, recorded.payment_id) == (
+        refund.id,
+        D("7.50"),
+        D("0"),
+        payment.id,
+    )
+    payment.refresh_from_db()
+    assert (payment.amount_refunded, payment.status) == (D("7.50"), "succeeded")
+    (published,) = events("payment.refunded")
+    assert (published["id"], published["amountRefunded"], published["amount"], published["status"]) == (
+        str(payment.id),
+        "7.50",
+        "20.00",
+        "succeeded",
+    )
+    assert set(published) == set(events("payment.succeeded")[0])  # the payment's one shape
+    assert ledger_check() == []
+
+
+@pytest.mark.django_db
+def test_a_refund_larger_than_the_balance_leaves_it_negative_usage_is_refused_and_api_and_portal_show_it(
+    usd, send, sandbox
+):
+    metric = usd.metric(properties={"unitPrice": "1"})
+    api = Api(issue_key(sandbox), sandbox)
+    payment = top_up_by_card(usd, "10")
+    assert api.post("/v0/usage", usd.event("spend", metric, 6)).status_code == 201
+    assert usd.available() == D("4.00")
+
+    charge, _ = refund_in_stripe(payment)  # the whole 10.00
+    assert send(signed_event(charge)).status == "processed"
+
+    assert usd.available() == D("-6.00")
+    payment.refresh_from_db()
+    assert (payment.amount_refunded, payment.status) == (D("10.00"), "refunded")
+    assert events("payment.refunded")[0]["status"] == "refunded"
+    # usage is refused below the minimum balance (0): the contract's insufficient-balance answer
+    transactions = LedgerTransaction.objects.count()
+    refused = api.post("/v0/usage", usd.event("more", metric, 1))
+    assert refused.status_code == 402, refused.content
+    assert refused.json()["code"] == "INSUFFICIENT_BALANCE"
+    assert LedgerTransaction.objects.count() == transactions
+    # the API shows the negative balance
+    customer = api.get(f"/v0/customers/{usd.customer.id}").json()
+    assert [(w["currency"], w["balance"]) for w in customer["wallets"]] == [("USD", "-6.00")]
+    assert api.get(f"/v0/subscriptions/{usd.subscription.id}").json()["balance"] == "-6.00"
+    # the portal shows what the customer owes
+    browser = Client()
+    link = portal_link_create(merchant=sandbox, subscription=usd.subscription, expires_in=timedelta(minutes=5))
+    assert browser.get(link.url).status_code == 302
+    page = browser.get("/portal/").content.decode()
+    assert "-6.00" in page
+    assert 'data-testid="owed-USD"' in page
+    assert "You owe 6.00 USD" in page
+    assert ledger_check() == []
+
+
+@pytest.mark.django_db
+def test_a_partial_refund_then_the_rest_each_reversed_once(usd, send):
+    payment = top_up_by_card(usd, "10")
+    first_charge, first = refund_in_stripe(payment, cents=300)
+    first_event = signed_event(first_charge)
+    send(first_event)
+    assert usd.available() == D("7.00")
+
+    # what is left (localstripe refunds the charge's whole amount when none is given, not the rest)
+    rest_charge, rest = refund_in_stripe(payment, cents=700)
+    assert rest.amount == 700
+    assert rest_charge["amount_refunded"] == 1000  # cumulative: both refunds
+    rest_event = signed_event(rest_charge)
+    assert send(rest_event).status == "processed"
+
+    assert usd.available() == D("0.00")
+    # either event again, or another event listing the same refunds: nothing more
+    send(signed_event(rest_charge))
+    for event in (first_event, rest_event):
+        send(event)
+    assert usd.available() == D("0.00")
+    refunds = PaymentRefund.objects.order_by("created_at")
+    assert [(r.external_reference, r.amount) for r in refunds] == [(first.id, D("3.00")), (rest.id, D("7.00"))]
+    payment.refresh_from_db()
+    assert (payment.amount_refunded, payment.status) == (D("10.00"), "refunded")
+    assert [e["amountRefunded"] for e in events("payment.refunded")] == ["3.00", "10.00"]
+    assert card_clearing() == D("0.00")
+    assert ledger_check() == []
+
+
+@pytest.mark.django_db
+def test_refund_events_out_of_order_change_nothing_twice(usd, send):
+    payment = top_up_by_card(usd, "10")
+    first_charge, first = refund_in_stripe(payment, cents=250)
+    rest_charge, rest = refund_in_stripe(payment, cents=400)
+    # the later event (listing both refunds) arrives first
+    assert "re_" in send(signed_event(rest_charge)).note
+    assert usd.available() == D("3.50")
+    older = send(signed_event(first_charge))
+    assert (older.status, older.note) == (
+        "processed",
+        f"No new refund of {payment.external_reference} (each was recorded before).",
+    )
+    assert usd.available() == D("3.50")
+    assert PaymentRefund.objects.count() == 2
+    assert {r.external_reference for r in PaymentRefund.objects.all()} == {first.id, rest.id}
+    assert len(events("payment.refunded")) == 2
+    assert ledger_check() == []
