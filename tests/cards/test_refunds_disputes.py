@@ -410,9 +410,13 @@ def test_a_refund_event_while_stripe_has_not_captured_the_payment_waits_until_it
     _, intent_id = attempt_charged_in_stripe_only(usd, 1000, capture_method="manual")
     charge, _ = refund_intent_in_stripe(intent_id, cents=250)
     row = send(signed_event(charge))
-    assert (row.status, row.attempts) == ("received", 1)
-    assert "not credited yet" in row.note
+    assert (row.status, row.attempts) == ("received", 0)  # waiting is no error
+    assert "is not credited yet" in row.note
     assert not Payment.objects.exists()
+    make_stale(row)
+    assert retry_stuck_stripe_events() == 1
+    row.refresh_from_db()
+    assert (row.status, row.attempts) == ("received", 0)  # beat tried again: still waiting
 
     stripe_client(livemode=False).v1.payment_intents.capture(intent_id)
     make_stale(row)
@@ -422,6 +426,38 @@ def test_a_refund_event_while_stripe_has_not_captured_the_payment_waits_until_it
     payment = Payment.objects.get()
     assert (payment.amount, payment.amount_refunded) == (D("10.00"), D("2.50"))
     assert usd.available() == D("7.50")
+    assert ledger_check() == []
+
+
+@pytest.mark.django_db
+def test_a_refund_event_that_waited_past_stripes_delivery_window_fails_and_an_operator_can_process_it_again(
+    usd, send, client, django_capture_on_commit_callbacks
+):
+    from apps.merchants.models import User
+
+    _, intent_id = attempt_charged_in_stripe_only(usd, 1000, capture_method="manual")
+    charge, refund = refund_intent_in_stripe(intent_id, cents=300)
+    row = send(signed_event(charge))
+    StripeEvent.objects.filter(pk=row.pk).update(created_at=timezone.now() - timedelta(days=3, minutes=1))
+    make_stale(row)
+    assert retry_stuck_stripe_events() == 1
+    row.refresh_from_db()
+    assert row.status == "failed"
+    assert row.note.startswith("Its payment was still not credited 3 days later")
+    assert retry_stuck_stripe_events() == 0  # beat leaves it
+
+    # the cause fixed (captured), the operator processes it again from the admin
+    stripe_client(livemode=False).v1.payment_intents.capture(intent_id)
+    client.force_login(User.objects.create_superuser(username="op", email="op@p.example", password="pw-123456789"))
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            "/admin/cards/stripeevent/", {"action": "process_again", "_selected_action": [str(row.pk)]}
+        )
+    assert response.status_code == 302
+    row.refresh_from_db()
+    assert row.status == "processed", row.note
+    assert PaymentRefund.objects.get().external_reference == refund.id
+    assert usd.available() == D("7.00")
     assert ledger_check() == []
 
 

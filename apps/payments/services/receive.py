@@ -401,6 +401,7 @@ PAYMENT_COLUMNS = (
     "amount",
     "currency",
     "applied_amount",
+    "amount_refunded",
     "customer_id",
     "wallet_id",
     "session_id",
