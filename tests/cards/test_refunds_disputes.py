@@ -240,6 +240,24 @@ def test_a_partial_refund_then_the_rest_each_reversed_once(usd, send):
 
 
 @pytest.mark.django_db
+def test_a_charge_without_its_refunds_list_has_them_listed_from_stripe(usd, send):
+    # Stripe's current API versions leave `refunds` out of the charge: they are listed from Stripe
+    payment = top_up_by_card(usd, "10")
+    refund_in_stripe(payment, cents=125)
+    charge, second = refund_in_stripe(payment, cents=375)
+    del charge["refunds"]
+    assert charge["amount_refunded"] == 500
+
+    row = send(signed_event(charge))
+
+    assert row.status == "processed", row.note
+    assert PaymentRefund.objects.count() == 2
+    assert PaymentRefund.objects.get(external_reference=second.id).amount == D("3.75")
+    assert usd.available() == D("5.00")
+    assert ledger_check() == []
+
+
+@pytest.mark.django_db
 def test_refund_events_out_of_order_change_nothing_twice(usd, send):
     payment = top_up_by_card(usd, "10")
     first_charge, first = refund_in_stripe(payment, cents=250)
