@@ -118,3 +118,43 @@ def test_a_refund_beyond_the_payment_or_of_another_payment_is_refused_and_writes
     assert LedgerTransaction.objects.count() == transactions + 2  # only the second invoice's payment and credit
     assert PaymentRefund.objects.count() == 1
     assert ledger_check() == []
+
+
+@pytest.mark.django_db
+def test_a_refund_of_an_activation_takes_the_prefund_first_then_reopens_the_start_invoice(api, merchant):
+    from apps.catalog.models import PaymentTerm, Price
+    from apps.ledger.selectors import wallet_balances
+    from apps.payments.models import PaymentSession
+    from apps.subscriptions.models import Subscription
+    from tests.factories import make_customer, make_plan
+
+    plan = make_plan(merchant)
+    plan.prices.add(
+        Price.objects.create(
+            merchant=merchant,
+            payment_term=PaymentTerm.IN_ADVANCE,
+            currency="USDC",
+            amount=D("5"),
+            invoice_display_name="Base",
+        )
+    )
+    customer = make_customer(merchant, email="ada@example.com")
+    data = api.post(
+        "/v0/subscriptions", {"customerId": str(customer.id), "planId": str(plan.id), "prefundAmount": "20"}
+    ).json()
+    session = PaymentSession.objects.get(pk=data["payment"]["paymentSessionId"])
+    payment = pay_session(session).payment  # 25: the 5.00 fee, then the 20.00 prefund
+    subscription = Subscription.objects.get(pk=data["id"])
+    invoice = Invoice.objects.get(kind=Invoice.Kind.START)
+    assert (subscription.status, invoice.status) == ("active", "paid")
+
+    assert refund(payment, "re_1", "18").refund.reversed_amount == D("0")  # from the prefund
+    assert Invoice.objects.get(pk=invoice.pk).status == "paid"
+    second = refund(payment, "re_2", "4")  # 2.00 of the prefund left, then 2.00 of the fee
+
+    assert second.refund.reversed_amount == D("2")
+    shown = api.get(f"/v0/invoices/{invoice.id}").json()
+    assert (shown["status"], shown["amountPaid"], shown["amountDue"]) == ("open", "3.000000", "2.000000")
+    assert wallet_balances(wallet=subscription.wallet).available == D("0")
+    assert Subscription.objects.get(pk=subscription.pk).status == "active"  # no automatic change
+    assert ledger_check() == []
