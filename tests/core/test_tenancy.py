@@ -79,6 +79,10 @@ GLOBAL_CONSTRAINTS = {
     # the same money (a PaymentIntent, a chain transfer) is credited once, whichever merchant
     # or session reports it
     "payment_unique_external_reference": "payments.Payment",
+    # a processor's refund or dispute (re_..., dp_...) belongs to one charge, so to one payment:
+    # recorded once whichever merchant's payment claims it (REFUND_OF_ANOTHER_PAYMENT otherwise)
+    "payment_refund_unique_reference": "payments.PaymentRefund",
+    "payment_dispute_unique_reference": "payments.PaymentDispute",
 }
 
 
