@@ -494,6 +494,7 @@ def test_a_charge_of_no_payment_of_the_platform_is_ignored(usd, send):
     assert (row.status, row.note) == ("ignored", "The refunded charge is no card payment of this platform.")
     assert not PaymentRefund.objects.exists()
     assert not Event.objects.filter(type="payment.refunded").exists()
+    assert ledger_check() == []
 
 
 # --- disputes --------------------------------------------------------------------------------

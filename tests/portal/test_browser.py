@@ -237,3 +237,6 @@ def test_a_balance_below_zero_shows_what_the_customer_owes(browser, live_server,
         assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
     assert watched.problems == []
     context.close()
+    from apps.ledger.selectors import ledger_check
+
+    assert ledger_check() == []
