@@ -4,7 +4,9 @@ AppConfig.ready(); payments never imports them):
 - a handler per session purpose: what paying a session of that purpose does to its target
   (activation: the subscription's; top-up: payments' own; later invoice and tier change);
 - listeners of "wallet credited": told of every credit to a wallet's available balance, in
-  the transaction that made it (a later invoices app pays open invoices from it).
+  the transaction that made it (a later invoices app pays open invoices from it);
+- listeners of "payment refunded": what a refunded payment paid on their targets is undone
+  (an invoice payment reversed), before the wallet is debited the refund.
 
 A hook runs inside the caller's transaction: what it writes commits or rolls back with the
 money that caused it.
@@ -95,29 +97,44 @@ def wallet_credited(credit: WalletCredit) -> None:
 @dataclass(frozen=True)
 class RefundNotice:
     """A refund of `amount` of `payment` being recorded (`refund_id`: the PaymentRefund row to
-    be), before the wallet is debited: what the payment paid on its target is undone first."""
+    be). `payment.amount_refunded` is still what earlier refunds gave back."""
 
     payment: object
     amount: Decimal
     refund_id: object
 
 
-_payment_refunded: list[Callable[[RefundNotice], Decimal]] = []
+@dataclass(frozen=True)
+class RefundReversal:
+    """What a listener undoes for a refund: `amount` put back on the payment's wallet by
+    `specs` (ledger TransactionSpecs, an invoice payment reversed with its revenue and
+    commission), posted by the payments service together with the refund's own transaction,
+    so that every balance row the refund moves is locked in one statement, in one order."""
+
+    amount: Decimal
+    specs: tuple = ()
 
 
-def on_payment_refunded(listener: Callable[[RefundNotice], Decimal]) -> None:
+_payment_refunded: list[Callable[[RefundNotice], RefundReversal | None]] = []
+
+
+def on_payment_refunded(listener: Callable[[RefundNotice], RefundReversal | None]) -> None:
     """`listener(notice)` undoes up to notice.amount of what the payment paid on a target of
-    its app (an invoice payment reversed: its amount back on the wallet, revenue and commission
-    in proportion) and returns what it put back on the wallet."""
+    its app, after the money the payment left free on the wallet (an invoice payment reversed:
+    its amount back on the wallet, revenue and commission in proportion, the invoice open
+    again), and returns what it put back and the transactions that do it (or None)."""
     if listener not in _payment_refunded:
         _payment_refunded.append(listener)
 
 
-def payment_refunded(notice: RefundNotice) -> Decimal:
-    """Tell every listener, inside the caller's transaction; what they put back on the wallet."""
-    total = Decimal(0)
+def payment_refunded(notice: RefundNotice) -> RefundReversal:
+    """Tell every listener, inside the caller's transaction (which posts what they return)."""
+    total, specs = Decimal(0), []
     for listener in _payment_refunded:
-        total += listener(
+        reversal = listener(
             RefundNotice(payment=notice.payment, amount=notice.amount - total, refund_id=notice.refund_id)
         )
-    return total
+        if reversal is not None:
+            total += reversal.amount
+            specs.extend(reversal.specs)
+    return RefundReversal(amount=total, specs=tuple(specs))

@@ -183,6 +183,13 @@ def _customer_invoices(portal, status=None):
     return invoice_list(merchant=portal.merchant, customer_id=portal.customer.id, status=status)
 
 
+def _with_owed(wallet: dict) -> dict:
+    """A wallet as the API shows it (amounts formatted per currency), with `owed`: what the
+    customer owes when its available balance is below zero (a refund of money already spent)."""
+    balance = wallet["balance"]
+    return {**wallet, "owed": balance[1:] if balance.startswith("-") else None}
+
+
 @portal_page
 @require_GET
 def overview(request):
@@ -214,7 +221,7 @@ def overview(request):
         "period_end": end,
     }
     context = {
-        "wallets": customer_wallets(portal.customer),  # (amounts formatted per currency there)
+        "wallets": [_with_owed(wallet) for wallet in customer_wallets(portal.customer)],
         "period_start": start,
         "period_end": end,
         "usage": usage,

@@ -293,3 +293,43 @@ def test_payment_methods_add_make_default_and_remove_in_chromium(browser, card_s
     assert watched.problems == []
     context.close()
     assert ledger_check() == []
+
+
+def test_a_balance_below_zero_shows_what_the_customer_owes(browser, live_server, settings):
+    """A refund of money already spent leaves the balance below zero: the overview says what the
+    customer owes, readably and accessibly, at both widths."""
+    from playwright.sync_api import expect
+
+    from apps.payments.models import Payment
+    from apps.payments.services import payment_refund
+
+    settings.PUBLIC_BASE_URL = live_server.url
+    world = PortalWorld(sandbox_of(MerchantFactory(name="Judge Zero")))
+    funding = Payment.objects.get(customer=world.customer)
+    # the 10 that funded the wallet given back whole after 1.50 was spent
+    payment_refund(
+        source=funding.source,
+        payment_reference=funding.external_reference,
+        refund_reference="re_portal_owed",
+        amount=funding.amount,
+        clearing="test",
+        livemode=False,
+    )
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    watched = Watched(context)
+    page = watched.page
+    assert page.goto(world.link()).status == 200
+    expect(page.get_by_test_id("balance-USDC")).to_contain_text("-1.500000 USDC")
+    expect(page.get_by_test_id("owed-USDC")).to_contain_text("You owe 1.500000 USDC")
+    for width in WIDTHS:
+        page.set_viewport_size({"width": width, "height": 900})
+        page.reload()
+        page.screenshot(path=str(ARTIFACTS / f"owed-{width}.png"), full_page=True)
+        assert _axe_serious(page) == [], f"owed at {width}px"
+        assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
+    assert watched.problems == []
+    context.close()
+    from apps.ledger.selectors import ledger_check
+
+    assert ledger_check() == []

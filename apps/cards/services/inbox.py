@@ -33,6 +33,9 @@ logger = logging.getLogger(__name__)
 MAX_ATTEMPTS = 10
 # How long an event may stay received before beat enqueues it again (its first task lost).
 STUCK_AFTER = timedelta(seconds=60)
+# How long an event about a payment not credited yet (a refund before the payment's own report)
+# waits for it, retried by beat, before it is left failed: as long as Stripe retries a delivery.
+WAIT_FOR_PAYMENT = timedelta(days=3)
 
 
 @dataclass(frozen=True)
@@ -162,12 +165,13 @@ def stripe_event_process(*, event_id) -> str:
                 with transaction.atomic():
                     outcome = handler(row, prepared)
             except NotYet as exc:
-                # about a payment not credited yet: left received for beat, up to MAX_ATTEMPTS
-                row.attempts += 1
+                # about a payment not credited yet (its own report still to come): left received
+                # for beat, for as long as Stripe itself goes on delivering an event (no error)
                 row.note = str(exc)[:500]
-                if row.attempts >= MAX_ATTEMPTS:
+                if now - row.created_at >= WAIT_FOR_PAYMENT:
                     row.status = StripeEvent.Status.FAILED
-                row.save(update_fields=["attempts", "note", "status", "updated_at"])
+                    row.note = f"Its payment was still not credited {WAIT_FOR_PAYMENT.days} days later: {exc}"[:500]
+                row.save(update_fields=["note", "status", "updated_at"])
                 return row.status
             except ApiError as exc:
                 # the service it reached refused it (money credited to another session): final
@@ -198,3 +202,23 @@ def stripe_events_stuck(*, limit: int = 500) -> list:
         .order_by("created_at")
         .values_list("id", flat=True)[:limit]
     )
+
+
+def stripe_events_retry(*, event_ids) -> int:
+    """An operator's "process again" of failed events (their cause fixed): received again, their
+    error count reset, each enqueued after the commit; processing is as idempotent as ever."""
+    with transaction.atomic():
+        ids = list(
+            StripeEvent.objects.select_for_update()
+            .filter(pk__in=list(event_ids), status=StripeEvent.Status.FAILED)
+            .values_list("id", flat=True)
+        )
+        StripeEvent.objects.filter(pk__in=ids).update(
+            status=StripeEvent.Status.RECEIVED,
+            attempts=0,
+            note="Queued again by an operator.",
+            updated_at=timezone.now(),
+        )
+        for event_id in ids:
+            transaction.on_commit(lambda event_id=event_id: _enqueue(event_id))
+    return len(ids)

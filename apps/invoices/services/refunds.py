@@ -1,6 +1,6 @@
 """Invoice payments undone in part or whole: a refund of the money that paid them (the payments
 service's "payment refunded" hook) and a void. Each reverses what is left of an invoice
-payment, revenue and commission in the proportions the payment gave them; the one that takes
+payment, revenue and commission in the proportion the payment booked them; the one that takes
 the last of it takes back exactly the commission left, so nothing stays behind by rounding."""
 
 from decimal import Decimal
@@ -11,8 +11,14 @@ from django.utils import timezone
 from apps.core.money import MONEY_CONTEXT, ZERO, round_amount
 from apps.invoices.models import Invoice
 from apps.ledger.models import Entry, LedgerTransaction
-from apps.ledger.services import Posting, ledger_post, merchant_revenue_account, platform_commission_account
-from apps.payments.registry import RefundNotice
+from apps.ledger.services import (
+    Posting,
+    TransactionSpec,
+    ledger_post_many,
+    merchant_revenue_account,
+    platform_commission_account,
+)
+from apps.payments.registry import RefundNotice, RefundReversal
 
 REFUND_PREFIX = "invoice_refund"
 
@@ -25,14 +31,24 @@ def _split(txn_ids, wallet_account_id, commission_account_id) -> tuple[Decimal, 
         )
         .values("account_id")
         .annotate(total=Sum("amount"))
+        .order_by()
     )
     totals = {row["account_id"]: row["total"] for row in rows}
     return -totals.get(wallet_account_id, ZERO), totals.get(commission_account_id, ZERO)
 
 
+def _commission_account(invoice: Invoice):
+    return platform_commission_account(currency=invoice.currency, livemode=invoice.merchant.livemode)
+
+
+def invoice_payment_booked(invoice: Invoice, txn: LedgerTransaction) -> tuple[Decimal, Decimal]:
+    """(amount, commission) that the invoice payment `txn` booked."""
+    return _split([txn.id], invoice.wallet.available_account_id, _commission_account(invoice).id)
+
+
 def invoice_payment_left(invoice: Invoice, txn: LedgerTransaction) -> tuple[Decimal, Decimal]:
     """(amount, commission) of the invoice payment `txn` not yet undone by refunds."""
-    commission_account = platform_commission_account(currency=invoice.currency, livemode=invoice.merchant.livemode)
+    commission_account = _commission_account(invoice)
     paid, commission = _split([txn.id], invoice.wallet.available_account_id, commission_account.id)
     undone = LedgerTransaction.objects.filter(
         merchant_id=invoice.merchant_id, reference__startswith=f"{REFUND_PREFIX}:{txn.id}:"
@@ -42,52 +58,60 @@ def invoice_payment_left(invoice: Invoice, txn: LedgerTransaction) -> tuple[Deci
     return paid + back, commission + commission_back
 
 
-def invoice_payment_reverse(
+def invoice_payment_reversal(
     invoice: Invoice, txn: LedgerTransaction, amount: Decimal, *, reference: str, description: str
-) -> Decimal:
-    """Reverse `amount` (at most what is left) of the invoice payment `txn`: back on the
-    wallet, revenue and commission in proportion. Returns what was reversed."""
+) -> tuple[Decimal, TransactionSpec | None]:
+    """The transaction that reverses `amount` (at most what is left) of the invoice payment
+    `txn`: back on the wallet, revenue and commission in the proportion the payment booked
+    them (the last of it: exactly the commission left). Returns (what it reverses, the spec)."""
     left, commission_left = invoice_payment_left(invoice, txn)
     amount = min(amount, left)
     if amount <= ZERO:
-        return ZERO
+        return ZERO, None
     if amount == left:
         commission_back = commission_left
     else:
-        commission_back = round_amount(MONEY_CONTEXT.divide(amount * commission_left, left))
+        booked, commission_booked = invoice_payment_booked(invoice, txn)
+        commission_back = min(commission_left, round_amount(MONEY_CONTEXT.divide(amount * commission_booked, booked)))
     merchant = invoice.merchant
     postings = [
         Posting(invoice.wallet.available_account, amount),
         Posting(merchant_revenue_account(merchant=merchant, currency=invoice.currency), -(amount - commission_back)),
     ]
     if commission_back:
-        postings.append(
-            Posting(
-                platform_commission_account(currency=invoice.currency, livemode=merchant.livemode), -commission_back
-            )
-        )
-    ledger_post(
+        postings.append(Posting(_commission_account(invoice), -commission_back))
+    spec = TransactionSpec(
         merchant=merchant,
         kind=LedgerTransaction.Kind.REVERSAL,
         currency=invoice.currency,
         postings=postings,
         reference=reference,
         description=description[:500],
-        reverses=None,
         metadata={"invoiceId": str(invoice.id), "invoicePaymentTransactionId": str(txn.id)},
     )
-    return amount
+    return amount, spec
 
 
-def on_payment_refunded(notice: RefundNotice) -> Decimal:
-    """The payments service's hook: a refund of a payment that paid an invoice (its session's
-    invoice: an invoice's link, or an activation's start invoice) reverses that invoice payment
-    up to the refund, and the invoice is open again for what it undid. A void invoice was given
-    back whole already: nothing to reverse."""
+def invoice_payment_reverse(
+    invoice: Invoice, txn: LedgerTransaction, amount: Decimal, *, reference: str, description: str
+) -> Decimal:
+    """Post `invoice_payment_reversal` now; returns what was reversed."""
+    reversed_amount, spec = invoice_payment_reversal(invoice, txn, amount, reference=reference, description=description)
+    if spec is not None:
+        ledger_post_many([spec])
+    return reversed_amount
+
+
+def on_payment_refunded(notice: RefundNotice) -> RefundReversal | None:
+    """The payments service's hook, for a payment that paid an invoice (its session's invoice:
+    an invoice's link, or an activation's start invoice). A refund takes first what the payment
+    left on the wallet (an excess, an activation's prefund), then reverses the invoice payment
+    for the rest, and the invoice is open again for what that undid (amountPaid reduced). A
+    void invoice gave its payments back whole already: nothing to reverse."""
     payment = notice.payment
     session = payment.session
     if session is None or session.invoice_id is None:
-        return ZERO
+        return None
     invoice = (
         Invoice.objects.select_for_update(of=("self",))
         .select_related("merchant", "wallet__available_account")
@@ -95,26 +119,31 @@ def on_payment_refunded(notice: RefundNotice) -> Decimal:
         .first()
     )
     if invoice is None or invoice.status == Invoice.Status.VOID:
-        return ZERO
+        return None
     txn = LedgerTransaction.objects.filter(
         merchant_id=invoice.merchant_id,
         kind=LedgerTransaction.Kind.INVOICE_PAYMENT,
         reference=f"invoice_payment:{invoice.id}:{payment.id}",
     ).first()
     if txn is None:
-        return ZERO
-    reversed_amount = invoice_payment_reverse(
+        return None
+    booked, _ = invoice_payment_booked(invoice, txn)
+    # what the payment left on the wallet, less what earlier refunds took of it (they take it first)
+    free_left = max(ZERO, payment.amount - booked - payment.amount_refunded)
+    to_reverse = min(max(ZERO, notice.amount - free_left), invoice.amount_paid)
+    reversed_amount, spec = invoice_payment_reversal(
         invoice,
         txn,
-        min(notice.amount, invoice.amount_paid),
+        to_reverse,
         reference=f"{REFUND_PREFIX}:{txn.id}:{notice.refund_id}",
         description=f"refund of invoice {invoice.number} ({payment.source} payment {payment.external_reference})",
     )
-    if reversed_amount > ZERO:
-        invoice.amount_paid -= reversed_amount
-        if invoice.status == Invoice.Status.PAID:
-            invoice.status = Invoice.Status.OPEN
-            invoice.paid_at = None
-        invoice.updated_at = timezone.now()
-        invoice.save(update_fields=["amount_paid", "status", "paid_at", "updated_at"])
-    return reversed_amount
+    if spec is None:
+        return None
+    invoice.amount_paid -= reversed_amount
+    if invoice.status == Invoice.Status.PAID:
+        invoice.status = Invoice.Status.OPEN
+        invoice.paid_at = None
+    invoice.updated_at = timezone.now()
+    invoice.save(update_fields=["amount_paid", "status", "paid_at", "updated_at"])
+    return RefundReversal(amount=reversed_amount, specs=(spec,))

@@ -1,17 +1,18 @@
 """Money a processor gave back (a refund) or that a payer disputed, reported once per the
 processor's own id, through the one payments service.
 
-A refund undoes what its payment did: what the payment paid on its session's target is
-reversed first (the "payment refunded" listeners: an invoice payment reversed, revenue and
-commission in the proportions it took, the invoice open again), then the wallet is debited the
-whole refund through the source's clearing account (the money leaves to the card). For money
-that funded the wallet (a top-up, a prefund, an excess) that is all: the wallet's available
-balance may go below zero, and the customer then owes it (usage below the minimum balance is
-refused). Stripe's amount_refunded is cumulative; each refund id is recorded once, so a
-duplicate or a later event that lists the same refunds changes nothing. A dispute is recorded
-and published; no money moves.
+A refund undoes what its payment did. It takes first what the payment left free on the wallet
+(a top-up, a prefund, an excess); for the rest, what the payment paid on its session's target
+is reversed (the "payment refunded" listeners: an invoice payment reversed, revenue and
+commission in the proportion it booked them, the invoice open again). Then the wallet is
+debited the whole refund through the source's clearing account (the money leaves to the
+card), in the same posting. The wallet's available balance may go below zero: the customer
+then owes it, and usage below the minimum balance is refused. Stripe's amount_refunded is
+cumulative; each refund id is recorded once, so a duplicate or a later event that lists the
+same refunds changes nothing. A dispute is recorded and published; no money moves.
 """
 
+import secrets
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
@@ -21,8 +22,9 @@ from django.utils import timezone
 
 from apps.core.errors import Conflict, NotFound
 from apps.core.money import ZERO, format_amount, round_amount
+from apps.ledger.lock_objects import lock_balances, lock_wallet_balances
 from apps.ledger.models import LedgerTransaction
-from apps.ledger.services import Posting, clearing_account, ledger_post
+from apps.ledger.services import Posting, TransactionSpec, clearing_account, ledger_post_many
 from apps.payments.models import Payment, PaymentDispute, PaymentRefund
 from apps.payments.registry import RefundNotice, payment_refunded
 from apps.payments.serializers import PaymentSerializer
@@ -81,22 +83,30 @@ def payment_refund(
                 code="REFUND_EXCEEDS_PAYMENT",
             )
         refund_id = uuid.uuid4()
-        reversed_amount = payment_refunded(RefundNotice(payment=payment, amount=amount, refund_id=refund_id))
         merchant = payment.merchant
-        txn = ledger_post(
+        # the rows in the order a payment's credit takes them (the wallet, its clearing shard,
+        # then revenue and commission), so that the two cannot deadlock
+        lock_wallet_balances([payment.wallet])
+        clearing_row = clearing_account(source=clearing, currency=payment.currency, livemode=merchant.livemode)
+        clearing_shard = secrets.randbelow(clearing_row.shard_count)
+        lock_balances([(clearing_row.id, clearing_shard)])
+        # what the payment paid on its target undone first (posted below, with the refund)
+        reversal = payment_refunded(RefundNotice(payment=payment, amount=amount, refund_id=refund_id))
+        refund_spec = TransactionSpec(
             merchant=merchant,
             kind=LedgerTransaction.Kind.REVERSAL,
             currency=payment.currency,
             postings=[
                 Posting(payment.wallet.available_account, -amount),
-                Posting(
-                    clearing_account(source=clearing, currency=payment.currency, livemode=merchant.livemode), amount
-                ),
+                Posting(clearing_row, amount, shard=clearing_shard),
             ],
             reference=f"refund:{refund_id}",
             description=f"refund {refund_reference} of {payment.source} payment {payment.external_reference}"[:500],
             metadata={"paymentId": str(payment.id), "refund": refund_reference},
         )
+        # one posting, so that the wallet's follow-ups (low balance, auto-recharge) see only the
+        # net change
+        *_, txn = ledger_post_many([*reversal.specs, refund_spec], wallets_locked=True)
         refund = PaymentRefund.objects.create(
             id=refund_id,
             merchant=merchant,
@@ -105,7 +115,7 @@ def payment_refund(
             external_reference=refund_reference,
             amount=amount,
             currency=payment.currency,
-            reversed_amount=reversed_amount,
+            reversed_amount=reversal.amount,
             ledger_transaction=txn,
         )
         payment.amount_refunded += amount
