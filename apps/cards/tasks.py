@@ -40,6 +40,4 @@ def auto_recharge(settings_id: str) -> str:
     charge = auto_recharge_run(settings_id=settings_id)
     if charge is None:
         return "nothing to charge"
-    if charge.attempt is None:
-        return charge.reason
-    return charge.attempt.status
+    return f"{charge.attempt.status}: {charge.reason}" if charge.reason else charge.attempt.status
