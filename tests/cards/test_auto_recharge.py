@@ -6,21 +6,24 @@ A charge that cannot be made or fails is recorded as a failed card attempt (paym
 its failureReason) and never retried until the next crossing."""
 
 import uuid
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.utils import timezone
 
 from apps.cards.models import StripeCustomer
+from apps.cards.services.auto_recharge import CLAIM_GRACE
 from apps.cards.services.saved_cards import saved_card_set_default
 from apps.cards.stripe_client import CARD_CURRENCY, stripe_client
-from apps.cards.tasks import auto_recharge
+from apps.cards.tasks import auto_recharge, resume_auto_recharges
 from apps.customers.billing import AUTO_RECHARGE_CURRENCY, CurrencyBillingSettings
 from apps.customers.models import BillingSettings
 from apps.customers.services import customer_update
 from apps.ledger.hooks import posting_follow_ups
 from apps.ledger.selectors import ledger_check
 from apps.payments.models import Payment, PaymentAttempt, PaymentSession, PaymentSource
+from apps.payments.services import topup_session_create
 from apps.usage.services import usage_record
 from apps.webhooks.models import Event
 from tests.cards.test_card_path import FAILS_WHEN_CHARGED, GOOD
@@ -289,3 +292,37 @@ def test_bad_auto_recharge_settings_are_a_400_naming_the_problem(test_api, setti
     errors = {error["field"]: error["message"] for error in body["errors"]}
     assert field in errors and message in errors[field], errors
     assert not BillingSettings.objects.exists()
+
+
+def test_beat_resumes_a_crossing_whose_message_was_lost_or_whose_worker_stopped_before_charging(
+    sandbox, stripe_sandbox
+):
+    billing, metric = world(sandbox, fund="5", settings=None)
+    customer_update(merchant=sandbox, customer=billing.customer, billing_settings={"USD": RECHARGE})
+    # the state a posting's flip leaves when its message never reached a worker (broker down)
+    BillingSettings.objects.filter(customer=billing.customer).update(auto_recharge_triggered=True)
+    assert resume_auto_recharges.delay().get() == 1
+    (payment,) = card_payments(billing)
+    assert (payment.amount, billing.available()) == (D("50"), D("55"))
+    assert resume_auto_recharges.delay().get() == 0  # charged: nothing left behind
+
+    # claimed (its session recorded) by a worker that stopped before charging: resumed only
+    # once the claim is older than CLAIM_GRACE, and charged once
+    use(billing, metric, "a", 46)  # 55 -> 9: charged at once (eager) -> 59
+    use(billing, metric, "b", 50)  # 59 -> 9: charged again -> 59
+    assert len(card_payments(billing)) == 3
+    use(billing, metric, "c", 55)  # 59 -> 4: charged -> 54
+    assert len(card_payments(billing)) == 4
+    use(billing, metric, "d", 50)  # 54 -> 4: charged -> 54
+    stalled = topup_session_create(merchant=sandbox, customer=billing.customer, amount=D("50"), currency="USD")
+    BillingSettings.objects.filter(customer=billing.customer).update(
+        auto_recharge_triggered=True, auto_recharge_session_id=stalled.id
+    )
+    assert resume_auto_recharges.delay().get() == 0  # claimed just now: its worker may still charge it
+    PaymentSession.objects.filter(pk=stalled.pk).update(created_at=timezone.now() - CLAIM_GRACE - timedelta(seconds=1))
+    assert resume_auto_recharges.delay().get() == 1
+    stalled.refresh_from_db()
+    assert stalled.status == "paid" and billing.available() == D("104")
+    assert auto_recharge.delay(str(settings_row(billing).id)).get() == "nothing to charge"
+    assert len(card_payments(billing)) == 6 and len(stripe_intents(billing)) == 6
+    assert ledger_check() == []

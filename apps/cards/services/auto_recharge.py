@@ -23,21 +23,33 @@ above the threshold.
    customer's authentication. Nothing is retried: the next crossing tries again, so a card
    that fails never loops. A task delivered twice finds the crossing claimed and charges
    nothing more.
+5. Beat (`auto_recharges_resume`, every minute) enqueues again what a lost message or a
+   stopped worker left behind: a crossing never claimed (the broker was down after the
+   posting's commit), or one claimed more than CLAIM_GRACE ago whose session is still pending
+   without any attempt (the worker stopped between the claim and the charge). Each run locks
+   the settings row and checks the same, so a resumed run and a late original charge once.
 """
 
 import logging
+from datetime import timedelta
 
 from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
 
 from apps.cards.services.off_session import OffSessionCharge, card_charge_off_session
 from apps.cards.stripe_client import CARD_CURRENCY
+from apps.core.errors import ApiError
 from apps.customers.models import BillingSettings
-from apps.payments.models import PaymentAttempt, PaymentSource
+from apps.payments.models import PaymentAttempt, PaymentSession, PaymentSource
 from apps.payments.services import payment_attempt_fail, payment_attempt_start, topup_session_create
 
 logger = logging.getLogger(__name__)
 
 NOT_CHARGED = "Auto-recharge could not charge the card: {reason}"
+# A claimed crossing whose session has no attempt this long after it was claimed was left
+# behind by a worker that stopped before charging (a charge starts within seconds).
+CLAIM_GRACE = timedelta(minutes=5)
 
 
 def auto_recharge_enqueue(settings_ids: list) -> None:
@@ -57,6 +69,27 @@ def _delay(settings_id: str) -> None:
         logger.warning("Auto-recharge of billing settings %s not enqueued", settings_id, exc_info=True)
 
 
+def _left_behind():
+    """Auto-recharge sessions claimed more than CLAIM_GRACE ago, still pending, never attempted."""
+    return PaymentSession.objects.filter(
+        purpose=PaymentSession.Purpose.TOP_UP,
+        status=PaymentSession.Status.PENDING,
+        created_at__lt=timezone.now() - CLAIM_GRACE,
+        expires_at__gt=timezone.now(),
+        attempts__isnull=True,
+    )
+
+
+def auto_recharges_left_behind(*, limit: int = 500) -> list:
+    """The ids of the billing settings whose crossing was never charged (see the module, 5)."""
+    return list(
+        BillingSettings.objects.filter(auto_recharge_enabled=True, auto_recharge_triggered=True, currency=CARD_CURRENCY)
+        .filter(Q(auto_recharge_session_id__isnull=True) | Q(auto_recharge_session_id__in=_left_behind().values("id")))
+        .order_by("updated_at")
+        .values_list("id", flat=True)[:limit]
+    )
+
+
 def auto_recharge_run(*, settings_id) -> OffSessionCharge | None:
     """Charge the crossing's auto-recharge once (see the module); None when there is nothing
     to charge (not triggered any more, disabled, or already claimed for this crossing). Must
@@ -72,20 +105,27 @@ def auto_recharge_run(*, settings_id) -> OffSessionCharge | None:
             row is None
             or not row.auto_recharge_enabled
             or not row.auto_recharge_triggered
-            or row.auto_recharge_session_id is not None
             or row.currency != CARD_CURRENCY
             or row.customer.archived_at is not None
         ):
             return None
-        session = topup_session_create(
-            merchant=row.merchant, customer=row.customer, amount=row.auto_recharge_amount, currency=row.currency
-        )
-        row.auto_recharge_session_id = session.id
-        row.save(update_fields=["auto_recharge_session_id", "updated_at"])
+        if row.auto_recharge_session_id is None:
+            session = topup_session_create(
+                merchant=row.merchant, customer=row.customer, amount=row.auto_recharge_amount, currency=row.currency
+            )
+            row.auto_recharge_session_id = session.id
+            row.save(update_fields=["auto_recharge_session_id", "updated_at"])
+        else:
+            session = _left_behind().filter(pk=row.auto_recharge_session_id).first()
+            if session is None:
+                return None  # charged (or being charged) for this crossing already
         customer = row.customer
     charge = card_charge_off_session(session_id=session.id, customer=customer)
     if charge.attempt is None:
-        attempt = payment_attempt_start(session_id=session.id, source=PaymentSource.CARD, merchant=session.merchant)
+        try:
+            attempt = payment_attempt_start(session_id=session.id, source=PaymentSource.CARD, merchant=session.merchant)
+        except ApiError:
+            return charge  # another run charges this session (in flight), or did (paid)
         attempt = payment_attempt_fail(attempt_id=attempt.id, reason=NOT_CHARGED.format(reason=charge.reason))
         logger.info("Auto-recharge of customer %s not charged: %s (%s)", customer.id, charge.reason, charge.code)
         return OffSessionCharge(attempt, charge.card, attempt.failure_reason, charge.code)
