@@ -390,6 +390,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "apps.cards.tasks.resolve_card_attempts",
         "schedule": crontab(minute="*"),
     },
+    "resume-auto-recharges": {
+        "task": "apps.cards.tasks.resume_auto_recharges",
+        "schedule": crontab(minute="*"),
+    },
     "recheck-pending-settlements": {
         "task": "apps.settlements.tasks.recheck_pending_settlements",
         "schedule": SETTLEMENT_RECHECK_INTERVAL_SECONDS,

@@ -9,9 +9,9 @@ class CardsConfig(AppConfig):
     label = "cards"
 
     def ready(self):
-        from apps.cards.services.auto_recharge import auto_recharge_follow_up
+        from apps.cards.services.auto_recharge import auto_recharge_enqueue
         from apps.cards.services.payment_methods import register_setup_purpose
-        from apps.ledger import hooks as ledger_hooks
+        from apps.customers import hooks as customer_hooks
 
         register_setup_purpose()
-        ledger_hooks.register_posting_follow_up(auto_recharge_follow_up)
+        customer_hooks.on_auto_recharge_due(auto_recharge_enqueue)

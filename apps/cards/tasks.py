@@ -33,6 +33,20 @@ def resolve_card_attempts() -> int:
 
 
 @shared_task
+def resume_auto_recharges() -> int:
+    """Beat: enqueue again the auto-recharges a lost message or a stopped worker left behind."""
+    from apps.cards.services.auto_recharge import auto_recharges_left_behind
+
+    with job_lock("auto-recharges-resume") as acquired:
+        if not acquired:
+            return 0
+        left = auto_recharges_left_behind()
+    for settings_id in left:
+        auto_recharge.delay(str(settings_id))
+    return len(left)
+
+
+@shared_task
 def auto_recharge(settings_id: str) -> str:
     """After a posting took a wallet below its auto-recharge threshold: charge the saved card once."""
     from apps.cards.services.auto_recharge import auto_recharge_run
@@ -40,6 +54,4 @@ def auto_recharge(settings_id: str) -> str:
     charge = auto_recharge_run(settings_id=settings_id)
     if charge is None:
         return "nothing to charge"
-    if charge.attempt is None:
-        return charge.reason
-    return charge.attempt.status
+    return f"{charge.attempt.status}: {charge.reason}" if charge.reason else charge.attempt.status

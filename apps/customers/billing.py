@@ -14,6 +14,9 @@ from apps.core.fields import Currency
 from apps.core.money import ZERO, amount_digits_problem, currency_decimals, round_to_minor_unit
 
 SUPPORTED_CURRENCIES = tuple(Currency.values)
+# Auto-recharge charges the saved card, and cards are in USD (apps.cards.stripe_client.CARD_CURRENCY;
+# tests/cards/test_auto_recharge.py checks that the two agree).
+AUTO_RECHARGE_CURRENCY = "USD"
 
 
 @dataclass(frozen=True)
@@ -21,7 +24,7 @@ class CurrencyBillingSettings:
     """`low_balance_threshold`: below it the merchant hears wallet.low_balance (None: never).
     Auto-recharge, when enabled, charges `auto_recharge_amount` to the saved card once the
     available balance falls below `auto_recharge_threshold` (threshold and a positive amount
-    are then required; kept, unused, while disabled)."""
+    are then required, and the wallet must be in USD; kept, unused, while disabled)."""
 
     low_balance_threshold: Decimal | None = None
     auto_recharge_enabled: bool = False
@@ -53,6 +56,14 @@ class CurrencyBillingSettings:
                 ("autoRecharge.amount", f"is charged to a card: at most {places} decimal places in {currency}")
             )
         if self.auto_recharge_enabled:
+            if currency != AUTO_RECHARGE_CURRENCY:
+                found.append(
+                    (
+                        "autoRecharge.enabled",
+                        f"auto-recharge charges the saved card, and cards pay in {AUTO_RECHARGE_CURRENCY}: "
+                        f"it cannot be enabled for the {currency} wallet",
+                    )
+                )
             if self.auto_recharge_threshold is None:
                 found.append(("autoRecharge.threshold", "is required when autoRecharge is enabled"))
             if amount is None or amount <= ZERO:

@@ -111,8 +111,8 @@ def _amount(help_text: str, **kwargs) -> AmountInputField:
 
 
 class AutoRechargeInput(StrictInputSerializer):
-    """Charge the saved card for `amount` once the available balance falls below `threshold`
-    (the charging comes with card payments; the settings are stored and validated now)."""
+    """Charge the saved card for `amount` once the available balance falls below `threshold`,
+    once per crossing (USD wallets only: cards pay in USD)."""
 
     enabled = StrictBooleanField()
     threshold = _amount("Required when enabled: recharge once the available balance is below it.")

@@ -9,7 +9,7 @@ from django.utils import timezone
 from apps.core.bulk import update_objects
 from apps.core.money import ZERO, split_commission
 from apps.invoices.models import Invoice
-from apps.invoices.services.dunning import on_invoice_paid
+from apps.invoices.services.dunning import invoice_card_failed_locked, on_invoice_paid
 from apps.invoices.services.events import invoices_publish
 from apps.ledger.models import LedgerTransaction
 from apps.ledger.services import (
@@ -125,6 +125,17 @@ class InvoiceHandler(PurposeHandler):
             ).values_list("pk", flat=True)
         )
         return {session.id for session in sessions if session.invoice_id in payable}
+
+    def off_session_failed(self, *, session, attempt) -> None:
+        # a saved card charged for the invoice failed: it stays open with its link, in dunning
+        invoice = (
+            Invoice.objects.select_for_update(of=("self",))
+            .select_related("merchant", "customer", "wallet", "payment_session", "subscription")
+            .filter(pk=session.invoice_id)
+            .first()
+        )
+        if invoice is not None:
+            invoice_card_failed_locked(invoice, timezone.now())
 
     def apply_many(self, items) -> None:
         missing = [session.invoice_id for session, _, _, invoice in items if invoice is None]

@@ -91,6 +91,10 @@ class PaymentAttempt(TenantModel):
     external_reference = models.CharField(max_length=300, blank=True)
     failure_reason = models.CharField(max_length=500, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Made while the customer was not there (a saved card charged for an invoice, an
+    # auto-recharge): its failure, whenever it is known (at once, by webhook or by beat), is
+    # told to the session's purpose handler (`PurposeHandler.off_session_failed`).
+    off_session = models.BooleanField(default=False, db_default=False)
 
     class Meta:
         constraints = [

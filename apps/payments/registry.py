@@ -44,6 +44,11 @@ class PurposeHandler:
         for session, payment, amount, _ in items:
             self.apply(session=session, payment=payment, amount=amount, covered=True)
 
+    def off_session_failed(self, *, session, attempt) -> None:
+        """An attempt made while the customer was not there (`attempt.off_session`) failed,
+        whenever that became known, in the transaction that fails it, with the target and the
+        attempt locked (an invoice enters dunning)."""
+
     def expired(self, session) -> None:
         """The session expired before it was paid in full (its link ran out, or its target
         ended), in the transaction that marks it, with the target and the session locked."""

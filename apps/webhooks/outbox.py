@@ -96,7 +96,13 @@ EVENT_COLUMNS = ("id", "created_at", "updated_at", "merchant_id", "type", "data"
 
 
 def publish_statement(
-    *, ctes: str, cte_params: Sequence, source: str, source_params: Sequence = (), created_at: datetime
+    *,
+    ctes: str,
+    cte_params: Sequence,
+    source: str,
+    source_params: Sequence = (),
+    created_at: datetime,
+    also: str = "",
 ) -> Statement:
     """One statement that publishes the events a query yields, for callers that send it with
     others in one round trip, where `publish` would cost a round trip of its own (a posting's
@@ -107,12 +113,14 @@ def publish_statement(
     (merchant_id, type, data jsonb) of each event (its types among EVENT_TYPES), with
     `source_params`. The statement answers
     one row, the number of events written: when it is positive, call
-    `wake_relay_after_commit()`. Like `publish`, it belongs inside the change's transaction."""
+    `wake_relay_after_commit()`; then the values of `also` (more columns over the ctes, such as
+    an ARRAY(...) of what a cte changed, without parameters). Like `publish`, it belongs inside
+    the change's transaction."""
     table = Event._meta.db_table
     return Statement(
         f"WITH {ctes}, published AS (INSERT INTO {table} (id, created_at, updated_at, merchant_id, type, data) "  # noqa: S608 (no user input)
         f"SELECT gen_random_uuid(), %s::timestamptz, %s::timestamptz, merchant_id, type, data FROM ({source}) AS source "
-        "RETURNING 1) SELECT count(*) FROM published",
+        f"RETURNING 1) SELECT count(*){', ' + also if also else ''} FROM published",
         [*cte_params, created_at.isoformat(), created_at.isoformat(), *source_params],
     )
 

@@ -16,7 +16,8 @@ from tests.factories import make_plan
 pytestmark = pytest.mark.django_db
 
 URL = "/v0/customers"
-USDC_SETTINGS = {"lowBalanceThreshold": "5", "autoRecharge": {"enabled": True, "threshold": "10", "amount": "50"}}
+# auto-recharge charges a card: USD wallets only (tests/cards/test_auto_recharge.py)
+USD_SETTINGS = {"lowBalanceThreshold": "5", "autoRecharge": {"enabled": True, "threshold": "10", "amount": "50"}}
 
 
 def create(api, email="ada@example.com", **fields):
@@ -31,17 +32,20 @@ def refused_fields(response) -> list[str]:
 
 
 def test_create_stores_and_answers_billing_settings_per_currency(api):
-    data = create(api, billingSettings={"USDC": USDC_SETTINGS, "USD": {"lowBalanceThreshold": "2.5"}})
+    data = create(api, billingSettings={"USD": USD_SETTINGS, "USDC": {"lowBalanceThreshold": "2.5"}})
     assert data["billingSettings"] == {
-        "USDC": {
-            "lowBalanceThreshold": "5.000000",
-            "autoRecharge": {"enabled": True, "threshold": "10.000000", "amount": "50.000000"},
+        "USD": {
+            "lowBalanceThreshold": "5.00",
+            "autoRecharge": {"enabled": True, "threshold": "10.00", "amount": "50.00"},
         },
-        "USD": {"lowBalanceThreshold": "2.50", "autoRecharge": {"enabled": False, "threshold": None, "amount": None}},
+        "USDC": {
+            "lowBalanceThreshold": "2.500000",
+            "autoRecharge": {"enabled": False, "threshold": None, "amount": None},
+        },
     }
     rows = {row.currency: row for row in BillingSettings.objects.filter(customer_id=data["id"])}
-    assert rows["USDC"].low_balance_threshold == Decimal("5")
-    assert rows["USDC"].merchant == api.merchant
+    assert rows["USD"].low_balance_threshold == Decimal("5")
+    assert rows["USD"].merchant == api.merchant
     assert api.get(f"{URL}/{data['id']}").json()["billingSettings"] == data["billingSettings"]
     listed = api.get(URL).json()["data"]
     assert [c["billingSettings"] for c in listed] == [data["billingSettings"]]
@@ -52,30 +56,30 @@ def test_a_customer_without_settings_answers_null_for_every_currency(api):
 
 
 def test_patch_merges_currency_by_currency_and_moves_updated_at(api):
-    customer = create(api, billingSettings={"USDC": USDC_SETTINGS})
-    response = api.patch(f"{URL}/{customer['id']}", {"billingSettings": {"USD": {"lowBalanceThreshold": "1"}}})
+    customer = create(api, billingSettings={"USD": USD_SETTINGS})
+    response = api.patch(f"{URL}/{customer['id']}", {"billingSettings": {"USDC": {"lowBalanceThreshold": "1"}}})
     assert response.status_code == 200, response.json()
     data = response.json()
-    assert data["billingSettings"]["USDC"]["autoRecharge"]["enabled"] is True  # not named: kept
-    assert data["billingSettings"]["USD"]["lowBalanceThreshold"] == "1.00"
+    assert data["billingSettings"]["USD"]["autoRecharge"]["enabled"] is True  # not named: kept
+    assert data["billingSettings"]["USDC"]["lowBalanceThreshold"] == "1.000000"
     assert data["updatedAt"] > customer["updatedAt"]
 
     # a currency's settings given replace them whole: what is left out is unset
-    data = api.patch(f"{URL}/{customer['id']}", {"billingSettings": {"USDC": {"lowBalanceThreshold": "3"}}}).json()
-    assert data["billingSettings"]["USDC"] == {
-        "lowBalanceThreshold": "3.000000",
+    data = api.patch(f"{URL}/{customer['id']}", {"billingSettings": {"USD": {"lowBalanceThreshold": "3"}}}).json()
+    assert data["billingSettings"]["USD"] == {
+        "lowBalanceThreshold": "3.00",
         "autoRecharge": {"enabled": False, "threshold": None, "amount": None},
     }
-    data = api.patch(f"{URL}/{customer['id']}", {"billingSettings": {"USD": None}}).json()
-    assert data["billingSettings"]["USD"] is None and data["billingSettings"]["USDC"] is not None
+    data = api.patch(f"{URL}/{customer['id']}", {"billingSettings": {"USDC": None}}).json()
+    assert data["billingSettings"]["USDC"] is None and data["billingSettings"]["USD"] is not None
     data = api.patch(f"{URL}/{customer['id']}", {"billingSettings": None}).json()
     assert data["billingSettings"] == {"USDC": None, "USD": None}
     assert not BillingSettings.objects.exists()
 
 
 def test_patch_of_the_same_settings_changes_nothing(api):
-    customer = create(api, billingSettings={"USDC": USDC_SETTINGS})
-    data = api.patch(f"{URL}/{customer['id']}", {"billingSettings": {"USDC": USDC_SETTINGS}}).json()
+    customer = create(api, billingSettings={"USD": USD_SETTINGS})
+    data = api.patch(f"{URL}/{customer['id']}", {"billingSettings": {"USD": USD_SETTINGS}}).json()
     assert data["updatedAt"] == customer["updatedAt"]
 
 
@@ -98,6 +102,14 @@ def test_patch_of_the_same_settings_changes_nothing(api):
         ),
         ({"USDC": {"autoRecharge": {"threshold": "1", "amount": "5"}}}, "billingSettings.USDC.autoRecharge.enabled"),
         ({"USDC": {"autoRecharge": {"enabled": "true"}}}, "billingSettings.USDC.autoRecharge.enabled"),
+        (
+            {"USDC": {"autoRecharge": {"enabled": True, "threshold": "1", "amount": "5"}}},
+            "billingSettings.USDC.autoRecharge.enabled",
+        ),
+        (
+            {"USD": {"autoRecharge": {"enabled": True, "threshold": "1", "amount": "-5"}}},
+            "billingSettings.USD.autoRecharge.amount",
+        ),
         ({"USDC": {"lowBalance": "5"}}, "billingSettings.USDC.lowBalance"),
         ({"EUR": {"lowBalanceThreshold": "5"}}, "billingSettings.EUR"),
         ({"usdc": {"lowBalanceThreshold": "5"}}, "billingSettings.usdc"),
@@ -107,7 +119,7 @@ def test_patch_of_the_same_settings_changes_nothing(api):
 )
 def test_bad_settings_are_refused_naming_the_field_and_nothing_is_written(api, settings, field):
     assert field in refused_fields(api.post(URL, {"consumer": {"email": "x@example.com"}, "billingSettings": settings}))
-    customer = create(api, "y@example.com", billingSettings={"USDC": USDC_SETTINGS})
+    customer = create(api, "y@example.com", billingSettings={"USD": USD_SETTINGS})
     assert field in refused_fields(api.patch(f"{URL}/{customer['id']}", {"billingSettings": settings}))
     assert api.get(f"{URL}/{customer['id']}").json()["billingSettings"] == customer["billingSettings"]
     assert BillingSettings.objects.count() == 1
@@ -124,7 +136,9 @@ def test_a_disabled_auto_recharge_keeps_its_threshold_and_amount(api):
 
 def test_an_inline_customer_of_a_subscription_takes_billing_settings(test_api):
     plan = make_plan(test_api.merchant)
-    body = {"customer": {"consumer": {"email": "in@example.com"}, "billingSettings": {"USDC": USDC_SETTINGS}}}
+    body = {
+        "customer": {"consumer": {"email": "in@example.com"}, "billingSettings": {"USDC": {"lowBalanceThreshold": "5"}}}
+    }
     response = test_api.post("/v0/subscriptions", {**body, "planId": str(plan.id)})
     assert response.status_code == 201, response.json()
     customer = test_api.get(f"{URL}/{response.json()['customerId']}").json()
@@ -185,11 +199,12 @@ def test_the_admin_shows_and_edits_billing_settings_through_the_same_rules(staff
     assert any(error.startswith("USDC.autoRecharge.amount:") for error in errors), errors
     assert list(BillingSettings.objects.values_list("currency", flat=True)) == ["USD"]
 
-    # the form holds the whole of the settings: USD left out is removed, USDC set
-    good = '{"USDC": {"lowBalanceThreshold": "7", "autoRecharge": {"enabled": true, "threshold": "1", "amount": "9"}}}'
+    # the form holds the whole of the settings, replaced: USDC set, USD's auto-recharge on
+    good = '{"USDC": {"lowBalanceThreshold": "7"}, "USD": {"autoRecharge": {"enabled": true, "threshold": "1", "amount": "9"}}}'
     assert staff.post(url, admin_form(billing_settings=good)).status_code == 302
-    (row,) = BillingSettings.objects.all()
-    assert (row.currency, row.low_balance_threshold, row.auto_recharge_amount) == ("USDC", Decimal(7), Decimal(9))
+    rows = {row.currency: row for row in BillingSettings.objects.all()}
+    assert (rows["USDC"].low_balance_threshold, rows["USD"].auto_recharge_amount) == (Decimal(7), Decimal(9))
+    assert "USD" in rows and len(rows) == 2
 
 
 def test_the_admin_creates_a_customer_with_billing_settings(staff, merchant):

@@ -4,24 +4,31 @@ commit, `POST /v0/invoices/{id}/pay`, dunning's steps); a card that fails or nee
 customer's authentication leaves the invoice open with its payment link, in dunning, with
 invoice.payment_failed and payment.failed; a retry with a new good default card pays it."""
 
+import json
+import time
+import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+import stripe
+from django.test import Client
 
-from apps.cards.services.charges import stripe_customer_ensure
+from apps.cards.services.charges import card_charge, card_save, card_setup_start, stripe_customer_ensure
 from apps.cards.services.saved_cards import saved_card_record, saved_card_set_default
 from apps.cards.stripe_client import stripe_client
+from apps.cards.tasks import resolve_card_attempts
 from apps.catalog.models import PaymentTerm
 from apps.invoices.models import Invoice
 from apps.invoices.services.dunning import dun_due
 from apps.invoices.services.invoices import invoice_create_one_off
 from apps.ledger.selectors import ledger_check
 from apps.payments.models import Payment, PaymentAttempt, PaymentSource
+from apps.payments.services import payment_attempt_start
 from apps.subscriptions.models import Subscription
 from apps.subscriptions.services import periods_advance
 from apps.webhooks.models import Event
-from tests.cards.test_card_path import FAILS_WHEN_CHARGED, GOOD
+from tests.cards.test_card_path import FAILS_WHEN_CHARGED, GOOD, confirm_card_setup
 from tests.usage.world import Billing
 
 D = Decimal
@@ -251,3 +258,112 @@ def test_a_card_that_needs_authentication_is_not_left_waiting_off_session(usd, t
     assert card.stripe_payment_method_id in refused.json()["details"]["card"]["paymentMethodId"]
     # nothing in flight: the customer can pay through the link
     assert not PaymentAttempt.objects.filter(status="in_flight").exists()
+
+
+def interrupted_off_session_charge(invoice, card):
+    """What `card_charge(off_session=True)` does up to the PaymentIntent's confirmation, which
+    Stripe declines, and no further: the process stopped before it retrieved the
+    PaymentIntent, so the attempt stays in flight until Stripe's webhook or beat tells."""
+    attempt = payment_attempt_start(
+        session_id=invoice.payment_session_id, source=PaymentSource.CARD, merchant=invoice.merchant, off_session=True
+    )
+    client = stripe_client(livemode=False)
+    intent = client.v1.payment_intents.create(
+        params={
+            "amount": 4000,
+            "currency": "usd",
+            "customer": stripe_customer_ensure(customer=invoice.customer),
+            "payment_method": card.stripe_payment_method_id,
+            "metadata": {"paymentAttemptId": str(attempt.id)},
+        }
+    )
+    PaymentAttempt.objects.filter(pk=attempt.pk).update(external_reference=intent.id)
+    with pytest.raises(stripe.CardError):
+        client.v1.payment_intents.confirm(intent.id, params={"off_session": True})
+    attempt.refresh_from_db()
+    assert attempt.status == "in_flight"
+    return attempt, client.v1.payment_intents.retrieve(intent.id)
+
+
+@pytest.mark.parametrize("told_by", ["webhook", "beat"])
+@pytest.mark.django_db
+def test_an_off_session_card_failure_known_only_later_starts_dunning_and_the_retry_tries_the_card_again(
+    told_by, test_api, sandbox, stripe_sandbox, time_machine, django_capture_on_commit_callbacks
+):
+    time_machine.move_to(at("2026-01-01T00:00"), tick=False)
+    billing = Billing(sandbox, currency="USD")
+    arrears = billing.metric(term=PaymentTerm.IN_ARREARS, properties={"unitPrice": "1"})
+    billing.fund("5")
+    assert test_api.post("/v0/usage", billing.event("a", arrears, 40)).status_code == 201
+    # the card saved through a SetupIntent (it succeeds at setup, and fails when charged)
+    setup_session = test_api.post(f"/v0/customers/{billing.customer.id}/paymentMethods").json()
+    setup = card_setup_start(session_id=setup_session["id"])
+    assert confirm_card_setup(setup, FAILS_WHEN_CHARGED).status_code == 200
+    card = card_save(customer=billing.customer, setup_intent_id=setup.setup_intent_id)
+
+    time_machine.move_to(at("2026-02-01T02:00"), tick=False)
+    periods_advance(subscription_id=billing.subscription.id)  # (its card task not run: interrupted below)
+    invoice = Invoice.objects.get(kind="period")
+    assert (invoice.status, invoice.amount_due, invoice.payment_failed_at) == ("open", D("40"), None)
+    attempt, intent = interrupted_off_session_charge(invoice, card)
+    assert intent.status == "requires_payment_method"
+    assert Subscription.objects.get(pk=billing.subscription.pk).status == "active"
+
+    time_machine.move_to(at("2026-02-01T02:05"), tick=False)
+    if told_by == "webhook":
+        event = {
+            "id": f"evt_{uuid.uuid4().hex[:14]}",
+            "object": "event",
+            "type": "payment_intent.payment_failed",
+            "livemode": False,
+            "created": int(time.time()),
+            "data": {"object": intent.to_dict()},
+        }
+        payload = json.dumps(event)
+        header = stripe.WebhookSignature.generate_signature_header(
+            payload, stripe_sandbox["STRIPE_TEST_WEBHOOK_SECRET"]
+        )
+        with django_capture_on_commit_callbacks(execute=True):
+            answer = Client().post(
+                "/webhooks/stripe", data=payload, content_type="application/json", headers={"Stripe-Signature": header}
+            )
+        assert answer.status_code == 200
+    else:
+        assert resolve_card_attempts() == 1  # beat: in flight past its grace
+
+    attempt.refresh_from_db()
+    assert (attempt.status, attempt.failure_reason) == ("failed", "Your card was declined.")
+    invoice.refresh_from_db()
+    # open with its link, in dunning from when the failure was known: retried a day after dueAt
+    assert (invoice.status, invoice.payment_failed_at) == ("open", at("2026-02-01T02:05"))
+    assert invoice.next_collection_at == at("2026-02-09T02:00")
+    assert Subscription.objects.get(pk=billing.subscription.pk).status == "past_due"
+    assert (count("invoice.payment_failed"), count("payment.failed"), count("subscription.past_due")) == (1, 1, 1)
+
+    # the due date finds it failed already; the first retry tries the card again
+    time_machine.move_to(at("2026-02-08T02:00"), tick=False)
+    assert dun_due() == 0
+    time_machine.move_to(at("2026-02-09T02:00"), tick=False)
+    assert dun_due() == 1
+    invoice.refresh_from_db()
+    assert (invoice.status, invoice.collection_retries, invoice.next_collection_at) == (
+        "open",
+        1,
+        at("2026-02-11T02:00"),
+    )
+    attempts = PaymentAttempt.objects.filter(source=PaymentSource.CARD).order_by("created_at")
+    assert [(a.status, a.off_session, a.invoice_id) for a in attempts] == [("failed", True, invoice.id)] * 2
+    assert (count("invoice.payment_failed"), count("payment.failed")) == (1, 2)
+    assert not Payment.objects.filter(source=PaymentSource.CARD).exists()
+    assert ledger_check() == []
+
+
+@pytest.mark.django_db
+def test_a_card_declined_in_the_checkout_while_the_customer_is_there_does_not_start_dunning(usd, test_api):
+    invoice = one_off(usd, "8", auto_collect=False)
+    card = save_card(usd.customer, FAILS_WHEN_CHARGED)
+    attempt = card_charge(session_id=invoice.payment_session_id, card=card)  # on-session, as the checkout does
+    assert (attempt.status, attempt.off_session) == ("failed", False)
+    invoice.refresh_from_db()
+    assert (invoice.status, invoice.payment_failed_at) == ("open", None)
+    assert (count("invoice.payment_failed"), count("payment.failed")) == (0, 1)

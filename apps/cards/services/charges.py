@@ -174,7 +174,9 @@ def card_charge(*, session_id, card: SavedCard, off_session: bool = False) -> Pa
     livemode = session.merchant.livemode
     client = _client(livemode)
     stripe_customer = stripe_customer_ensure(customer=session.customer)
-    attempt = payment_attempt_start(session_id=session.id, source=PaymentSource.CARD, merchant=session.merchant)
+    attempt = payment_attempt_start(
+        session_id=session.id, source=PaymentSource.CARD, merchant=session.merchant, off_session=off_session
+    )
     try:
         intent = client.v1.payment_intents.create(
             params={

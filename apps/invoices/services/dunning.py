@@ -1,7 +1,8 @@
 """Dunning: what happens to a finalized invoice still unpaid at its due date.
 
 At `dueAt` (a last collection from the wallet, then from the saved card, failing first; or
-earlier, when an off-session charge of the saved card fails): invoice.payment_failed, and the
+earlier, when an off-session charge of the saved card fails, whenever its failure is known: at
+once, by Stripe's webhook or by beat's resolver of card attempts left in flight): invoice.payment_failed, and the
 subscription it bills goes past_due (subscription.past_due; usage is still charged to it within
 its minimum balance, instant charges being prepaid). Collection from the wallet is retried
 INVOICE_DUNNING_RETRY_DAYS after `dueAt` (1, 3 and 7 days by default), then from the default
@@ -108,12 +109,18 @@ def invoice_card_failed(*, invoice_id, now: datetime | None = None) -> bool:
     fails changes only the retry count). Whether it entered dunning now."""
     now = now or timezone.now()
     with transaction.atomic():
-        invoice = _locked(invoice_id)
-        if invoice.status != Invoice.Status.OPEN or invoice.payment_failed_at or invoice.dunning_ended_at:
-            return False
-        if invoice.kind == Invoice.Kind.START and not _dunned(invoice):
-            return False
-        _mark_payment_failed(invoice, now)
+        return invoice_card_failed_locked(_locked(invoice_id), now)
+
+
+def invoice_card_failed_locked(invoice: Invoice, now: datetime) -> bool:
+    """`invoice_card_failed` for an invoice the caller has locked (the invoice purpose's
+    handler, told by the payments service that an off-session attempt failed, whenever that
+    became known: at once, by Stripe's webhook, or by beat's resolver)."""
+    if invoice.status != Invoice.Status.OPEN or invoice.payment_failed_at or invoice.dunning_ended_at:
+        return False
+    if invoice.kind == Invoice.Kind.START and not _dunned(invoice):
+        return False
+    _mark_payment_failed(invoice, now)
     return True
 
 

@@ -119,7 +119,7 @@ def amount_due(session: PaymentSession) -> Decimal:
     return session.amount - session.amount_paid
 
 
-def _attempt_start_locked(session: PaymentSession, source: str) -> PaymentAttempt:
+def _attempt_start_locked(session: PaymentSession, source: str, off_session: bool = False) -> PaymentAttempt:
     try:
         with transaction.atomic():
             return PaymentAttempt.objects.create(
@@ -129,6 +129,7 @@ def _attempt_start_locked(session: PaymentSession, source: str) -> PaymentAttemp
                 source=source,
                 amount=amount_due(session),
                 currency=session.currency,
+                off_session=off_session,
             )
     except IntegrityError as exc:
         if violated_constraint(exc) not in ONE_IN_FLIGHT:
@@ -148,19 +149,28 @@ def _attempt_start_locked(session: PaymentSession, source: str) -> PaymentAttemp
     )
 
 
-def payment_attempt_start(*, session_id, source: str, merchant=None) -> PaymentAttempt:
+def payment_attempt_start(*, session_id, source: str, merchant=None, off_session: bool = False) -> PaymentAttempt:
     """Start collecting what the session still asks for through `source`: one attempt in
-    flight per session across all sources (409 PAYMENT_IN_FLIGHT for a second)."""
+    flight per session across all sources (409 PAYMENT_IN_FLIGHT for a second).
+    `off_session`: the customer is not there (see PaymentAttempt.off_session)."""
     with transaction.atomic():
         session, handler = _lock_session(session_id, merchant)
         _check_collectable(session, handler, timezone.now())
-        return _attempt_start_locked(session, source)
+        return _attempt_start_locked(session, source, off_session)
 
 
 def payment_attempt_fail(*, attempt_id, reason: str) -> PaymentAttempt:
     """The attempt failed (a declined card, a reverted transfer): the session can be tried
-    again. payment.failed is published once, when the attempt in flight turns failed."""
+    again. payment.failed is published once, when the attempt in flight turns failed; an
+    off-session attempt's failure is told to the session's purpose handler in the same
+    transaction (its target locked first, in the order every writer keeps: target, session,
+    attempt)."""
     with transaction.atomic():
+        unlocked = PaymentAttempt.objects.select_related("session").get(pk=attempt_id)
+        handler = None
+        if unlocked.off_session and unlocked.status == PaymentAttempt.Status.IN_FLIGHT:
+            handler = purpose_handler(unlocked.session.purpose)
+            handler.lock_target(unlocked.session)
         attempt = (
             PaymentAttempt.objects.select_for_update(of=("self",))
             .select_related("merchant", "session")
@@ -177,6 +187,8 @@ def payment_attempt_fail(*, attempt_id, reason: str) -> PaymentAttempt:
                 data=failed_attempt_data(attempt),
                 updated_at=attempt.updated_at,
             )
+            if handler is not None:
+                handler.off_session_failed(session=attempt.session, attempt=attempt)
         return attempt
 
 
@@ -407,6 +419,7 @@ PAYMENT_COLUMNS = (
     "session_id",
     "attempt_id",
     "ledger_transaction_id",
+    "amount_refunded",  # (NOT NULL without a database default: 0 from the model)
 )
 SESSION_PAID_COLUMNS = ("amount_paid", "status", "paid_at", "updated_at")
 
