@@ -419,7 +419,6 @@ PAYMENT_COLUMNS = (
     "session_id",
     "attempt_id",
     "ledger_transaction_id",
-    "amount_refunded",  # (NOT NULL without a database default: 0 from the model)
 )
 SESSION_PAID_COLUMNS = ("amount_paid", "status", "paid_at", "updated_at")
 
