@@ -229,16 +229,25 @@ def test_a_sandbox_scenario_through_every_operation_answers_as_documented(
     ok(s.patch(f"/v0/plans/{plan['id']}", {"features": {"rateLimit": 10, "monthlyQueryLimit": None}}))
 
     # --- customers, money in ------------------------------------------------------------------
-    low_balance = {"lowBalanceThreshold": "5", "autoRecharge": {"enabled": True, "threshold": "2", "amount": "20"}}
+    low_balance = {"lowBalanceThreshold": "5", "autoRecharge": {"enabled": False, "threshold": "2", "amount": "20"}}
+    # (auto-recharge charges a card, so it is enabled for a USD wallet only)
+    recharge = {"lowBalanceThreshold": "5", "autoRecharge": {"enabled": True, "threshold": "2", "amount": "20"}}
+    refused(
+        s.post("/v0/customers", {"consumer": {"email": "x@example.com"}, "billingSettings": {"USDC": recharge}}), 400
+    )
     ada = ok(
         s.post(
             "/v0/customers",
-            {"consumer": {"email": "ada@example.com", "name": "Ada"}, "billingSettings": {"USDC": low_balance}},
+            {
+                "consumer": {"email": "ada@example.com", "name": "Ada"},
+                "billingSettings": {"USDC": low_balance, "USD": recharge},
+            },
         ),
         201,
     )
     assert ada["consumer"]["phone"] is None and ada["externalId"] is None
-    assert ada["billingSettings"]["USD"] is None and ada["billingSettings"]["USDC"]["lowBalanceThreshold"]
+    assert ada["billingSettings"]["USD"]["autoRecharge"]["enabled"] is True
+    assert ada["billingSettings"]["USDC"]["lowBalanceThreshold"]
     ok(s.post("/v0/customers", {"consumer": {"email": "ADA@example.com"}}), 200)
     bob = ok(s.post("/v0/customers", {"consumer": {"email": "bob@example.com"}}), 201)
     refused(s.post("/v0/customers", {"consumer": {"name": "No email"}}), 400)
