@@ -39,7 +39,10 @@ def _pending_session(session_id) -> PaymentSession:
 
 
 def _error(exc: ApiError) -> JsonResponse:
-    return JsonResponse(exc.as_body(), status=exc.status_code)
+    response = JsonResponse(exc.as_body(), status=exc.status_code)
+    for name, value in exc.headers.items():
+        response[name] = value  # (Retry-After where Stripe did not answer)
+    return response
 
 
 def _body(request) -> dict:
