@@ -17,7 +17,6 @@ wait, and confirm once the node is back (beat's re-check)."""
 import json
 import re
 import threading
-import time
 from collections import Counter
 from datetime import timedelta
 from decimal import Decimal
@@ -463,7 +462,6 @@ def test_settlement_checks_while_the_node_fails_stay_pending_hold_nothing_and_co
     for _ in range(2):
 
         thread = threading.Thread(target=check)
-        started = time.monotonic()
         thread.start()
         if fault == HANG:
             assert chain_proxy.hanging.wait(20), "the check never read the chain"
@@ -475,14 +473,14 @@ def test_settlement_checks_while_the_node_fails_stay_pending_hold_nothing_and_co
                 )
         thread.join(30)
         assert not thread.is_alive()
-        # one read of the node is bounded by CHAIN_RPC_TIMEOUT_SECONDS (not retried inside it)
-        assert time.monotonic() - started < 10
         after = Settlement.objects.get(pk=settlement_id)
         assert (after.status, after.failure_reason) == ("pending", ""), after.failure_reason
         assert after.next_check_at > timezone.now()  # read again later, with backoff
     assert Settlement.objects.get(pk=settlement_id).checks == settlement.checks + 2
     assert not Payment.objects.filter(source=PaymentSource.USDC).exists()
-    assert chain_proxy.seen[fault] >= 2
+    # one request to the node per check (bounded by CHAIN_RPC_TIMEOUT_SECONDS, not sent again
+    # inside the check: the settlement is read again later)
+    assert chain_proxy.seen[fault] == 2
 
     # the node is back: beat's re-check, once due, confirms it and credits once
     chain_proxy.heal()
