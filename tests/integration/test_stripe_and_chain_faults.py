@@ -460,7 +460,6 @@ def test_settlement_checks_while_the_node_fails_stay_pending_hold_nothing_and_co
         connection.close()
 
     for _ in range(2):
-
         thread = threading.Thread(target=check)
         thread.start()
         if fault == HANG:
