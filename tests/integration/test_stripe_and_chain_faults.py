@@ -34,7 +34,7 @@ from apps.invoices.models import Invoice
 from apps.invoices.services.invoices import invoice_create_one_off
 from apps.ledger.selectors import ledger_check, wallet_balances
 from apps.payments.models import Payment, PaymentAttempt, PaymentSource
-from apps.payments.services import topup_session_create
+from apps.payments.services import payment_attempt_start, topup_session_create
 from apps.settlements.models import Settlement
 from apps.settlements.services import settlement_check
 from apps.settlements.tasks import recheck_pending_settlements
@@ -331,6 +331,24 @@ def test_checkout_charge_whose_confirmation_times_out_is_canceled_by_beat_and_pa
     again = checkout_pay(client, topup, stripe_proxy)
     assert again.json()["paymentSessionStatus"] == "paid", again.content
     assert_paid_once(stripe_proxy, topup, D("7.50"))
+
+
+def test_beat_stops_resolving_at_the_first_attempt_stripe_does_not_answer_for(sandbox_api, stripe_proxy):
+    """While Stripe fails, one run of the resolver asks once (the SDK's three tries) and leaves
+    the other attempts to the next run, instead of waiting out each one's timeouts."""
+    customer = make_customer(sandbox_api.merchant, email="many@example.com")
+    for index in range(3):
+        session = topup_session_create(merchant=sandbox_api.merchant, customer=customer, amount=D("5"), currency="USD")
+        attempt = payment_attempt_start(session_id=session.id, source=PaymentSource.CARD, merchant=session.merchant)
+        PaymentAttempt.objects.filter(pk=attempt.pk).update(external_reference=f"pi_lost{index}")
+    stripe_proxy.fault(FAIL, "GET", r"^/v1/payment_intents/")
+    age_attempts()
+
+    resolve_card_attempts()
+
+    assert stripe_proxy.seen[FAIL] == 3
+    assert PaymentAttempt.objects.filter(status=PaymentAttempt.Status.IN_FLIGHT).count() == 3
+    assert ledger_check() == []
 
 
 # ---------------------------------------------------------------------------------- off-session collection

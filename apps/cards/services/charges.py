@@ -40,6 +40,8 @@ AUTHENTICATION_TIMEOUT = timedelta(minutes=30)
 
 # Seconds a client is asked to wait before sending again a request that Stripe did not answer.
 STRIPE_RETRY_AFTER = "5"
+# What card_attempt_resolve says of an attempt left in flight because Stripe did not answer.
+UNREACHABLE = "left in flight, Stripe unreachable"
 
 
 class CardPathUnavailable(ApiError):
@@ -246,7 +248,7 @@ def card_attempt_resolve(*, attempt_id) -> str:
     try:
         intent = client.v1.payment_intents.retrieve(attempt.external_reference)
     except stripe.StripeError as exc:
-        return f"left in flight: {exc.__class__.__name__}"
+        return f"{UNREACHABLE if stripe_unreachable(exc) else 'left in flight'}: {exc.__class__.__name__}"
     age = timezone.now() - attempt.created_at
     if (intent.status == "requires_confirmation" and age > IN_FLIGHT_GRACE) or (
         intent.status == "requires_action" and age > AUTHENTICATION_TIMEOUT
@@ -281,7 +283,7 @@ def card_attempt_authentication(*, attempt_id) -> str | None:
     try:
         intent = client.v1.payment_intents.retrieve(attempt.external_reference)
     except stripe.StripeError as exc:
-        raise _stripe_failed(exc) from None
+        raise _stripe_failed(exc, charged_nothing=False) from None
     return intent.client_secret if intent.status == "requires_action" else None
 
 
@@ -297,7 +299,11 @@ def card_attempts_resolve(*, limit: int = 200) -> int:
     )
     for attempt_id in ids:
         try:
-            card_attempt_resolve(attempt_id=attempt_id)
+            note = card_attempt_resolve(attempt_id=attempt_id)
         except ApiError:
             continue  # the mode lost its Stripe configuration: the attempt waits for it
+        if note.startswith(UNREACHABLE):
+            # Stripe does not answer: the rest wait for the next run, instead of each waiting
+            # out its own timeouts in this one
+            break
     return len(ids)
