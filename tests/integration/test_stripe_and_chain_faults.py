@@ -21,6 +21,7 @@ from collections import Counter
 from datetime import timedelta
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import httpx
 import pytest
@@ -39,10 +40,12 @@ from apps.settlements.models import Settlement
 from apps.settlements.services import settlement_check
 from apps.settlements.tasks import recheck_pending_settlements
 from tests.cards.test_card_path import GOOD, confirm_card_setup
+from tests.checkout.test_card_browser import ARTIFACTS, activation, browser, fill_card  # noqa: F401 (fixtures)
 from tests.checkout.test_checkout_card import Setup
 from tests.conftest import Api
 from tests.factories import MerchantFactory, issue_key, make_customer, sandbox_of
 from tests.invoices.test_card_collection import save_card
+from tests.portal.test_browser import CHROMIUM
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -106,12 +109,15 @@ class FaultProxy:
                     self.close_connection = True
                     return
                 self.send_response(answer.status_code)
-                self.send_header("Content-Type", answer.headers.get("Content-Type", "application/json"))
+                for name, value in answer.headers.multi_items():
+                    # (its CORS headers included: the browser's Stripe.js calls through it too)
+                    if name.lower() not in ("content-length", "content-encoding", "transfer-encoding", "connection"):
+                        self.send_header(name, value)
                 self.send_header("Content-Length", str(len(answer.content)))
                 self.end_headers()
                 self.wfile.write(answer.content)
 
-            do_GET = do_POST = do_DELETE = handle_one  # noqa: N815 (http.server's names)
+            do_GET = do_POST = do_DELETE = do_OPTIONS = handle_one  # noqa: N815 (http.server's names)
 
             def log_message(self, *args):
                 pass
@@ -508,4 +514,53 @@ def test_settlement_checks_while_the_node_fails_stay_pending_hold_nothing_and_co
     assert Payment.objects.filter(source=PaymentSource.USDC).count() == 1
     assert Invoice.objects.get(pk=invoice_id).status == "paid"
     assert recheck_pending_settlements() == 0
+    assert ledger_check() == []
+
+
+# ---------------------------------------------------------------------------------- what the customer sees
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing: `make test` installs it")
+def test_the_checkout_page_in_chromium_says_what_happened_while_stripe_fails(request, live_server, stripe_proxy):
+    """The card form in Chromium: Stripe failing before the charge shows that nothing was charged
+    and to try again (and trying again once Stripe answers pays); a charge whose answer was lost
+    shows that the payment is being processed (never "pay again"), and beat settles it."""
+    from playwright.sync_api import expect
+
+    # (the browser tests' fixtures: Chromium, and a sandbox activation of 25 USD to pay)
+    chromium = request.getfixturevalue("browser")
+    new_activation = request.getfixturevalue("activation")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    context = chromium.new_context(viewport={"width": 375, "height": 900})
+    page = context.new_page()
+
+    session = new_activation("down@example.com")
+    page.goto(f"{live_server.url}/checkout/{session.id}")
+    fill_card(page, GOOD)
+    stripe_proxy.fault(FAIL, "POST", r"^/v1/payment_intents$")
+    page.get_by_role("button", name="Pay 25.00 USD by card").click()
+    expect(page.get_by_role("alert")).to_contain_text("nothing was charged. Try again in a moment.")
+    page.screenshot(path=str(ARTIFACTS / "card-stripe-down-375.png"), full_page=True)
+    assert succeeded_charges(stripe_proxy, session.customer) == 0
+    stripe_proxy.heal()
+    page.get_by_role("button", name="Pay 25.00 USD by card").click()  # (the form kept the card)
+    expect(page.get_by_test_id("status")).to_contain_text("Paid on")
+    assert_paid_once(stripe_proxy, session, D("25.00"))
+
+    session = new_activation("lost@example.com")
+    page.goto(f"{live_server.url}/checkout/{session.id}")
+    fill_card(page, GOOD)
+    stripe_proxy.fault(DROP, "POST", r"^/v1/payment_intents/[^/]+/confirm$")
+    stripe_proxy.fault(FAIL, "GET", r"^/v1/payment_intents/")
+    page.get_by_role("button", name="Pay 25.00 USD by card").click()
+    expect(page.get_by_role("status")).to_contain_text("The payment is being processed", timeout=30_000)
+    expect(page.locator("#card-error")).to_have_text("")
+    page.screenshot(path=str(ARTIFACTS / "card-stripe-answer-lost-375.png"), full_page=True)
+    stripe_proxy.heal()
+    age_attempts()
+    resolve_card_attempts()
+    page.reload()
+    expect(page.get_by_test_id("status")).to_contain_text("Paid on")
+    assert Payment.objects.filter(session=session).count() == 1
+    assert succeeded_charges(stripe_proxy, session.customer) == 1
     assert ledger_check() == []
