@@ -248,7 +248,7 @@ def assert_paid_once(proxy, session, amount: Decimal) -> None:
     assert ledger_check() == []
 
 
-@pytest.mark.parametrize("fault", [FAIL, HANG])
+@pytest.mark.parametrize("fault", [FAIL, HANG, DROP])
 def test_checkout_charge_while_stripe_cannot_create_the_payment_intent_is_a_clear_503_and_charges_nothing(
     client, topup, stripe_proxy, fault
 ):
@@ -387,7 +387,7 @@ def assert_invoice_paid_once(proxy, invoice) -> None:
     assert ledger_check() == []
 
 
-@pytest.mark.parametrize("fault", [FAIL, HANG])
+@pytest.mark.parametrize("fault", [FAIL, HANG, DROP])
 def test_invoice_pay_while_stripe_is_down_is_503_not_stored_and_the_same_key_pays_once_stripe_is_back(
     sandbox_api, usd_invoice, stripe_proxy, fault
 ):
