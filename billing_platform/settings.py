@@ -307,6 +307,10 @@ STRIPE_TEST_WEBHOOK_SECRET = env.str("STRIPE_TEST_WEBHOOK_SECRET", default="")
 STRIPE_TEST_API_BASE = env.str("STRIPE_TEST_API_BASE", default="https://api.stripe.com").rstrip("/")
 # How old a signed inbound Stripe event may be (Stripe's own default tolerance).
 STRIPE_WEBHOOK_TOLERANCE_SECONDS = env.int("STRIPE_WEBHOOK_TOLERANCE_SECONDS", default=300)
+# How long one request to Stripe may take (seconds; the SDK's own default is 80), and how many
+# times a request that got no answer or a 5xx is sent again (with the same idempotency key).
+STRIPE_TIMEOUT_SECONDS = env.float("STRIPE_TIMEOUT_SECONDS", default=30.0)
+STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)
 
 # USDC on chain, per mode: USDC_CHAINS (live) and USDC_TEST_CHAINS (sandbox) are JSON lists of
 # {"name", "chainId", "rpcUrl", "token", "requiredConfirmations", "recipient", "explorerUrl"?}
@@ -324,7 +328,8 @@ SETTLEMENT_RECHECK_SECONDS = env.float("SETTLEMENT_RECHECK_SECONDS", default=5.0
 SETTLEMENT_RECHECK_MAX_SECONDS = env.float("SETTLEMENT_RECHECK_MAX_SECONDS", default=300.0)
 # How often beat looks for pending settlements due a check (seconds).
 SETTLEMENT_RECHECK_INTERVAL_SECONDS = env.float("SETTLEMENT_RECHECK_INTERVAL_SECONDS", default=5.0)
-# How long one read of a chain's RPC node may take (seconds).
+# How long one request to a chain's RPC node may take (seconds). A read that fails is not sent
+# again at once: the settlement is read again later, with backoff.
 CHAIN_RPC_TIMEOUT_SECONDS = env.float("CHAIN_RPC_TIMEOUT_SECONDS", default=10.0)
 
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)

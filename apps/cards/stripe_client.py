@@ -29,6 +29,8 @@ class StripeSettings:
     publishable_key: str
     webhook_secret: str
     api_base: str
+    timeout: float
+    max_network_retries: int
 
     @property
     def prefix(self) -> str:
@@ -43,6 +45,8 @@ def stripe_settings(*, livemode: bool) -> StripeSettings:
         publishable_key=getattr(settings, f"{prefix}PUBLISHABLE_KEY"),
         webhook_secret=getattr(settings, f"{prefix}WEBHOOK_SECRET"),
         api_base=getattr(settings, f"{prefix}API_BASE"),
+        timeout=settings.STRIPE_TIMEOUT_SECONDS,
+        max_network_retries=settings.STRIPE_MAX_NETWORK_RETRIES,
     )
 
 
@@ -88,7 +92,10 @@ def stripe_client(*, livemode: bool) -> stripe.StripeClient:
             client = stripe.StripeClient(
                 config.secret_key,
                 base_addresses={"api": config.api_base},
-                max_network_retries=2,
+                # a request without an answer (a timeout, a dropped connection) or a 5xx is sent
+                # again with the same idempotency key, so Stripe does it once
+                max_network_retries=config.max_network_retries,
+                http_client=stripe.RequestsClient(timeout=config.timeout),
             )
             _clients[config] = client
         return client

@@ -28,7 +28,10 @@ def pending_session(session_id) -> PaymentSession:
 
 
 def error_response(exc: ApiError) -> JsonResponse:
-    return JsonResponse(exc.as_body(), status=exc.status_code)
+    response = JsonResponse(exc.as_body(), status=exc.status_code)
+    for name, value in exc.headers.items():
+        response[name] = value  # (Retry-After where Stripe or the database did not answer)
+    return response
 
 
 def json_body(request) -> dict:

@@ -33,7 +33,13 @@ def _outcome(session: PaymentSession, attempt: PaymentAttempt) -> JsonResponse:
     paid = session.status == PaymentSession.Status.PAID
     authenticate = None
     if attempt.status == PaymentAttempt.Status.IN_FLIGHT:
-        authenticate = card_attempt_authentication(attempt_id=attempt.id)
+        try:
+            authenticate = card_attempt_authentication(attempt_id=attempt.id)
+        except ApiError:
+            # Stripe did not answer: the charge's outcome is not known yet (it may have gone
+            # through), so the page says the payment is being processed, never "pay again";
+            # beat settles the attempt from its PaymentIntent once Stripe answers
+            authenticate = None
     return JsonResponse(
         {
             "status": attempt.status,

@@ -19,6 +19,7 @@ from apps.core.idempotency import (
     Replay,
     idempotency_answer,
     idempotency_claim,
+    idempotency_hold,
     idempotency_lock,
     idempotency_settle_failure,
     request_fingerprint,
@@ -127,9 +128,13 @@ def _as_float(value):
 
 
 class ApiView(APIView):
-    """Views set `idempotent = False` where the header does not apply (usage has its own keys)."""
+    """Views set `idempotent = False` where the header does not apply (usage has its own keys),
+    and `calls_out = True` where the handler calls a network service (Stripe): it then runs
+    outside any database transaction, its Idempotency-Key held by an advisory lock instead
+    (apps.core.idempotency, 5)."""
 
     idempotent = True
+    calls_out = False
     # (also what the schema wraps every list response in: {"object": "list", "data", "pagination"})
     pagination_class = LimitOffsetListPagination
 
@@ -188,6 +193,8 @@ class ApiView(APIView):
                 handler = self.http_method_not_allowed
             if self._idempotency_record is None:
                 response = handler(request, *args, **kwargs)
+            elif self.calls_out:
+                response = self._answer_held(handler, request, *args, **kwargs)
             else:
                 response = self._answer_once(handler, request, *args, **kwargs)
         except Exception as exc:
@@ -228,19 +235,40 @@ class ApiView(APIView):
         self._idempotency_record = None
         return response
 
+    def _answer_held(self, handler, request, *args, **kwargs):
+        """Run a handler that calls a network service outside any transaction, its claim held
+        by an advisory lock, and store (or release) its answer before letting the claim go."""
+        record, self._idempotency_record = self._idempotency_record, None  # (not this request's until held)
+        with idempotency_hold(record=record) as replay:
+            self._idempotency_record = record
+            if replay is not None:
+                self._idempotency_record = None
+                raise _ReplayResponse(replay)
+            try:
+                response = handler(request, *args, **kwargs)
+            except Exception as exc:
+                response = self.handle_exception(exc)
+            # (settles the claim: dispatch finalizes it again, which changes nothing)
+            return self.finalize_response(request, response, *args, **kwargs)
+
     def finalize_response(self, request, response, *args, **kwargs):
-        """A claim still held here was not answered in its transaction (which rolled back):
-        a 4xx releases it, a 5xx is stored where no answer is."""
+        """A claim still held here was not answered in its transaction (which rolled back), or
+        its handler ran outside one: a 4xx or a 503 releases it, another answer is stored
+        where none is."""
         response = super().finalize_response(request, response, *args, **kwargs)
         record = getattr(self, "_idempotency_record", None)
         if record is not None:
             self._idempotency_record = None
             if hasattr(response, "render"):
                 response.render()
-            idempotency_settle_failure(
-                record=record,
-                status=response.status_code,
-                body=response.content,
-                content_type=response.get("Content-Type", "application/json"),
-            )
+            try:
+                idempotency_settle_failure(
+                    record=record,
+                    status=response.status_code,
+                    body=response.content,
+                    content_type=response.get("Content-Type", "application/json"),
+                )
+            except (OperationalError, InterfaceError):
+                # the database is unavailable: the claim stays unlocked, and a retry takes it over
+                logger.warning("idempotency claim %s left to a retry: the database is unavailable", record.pk)
         return response

@@ -19,16 +19,27 @@ How "once" holds with no window, across processes and machines:
 4. After a rollback, a 4xx releases the claim and a 5xx is stored only where no answer
    is (a request that took the claim over may have answered). A 5xx that the database
    caused (its connection lost, a deadlock) stores nothing: the claim is left to a
-   retry, which takes it over, since nothing of the work committed.
+   retry, which takes it over, since nothing of the work committed. A 503 (Redis, the
+   database or the card processor unavailable for a moment: nothing of the request was
+   done, and its answer says to send it again) releases the claim like a 4xx: a retry
+   after the outage runs the request instead of replaying the outage.
+5. A handler that calls a network service (Stripe) must not run inside a transaction
+   (a row lock held for as long as the service takes to answer, and work that a
+   rollback would undo after the service acted on it). It runs outside one, holding a
+   session-level advisory lock on the claim instead of the row lock (`idempotency_hold`):
+   a concurrent request with the same key finds the lock taken (409 IN_USE), and a holder
+   that died releases it with its connection. Its answer is stored after it returns; the
+   services it calls are idempotent on their own (one payment attempt in flight).
 """
 
+import contextlib
 import hashlib
 import json
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from apps.core.errors import Conflict, FieldError
@@ -148,16 +159,44 @@ def idempotency_lock(*, record: IdempotencyRecord) -> Replay | None:
     return None
 
 
+def _advisory_key(record: IdempotencyRecord) -> int:
+    """The claim's advisory lock: a signed 64-bit number from its (random) id."""
+    return int.from_bytes(record.pk.bytes[:8], "big", signed=True)
+
+
+@contextlib.contextmanager
+def idempotency_hold(*, record: IdempotencyRecord):
+    """For a handler that runs outside any transaction (it calls a network service): hold the
+    claim with a session-level advisory lock while it runs, and yield the answer stored
+    meanwhile by another request (then the handler must not run), or None. Raises 409
+    IDEMPOTENCY_KEY_IN_USE while another request holds it. Call it outside any transaction."""
+    lock = _advisory_key(record)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [lock])
+        if not cursor.fetchone()[0]:
+            raise _in_use(record.key)
+    try:
+        current = IdempotencyRecord.objects.filter(pk=record.pk).first()
+        if current is None:
+            raise _in_use(record.key)
+        yield _replay(current) if current.status == IdempotencyRecord.Status.COMPLETED else None
+    finally:
+        # (a connection lost meanwhile took the lock with it)
+        with contextlib.suppress(OperationalError, InterfaceError), connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [lock])
+
+
 def idempotency_answer(*, record: IdempotencyRecord, status: int, body: bytes, content_type: str) -> None:
     """Store the service's 2xx answer in its own transaction, under the lock of idempotency_lock."""
     _store(IdempotencyRecord.objects.filter(pk=record.pk), status, body, content_type)
 
 
 def idempotency_settle_failure(*, record: IdempotencyRecord, status: int, body: bytes, content_type: str) -> None:
-    """After the service's transaction rolled back: a 4xx releases the key; a 5xx is stored
-    unless an answer is stored already (by a request that took the claim over)."""
+    """After the service's transaction rolled back (or a handler outside one returned): a 4xx
+    or a 503 releases the key; any other answer is stored unless one is stored already (by a
+    request that took the claim over)."""
     in_progress = IdempotencyRecord.objects.filter(pk=record.pk, status=IdempotencyRecord.Status.IN_PROGRESS)
-    if 400 <= status < 500:
+    if 400 <= status < 500 or status == 503:
         in_progress.delete()
         return
     _store(in_progress, status, body, content_type)

@@ -90,6 +90,12 @@ DESCRIPTIONS = {
         "REQUEST_HEADERS_TOO_LARGE: more than 100 headers, or one longer than 8190 bytes (the web server's "
         "limit, answered before the API reads the request)"
     ),
+    503: (
+        "DATABASE_UNAVAILABLE: the database did not complete the request (a dropped connection, a deadlock), so "
+        "nothing of it was written; SERVICE_UNAVAILABLE: Redis did not answer for a moment, so nothing was "
+        "counted. Send the same request again after Retry-After seconds (with the same Idempotency-Key: a 503 is "
+        "never stored as its answer)"
+    ),
 }
 
 HEADERS = {
@@ -99,6 +105,13 @@ HEADERS = {
             "schema": {"type": "integer", "minimum": 1},
             "description": "Seconds to wait before retrying.",
             "required": True,
+        }
+    },
+    # (not required: a 503 about this server's own setup, such as PDF_UNAVAILABLE, has none)
+    503: {
+        "Retry-After": {
+            "schema": {"type": "integer", "minimum": 1},
+            "description": "Seconds to wait before sending the request again (with every transient 503).",
         }
     },
 }
@@ -178,6 +191,8 @@ class ApiAutoSchema(AutoSchema):
         # (gunicorn's limits, billing_platform/gunicorn_worker.py: any request can exceed them)
         add(414, DESCRIPTIONS[414])
         add(431, DESCRIPTIONS[431])
+        # (every operation reads the database; authentication and the rate limits read Redis)
+        add(503, DESCRIPTIONS[503])
         if self.method == "POST" and getattr(self.view, "idempotent", False) and not plain_post:
             add(409, DESCRIPTIONS[409])
         for status, text in declared_errors(self.view, self.method).items():

@@ -137,6 +137,9 @@ class InvoiceDetailApi(ApiView):
 
 
 class InvoicePayApi(ApiView):
+    # (may charge the saved card: Stripe is called outside any transaction)
+    calls_out = True
+
     @api_errors(
         {
             402: "INSUFFICIENT_BALANCE: the wallet (less the highest minimum balance) does not cover the amount due "
@@ -145,7 +148,10 @@ class InvoicePayApi(ApiView):
             "asks for it); CARD_UNAVAILABLE: Stripe is not configured for this mode; the details hold the wallet's "
             "and the card's reasons",
             409: "INVOICE_NOT_OPEN: the invoice is a draft, paid or void; PAYMENT_IN_FLIGHT: another payment of it "
-            "is being confirmed",
+            "is being confirmed (a card payment whose outcome Stripe has not told yet included: it is settled "
+            "from Stripe once Stripe answers, and the invoice is paid if it succeeded)",
+            503: "STRIPE_UNAVAILABLE: Stripe did not answer or failed on its side before the card was charged; "
+            "nothing was charged and the invoice stays open: send the request again after Retry-After seconds",
         }
     )
     @extend_schema(operation_id="invoices_pay", request=None, responses=InvoiceSchema, tags=TAGS)

@@ -56,7 +56,10 @@ def _topic_address(topic) -> str:
 def _web3(chain: Chain, timeout: float):
     from web3 import HTTPProvider, Web3
 
-    return Web3(HTTPProvider(chain.rpc_url, request_kwargs={"timeout": timeout}))
+    # (no retries inside one read: web3's default sends a request that timed out five times, so
+    # a node that hangs would hold the check for five timeouts; the settlement is read again
+    # later with backoff instead)
+    return Web3(HTTPProvider(chain.rpc_url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None))
 
 
 def read_transaction(chain: Chain, transaction_hash: str, *, timeout: float = 10.0) -> Reading:

@@ -1,10 +1,11 @@
 """Faults under load (issue 19): the web processes killed mid-request, the database connections
-dropped mid-load, Redis restarted mid-verify, Stripe (localstripe behind a proxy) answering 500
-or dropping the connection. After recovery nothing acknowledged is lost, nothing is charged
-twice, no counted verify is forgotten, and the ledger check is clean.
+dropped mid-load, Redis restarted mid-verify. After recovery nothing acknowledged is lost, nothing
+is charged twice, no counted verify is forgotten, and the ledger check is clean.
 
 (A Celery worker killed mid-task is tests/integration/test_webhook_worker_killed.py for a webhook
-delivery and tests/integration/test_period_close_worker.py for the period close.)
+delivery and tests/integration/test_period_close_worker.py for the period close; Stripe and the
+chain's RPC node answering 500, hanging or losing answers is
+tests/integration/test_stripe_and_chain_faults.py.)
 
 Every wait is for an event with a generous deadline, never a timing.
 """

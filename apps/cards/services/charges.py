@@ -38,6 +38,12 @@ IN_FLIGHT_GRACE = timedelta(minutes=2)
 AUTHENTICATION_TIMEOUT = timedelta(minutes=30)
 
 
+# Seconds a client is asked to wait before sending again a request that Stripe did not answer.
+STRIPE_RETRY_AFTER = "5"
+# What card_attempt_resolve says of an attempt left in flight because Stripe did not answer.
+UNREACHABLE = "left in flight, Stripe unreachable"
+
+
 class CardPathUnavailable(ApiError):
     status_code = 503
     error = "service_unavailable"
@@ -51,11 +57,30 @@ def _client(livemode: bool) -> stripe.StripeClient:
         raise CardPathUnavailable(f"Card unavailable: {exc}") from None
 
 
-def _stripe_failed(exc: stripe.StripeError) -> ApiError:
-    """Stripe refused or could not be reached: a declined card is 402, the rest 503."""
+def stripe_unreachable(exc: stripe.StripeError) -> bool:
+    """Stripe did not answer (a timeout, a dropped connection) or failed on its side (5xx, 429):
+    the same request may succeed later. Anything else is Stripe's answer about the request."""
+    if isinstance(exc, (stripe.APIConnectionError, stripe.RateLimitError)):
+        return True
+    return isinstance(exc, stripe.APIError) or (exc.http_status or 0) >= 500
+
+
+def _stripe_failed(exc: stripe.StripeError, *, charged_nothing: bool = True) -> ApiError:
+    """Stripe refused or could not be reached: a declined card is 402; Stripe unreachable is 503
+    STRIPE_UNAVAILABLE with Retry-After (nothing was charged: send it again in a moment); any
+    other refusal 503 STRIPE_ERROR."""
     message = exc.user_message or str(exc) or exc.__class__.__name__
     if isinstance(exc, stripe.CardError):
         return PaymentRequired(message, code="CARD_DECLINED")
+    if stripe_unreachable(exc):
+        return CardPathUnavailable(
+            "The card processor (Stripe) did not answer"
+            + ("; nothing was charged" if charged_nothing else "")
+            + ". Try again in a moment.",
+            code="STRIPE_UNAVAILABLE",
+            details={"stripeError": exc.__class__.__name__},
+            headers={"Retry-After": STRIPE_RETRY_AFTER},
+        )
     return CardPathUnavailable(f"Stripe: {message}", code="STRIPE_ERROR")
 
 
@@ -195,7 +220,12 @@ def card_charge(*, session_id, card: SavedCard, off_session: bool = False) -> Pa
         external_reference=intent.id, updated_at=timezone.now()
     )
     try:
-        client.v1.payment_intents.confirm(intent.id, params={"off_session": True} if off_session else None)
+        client.v1.payment_intents.confirm(
+            intent.id,
+            params={"off_session": True} if off_session else None,
+            # (sent again by the SDK when its answer is lost: Stripe confirms it once)
+            options={"idempotency_key": f"attempt:{attempt.id}:confirm"},
+        )
     except stripe.CardError:
         pass  # a decline: the PaymentIntent retrieved below says so (last_payment_error)
     except stripe.StripeError:
@@ -220,7 +250,7 @@ def card_attempt_resolve(*, attempt_id) -> str:
     try:
         intent = client.v1.payment_intents.retrieve(attempt.external_reference)
     except stripe.StripeError as exc:
-        return f"left in flight: {exc.__class__.__name__}"
+        return f"{UNREACHABLE if stripe_unreachable(exc) else 'left in flight'}: {exc.__class__.__name__}"
     age = timezone.now() - attempt.created_at
     if (intent.status == "requires_confirmation" and age > IN_FLIGHT_GRACE) or (
         intent.status == "requires_action" and age > AUTHENTICATION_TIMEOUT
@@ -255,7 +285,7 @@ def card_attempt_authentication(*, attempt_id) -> str | None:
     try:
         intent = client.v1.payment_intents.retrieve(attempt.external_reference)
     except stripe.StripeError as exc:
-        raise _stripe_failed(exc) from None
+        raise _stripe_failed(exc, charged_nothing=False) from None
     return intent.client_secret if intent.status == "requires_action" else None
 
 
@@ -271,7 +301,11 @@ def card_attempts_resolve(*, limit: int = 200) -> int:
     )
     for attempt_id in ids:
         try:
-            card_attempt_resolve(attempt_id=attempt_id)
+            note = card_attempt_resolve(attempt_id=attempt_id)
         except ApiError:
             continue  # the mode lost its Stripe configuration: the attempt waits for it
+        if note.startswith(UNREACHABLE):
+            # Stripe does not answer: the rest wait for the next run, instead of each waiting
+            # out its own timeouts in this one
+            break
     return len(ids)

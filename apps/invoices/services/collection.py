@@ -19,9 +19,10 @@ from django.db.models import Max
 from django.utils import timezone
 
 from apps.cards.models import SavedCard
+from apps.cards.services.charges import STRIPE_RETRY_AFTER
 from apps.cards.services.off_session import OffSessionCharge, card_charge_off_session
 from apps.cards.stripe_client import CARD_CURRENCY
-from apps.core.errors import ApiError, Conflict, PaymentRequired
+from apps.core.errors import ApiError, Conflict, PaymentRequired, ServiceUnavailable
 from apps.core.money import ZERO
 from apps.invoices.models import Invoice
 from apps.payments.models import PaymentAttempt
@@ -203,6 +204,14 @@ def invoice_pay_now(*, merchant, invoice_id) -> Invoice:
             raise  # not a card's currency (USDC): the wallet's answer stands
         if charge.code == "PAYMENT_IN_FLIGHT":
             raise Conflict(charge.reason, code="PAYMENT_IN_FLIGHT") from None
+        if charge.code == "STRIPE_UNAVAILABLE":
+            # Stripe did not answer before the card was charged: send again, not a refusal
+            raise ServiceUnavailable(
+                f"{charge.reason} The invoice stays open.",
+                code="STRIPE_UNAVAILABLE",
+                details={"wallet": wallet_refusal.details},
+                headers={"Retry-After": STRIPE_RETRY_AFTER},
+            ) from None
         if charge.attempt is not None and charge.attempt.status == PaymentAttempt.Status.IN_FLIGHT:
             raise Conflict(
                 f"The card payment {charge.attempt.external_reference} is still being confirmed by Stripe; "
