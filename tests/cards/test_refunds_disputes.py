@@ -821,3 +821,32 @@ def test_a_refund_failure_delivered_many_times_concurrently_is_credited_back_onc
     payment.refresh_from_db()
     assert payment.amount_refunded == D("0.00")
     assert ledger_check() == []
+
+
+@pytest.mark.django_db
+def test_a_charge_refunded_that_lists_a_recorded_refund_as_failed_undoes_it(usd, send):
+    # Stripe's charge.refunded of a later refund, its refunds listed from Stripe now: the first
+    # one shows failed there, whether or not its own failure event arrives
+    payment = top_up_by_card(usd, "10")
+    first_charge, first = refund_in_stripe(payment, cents=300)
+    send(signed_event(first_charge))
+    second_charge, second = refund_in_stripe(payment, cents=200)
+    listed = dict(
+        second_charge,
+        refunds={"object": "list", "has_more": False, "data": [refund_gone_wrong(first), second.to_dict()]},
+    )
+
+    row = send(signed_event(listed))
+
+    assert row.status == "processed", row.note
+    assert f"{first.id} failed, credited back" in row.note
+    assert {r.external_reference: r.status for r in PaymentRefund.objects.all()} == {
+        first.id: "failed",
+        second.id: "refunded",
+    }
+    assert usd.available() == D("8.00")
+    payment.refresh_from_db()
+    assert payment.amount_refunded == D("2.00")
+    send(signed_event(refund_gone_wrong(first), "charge.refund.updated"))  # its own event, later
+    assert usd.available() == D("8.00")
+    assert ledger_check() == []

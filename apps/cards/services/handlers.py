@@ -253,6 +253,14 @@ def charge_refunded(event: StripeEvent, prepared: dict) -> Outcome:
     return Outcome(True, f"Refunded from {payment.external_reference}: {', '.join(done)}.")
 
 
+def refund_failed_prepare(event: StripeEvent) -> dict | None:
+    """`charge_prepare` for a refund that failed or was canceled; nothing fetched for the other
+    statuses (every refund's own updates), which change nothing here."""
+    if (event.payload["data"].get("object") or {}).get("status") not in REFUND_UNDONE:
+        return None
+    return charge_prepare(event)
+
+
 def refund_failed(event: StripeEvent, prepared: dict) -> Outcome:
     """A refund Stripe reports failed or canceled (charge.refund.updated, and newer API
     versions' refund.updated and refund.failed; the object is the refund): its debit undone
@@ -325,7 +333,7 @@ PREPARE: dict[str, Callable] = {
     "setup_intent.succeeded": setup_intent_prepare,
     "charge.refunded": charge_prepare,
     "charge.dispute.created": charge_prepare,
-    "charge.refund.updated": charge_prepare,
-    "refund.updated": charge_prepare,
-    "refund.failed": charge_prepare,
+    "charge.refund.updated": refund_failed_prepare,
+    "refund.updated": refund_failed_prepare,
+    "refund.failed": refund_failed_prepare,
 }
