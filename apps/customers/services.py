@@ -13,6 +13,8 @@ from apps.customers.inputs import ADDRESS_KEYS, normalize_email
 from apps.customers.models import BillingSettings, Customer
 from apps.customers.selectors import customer_find_active_by_email
 from apps.customers.serializers import CustomerSerializer
+from apps.ledger.lock_objects import lock_wallet_balances, locked_rows
+from apps.ledger.models import Wallet
 from apps.merchants.models import Merchant
 from apps.webhooks.outbox import publish
 
@@ -91,8 +93,19 @@ def _set_billing_settings(customer: Customer, changes: BillingSettingsChanges) -
     for currency, settings in changes.items():
         if settings is not None:
             settings.check(currency)
+    # Postings flip the settings' low_balance_alerted and auto_recharge_triggered in their
+    # follow-up statement (apps.customers.low_balance), under the wallet's balance locks and
+    # after them. Taking the same locks first, in the ledger's order (wallet balance rows, then
+    # the settings rows in primary-key order), serializes this read-modify-write with every
+    # posting of those wallets: a posting either committed before the read, or runs after the
+    # commit and reads the new thresholds (never a flag computed from the old ones written over
+    # the new), and neither can deadlock with the other.
+    lock_wallet_balances(
+        Wallet.objects.filter(customer=customer, merchant=customer.merchant, currency__in=list(changes)).order_by("pk")
+    )
     stored = {
-        row.currency: row for row in BillingSettings.objects.filter(customer=customer, merchant=customer.merchant)
+        row.currency: row
+        for row in locked_rows(BillingSettings.objects.filter(customer=customer, merchant=customer.merchant))
     }
     changed = False
     for currency, settings in changes.items():

@@ -171,21 +171,52 @@ class Payment(TenantModel):
 class PaymentRefund(TenantModel):
     """Money of a payment given back by its processor (a Stripe refund), once per the
     processor's refund id: the wallet debited (its balance may go below zero: the customer then
-    owes it), after what the payment paid on the session's target was reversed."""
+    owes it), after what the payment paid on the session's target was reversed.
+
+    A refund the processor reports failed or canceled afterwards is undone once
+    (`undo_transaction`: the debit credited back, what it reversed on the target restored).
+    One whose failure is heard before the refund itself is recorded failed at once, with no
+    transaction: a later report of it as a refund then changes nothing."""
+
+    class Status(models.TextChoices):
+        REFUNDED = "refunded"  # the money left the wallet (Stripe: pending or succeeded)
+        FAILED = "failed"
+        CANCELED = "canceled"
 
     payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="refunds")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.REFUNDED)
     source = models.CharField(max_length=16, choices=PaymentSource.choices)
     # The processor's id of the refund (re_...), unique per source.
     external_reference = models.CharField(max_length=300)
     amount = AmountField()
     currency = models.CharField(max_length=8, choices=Currency.choices)
     reversed_amount = AmountField(default=0, help_text="What of it undid the payment's target (an invoice payment).")
-    ledger_transaction = models.OneToOneField("ledger.LedgerTransaction", on_delete=models.PROTECT, related_name="+")
+    ledger_transaction = models.OneToOneField(
+        "ledger.LedgerTransaction", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    # Its failure or cancellation: when it was heard, and the transaction that undid the debit
+    # (null for one that had never been recorded as a refund).
+    failed_at = models.DateTimeField(null=True, blank=True)
+    restored_amount = AmountField(default=0, help_text="What its undoing paid again on the target (an invoice).")
+    undo_transaction = models.OneToOneField(
+        "ledger.LedgerTransaction", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["source", "external_reference"], name="payment_refund_unique_reference"),
             models.CheckConstraint(condition=Q(amount__gt=0), name="payment_refund_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(status="refunded", ledger_transaction__isnull=False, failed_at__isnull=True)
+                | (
+                    Q(status__in=["failed", "canceled"], failed_at__isnull=False)
+                    & (
+                        Q(ledger_transaction__isnull=True, undo_transaction__isnull=True)
+                        | Q(ledger_transaction__isnull=False, undo_transaction__isnull=False)
+                    )
+                ),
+                name="payment_refund_undone_once",
+            ),
         ]
 
     def __str__(self):

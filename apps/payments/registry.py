@@ -6,7 +6,9 @@ AppConfig.ready(); payments never imports them):
 - listeners of "wallet credited": told of every credit to a wallet's available balance, in
   the transaction that made it (a later invoices app pays open invoices from it);
 - listeners of "payment refunded": what a refunded payment paid on their targets is undone
-  (an invoice payment reversed), before the wallet is debited the refund.
+  (an invoice payment reversed), before the wallet is debited the refund;
+- listeners of "payment refund failed": a refund the processor failed or canceled afterwards
+  is credited back to the wallet, and what it had reversed on their targets is paid again.
 
 A hook runs inside the caller's transaction: what it writes commits or rolls back with the
 money that caused it.
@@ -142,4 +144,37 @@ def payment_refunded(notice: RefundNotice) -> RefundReversal:
         if reversal is not None:
             total += reversal.amount
             specs.extend(reversal.specs)
+    return RefundReversal(amount=total, specs=tuple(specs))
+
+
+@dataclass(frozen=True)
+class RefundFailedNotice:
+    """A recorded refund (`refund`, a PaymentRefund) of `payment` that its processor reports
+    failed or canceled: the `reversed_amount` it had put back from the payment's target is
+    being undone (`refund.reversed_amount`), with the refund's debit credited back."""
+
+    payment: object
+    refund: object
+
+
+_payment_refund_failed: list[Callable[[RefundFailedNotice], RefundReversal | None]] = []
+
+
+def on_payment_refund_failed(listener: Callable[[RefundFailedNotice], RefundReversal | None]) -> None:
+    """`listener(notice)` pays again on a target of its app what the refund had reversed there
+    (an invoice payment restored: revenue and commission as the reversal took them back, the
+    invoice paid again when covered), from the wallet the refund's undoing credits, and
+    returns what it took and the transactions that do it (or None: it stays on the wallet)."""
+    if listener not in _payment_refund_failed:
+        _payment_refund_failed.append(listener)
+
+
+def payment_refund_failed(notice: RefundFailedNotice) -> RefundReversal:
+    """Tell every listener, inside the caller's transaction (which posts what they return)."""
+    total, specs = Decimal(0), []
+    for listener in _payment_refund_failed:
+        restored = listener(notice)
+        if restored is not None:
+            total += restored.amount
+            specs.extend(restored.specs)
     return RefundReversal(amount=total, specs=tuple(specs))

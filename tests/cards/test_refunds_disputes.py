@@ -547,3 +547,306 @@ def test_a_dispute_is_recorded_once_published_as_payment_disputed_and_moves_no_m
     assert usd.available() == D("10.00")
     assert card_clearing() == D("-10.00")
     assert ledger_check() == []
+
+
+# --- refunds that fail or are canceled afterwards ---------------------------------------------
+
+
+def refund_gone_wrong(refund, status="failed"):
+    """Stripe's refund object once the refund failed (the card closed) or was canceled:
+    localstripe's refund with its later status (localstripe never fails a refund)."""
+    obj = refund.to_dict() if hasattr(refund, "to_dict") else dict(refund)
+    obj["status"] = status
+    if status == "failed":
+        obj["failure_reason"] = "expired_or_canceled_card"
+    return obj
+
+
+def undo_of(recorded):
+    return LedgerTransaction.objects.get(pk=recorded.undo_transaction_id)
+
+
+@pytest.mark.django_db
+def test_a_failed_refund_of_a_card_top_up_is_credited_back_once_whatever_reports_it(usd, send):
+    payment = top_up_by_card(usd, "20")
+    charge, refund = refund_in_stripe(payment, cents=750)
+    send(signed_event(charge))
+    assert usd.available() == D("12.50")
+    transactions = LedgerTransaction.objects.count()
+
+    failed = signed_event(refund_gone_wrong(refund), "charge.refund.updated")
+    row = send(failed)
+
+    assert (row.status, row.note) == ("processed", f"Refund {refund.id} failed: 7.50 credited back to the wallet.")
+    assert usd.available() == D("20.00")
+    assert card_clearing() == D("-20.00")  # nothing left to the card
+    recorded = PaymentRefund.objects.get()
+    assert (recorded.status, recorded.amount, recorded.restored_amount) == ("failed", D("7.50"), D("0"))
+    assert recorded.failed_at is not None
+    undo = undo_of(recorded)
+    assert (undo.kind, undo.reverses_id) == ("reversal", recorded.ledger_transaction_id)
+    payment.refresh_from_db()
+    assert (payment.amount_refunded, payment.status) == (D("0.00"), "succeeded")
+    assert LedgerTransaction.objects.count() == transactions + 1
+
+    # the same event again, Stripe's newer types for it, charge.refunded listing it failed: nothing more
+    send(failed)
+    again = send(signed_event(refund_gone_wrong(refund), "refund.failed"))
+    assert again.note == f"Refund {refund.id} was undone before (failed)."
+    send(signed_event(refund_gone_wrong(refund), "refund.updated"))
+    listed = dict(charge, refunds={"object": "list", "has_more": False, "data": [refund_gone_wrong(refund)]})
+    send(signed_event(listed))
+    send(signed_event(charge))  # the original report (pending / succeeded) once more
+    assert usd.available() == D("20.00")
+    assert LedgerTransaction.objects.count() == transactions + 1
+    # the contract has no "refund failed" event: nothing new is published
+    assert len(events("payment.refunded")) == 1
+    assert ledger_check() == []
+
+
+@pytest.mark.django_db
+def test_a_canceled_full_refund_takes_the_payment_back_from_refunded(usd, send):
+    payment = top_up_by_card(usd, "10")
+    charge, refund = refund_in_stripe(payment)
+    send(signed_event(charge))
+    payment.refresh_from_db()
+    assert (payment.status, usd.available()) == ("refunded", D("0.00"))
+
+    row = send(signed_event(refund_gone_wrong(refund, "canceled"), "refund.updated"))
+
+    assert row.status == "processed", row.note
+    payment.refresh_from_db()
+    assert (payment.status, payment.amount_refunded) == ("succeeded", D("0.00"))
+    assert PaymentRefund.objects.get().status == "canceled"
+    assert usd.available() == D("10.00")
+    assert card_clearing() == D("-10.00")
+    # a refund that did not fail changes nothing here
+    pending = send(signed_event(refund_gone_wrong(refund, "succeeded"), "refund.updated"))
+    assert (pending.status, pending.note) == ("ignored", f"Refund '{refund.id}' is 'succeeded': nothing to undo.")
+    assert ledger_check() == []
+
+
+@pytest.mark.django_db
+def test_a_failed_refund_of_a_disputed_payment_leaves_it_disputed(usd, send):
+    payment = top_up_by_card(usd, "10")
+    charge, refund = refund_in_stripe(payment)
+    dispute = {"id": "dp_refundfail1", "object": "dispute", "amount": 1000, "currency": "usd"}
+    send(signed_event(dict(dispute, charge=charge["id"]), "charge.dispute.created"))
+    send(signed_event(charge))
+    payment.refresh_from_db()
+    assert payment.status == "refunded"
+
+    send(signed_event(refund_gone_wrong(refund), "charge.refund.updated"))
+
+    payment.refresh_from_db()
+    assert (payment.status, payment.amount_refunded) == ("disputed", D("0.00"))
+    assert usd.available() == D("10.00")
+    assert ledger_check() == []
+
+
+@pytest.mark.django_db
+def test_a_failed_refund_of_an_invoice_payment_pays_the_invoice_again_with_its_revenue_and_commission(
+    usd, send, sandbox, django_capture_on_commit_callbacks
+):
+    sandbox.commission_rate = D("0.0333")
+    sandbox.save(update_fields=["commission_rate"])
+    api = Api(issue_key(sandbox), sandbox)
+    save_card(usd.customer, GOOD)
+    with django_capture_on_commit_callbacks(execute=True):
+        invoice = invoice_create_one_off(
+            merchant=sandbox, customer=usd.customer, currency="USD", lines=[("Consulting", D("12.50"))]
+        )
+    payment = Payment.objects.get(source="card")
+    first_charge, first = refund_in_stripe(payment, cents=500)
+    send(signed_event(first_charge))
+    second_charge, second = refund_in_stripe(payment, cents=300)
+    send(signed_event(second_charge))
+    shown = api.get(f"/v0/invoices/{invoice.id}").json()
+    assert (shown["status"], shown["amountPaid"]) == ("open", "4.50")
+    assert (usd.commission(), usd.revenue()) == (D("0.149850"), D("4.350150"))
+
+    # the 3.00 refund fails: its 3.00 pays the invoice again, as its reversal took it back
+    row = send(signed_event(refund_gone_wrong(second), "charge.refund.updated"))
+
+    assert row.status == "processed", row.note
+    recorded = PaymentRefund.objects.get(external_reference=second.id)
+    assert (recorded.status, recorded.reversed_amount, recorded.restored_amount) == ("failed", D("3.00"), D("3.00"))
+    # 3 x 0.41625 / 12.50 = 0.0999 commission back, 2.9001 revenue
+    assert usd.commission() == D("0.149850") + D("0.0999")
+    assert usd.revenue() == D("4.350150") + D("2.9001")
+    assert usd.available() == D("0")
+    assert card_clearing() == D("-7.50")
+    shown = api.get(f"/v0/invoices/{invoice.id}").json()
+    assert (shown["status"], shown["amountPaid"], shown["amountDue"]) == ("open", "7.50", "5.00")
+    payment.refresh_from_db()
+    assert payment.amount_refunded == D("5.00")
+    assert ledger_check() == []
+
+    # the 5.00 refund is canceled too: the invoice is covered, paid again (invoice.paid), and
+    # revenue and commission are exactly what the card payment first booked
+    paid_before = len(events("invoice.paid"))
+    send(signed_event(refund_gone_wrong(first, "canceled"), "refund.updated"))
+
+    assert (usd.commission(), usd.revenue(), usd.available(), card_clearing()) == (
+        D("0.41625"),
+        D("12.08375"),
+        D("0"),
+        D("-12.50"),
+    )
+    shown = api.get(f"/v0/invoices/{invoice.id}").json()
+    assert (shown["status"], shown["amountPaid"], shown["amountDue"]) == ("paid", "12.50", "0.00")
+    assert shown["paidAt"]
+    assert len(events("invoice.paid")) == paid_before + 1
+    assert events("invoice.paid")[-1]["id"] == str(invoice.id)
+    payment.refresh_from_db()
+    assert (payment.status, payment.amount_refunded) == ("succeeded", D("0.00"))
+    # a refund of it now reverses what the invoice payment holds again, and a void gives back the rest
+    third_charge, _ = refund_in_stripe(payment, cents=1250)
+    send(signed_event(third_charge))
+    assert (usd.commission(), usd.revenue(), usd.available(), card_clearing()) == (D("0"), D("0"), D("0"), D("0"))
+    assert ledger_check() == []
+
+
+@pytest.mark.django_db
+def test_a_failed_refund_of_an_invoice_paid_meanwhile_by_other_money_stays_on_the_wallet(
+    usd, send, sandbox, django_capture_on_commit_callbacks
+):
+    save_card(usd.customer, GOOD)
+    with django_capture_on_commit_callbacks(execute=True):
+        invoice = invoice_create_one_off(
+            merchant=sandbox, customer=usd.customer, currency="USD", lines=[("Consulting", D("10"))]
+        )
+    payment = Payment.objects.get(source="card")
+    charge, refund = refund_in_stripe(payment, cents=400)
+    send(signed_event(charge))
+    invoice.refresh_from_db()
+    assert (invoice.status, invoice.amount_paid) == ("open", D("6.00"))
+    revenue, commission = usd.revenue(), usd.commission()
+    # the customer tops up 4.00: the wallet's credit pays the open invoice
+    top_up_by_card(usd, "4")
+    invoice.refresh_from_db()
+    assert invoice.status == "paid"
+    assert usd.available() == D("0.00")
+
+    send(signed_event(refund_gone_wrong(refund), "charge.refund.updated"))
+
+    # nothing is due on the invoice: the 4.00 stays on the wallet, revenue untouched
+    assert PaymentRefund.objects.get().restored_amount == D("0")
+    assert usd.available() == D("4.00")
+    invoice.refresh_from_db()
+    assert (invoice.status, invoice.amount_paid) == ("paid", D("10.00"))
+    assert usd.revenue() + usd.commission() == revenue + commission + D("4.00")
+    assert ledger_check() == []
+
+
+@pytest.mark.django_db
+def test_a_refund_failure_heard_before_the_refund_itself_is_recorded_failed_and_its_late_report_moves_nothing(
+    usd, send
+):
+    payment = top_up_by_card(usd, "10")
+    charge, refund = refund_in_stripe(payment, cents=600)
+    transactions = LedgerTransaction.objects.count()
+
+    row = send(signed_event(refund_gone_wrong(refund), "charge.refund.updated"))
+
+    assert (row.status, row.note) == ("processed", f"Refund {refund.id} recorded failed; it had moved nothing.")
+    recorded = PaymentRefund.objects.get()
+    assert (recorded.status, recorded.amount, recorded.ledger_transaction_id, recorded.undo_transaction_id) == (
+        "failed",
+        D("6.00"),
+        None,
+        None,
+    )
+    # charge.refunded arrives late, listing the refund as it was then (succeeded)
+    late = send(signed_event(charge))
+    assert late.note == f"No new refund of {payment.external_reference} (each was recorded before)."
+    assert usd.available() == D("10.00")
+    assert LedgerTransaction.objects.count() == transactions
+    payment.refresh_from_db()
+    assert (payment.amount_refunded, payment.status) == (D("0.00"), "succeeded")
+    assert not events("payment.refunded")
+    assert ledger_check() == []
+
+
+@pytest.mark.django_db
+def test_a_refund_failure_before_its_payment_is_credited_waits_for_the_payment(usd, send):
+    _, intent_id = attempt_charged_in_stripe_only(usd, 1000, capture_method="manual")
+    charge, refund = refund_intent_in_stripe(intent_id, cents=250)
+    failure = send(signed_event(refund_gone_wrong(refund), "refund.failed"))
+    assert (failure.status, failure.attempts) == ("received", 0)
+    assert "is not credited yet" in failure.note
+    assert not PaymentRefund.objects.exists()
+
+    stripe_client(livemode=False).v1.payment_intents.capture(intent_id)
+    make_stale(failure)
+    assert retry_stuck_stripe_events() == 1
+    failure.refresh_from_db()
+    assert failure.status == "processed", failure.note
+    assert PaymentRefund.objects.get().status == "failed"
+    # the refund's own report, later: nothing taken
+    send(signed_event(charge))
+    payment = Payment.objects.get()
+    assert (payment.amount, payment.amount_refunded) == (D("10.00"), D("0.00"))
+    assert usd.available() == D("10.00")
+    assert ledger_check() == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_refund_failure_delivered_many_times_concurrently_is_credited_back_once(localstripe, stripe_sdk):
+    sandbox = sandbox_of(MerchantFactory())
+    billing = Billing(sandbox, currency="USD")
+    payment = top_up_by_card(billing, "10")
+    charge, refund = refund_in_stripe(payment, cents=400)
+    secret = settings.STRIPE_TEST_WEBHOOK_SECRET
+    assert deliver(Client(), signed_event(charge), secret).status_code == 200
+    assert billing.available() == D("6.00")
+    failure = signed_event(refund_gone_wrong(refund), "charge.refund.updated")
+
+    # one event id delivered eight times at once, and six other event ids about the same failure
+    answers = run_at_once(8, lambda i: deliver(Client(), failure, secret))
+    answers += run_at_once(
+        6,
+        lambda i: deliver(
+            Client(), signed_event(refund_gone_wrong(refund), ("refund.failed", "refund.updated")[i % 2]), secret
+        ),
+    )
+
+    assert [a.status_code for a in answers] == [200] * 14
+    assert set(StripeEvent.objects.values_list("status", flat=True)) == {"processed"}
+    recorded = PaymentRefund.objects.get()
+    assert recorded.status == "failed"
+    assert LedgerTransaction.objects.filter(reference=f"refund_failed:{recorded.id}").count() == 1
+    assert billing.available() == D("10.00")
+    assert card_clearing() == D("-10.00")
+    payment.refresh_from_db()
+    assert payment.amount_refunded == D("0.00")
+    assert ledger_check() == []
+
+
+@pytest.mark.django_db
+def test_a_charge_refunded_that_lists_a_recorded_refund_as_failed_undoes_it(usd, send):
+    # Stripe's charge.refunded of a later refund, its refunds listed from Stripe now: the first
+    # one shows failed there, whether or not its own failure event arrives
+    payment = top_up_by_card(usd, "10")
+    first_charge, first = refund_in_stripe(payment, cents=300)
+    send(signed_event(first_charge))
+    second_charge, second = refund_in_stripe(payment, cents=200)
+    listed = dict(
+        second_charge,
+        refunds={"object": "list", "has_more": False, "data": [refund_gone_wrong(first), second.to_dict()]},
+    )
+
+    row = send(signed_event(listed))
+
+    assert row.status == "processed", row.note
+    assert f"{first.id} failed, credited back" in row.note
+    assert {r.external_reference: r.status for r in PaymentRefund.objects.all()} == {
+        first.id: "failed",
+        second.id: "refunded",
+    }
+    assert usd.available() == D("8.00")
+    payment.refresh_from_db()
+    assert payment.amount_refunded == D("2.00")
+    send(signed_event(refund_gone_wrong(first), "charge.refund.updated"))  # its own event, later
+    assert usd.available() == D("8.00")
+    assert ledger_check() == []

@@ -10,8 +10,16 @@ from dataclasses import dataclass
 from apps.cards.models import StripeCustomer, StripeEvent
 from apps.cards.services.saved_cards import saved_card_record
 from apps.cards.stripe_client import from_minor_units
+from apps.core.money import format_amount
 from apps.payments.models import Payment, PaymentAttempt, PaymentSource
-from apps.payments.services import Arrival, payment_attempt_fail, payment_dispute, payment_receive, payment_refund
+from apps.payments.services import (
+    Arrival,
+    payment_attempt_fail,
+    payment_dispute,
+    payment_receive,
+    payment_refund,
+    payment_refund_fail,
+)
 
 # The clearing account card money arrives through (one per mode and currency, in the ledger).
 STRIPE_CLEARING = "stripe"
@@ -125,10 +133,15 @@ def setup_intent_succeeded(event: StripeEvent, method: dict | None) -> Outcome:
     return Outcome(True, f"Card {card.id} saved ({card.brand} ...{card.last4}).")
 
 
+def _names_its_charge(event: StripeEvent) -> bool:
+    """Whether the event's object is a dispute or a refund (it names its charge), not a charge."""
+    return event.type.startswith(("charge.dispute.", "charge.refund.", "refund."))
+
+
 def _charge_payment_intent(event: StripeEvent) -> tuple[str | None, str | None]:
     """(PaymentIntent id, charge id) that a charge.* event is about (a charge, or a dispute)."""
     obj = event.payload["data"].get("object") or {}
-    charge_id = obj.get("charge") if event.type.startswith("charge.dispute.") else obj.get("id")
+    charge_id = obj.get("charge") if _names_its_charge(event) else obj.get("id")
     if isinstance(charge_id, dict):
         charge_id = charge_id.get("id")
     intent = obj.get("payment_intent")
@@ -144,7 +157,8 @@ def _card_payment(event: StripeEvent, intent_id: str) -> Payment | None:
 
 
 def charge_prepare(event: StripeEvent) -> dict:
-    """Outside the transaction, for charge.refunded and charge.dispute.created: the PaymentIntent
+    """Outside the transaction, for charge.refunded, charge.dispute.created and a refund's
+    failure (charge.refund.updated, refund.updated, refund.failed): the PaymentIntent
     the charge belongs to (retrieved with the charge when the event does not name it); when its
     payment is not credited yet but a card attempt of this platform made it (the refund or the
     dispute arrived before the payment's own report), the PaymentIntent retrieved and credited
@@ -195,6 +209,8 @@ def _payment_or_wait(event: StripeEvent, prepared: dict) -> Payment | None:
 
 # Refunds that give money back (Stripe's amount_refunded counts these); failed or canceled ones do not.
 REFUND_COUNTED = ("succeeded", "pending")
+# What Stripe says of a refund that gave nothing back after all (it may have been pending).
+REFUND_UNDONE = ("failed", "canceled")
 
 
 def charge_refunded(event: StripeEvent, prepared: dict) -> Outcome:
@@ -205,9 +221,23 @@ def charge_refunded(event: StripeEvent, prepared: dict) -> Outcome:
         return Outcome(False, "The refunded charge is no card payment of this platform.")
     done = []
     for refund in sorted(prepared["refunds"], key=lambda r: (r.get("created") or 0, r.get("id") or "")):
-        if refund.get("status") not in REFUND_COUNTED or not refund.get("id"):
+        if not refund.get("id") or refund.get("status") not in (*REFUND_COUNTED, *REFUND_UNDONE):
             continue
         currency = str(refund.get("currency") or payment.currency).upper()
+        if refund["status"] in REFUND_UNDONE:
+            # listed failed or canceled already (taken from Stripe now): undone, or recorded so
+            undone = payment_refund_fail(
+                source=PaymentSource.CARD,
+                payment_reference=payment.external_reference,
+                refund_reference=refund["id"],
+                status=refund["status"],
+                amount=from_minor_units(refund["amount"], currency),
+                clearing=STRIPE_CLEARING,
+                livemode=event.livemode,
+            )
+            if undone.undone:
+                done.append(f"{refund['id']} {refund['status']}, credited back")
+            continue
         result = payment_refund(
             source=PaymentSource.CARD,
             payment_reference=payment.external_reference,
@@ -221,6 +251,49 @@ def charge_refunded(event: StripeEvent, prepared: dict) -> Outcome:
     if not done:
         return Outcome(True, f"No new refund of {payment.external_reference} (each was recorded before).")
     return Outcome(True, f"Refunded from {payment.external_reference}: {', '.join(done)}.")
+
+
+def refund_failed_prepare(event: StripeEvent) -> dict | None:
+    """`charge_prepare` for a refund that failed or was canceled; nothing fetched for the other
+    statuses (every refund's own updates), which change nothing here."""
+    if (event.payload["data"].get("object") or {}).get("status") not in REFUND_UNDONE:
+        return None
+    return charge_prepare(event)
+
+
+def refund_failed(event: StripeEvent, prepared: dict) -> Outcome:
+    """A refund Stripe reports failed or canceled (charge.refund.updated, and newer API
+    versions' refund.updated and refund.failed; the object is the refund): its debit undone
+    once through the payments service. A refund of a payment not credited yet waits for it
+    (NotYet); one not recorded yet is recorded failed, so that its late charge.refunded
+    changes nothing. Other statuses change nothing here (charge.refunded records refunds)."""
+    refund = event.payload["data"].get("object") or {}
+    status = refund.get("status")
+    if status not in REFUND_UNDONE or not refund.get("id"):
+        return Outcome(False, f"Refund {refund.get('id')!r} is {status!r}: nothing to undo.")
+    payment = _payment_or_wait(event, prepared)
+    if payment is None:
+        return Outcome(False, "The refund's charge is no card payment of this platform.")
+    currency = str(refund.get("currency") or payment.currency).upper()
+    result = payment_refund_fail(
+        source=PaymentSource.CARD,
+        payment_reference=payment.external_reference,
+        refund_reference=str(refund["id"]),
+        status=status,
+        amount=from_minor_units(refund.get("amount") or 0, currency),
+        clearing=STRIPE_CLEARING,
+        livemode=event.livemode,
+    )
+    recorded = result.refund
+    if result.undone:
+        return Outcome(
+            True,
+            f"Refund {recorded.external_reference} {status}: {format_amount(recorded.amount, recorded.currency)} "
+            "credited back to the wallet.",
+        )
+    if recorded.ledger_transaction_id is None:
+        return Outcome(True, f"Refund {recorded.external_reference} recorded {recorded.status}; it had moved nothing.")
+    return Outcome(True, f"Refund {recorded.external_reference} was undone before ({recorded.status}).")
 
 
 def charge_dispute_created(event: StripeEvent, prepared: dict) -> Outcome:
@@ -252,9 +325,15 @@ HANDLERS: dict[str, Callable] = {
     "setup_intent.succeeded": setup_intent_succeeded,
     "charge.refunded": charge_refunded,
     "charge.dispute.created": charge_dispute_created,
+    "charge.refund.updated": refund_failed,
+    "refund.updated": refund_failed,
+    "refund.failed": refund_failed,
 }
 PREPARE: dict[str, Callable] = {
     "setup_intent.succeeded": setup_intent_prepare,
     "charge.refunded": charge_prepare,
     "charge.dispute.created": charge_prepare,
+    "charge.refund.updated": refund_failed_prepare,
+    "refund.updated": refund_failed_prepare,
+    "refund.failed": refund_failed_prepare,
 }

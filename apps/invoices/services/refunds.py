@@ -10,6 +10,8 @@ from django.utils import timezone
 
 from apps.core.money import MONEY_CONTEXT, ZERO, round_amount
 from apps.invoices.models import Invoice
+from apps.invoices.services.dunning import on_invoice_paid
+from apps.invoices.services.events import invoices_publish
 from apps.ledger.models import Entry, LedgerTransaction
 from apps.ledger.services import (
     Posting,
@@ -18,7 +20,7 @@ from apps.ledger.services import (
     merchant_revenue_account,
     platform_commission_account,
 )
-from apps.payments.registry import RefundNotice, RefundReversal
+from apps.payments.registry import RefundFailedNotice, RefundNotice, RefundReversal
 
 REFUND_PREFIX = "invoice_refund"
 
@@ -147,3 +149,79 @@ def on_payment_refunded(notice: RefundNotice) -> RefundReversal | None:
     invoice.updated_at = timezone.now()
     invoice.save(update_fields=["amount_paid", "status", "paid_at", "updated_at"])
     return RefundReversal(amount=reversed_amount, specs=(spec,))
+
+
+def on_payment_refund_failed(notice: RefundFailedNotice) -> RefundReversal | None:
+    """The payments service's hook, for a refund the processor failed or canceled after it had
+    reversed an invoice payment (`refund.reversed_amount`): its money is back on the wallet,
+    and pays the invoice again, up to what the invoice still asks (an invoice paid meanwhile by
+    other money, or void, leaves it on the wallet). Revenue and commission go back as the
+    reversal took them (all of it: exactly its commission; a part: in proportion); the invoice
+    is paid again (invoice.paid) once covered."""
+    payment, refund = notice.payment, notice.refund
+    session = payment.session
+    if refund.reversed_amount <= ZERO or session is None or session.invoice_id is None:
+        return None
+    invoice = (
+        Invoice.objects.select_for_update(of=("self",))
+        .select_related("merchant", "wallet__available_account")
+        .filter(pk=session.invoice_id, merchant_id=payment.merchant_id)
+        .first()
+    )
+    if invoice is None or invoice.status not in (Invoice.Status.OPEN, Invoice.Status.UNCOLLECTIBLE):
+        return None
+    txn = LedgerTransaction.objects.filter(
+        merchant_id=invoice.merchant_id,
+        kind=LedgerTransaction.Kind.INVOICE_PAYMENT,
+        reference=f"invoice_payment:{invoice.id}:{payment.id}",
+    ).first()
+    reversal = (
+        None
+        if txn is None
+        else LedgerTransaction.objects.filter(
+            merchant_id=invoice.merchant_id, reference=f"{REFUND_PREFIX}:{txn.id}:{refund.id}"
+        ).first()
+    )
+    amount = min(refund.reversed_amount, invoice.amount_due)
+    if reversal is None or amount <= ZERO:
+        return None
+    commission_account = _commission_account(invoice)
+    reversed_amount, commission_reversed = _split(
+        [reversal.id], invoice.wallet.available_account_id, commission_account.id
+    )
+    # (the reversal moved money to the wallet and took commission back: both signs flipped)
+    reversed_amount, commission_reversed = -reversed_amount, -commission_reversed
+    if amount == reversed_amount:
+        commission = commission_reversed
+    else:
+        commission = round_amount(MONEY_CONTEXT.divide(amount * commission_reversed, reversed_amount))
+    merchant = invoice.merchant
+    postings = [
+        Posting(invoice.wallet.available_account, -amount),
+        Posting(merchant_revenue_account(merchant=merchant, currency=invoice.currency), amount - commission),
+    ]
+    if commission:
+        postings.append(Posting(commission_account, commission))
+    spec = TransactionSpec(
+        merchant=merchant,
+        kind=LedgerTransaction.Kind.REVERSAL,
+        currency=invoice.currency,
+        postings=postings,
+        # under the refunds' prefix of this invoice payment: what is left of it counts it back
+        reference=f"{REFUND_PREFIX}:{txn.id}:{refund.id}:restored",
+        description=f"refund of invoice {invoice.number} {refund.status}: paid again "
+        f"({payment.source} payment {payment.external_reference})"[:500],
+        reverses=reversal,
+        metadata={"invoiceId": str(invoice.id), "invoicePaymentTransactionId": str(txn.id)},
+    )
+    invoice.amount_paid += amount
+    invoice.updated_at = timezone.now()
+    paid_again = invoice.amount_paid >= invoice.total
+    if paid_again:
+        invoice.status = Invoice.Status.PAID
+        invoice.paid_at = invoice.updated_at
+    invoice.save(update_fields=["amount_paid", "status", "paid_at", "updated_at"])
+    if paid_again:
+        on_invoice_paid(invoice)
+        invoices_publish([invoice], "invoice.paid")
+    return RefundReversal(amount=amount, specs=(spec,))

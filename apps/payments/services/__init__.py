@@ -10,7 +10,7 @@ from apps.payments.services.receive import (
     payment_session_pay_test,
     payments_from_wallet,
 )
-from apps.payments.services.refunds import Refunded, payment_dispute, payment_refund
+from apps.payments.services.refunds import Refunded, RefundUndone, payment_dispute, payment_refund, payment_refund_fail
 from apps.payments.services.sessions import (
     payment_session_create,
     payment_session_expire_due,
@@ -31,6 +31,8 @@ __all__ = [
     "payment_from_wallet",
     "payment_receive",
     "payment_refund",
+    "payment_refund_fail",
+    "RefundUndone",
     "payment_session_create",
     "payment_session_expire_due",
     "payment_session_pay_test",
