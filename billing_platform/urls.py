@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from apps.core.views import healthz, readyz, unknown_endpoint
+from apps.core.views import favicon, healthz, readyz, unknown_endpoint
 from apps.merchants.views import admin_switch_mode
 
 v0_patterns = [
@@ -41,6 +41,7 @@ urlpatterns = [
     path("portal/", include("apps.portal.page_urls")),
     path("webhooks/", include("apps.cards.urls")),
     path("healthz", healthz, name="healthz"),
+    path("favicon.ico", favicon, name="favicon"),
     path("readyz", readyz, name="readyz"),
 ]
 

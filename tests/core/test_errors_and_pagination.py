@@ -75,3 +75,9 @@ def test_health_and_readiness(client, db):
     assert client.get("/healthz").json() == {"status": "ok"}
     body = client.get("/readyz").json()
     assert body == {"status": "ok", "checks": {"database": "ok", "redis": "ok"}}
+
+
+def test_the_site_has_an_icon_so_no_page_logs_a_failed_favicon_request(client, db):
+    response = client.get("/favicon.ico")
+    assert response.status_code == 200 and response["Content-Type"] == "image/svg+xml"
+    assert response.content.startswith(b"<svg") and "max-age" in response["Cache-Control"]

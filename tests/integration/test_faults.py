@@ -224,7 +224,20 @@ def test_web_processes_killed_mid_usage_lose_nothing_acknowledged_and_charge_not
 def terminate_app_backends(database: dict) -> int:
     """pg_terminate_backend on every connection to the test database but this one (the web
     processes' and this test's own Django connection, which is idle)."""
-    params = {"host": database["HOST"], "port": database["PORT"], "user": database["USER"], "dbname": database["NAME"]}
+    # (OPTIONS first: an embedded server's socket directory is its `host` option, HOST empty)
+    params = {key: value for key, value in (database.get("OPTIONS") or {}).items() if isinstance(value, str | int)}
+    params.update(
+        {
+            key: value
+            for key, value in (
+                ("host", database["HOST"]),
+                ("port", database["PORT"]),
+                ("user", database["USER"]),
+                ("dbname", database["NAME"]),
+            )
+            if value
+        }
+    )
     if database.get("PASSWORD"):
         params["password"] = database["PASSWORD"]
     with psycopg.connect(**{k: v for k, v in params.items() if v}, autocommit=True) as admin:

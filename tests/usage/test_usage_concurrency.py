@@ -1,5 +1,6 @@
 """Limits and idempotency under real concurrency, against PostgreSQL with real threads."""
 
+import time
 from decimal import Decimal
 
 import pytest
@@ -105,5 +106,53 @@ def test_concurrent_batches_sharing_a_wallet_and_keys_charge_each_key_once_in_on
     assert sorted(event.balance_after for event in stored.values()) == [Decimal("0.05") * i for i in range(60)]
     assert billing.available() == Decimal("0")
     assert billing.revenue() + billing.commission() == Decimal("3")
+    assert ledger_check() == []
+    assert usage_check() == []
+
+
+def test_one_key_sent_twice_while_the_wallet_covers_it_once_answers_the_one_charge_to_both(settings):
+    """Both requests read that the key was not stored, then wait for the wallet's lock; the first
+    charges it, the second then finds the balance short. Its answer must be the first one's (a
+    replay), not a 402 for a key that was charged (found by the money model under load)."""
+    from django.db import connection, transaction
+
+    from apps.ledger.lock_objects import lock_wallet_balances
+    from tests.core.test_idempotency_crash import Request
+
+    # (as two web processes: in one process, reports arriving together are charged together)
+    settings.USAGE_COMBINE_REPORTS = False
+    merchant = MerchantFactory()
+    secret = issue_key(merchant)
+    billing = Billing(merchant)
+    metric = billing.metric(properties={"unitPrice": "0.04"})
+    billing.fund("0.07")
+
+    def send():
+        return Api(secret, merchant).post("/v0/usage", billing.event("the-one-key", metric))
+
+    def waiting_on_a_lock() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_stat_clear_snapshot()")
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND wait_event_type = 'Lock'"
+            )
+            return cursor.fetchone()[0]
+
+    with transaction.atomic():
+        lock_wallet_balances([billing.wallet])
+        first, second = Request(send), Request(send)
+        deadline = time.monotonic() + 10
+        while waiting_on_a_lock() < 2:
+            assert time.monotonic() < deadline, "the two requests did not both wait for the wallet"
+            time.sleep(0.02)
+    answers = [first.result(), second.result()]
+    assert [a.status_code for a in answers] == [201, 201], [a.content for a in answers]
+    assert answers[0].json()["id"] == answers[1].json()["id"]
+    assert (
+        answers[0].json()["settlement"]["balanceAfter"] == answers[1].json()["settlement"]["balanceAfter"] == "0.030000"
+    )
+    assert UsageEvent.objects.count() == 1
+    assert billing.available() == Decimal("0.03")
     assert ledger_check() == []
     assert usage_check() == []

@@ -20,7 +20,7 @@ from apps.merchants.models import Merchant
 from apps.usage.inputs import UsageInput, parse_usage_event
 from apps.usage.serializers import usage_event_data
 from apps.usage.services.charging.charge import charge
-from apps.usage.services.charging.lookup import lookup
+from apps.usage.services.charging.lookup import lookup, stored_events
 from apps.usage.services.charging.resolve import ResolvedEvent, replay, resolve
 from apps.usage.services.charging.write import DuplicateRace
 
@@ -81,11 +81,30 @@ def _record_attempt(
     if not to_charge:
         return
     charged = charge(merchant, [r for _, r in to_charge], now, found.balances, shared_transaction=shared_transaction)
+    refused: dict[int, UsageInput] = {}
     for (index, _), outcome in zip(to_charge, charged, strict=True):
         if isinstance(outcome, ApiError):
             outcomes[index] = outcome
+            refused[index] = pending[index]
         else:
             outcomes[index] = usage_event_data(outcome.row, outcome.line_rows)
+    if refused:
+        _replay_what_a_concurrent_request_stored(merchant, refused, outcomes)
+
+
+def _replay_what_a_concurrent_request_stored(merchant: Merchant, refused: dict[int, UsageInput], outcomes) -> None:
+    """An event refused under the wallet's lock (the balance, its hold) may be one that a
+    concurrent request with the same key charged while this one waited for that lock: the
+    lookup's probe of stored keys ran before the wait, so it could not see it. The refusal
+    would then answer 402 for a key that was charged, once. A fresh read of the refused keys
+    (rare: refusals only) turns those into the replay of what was stored."""
+    stored = stored_events(merchant, {event.idempotency_key for event in refused.values()})
+    for index, event in refused.items():
+        if event.idempotency_key in stored:
+            try:
+                outcomes[index] = replay(stored[event.idempotency_key], event.request_hash)
+            except ApiError as error:
+                outcomes[index] = error
 
 
 def record_many(
