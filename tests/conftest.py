@@ -69,6 +69,19 @@ def _clear_process_caches():
 
 
 @pytest.fixture(autouse=True)
+def _celery_join_flag_reset():
+    """Celery keeps "a result.get() here would block" in one process-wide flag that each eager
+    task sets and restores around itself; eager tasks run at once from several threads (concurrent
+    webhook deliveries) can restore it in the wrong order and leave it set, after which every
+    later test's EagerResult.get() raises "Never call result.get() within a task!". Each test
+    starts with it clear, as a test process that runs no task has it."""
+    from celery.result import _set_task_join_will_block
+
+    _set_task_join_will_block(False)
+    yield
+
+
+@pytest.fixture(autouse=True)
 def _clear_redis_counters():
     """Rate-limit counters, queued-close marks and API-key verify's records and counts live in
     Redis; start each test without any."""
