@@ -16,7 +16,7 @@ from apps.payments.models import Payment, PaymentSession
 from apps.subscriptions.models import Subscription
 from apps.subscriptions.services import subscription_create
 from tests.factories import MerchantFactory, make_customer, make_plan, sandbox_of
-from tests.portal.test_browser import CHROMIUM, Watched, _axe_serious
+from tests.portal.test_browser import CHROMIUM, Watched, _axe_serious, browser  # noqa: F401 (the fixture)
 
 ARTIFACTS = Path(django_settings.BASE_DIR) / "artifacts" / "checkout"
 GOOD = "4242424242424242"
@@ -27,24 +27,6 @@ pytestmark = [
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing: `make test` installs it"),
     pytest.mark.django_db(transaction=True),
 ]
-
-
-@pytest.fixture
-def browser(monkeypatch):
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    from django.db import connections
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
-            connections.close_all()
 
 
 @pytest.fixture
@@ -70,7 +52,7 @@ def fill_card(page, number):
     page.get_by_label("Postal code").fill("10001")
 
 
-def test_an_activation_paid_by_card_in_chromium(browser, activation, live_server, localstripe):
+def test_an_activation_paid_by_card_in_chromium(browser, activation, live_server, localstripe):  # noqa: F811
     from playwright.sync_api import expect
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -133,7 +115,7 @@ def test_an_activation_paid_by_card_in_chromium(browser, activation, live_server
     assert ledger_check() == []
 
 
-def test_without_javascript_the_page_says_card_needs_it(browser, activation, live_server):
+def test_without_javascript_the_page_says_card_needs_it(browser, activation, live_server):  # noqa: F811
     from playwright.sync_api import expect
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
