@@ -484,6 +484,9 @@ def test_settlement_checks_while_the_node_fails_stay_pending_hold_nothing_and_co
         connection.close()
 
     for _ in range(2):
+        # (cleared for each check: the second check's sample must wait for its own read of the
+        # chain, not find the first check's hang and look at a connection still starting)
+        chain_proxy.hanging.clear()
         thread = threading.Thread(target=check)
         thread.start()
         if fault == HANG:
