@@ -740,6 +740,44 @@ def test_a_failed_refund_of_an_invoice_paid_meanwhile_by_other_money_stays_on_th
 
 
 @pytest.mark.django_db
+def test_a_refund_after_a_failed_one_left_money_on_the_wallet_takes_that_money_before_the_invoice(
+    usd, send, sandbox, django_capture_on_commit_callbacks
+):
+    """The failed refund's 4.00 stayed on the wallet (the invoice was paid meanwhile): it is the
+    card payment's money not on the invoice, so a later refund of the same payment takes it first
+    and leaves the invoice paid, as a refund of a payment's excess does."""
+    save_card(usd.customer, GOOD)
+    with django_capture_on_commit_callbacks(execute=True):
+        invoice = invoice_create_one_off(
+            merchant=sandbox, customer=usd.customer, currency="USD", lines=[("Consulting", D("10"))]
+        )
+    payment = Payment.objects.get(source="card", session__invoice_id=invoice.id)
+    charge, refund = refund_in_stripe(payment, cents=400)
+    send(signed_event(charge))
+    top_up_by_card(usd, "4")  # (pays the invoice again)
+    send(signed_event(refund_gone_wrong(refund), "charge.refund.updated"))
+    invoice.refresh_from_db()
+    assert (invoice.status, usd.available()) == ("paid", D("4.00"))
+    revenue, commission = usd.revenue(), usd.commission()
+
+    charge, _ = refund_in_stripe(payment, cents=400)
+    send(signed_event(charge))
+
+    recorded = PaymentRefund.objects.get(status="refunded")
+    assert (recorded.amount, recorded.reversed_amount) == (D("4.00"), D("0"))
+    invoice.refresh_from_db()
+    assert (invoice.status, invoice.amount_paid) == ("paid", D("10.00"))
+    assert (usd.revenue(), usd.commission(), usd.available()) == (revenue, commission, D("0.00"))
+    # the 6.00 left of the payment is on the invoice: refunding it reverses the invoice payment
+    charge, _ = refund_in_stripe(payment, cents=600)
+    send(signed_event(charge))
+    invoice.refresh_from_db()
+    assert (invoice.status, invoice.amount_paid) == ("open", D("4.00"))
+    assert usd.available() == D("0.00")
+    assert ledger_check() == []
+
+
+@pytest.mark.django_db
 def test_a_refund_failure_heard_before_the_refund_itself_is_recorded_failed_and_its_late_report_moves_nothing(
     usd, send
 ):

@@ -129,9 +129,11 @@ def on_payment_refunded(notice: RefundNotice) -> RefundReversal | None:
     ).first()
     if txn is None:
         return None
-    booked, _ = invoice_payment_booked(invoice, txn)
-    # what the payment left on the wallet, less what earlier refunds took of it (they take it first)
-    free_left = max(ZERO, payment.amount - booked - payment.amount_refunded)
+    # what is left of the payment (less earlier refunds) and is not on the invoice: what it left
+    # on the wallet, less what earlier refunds took of it, plus what a failed refund gave back
+    # that the invoice did not take again (earlier refunds take that first, and so does this one)
+    on_invoice, _ = invoice_payment_left(invoice, txn)
+    free_left = max(ZERO, payment.amount - payment.amount_refunded - on_invoice)
     to_reverse = min(max(ZERO, notice.amount - free_left), invoice.amount_paid)
     reversed_amount, spec = invoice_payment_reversal(
         invoice,
