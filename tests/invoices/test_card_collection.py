@@ -367,3 +367,47 @@ def test_a_card_declined_in_the_checkout_while_the_customer_is_there_does_not_st
     invoice.refresh_from_db()
     assert (invoice.status, invoice.payment_failed_at) == ("open", None)
     assert (count("invoice.payment_failed"), count("payment.failed")) == (0, 1)
+
+
+@pytest.mark.django_db
+def test_the_admins_collect_now_charges_the_default_card_when_the_wallet_cannot_cover_it(usd, sandbox, merchant):
+    """The admin's action collects as POST /v0/invoices/{id}/pay does: the wallet, else the
+    default card off-session; each invoice reported with what paid it, or why nothing could."""
+    from django.contrib.messages import get_messages
+    from django.urls import reverse
+
+    from tests.invoices.test_invoice_admin import staff_client
+
+    usd.fund("5")
+    by_wallet = one_off(usd, "4", auto_collect=False)
+    by_card = one_off(usd, "12.50", auto_collect=False)
+    client = staff_client(merchant)
+    client.post(reverse("admin-switch-mode"), {"mode": "sandbox", "next": "/admin/"})  # (cards: the sandbox's Stripe)
+
+    def collect(*invoices):
+        response = client.post(
+            reverse("admin:invoices_invoice_changelist"),
+            {"action": "collect_now", "index": 0, "_selected_action": [str(invoice.pk) for invoice in invoices]},
+            follow=True,
+        )
+        assert response.status_code == 200
+        return [(message.level_tag, message.message) for message in get_messages(response.wsgi_request)]
+
+    # no saved card: the wallet pays what it covers, the other says why it cannot be collected
+    messages = collect(by_wallet, by_card)
+    assert messages[0] == ("success", f"Invoice {by_wallet.number}: 4.00 USD paid from the wallet.")
+    level, text = messages[1]
+    assert level == "error" and "Saved card: " in text and "no saved card" in text
+    assert not PaymentAttempt.objects.filter(source=PaymentSource.CARD).exists()
+
+    save_card(usd.customer, GOOD)
+    [(level, text)] = collect(by_card)
+    payment = Payment.objects.get(source=PaymentSource.CARD)
+    assert (level, text) == (
+        "success",
+        f"Invoice {by_card.number}: 12.50 USD charged to the default card (Stripe payment {payment.external_reference}).",
+    )
+    by_card.refresh_from_db()
+    assert (by_card.status, by_card.amount_paid, payment.amount) == ("paid", D("12.50"), D("12.50"))
+    assert usd.available() == D("1")
+    assert ledger_check() == []

@@ -145,7 +145,7 @@ def test_collect_from_the_wallet_pays_what_the_wallet_covers_and_reports_the_res
     small = one_off(alpha, customer=billing.customer, amount="12.5")
     large = one_off(alpha, customer=billing.customer, amount="3")  # 20 - 12.5 - 5 kept < 3
     client = staff_client(alpha)
-    messages = act(client, "collect_from_wallet_now", small, large)
+    messages = act(client, "collect_now", small, large)
     assert messages[0] == ("success", f"Invoice {small.number}: 12.500000 USDC paid from the wallet.")
     level, text = messages[1]
     assert level == "error" and text.startswith(f"Invoice {large.number}: The wallet has 7.500000 USDC available")
@@ -155,7 +155,7 @@ def test_collect_from_the_wallet_pays_what_the_wallet_covers_and_reports_the_res
     assert (small.status, small.amount_paid) == (Invoice.Status.PAID, D("12.5"))
     assert (large.status, large.amount_paid) == (Invoice.Status.OPEN, D("0"))
     assert billing.available() == D("7.5")
-    assert act(client, "collect_from_wallet_now", small) == [
+    assert act(client, "collect_now", small) == [
         (
             "error",
             f"Invoice {small.number}: Invoice {small.id} is paid; only an open or uncollectible invoice can be paid.",
@@ -184,7 +184,7 @@ def test_the_detail_is_read_only_with_its_lines_and_pdf_and_nothing_is_added_or_
         assert who.post(delete, {"post": "yes"}).status_code == 403
     assert Invoice.objects.filter(pk=invoice.pk).exists()
     actions = client.get(reverse(CHANGELIST)).context["action_form"].fields["action"].choices
-    assert {name for name, _ in actions if name} == {"void_invoices", "mark_uncollectible", "collect_from_wallet_now"}
+    assert {name for name, _ in actions if name} == {"void_invoices", "mark_uncollectible", "collect_now"}
     # a read-only page cannot change the invoice
     client.post(reverse("admin:invoices_invoice_change", args=[invoice.pk]), {"status": "paid", "total": "0"})
     invoice.refresh_from_db()
