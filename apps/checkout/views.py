@@ -11,7 +11,7 @@ from apps.core.errors import ApiError
 from apps.core.money import format_amount
 from apps.invoices.models import Invoice
 from apps.invoices.services.invoices import invoice_session_for_link
-from apps.payments.models import PaymentSession
+from apps.payments.models import PaymentAttempt, PaymentSession, PaymentSource
 from apps.payments.serializers import session_status
 from apps.payments.services import amount_due, payment_session_pay_test
 
@@ -74,6 +74,14 @@ def checkout_page(request, session_id):
             "js_url": stripe_js_url(livemode=livemode),
             "publishable_key": stripe_settings(livemode=livemode).publishable_key,
             "setup_only": session.mode == PaymentSession.Mode.SETUP,
+            # a card payment still in flight (the page reloaded while it ran, or its answer was
+            # lost): the page says so and asks the server for its outcome, instead of a form
+            # that would only be refused (409 PAYMENT_IN_FLIGHT)
+            "in_flight": PaymentAttempt.objects.filter(
+                session_id=session.id, source=PaymentSource.CARD, status=PaymentAttempt.Status.IN_FLIGHT
+            )
+            .order_by("-created_at")
+            .first(),
         }
     usdc = None
     if any(method.name == "usdc" and method.available for method in methods):

@@ -87,7 +87,7 @@
           // whatever Stripe.js says, the server retrieves the PaymentIntent and decides
           return post("confirm", { paymentAttemptId: result.paymentAttemptId }).then(function (again) {
             if (again.status === "in_flight" && !(again.nextAction && again.nextAction.clientSecret)) {
-              progress.textContent = "The payment is being processed; this page will show it once it is done.";
+              watch(again.paymentAttemptId, WATCH_TIMES - 1);
               return null;
             }
             if (again.status === "in_flight") {
@@ -98,9 +98,41 @@
           });
         });
       }
-      progress.textContent = "The payment is being processed; this page will show it once it is done.";
+      watch(result.paymentAttemptId);
       return null;
     }
+
+    // A payment whose outcome is not known yet (Stripe has not answered, or the page was
+    // reloaded while it ran): the server is asked again every few seconds, for five minutes,
+    // and the form stays disabled meanwhile so that nothing is paid twice.
+    var WATCH_EVERY_MS = 5000;
+    var WATCH_TIMES = 60;
+    function watch(attemptId, times) {
+      var left = times === undefined ? WATCH_TIMES : times;
+      button.disabled = true;
+      button.setAttribute("aria-busy", "true");
+      if (left <= 0) {
+        progress.textContent = "The payment is still being processed. Reload this page later to see its result; do not pay again.";
+        return;
+      }
+      if (left < WATCH_TIMES || !progress.textContent) {
+        progress.textContent = "The payment is being processed; this page will show it once it is done.";
+      }
+      window.setTimeout(function () {
+        post("confirm", { paymentAttemptId: attemptId })
+          .then(function (again) {
+            if (again.status === "in_flight" && !(again.nextAction && again.nextAction.clientSecret)) {
+              watch(attemptId, left - 1);
+              return null;
+            }
+            return settle(again);
+          })
+          .catch(function () { watch(attemptId, left - 1); });
+      }, left === WATCH_TIMES ? 0 : WATCH_EVERY_MS);
+    }
+
+    var inFlight = form.getAttribute("data-in-flight");
+    if (inFlight) watch(inFlight);
 
     form.addEventListener("submit", function (event) {
       event.preventDefault();

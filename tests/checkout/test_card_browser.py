@@ -125,3 +125,72 @@ def test_without_javascript_the_page_says_card_needs_it(browser, activation, liv
     expect(page.locator("#card-needs-js")).to_contain_text("Paying by card needs JavaScript")
     expect(page.locator("#card-form")).to_be_hidden()
     page.screenshot(path=str(ARTIFACTS / "card-no-javascript-375.png"), full_page=True)
+
+
+def card_attempt_left_in_flight(session, number):
+    """A card payment of the session started in an earlier page, its PaymentIntent confirmed in
+    localstripe, whose outcome the platform has not heard yet (the page was closed or reloaded
+    while it ran): a good card's is charged, an authenticating card's waits for the customer."""
+    from apps.cards.models import StripeCustomer
+    from apps.cards.stripe_client import stripe_client
+    from apps.payments.models import PaymentAttempt, PaymentSource
+    from apps.payments.services import payment_attempt_start
+    from tests.invoices.test_card_collection import save_card
+
+    card = save_card(session.customer, number)
+    attempt = payment_attempt_start(session_id=session.id, source=PaymentSource.CARD)
+    client = stripe_client(livemode=False)
+    intent = client.v1.payment_intents.create(
+        params={
+            "amount": int(session.amount * 100),
+            "currency": "usd",
+            "customer": StripeCustomer.objects.get(customer=session.customer).stripe_id,
+            "payment_method": card.stripe_payment_method_id,
+            "metadata": {"paymentAttemptId": str(attempt.id)},
+        }
+    )
+    PaymentAttempt.objects.filter(pk=attempt.pk).update(external_reference=intent.id)
+    client.v1.payment_intents.confirm(intent.id)
+    return attempt
+
+
+def test_a_page_reloaded_while_its_card_payment_runs_says_so_and_shows_the_outcome(
+    browser,  # noqa: F811
+    activation,
+    live_server,
+    client,
+):
+    """The checkout opened again while a card payment of it is in flight does not offer to pay
+    again (a second payment would be refused, 409 PAYMENT_IN_FLIGHT): it says a payment is being
+    processed, asks the server for its outcome, and shows it: paid (charged once), or, for a
+    card that waits for the bank's authentication, the authentication to complete."""
+    from playwright.sync_api import expect
+
+    session = activation("reloaded@example.com")
+    attempt = card_attempt_left_in_flight(session, GOOD)
+    # as the server renders it: the form disabled by the script while it asks for the outcome
+    html = client.get(f"/checkout/{session.id}").content.decode()
+    assert f'data-in-flight="{attempt.id}"' in html
+    assert "is still being processed. Do not pay again" in html
+
+    context = browser.new_context(viewport={"width": 375, "height": 900})
+    watched = Watched(context)
+    page = watched.page
+    page.goto(f"{live_server.url}/checkout/{session.id}")
+    expect(page.get_by_test_id("status")).to_contain_text("Paid on")
+    page.screenshot(path=str(ARTIFACTS / "card-reloaded-paid-375.png"), full_page=True)
+    assert Payment.objects.filter(session=session).count() == 1
+    assert Subscription.objects.get(pk=session.subscription_id).status == "active"
+
+    # a card that waits for authentication: the page takes the customer through it again
+    session = activation("reloaded-3ds@example.com")
+    card_attempt_left_in_flight(session, AUTHENTICATE)
+    page.goto(f"{live_server.url}/checkout/{session.id}")
+    expect(page.get_by_test_id("card-progress")).to_contain_text("Your bank asks you to confirm this payment")
+    expect(page.get_by_role("button", name="Pay 25.00 USD by card")).to_be_disabled()
+    page.screenshot(path=str(ARTIFACTS / "card-reloaded-authenticate-375.png"), full_page=True)
+    page.get_by_role("button", name="Complete authentication").click()
+    expect(page.get_by_test_id("status")).to_contain_text("Paid on")
+    assert Payment.objects.filter(session=session).count() == 1
+    assert watched.problems == []
+    assert ledger_check() == []
