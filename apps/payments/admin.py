@@ -1,5 +1,6 @@
-"""Payments admin: sessions (with their attempts and payments), payments, adjustments. Money
-moves only through the services; a form or an action submitted twice moves it once."""
+"""Payments admin: sessions (with their attempts and payments), payments (with their refunds and
+disputes), adjustments. Money moves only through the services; a form or an action submitted
+twice moves it once."""
 
 import uuid
 
@@ -12,7 +13,7 @@ from apps.core.errors import Conflict
 from apps.core.fields import Currency
 from apps.customers.models import Customer
 from apps.merchants.admin_base import TenantAdmin, TenantTabularInline, admin_tenant
-from apps.payments.models import Adjustment, Payment, PaymentAttempt, PaymentSession
+from apps.payments.models import Adjustment, Payment, PaymentAttempt, PaymentDispute, PaymentRefund, PaymentSession
 from apps.payments.serializers import checkout_url, session_status
 from apps.payments.services import adjustment_create, payment_session_pay_test
 
@@ -104,10 +105,53 @@ class PaymentSessionAdmin(TenantAdmin):
         )
 
 
+class PaymentRefundInline(ReadOnlyMixin, TenantTabularInline):
+    """The processor's refunds of the payment, as they stand: refunded (the wallet debited), or
+    failed / canceled afterwards (the debit undone)."""
+
+    model = PaymentRefund
+    staff_permissions = ("view",)
+    fields = (
+        "created_at",
+        "external_reference",
+        "amount",
+        "status",
+        "reversed_amount",
+        "failed_at",
+        "restored_amount",
+    )
+    readonly_fields = fields
+    extra = 0
+    ordering = ("created_at",)
+
+
+class PaymentDisputeInline(ReadOnlyMixin, TenantTabularInline):
+    """The payer's disputes of the payment (recorded; no money moves)."""
+
+    model = PaymentDispute
+    staff_permissions = ("view",)
+    fields = ("created_at", "external_reference", "amount", "reason", "processor_status")
+    readonly_fields = fields
+    extra = 0
+    ordering = ("created_at",)
+
+
 @admin.register(Payment)
 class PaymentAdmin(ReadOnlyMixin, TenantAdmin):
+    """Payments as credited, with their refunds (and whether each failed afterwards) and disputes."""
+
     staff_permissions = ("view",)
-    list_display = ("created_at", "source", "amount", "applied_amount", "currency", "status", "customer")
+    list_display = (
+        "created_at",
+        "source",
+        "amount",
+        "applied_amount",
+        "amount_refunded",
+        "currency",
+        "status",
+        "customer",
+    )
+    inlines = (PaymentRefundInline, PaymentDisputeInline)
     list_filter = ("source", "status", "currency")
     search_fields = ("external_reference", "customer__email", "id")
     list_select_related = ("merchant", "customer")

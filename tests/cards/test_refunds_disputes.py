@@ -888,3 +888,44 @@ def test_a_charge_refunded_that_lists_a_recorded_refund_as_failed_undoes_it(usd,
     send(signed_event(refund_gone_wrong(first), "charge.refund.updated"))  # its own event, later
     assert usd.available() == D("8.00")
     assert ledger_check() == []
+
+
+@pytest.mark.django_db
+def test_the_merchants_staff_see_a_payments_refunds_with_their_status_and_its_disputes_in_the_admin(usd, send, sandbox):
+    from django.urls import reverse
+
+    from tests.invoices.test_invoice_admin import staff_client
+
+    payment = top_up_by_card(usd, "10")
+    charge, kept = refund_in_stripe(payment, cents=300)
+    send(signed_event(charge))
+    charge, failed = refund_in_stripe(payment, cents=200)
+    send(signed_event(charge))
+    send(signed_event(refund_gone_wrong(failed), "charge.refund.updated"))
+    dispute_id = f"dp_{uuid.uuid4().hex[:14]}"
+    dispute = {
+        "id": dispute_id,
+        "object": "dispute",
+        "amount": 700,
+        "currency": "usd",
+        "charge": charge_of(payment)["id"],
+        "reason": "product_not_received",
+        "status": "needs_response",
+        "livemode": False,
+    }
+    send(signed_event(dispute, "charge.dispute.created"))
+
+    client = staff_client(sandbox.live_merchant)
+    client.post(reverse("admin-switch-mode"), {"mode": "sandbox", "next": "/admin/"})
+    listing = client.get(reverse("admin:payments_payment_changelist"))
+    assert listing.status_code == 200
+    assert [(row.pk, row.amount_refunded) for row in listing.context["cl"].result_list] == [(payment.pk, D("3.00"))]
+    page = client.get(reverse("admin:payments_payment_change", args=[payment.pk]))
+    assert page.status_code == 200
+    refunds = page.context["inline_admin_formsets"][0].formset.queryset
+    assert [(row.external_reference, row.amount, row.status) for row in refunds] == [
+        (kept.id, D("3.00"), "refunded"),
+        (failed.id, D("2.00"), "failed"),
+    ]
+    html = page.content.decode()
+    assert kept.id in html and failed.id in html and dispute_id in html and "product_not_received" in html
