@@ -13,7 +13,8 @@ environment variable (README, Configuration; `0` turns one off):
 | inbound webhooks | each request under /webhooks/ | `RATE_LIMIT_WEBHOOKS` |
 
 Past a limit the answer is 429 with `Retry-After` (the seconds left in the window): in the API's
-error envelope under /v0 and /webhooks (code RATE_LIMITED), a short text elsewhere. On the API, a
+error envelope under /v0 and /webhooks and to the pages' scripts (JSON requests; code
+RATE_LIMITED), a short page saying when to try again (and reloading itself then) elsewhere. On the API, a
 request without any key is counted (and refused past the limit) before it runs; one whose key does
 not authenticate is counted when it answers 401, and past the limit answers 429 instead. Requests
 with a valid key cost no Redis call here and never count (the per-key limit,
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 import redis
 from django.conf import settings
 from django.http import HttpResponse, JsonResponse
+from django.template.loader import render_to_string
 
 from apps.core.errors import error_body
 from apps.core.redis import get_redis
@@ -81,14 +83,29 @@ def count(scope: str, address: str, limit: Limit) -> int | None:
     return left if counted > limit.count else None
 
 
+def _wants_json(request) -> bool:
+    """The API and inbound webhooks, and the pages' own scripts (which send JSON, as the
+    checkout's card and USDC actions do): the error envelope, which they read."""
+    if request.path.startswith(("/v0", "/webhooks")):
+        return True
+    content_type = request.META.get("CONTENT_TYPE", "")
+    return content_type.startswith("application/json") or "application/json" in request.META.get("HTTP_ACCEPT", "")
+
+
 def too_many(request, scope: str, wait: int) -> HttpResponse:
     message = f"Too many requests from this address; retry in {wait} s."
-    if request.path.startswith(("/v0", "/webhooks")):
+    if _wants_json(request):
         response = JsonResponse(
             error_body("rate_limited", message, "RATE_LIMITED", {"retryAfter": wait, "scope": scope}), status=429
         )
     else:
-        response = HttpResponse(message, status=429, content_type="text/plain; charset=utf-8")
+        # a page a person sees (the portal, the checkout): what happened and when to try again,
+        # and the page reloads itself then
+        response = HttpResponse(
+            render_to_string("too_many_requests.html", {"message": message, "wait": wait}),
+            status=429,
+            content_type="text/html; charset=utf-8",
+        )
     response["Retry-After"] = str(wait)
     return response
 

@@ -34,7 +34,11 @@ def assert_429(response, *, json_body: bool):
         assert body["code"] == "RATE_LIMITED" and body["details"]["retryAfter"] == wait
         assert f"retry in {wait} s" in body["message"]
     else:
-        assert f"retry in {wait} s" in response.content.decode()
+        # a page a person reads: what happened, when to try again, and it reloads itself then
+        assert response["Content-Type"] == "text/html; charset=utf-8"
+        html = response.content.decode()
+        assert "<h1>Too many requests</h1>" in html and f"retry in {wait} s" in html
+        assert f'<meta http-equiv="refresh" content="{wait}">' in html
 
 
 def test_api_requests_without_a_key_are_limited_per_address(settings):
@@ -96,6 +100,8 @@ def test_checkout_pages_and_actions_have_their_own_limits(settings):
     assert_429(client.get(page), json_body=False)
     assert client.post(f"{page}/test-payment").status_code in (403, 404)  # (CSRF or no session: not limited yet)
     assert_429(client.post(f"{page}/card/pay"), json_body=False)
+    # the page's own scripts send JSON and read the error envelope's message
+    assert_429(client.post(f"{page}/card/pay", "{}", content_type="application/json"), json_body=True)
 
 
 def test_inbound_webhooks_are_limited_per_address(settings):
