@@ -523,7 +523,7 @@ def test_a_dispute_is_recorded_once_published_as_payment_disputed_and_moves_no_m
     again = send(signed_event(dispute, "charge.dispute.created"))  # another event id, the same dispute
 
     assert row.status == "processed", row.note
-    assert again.note == f"Dispute {dispute['id']} was recorded before."
+    assert again.note == f"Dispute {dispute['id']} was recorded before (needs_response)."
     recorded = PaymentDispute.objects.get()
     assert (recorded.payment_id, recorded.amount, recorded.reason, recorded.processor_status) == (
         payment.id,
@@ -929,3 +929,47 @@ def test_the_merchants_staff_see_a_payments_refunds_with_their_status_and_its_di
     ]
     html = page.content.decode()
     assert kept.id in html and failed.id in html and dispute_id in html and "product_not_received" in html
+
+
+@pytest.mark.django_db
+def test_a_disputes_later_reports_update_its_status_never_back_and_record_one_whose_creation_was_lost(usd, send):
+    payment = top_up_by_card(usd, "10")
+    charge_id = charge_of(payment)["id"]
+
+    def dispute(dispute_id, status):
+        return {
+            "id": dispute_id,
+            "object": "dispute",
+            "amount": 1000,
+            "currency": "usd",
+            "charge": charge_id,
+            "reason": "fraudulent",
+            "status": status,
+            "livemode": False,
+        }
+
+    first = f"dp_{uuid.uuid4().hex[:14]}"
+    send(signed_event(dispute(first, "needs_response"), "charge.dispute.created"))
+    transactions = LedgerTransaction.objects.count()
+    row = send(signed_event(dispute(first, "under_review"), "charge.dispute.updated"))
+    assert (row.status, row.note) == ("processed", f"Dispute {first} is under_review.")
+    assert PaymentDispute.objects.get(external_reference=first).processor_status == "under_review"
+    send(signed_event(dispute(first, "lost"), "charge.dispute.closed"))
+    # a late report of an earlier status changes nothing
+    late = send(signed_event(dispute(first, "needs_response"), "charge.dispute.updated"))
+    assert late.note == f"Dispute {first} was recorded before (lost)."
+    assert PaymentDispute.objects.get(external_reference=first).processor_status == "lost"
+
+    # a dispute whose creation was never heard: recorded from its closing report, published once
+    second = f"dp_{uuid.uuid4().hex[:14]}"
+    published = len(events("payment.disputed"))
+    send(signed_event(dispute(second, "won"), "charge.dispute.closed"))
+    send(signed_event(dispute(second, "needs_response"), "charge.dispute.created"))
+    assert PaymentDispute.objects.get(external_reference=second).processor_status == "won"
+    assert len(events("payment.disputed")) == published + 1
+    payment.refresh_from_db()
+    assert payment.status == "disputed"
+    # no money moved, whatever the outcome
+    assert LedgerTransaction.objects.count() == transactions
+    assert usd.available() == D("10.00")
+    assert ledger_check() == []

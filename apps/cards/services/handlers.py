@@ -157,7 +157,7 @@ def _card_payment(event: StripeEvent, intent_id: str) -> Payment | None:
 
 
 def charge_prepare(event: StripeEvent) -> dict:
-    """Outside the transaction, for charge.refunded, charge.dispute.created and a refund's
+    """Outside the transaction, for charge.refunded, a dispute's events (charge.dispute.*) and a refund's
     failure (charge.refund.updated, refund.updated, refund.failed): the PaymentIntent
     the charge belongs to (retrieved with the charge when the event does not name it); when its
     payment is not credited yet but a card attempt of this platform made it (the refund or the
@@ -296,25 +296,52 @@ def refund_failed(event: StripeEvent, prepared: dict) -> Outcome:
     return Outcome(True, f"Refund {recorded.external_reference} was undone before ({recorded.status}).")
 
 
-def charge_dispute_created(event: StripeEvent, prepared: dict) -> Outcome:
-    """The payer disputed the charge: recorded and published (payment.disputed); no money moves."""
+# Stripe's dispute statuses in the order a dispute goes through them (an inquiry, "warning_",
+# the same way): a later report never takes a dispute back to an earlier one.
+DISPUTE_STATUS_RANK = {
+    "": 0,
+    "warning_needs_response": 1,
+    "needs_response": 1,
+    "warning_under_review": 2,
+    "under_review": 2,
+    "warning_closed": 3,
+    "won": 3,
+    "lost": 3,
+}
+
+
+def dispute_status_rank(status: str) -> int:
+    return DISPUTE_STATUS_RANK.get(status, 0)
+
+
+def charge_dispute(event: StripeEvent, prepared: dict) -> Outcome:
+    """The payer disputed the charge (charge.dispute.created): recorded and published
+    (payment.disputed); no money moves. Its later reports (charge.dispute.updated, .closed:
+    under review, won, lost) update the recorded status, and record a dispute whose creation
+    was not heard (published then)."""
     payment = _payment_or_wait(event, prepared)
     if payment is None:
         return Outcome(False, "The disputed charge is no card payment of this platform.")
     dispute = event.payload["data"].get("object") or {}
     currency = str(dispute.get("currency") or payment.currency).upper()
+    status = str(dispute.get("status") or "")
     recorded, created = payment_dispute(
         source=PaymentSource.CARD,
         payment_reference=payment.external_reference,
         dispute_reference=str(dispute.get("id") or event.stripe_id),
         amount=from_minor_units(dispute.get("amount") or 0, currency),
         reason=str(dispute.get("reason") or ""),
-        processor_status=str(dispute.get("status") or ""),
+        processor_status=status,
         livemode=event.livemode,
+        status_rank=dispute_status_rank,
     )
-    if not created:
-        return Outcome(True, f"Dispute {recorded.external_reference} was recorded before.")
-    return Outcome(True, f"Dispute {recorded.external_reference} of {payment.external_reference} recorded.")
+    if created:
+        return Outcome(
+            True, f"Dispute {recorded.external_reference} of {payment.external_reference} recorded ({status})."
+        )
+    if recorded.processor_status == status[:64] and event.type != "charge.dispute.created":
+        return Outcome(True, f"Dispute {recorded.external_reference} is {status}.")
+    return Outcome(True, f"Dispute {recorded.external_reference} was recorded before ({recorded.processor_status}).")
 
 
 # What each type does: handler(event, prepared), prepared being what PREPARE[type] (if any)
@@ -324,7 +351,9 @@ HANDLERS: dict[str, Callable] = {
     "payment_intent.payment_failed": lambda event, _: payment_intent_payment_failed(event),
     "setup_intent.succeeded": setup_intent_succeeded,
     "charge.refunded": charge_refunded,
-    "charge.dispute.created": charge_dispute_created,
+    "charge.dispute.created": charge_dispute,
+    "charge.dispute.updated": charge_dispute,
+    "charge.dispute.closed": charge_dispute,
     "charge.refund.updated": refund_failed,
     "refund.updated": refund_failed,
     "refund.failed": refund_failed,
@@ -333,6 +362,8 @@ PREPARE: dict[str, Callable] = {
     "setup_intent.succeeded": setup_intent_prepare,
     "charge.refunded": charge_prepare,
     "charge.dispute.created": charge_prepare,
+    "charge.dispute.updated": charge_prepare,
+    "charge.dispute.closed": charge_prepare,
     "charge.refund.updated": refund_failed_prepare,
     "refund.updated": refund_failed_prepare,
     "refund.failed": refund_failed_prepare,

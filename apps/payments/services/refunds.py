@@ -25,6 +25,7 @@ failed refund that moved nothing, so a late report of the refund changes nothing
 
 import secrets
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -245,13 +246,28 @@ def payment_dispute(
     reason: str,
     processor_status: str,
     livemode: bool,
+    status_rank: Callable[[str], int] | None = None,
 ) -> tuple[PaymentDispute, bool]:
     """Record the payer's dispute of the payment, once per the processor's dispute id, and
-    publish payment.disputed; no money moves (chargebacks are not handled automatically)."""
+    publish payment.disputed; no money moves (chargebacks are not handled automatically).
+
+    A dispute recorded before takes the processor's later status (under review, won, lost)
+    when `status_rank` ranks it after the recorded one: so a report that arrives late, out of
+    order, never takes a dispute back to an earlier status. Returns (the dispute, whether it
+    was recorded now)."""
     with transaction.atomic():
         payment = _locked_payment(source, payment_reference, livemode=livemode)
         existing = PaymentDispute.objects.filter(source=source, external_reference=dispute_reference).first()
         if existing is not None:
+            if existing.payment_id != payment.id:
+                raise Conflict(
+                    f"Dispute {dispute_reference!r} was recorded for another payment.",
+                    code="DISPUTE_OF_ANOTHER_PAYMENT",
+                )
+            status = processor_status[:64]
+            if status_rank is not None and status_rank(status) > status_rank(existing.processor_status):
+                existing.processor_status = status
+                existing.save(update_fields=["processor_status", "updated_at"])
             return existing, False
         dispute = PaymentDispute.objects.create(
             merchant=payment.merchant,
