@@ -19,10 +19,12 @@ request without any key is counted (and refused past the limit) before it runs; 
 not authenticate is counted when it answers 401, and past the limit answers 429 instead. Requests
 with a valid key cost no Redis call here and never count (the per-key limit,
 apps.merchants.throttling, is separate). The address is the connection's
-(`REMOTE_ADDR`): behind a proxy every client shares the proxy's. When Redis cannot be reached the
+(`REMOTE_ADDR`), or behind reverse proxies the one they report in X-Forwarded-For
+(`TRUSTED_PROXY_COUNT`, `client_address`). When Redis cannot be reached the
 request goes through (a lost rate limit is better than pages that refuse everyone).
 """
 
+import ipaddress
 import logging
 import math
 import time
@@ -57,7 +59,24 @@ class Limit:
 
 
 def client_address(request) -> str:
-    return request.META.get("REMOTE_ADDR") or "unknown"
+    """The client's address: the connection's (`REMOTE_ADDR`), or, behind `TRUSTED_PROXY_COUNT`
+    reverse proxies that each append the address they were reached from to X-Forwarded-For, the
+    entry the outermost of them appended (entries further left are whatever the client sent, and
+    are never trusted). A header with fewer entries, or one that is not an address, is not
+    trusted either: the connection's address stands. The rate limits and the admin's lockout
+    (AXES_CLIENT_IP_CALLABLE) count by it."""
+    remote = request.META.get("REMOTE_ADDR") or "unknown"
+    hops = settings.TRUSTED_PROXY_COUNT
+    if hops <= 0:
+        return remote
+    entries = [entry.strip() for entry in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if entry.strip()]
+    if len(entries) < hops:
+        return remote
+    candidate = entries[-hops]
+    try:
+        return str(ipaddress.ip_address(candidate))
+    except ValueError:
+        return remote
 
 
 def _window(limit: Limit, now: float) -> tuple[int, int]:

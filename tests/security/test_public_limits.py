@@ -118,3 +118,46 @@ def test_a_limit_of_0_is_off(settings):
     client = Client()
     for _ in range(30):
         assert client.get("/portal/open/pt_" + "y" * 32).status_code == 404
+
+
+def test_behind_trusted_proxies_each_client_is_counted_by_the_address_the_outermost_proxy_saw(settings):
+    """Behind TRUSTED_PROXY_COUNT proxies the rate limits count by the X-Forwarded-For entry the
+    outermost one appended: two clients behind one proxy are counted apart, and what a client
+    puts in the header itself (entries further left) changes nothing."""
+    from django.test import RequestFactory
+
+    from apps.core.ratelimit import client_address
+
+    limit(settings, "api_unauthenticated", "2/60")
+    proxy = Client(REMOTE_ADDR="10.0.0.2")
+    # without trusted proxies: every client behind the proxy shares its address
+    assert [proxy.get("/v0/customers", HTTP_X_FORWARDED_FOR=f"203.0.113.{n}").status_code for n in (1, 2, 3)] == [
+        401,
+        401,
+        429,
+    ]
+    settings.TRUSTED_PROXY_COUNT = 1
+    for _ in range(2):
+        assert proxy.get("/v0/customers", HTTP_X_FORWARDED_FOR="203.0.113.7").status_code == 401
+    # the same client with made-up addresses on the left is still the one the proxy saw
+    assert_429(proxy.get("/v0/customers", HTTP_X_FORWARDED_FOR="198.51.100.1, 203.0.113.7"), json_body=True)
+    assert proxy.get("/v0/customers", HTTP_X_FORWARDED_FOR="203.0.113.8").status_code == 401
+
+    request = RequestFactory(REMOTE_ADDR="10.0.0.2")
+    assert client_address(request.get("/", HTTP_X_FORWARDED_FOR="1.1.1.1, 203.0.113.9")) == "203.0.113.9"
+    assert client_address(request.get("/")) == "10.0.0.2"  # no header: the connection's
+    assert client_address(request.get("/", HTTP_X_FORWARDED_FOR="not-an-address")) == "10.0.0.2"
+    settings.TRUSTED_PROXY_COUNT = 2  # a load balancer, then nginx
+    assert client_address(request.get("/", HTTP_X_FORWARDED_FOR="1.1.1.1, 203.0.113.9, 10.0.0.1")) == "203.0.113.9"
+    assert client_address(request.get("/", HTTP_X_FORWARDED_FOR="203.0.113.9")) == "10.0.0.2"  # too few: not trusted
+
+
+def test_the_admins_lockout_counts_by_the_same_client_address(settings):
+    from axes.helpers import get_client_ip_address
+    from django.test import RequestFactory
+
+    settings.TRUSTED_PROXY_COUNT = 1
+    request = RequestFactory(REMOTE_ADDR="10.0.0.2").post("/admin/login/", HTTP_X_FORWARDED_FOR="203.0.113.5")
+    assert get_client_ip_address(request) == "203.0.113.5"
+    settings.TRUSTED_PROXY_COUNT = 0
+    assert get_client_ip_address(request) == "10.0.0.2"
