@@ -147,7 +147,7 @@ AXES_COOLOFF_TIME = timedelta(minutes=_axes_cooloff_minutes) if _axes_cooloff_mi
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]  # the pair: other users and addresses sign in
 AXES_RESET_ON_SUCCESS = True  # a successful sign-in clears that pair's failures
 AXES_LOCKOUT_CALLABLE = "apps.merchants.views.admin_locked_out"
-AXES_CLIENT_IP_CALLABLE = "apps.core.ratelimit.client_address"  # (TRUSTED_PROXY_COUNT, as the rate limits)
+AXES_CLIENT_IP_CALLABLE = "apps.core.ratelimit.client_ip"  # (TRUSTED_PROXY_COUNT, as the rate limits)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -248,7 +248,7 @@ PUBLIC_RATE_LIMITS = {
 }
 # How many reverse proxies in front of the web process append the address they were reached from
 # to X-Forwarded-For (0: none, the connection's address is the client's). The rate limits and the
-# admin's lockout count by the address the outermost one saw (apps.core.ratelimit.client_address).
+# admin's lockout count by the address the outermost one saw (apps.core.ratelimit.client_ip).
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 if TRUSTED_PROXY_COUNT < 0:
     raise ImproperlyConfigured(f"TRUSTED_PROXY_COUNT is a number of proxies (0 or more), not {TRUSTED_PROXY_COUNT}.")

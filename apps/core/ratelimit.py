@@ -20,7 +20,7 @@ not authenticate is counted when it answers 401, and past the limit answers 429 
 with a valid key cost no Redis call here and never count (the per-key limit,
 apps.merchants.throttling, is separate). The address is the connection's
 (`REMOTE_ADDR`), or behind reverse proxies the one they report in X-Forwarded-For
-(`TRUSTED_PROXY_COUNT`, `client_address`). When Redis cannot be reached the
+(`TRUSTED_PROXY_COUNT`, `client_ip`). When Redis cannot be reached the
 request goes through (a lost rate limit is better than pages that refuse everyone).
 """
 
@@ -58,25 +58,29 @@ class Limit:
         return limit
 
 
-def client_address(request) -> str:
+def client_ip(request) -> str | None:
     """The client's address: the connection's (`REMOTE_ADDR`), or, behind `TRUSTED_PROXY_COUNT`
     reverse proxies that each append the address they were reached from to X-Forwarded-For, the
     entry the outermost of them appended (entries further left are whatever the client sent, and
     are never trusted). A header with fewer entries, or one that is not an address, is not
-    trusted either: the connection's address stands. The rate limits and the admin's lockout
-    (AXES_CLIENT_IP_CALLABLE) count by it."""
-    remote = request.META.get("REMOTE_ADDR") or "unknown"
+    trusted either: the connection's address stands. None when there is none (a request made in
+    process). The admin's lockout counts by it (AXES_CLIENT_IP_CALLABLE)."""
+    remote = request.META.get("REMOTE_ADDR") or None
     hops = settings.TRUSTED_PROXY_COUNT
     if hops <= 0:
         return remote
     entries = [entry.strip() for entry in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if entry.strip()]
     if len(entries) < hops:
         return remote
-    candidate = entries[-hops]
     try:
-        return str(ipaddress.ip_address(candidate))
+        return str(ipaddress.ip_address(entries[-hops]))
     except ValueError:
         return remote
+
+
+def client_address(request) -> str:
+    """`client_ip`, as the rate limits count it."""
+    return client_ip(request) or "unknown"
 
 
 def _window(limit: Limit, now: float) -> tuple[int, int]:

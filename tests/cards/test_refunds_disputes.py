@@ -361,14 +361,21 @@ def attempt_charged_in_stripe_only(billing, cents, **intent_params):
     session = topup_session_create(
         merchant=billing.merchant, customer=billing.customer, amount=D(cents) / 100, currency="USD"
     )
-    card = save_card(billing.customer, GOOD)
+    return attempt_confirmed_in_stripe_only(session, GOOD, **intent_params)
+
+
+def attempt_confirmed_in_stripe_only(session, number, **intent_params):
+    """A card attempt of the session, on a card with this number saved for its customer, whose
+    PaymentIntent for what the session asks was confirmed in localstripe and not heard of by the
+    platform yet. Returns (the attempt, the PaymentIntent's id)."""
+    card = save_card(session.customer, number)
     attempt = payment_attempt_start(session_id=session.id, source=PaymentSource.CARD)
     client = stripe_client(livemode=False)
     intent = client.v1.payment_intents.create(
         params={
-            "amount": cents,
+            "amount": int(session.amount * 100),
             "currency": "usd",
-            "customer": StripeCustomer.objects.get(customer=billing.customer).stripe_id,
+            "customer": StripeCustomer.objects.get(customer=session.customer).stripe_id,
             "payment_method": card.stripe_payment_method_id,
             "metadata": {"paymentAttemptId": str(attempt.id)},
             **intent_params,

@@ -127,33 +127,6 @@ def test_without_javascript_the_page_says_card_needs_it(browser, activation, liv
     page.screenshot(path=str(ARTIFACTS / "card-no-javascript-375.png"), full_page=True)
 
 
-def card_attempt_left_in_flight(session, number):
-    """A card payment of the session started in an earlier page, its PaymentIntent confirmed in
-    localstripe, whose outcome the platform has not heard yet (the page was closed or reloaded
-    while it ran): a good card's is charged, an authenticating card's waits for the customer."""
-    from apps.cards.models import StripeCustomer
-    from apps.cards.stripe_client import stripe_client
-    from apps.payments.models import PaymentAttempt, PaymentSource
-    from apps.payments.services import payment_attempt_start
-    from tests.invoices.test_card_collection import save_card
-
-    card = save_card(session.customer, number)
-    attempt = payment_attempt_start(session_id=session.id, source=PaymentSource.CARD)
-    client = stripe_client(livemode=False)
-    intent = client.v1.payment_intents.create(
-        params={
-            "amount": int(session.amount * 100),
-            "currency": "usd",
-            "customer": StripeCustomer.objects.get(customer=session.customer).stripe_id,
-            "payment_method": card.stripe_payment_method_id,
-            "metadata": {"paymentAttemptId": str(attempt.id)},
-        }
-    )
-    PaymentAttempt.objects.filter(pk=attempt.pk).update(external_reference=intent.id)
-    client.v1.payment_intents.confirm(intent.id)
-    return attempt
-
-
 def test_a_page_reloaded_while_its_card_payment_runs_says_so_and_shows_the_outcome(
     browser,  # noqa: F811
     activation,
@@ -166,8 +139,11 @@ def test_a_page_reloaded_while_its_card_payment_runs_says_so_and_shows_the_outco
     card that waits for the bank's authentication, the authentication to complete."""
     from playwright.sync_api import expect
 
+    from tests.cards.test_refunds_disputes import attempt_confirmed_in_stripe_only
+
     session = activation("reloaded@example.com")
-    attempt = card_attempt_left_in_flight(session, GOOD)
+    # a card payment started in an earlier page, confirmed in Stripe, its outcome not heard yet
+    attempt, _ = attempt_confirmed_in_stripe_only(session, GOOD)
     # as the server renders it: the form disabled by the script while it asks for the outcome
     html = client.get(f"/checkout/{session.id}").content.decode()
     assert f'data-in-flight="{attempt.id}"' in html
@@ -184,7 +160,7 @@ def test_a_page_reloaded_while_its_card_payment_runs_says_so_and_shows_the_outco
 
     # a card that waits for authentication: the page takes the customer through it again
     session = activation("reloaded-3ds@example.com")
-    card_attempt_left_in_flight(session, AUTHENTICATE)
+    attempt_confirmed_in_stripe_only(session, AUTHENTICATE)  # (waits for the bank's authentication)
     page.goto(f"{live_server.url}/checkout/{session.id}")
     expect(page.get_by_test_id("card-progress")).to_contain_text("Your bank asks you to confirm this payment")
     expect(page.get_by_role("button", name="Pay 25.00 USD by card")).to_be_disabled()
