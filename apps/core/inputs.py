@@ -103,11 +103,16 @@ class CurrencyInputField(serializers.ChoiceField):
 
 
 class StrictInputSerializer(serializers.Serializer):
-    """Refuses fields it does not know, so that a misspelt field is reported, not ignored."""
+    """Refuses fields it does not know, so that a misspelt field is reported, not ignored. A
+    request body's own `merchantId` is known to every request (the contract: where a body names
+    it, it must be the key's merchant; ApiView has checked it, 403 MERCHANT_MISMATCH), so an
+    integration that sends it with every body is not refused where the request has no other use
+    for it."""
 
     def to_internal_value(self, data):
         if isinstance(data, Mapping):
-            unknown = [key for key in data if key not in self.fields]
+            top_level = self.parent is None
+            unknown = [key for key in data if key not in self.fields and not (top_level and key == "merchantId")]
             if unknown:
                 accepted = ", ".join(self.fields)
                 raise ValidationError(

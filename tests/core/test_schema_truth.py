@@ -550,3 +550,20 @@ def test_output_fields_of_nullable_columns_are_documented_nullable():
                 )
                 checked.append(name)
     assert {"paidAt", "activatedAt", "terminatedAt", "resolvedAt", "archivedAt", "billableMetricId"} <= set(checked)
+
+
+def test_every_operation_with_a_body_takes_the_keys_own_merchant_id(schema, test_api):
+    """The contract: where a body names `merchantId`, it must be the key's merchant. A body that
+    names the right one is never refused for it (an integration may send it with every body)."""
+    api = CheckedApi(test_api, schema)
+    customer = {"HTTP_X_API_KEY": customer_key(test_api.merchant)}
+    own = str(test_api.merchant.public_id)
+    for method, template, operation in schema.operations():
+        if method not in ("post", "patch"):
+            continue
+        path, name = concrete(template), operation["operationId"]
+        extra = customer if name in CUSTOMER_KEY_OPERATIONS else {}
+        response = getattr(api, method)(path, {"merchantId": own}, **extra)
+        assert response.status_code != 403, (name, response.content)
+        if response.status_code == 400:
+            assert "merchantId" not in response.content.decode(), (name, response.content)
