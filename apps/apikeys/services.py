@@ -71,16 +71,17 @@ def api_key_create(
     (from the wallet when it covers the prorated difference, else through `payment`); a key never
     moves a subscription down (a downgrade is the customer's checkout)."""
     tier = tier_get(merchant=merchant, code=tier_code or FREE)
-    free = free_tier(merchant=merchant) if tier.code.lower() != FREE else tier
-    if customer is None:
-        customer, _ = customer_create(merchant=merchant, email=contact_email, name=organization_name)
     payment = None
     with transaction.atomic():
+        # (in the transaction: a refusal below, such as NO_FREE_TIER, leaves no customer behind)
+        if customer is None:
+            customer, _ = customer_create(merchant=merchant, email=contact_email, name=organization_name)
         subscription = tier_subscription(customer=customer)
         if subscription is None:
             wallet = wallet_get_or_create(merchant=merchant, customer=customer, currency=tier.plan.currency)
             fee = _fee(tier)
-            start_on = tier if fee == 0 or _free_to_spend(wallet) >= fee else free
+            # the free tier is needed only where the key falls back to it (422 NO_FREE_TIER)
+            start_on = tier if fee == 0 or _free_to_spend(wallet) >= fee else free_tier(merchant=merchant)
             subscription = subscription_create(
                 merchant=merchant, customer=customer, plan=start_on.plan, name=organization_name or start_on.plan.name
             )

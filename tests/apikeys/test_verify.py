@@ -97,6 +97,30 @@ def test_no_free_tier_is_refused_where_a_key_would_fall_back_to_it(api):
     assert response.status_code == 422 and response.json()["code"] == "NO_FREE_TIER"
 
 
+def test_without_a_free_tier_a_paid_tier_the_wallet_covers_is_bought_and_one_it_does_not_is_refused(tiers):
+    """NO_FREE_TIER only where the key would fall back to free: a customer whose wallet covers
+    the tier's fee gets its key; one whose wallet does not is refused, and no customer is left
+    behind by the refusal."""
+    from apps.customers.models import Customer
+    from apps.payments.services import topup_session_create
+    from tests.factories import make_customer
+
+    api = tiers
+    Plan.objects.filter(merchant=api.merchant, code="free").update(code="trial")  # no free tier now
+    funded = make_customer(api.merchant, email="funded@acme.example")
+    pay_session(topup_session_create(merchant=api.merchant, customer=funded, amount=Decimal("250"), currency="USD"))
+
+    created = create_key(api, tier="starter", email="funded@acme.example")
+    assert (created["customerId"], created["tier"], created.get("payment")) == (str(funded.id), "starter", None)
+
+    refused = api.post(
+        "/v0/billing/apiKeys", {"organizationName": "Poor", "contactEmail": "poor@acme.example", "tier": "starter"}
+    )
+    assert refused.status_code == 422 and refused.json()["code"] == "NO_FREE_TIER"
+    assert not Customer.objects.filter(email="poor@acme.example").exists()
+    assert ledger_check() == []
+
+
 def test_valid_rate_limited_in_one_second_and_the_next_second_valid_again(tiers, time_machine):
     api = tiers
     key = create_key(api)["apiKey"]
