@@ -44,7 +44,8 @@ class CustomerAdjustmentListApi(ApiView):
     @api_errors(
         {
             402: "INSUFFICIENT_BALANCE: a debit beyond the wallet's available balance",
-            422: "ZERO_ADJUSTMENT: an amount of 0; CUSTOMER_ARCHIVED: an archived customer's wallet; AMOUNT_TOO_LARGE: "
+            400: "ZERO_ADJUSTMENT: an amount of 0",
+            422: "CUSTOMER_ARCHIVED: an archived customer's wallet; AMOUNT_TOO_LARGE: "
             "a balance beyond what the ledger holds",
         }
     )
