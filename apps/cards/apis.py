@@ -63,9 +63,10 @@ class CustomerPaymentMethodListApi(ApiView):
         tags=TAGS,
     )
     def get(self, request, customer_id):
-        """The customer's saved cards, the default first."""
+        """The customer's saved cards, newest first (`default` marks the one charged off-session)."""
         customer = customer_get(merchant=request.merchant, customer_id=customer_id)
-        queryset = saved_card_list(customer=customer)
+        # (the order of every list: newest first, then id; the portal shows the default first)
+        queryset = saved_card_list(customer=customer).select_related("merchant").order_by("-created_at", "-id")
         return self.paginated_response(queryset, lambda rows: SavedCardSerializer(rows, many=True).data)
 
 

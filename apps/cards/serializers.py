@@ -8,6 +8,7 @@ class SavedCardSerializer(serializers.Serializer):
         source="stripe_payment_method_id", help_text="The card's Stripe PaymentMethod id (pm_...)."
     )
     object = serializers.SerializerMethodField()
+    livemode = serializers.BooleanField()
     brand = serializers.CharField(help_text="visa, mastercard, amex, ...")
     last4 = serializers.CharField()
     expMonth = serializers.IntegerField(source="exp_month", allow_null=True)

@@ -50,7 +50,7 @@ def _with_email(queryset: QuerySet[Customer], email: str) -> QuerySet[Customer]:
 
 def customers_wallets(*, customers) -> dict[uuid.UUID, list[dict]]:
     """The wallets of these customers as the API shows them, by customer id: `[{"id", "object",
-    "currency", "balance", "held"}]` in currency order, where `balance` is the available amount
+    "livemode", "currency", "balance", "held"}]` in currency order, where `balance` is the available amount
     and `held` the amount reserved by entitlements. Two queries (none for no customers),
     whatever their number. CustomerSerializer (and with it every API response, webhook and
     portal view of a customer) takes the wallets only from here."""
@@ -61,7 +61,7 @@ def customers_wallets(*, customers) -> dict[uuid.UUID, list[dict]]:
     result: dict[uuid.UUID, list[dict]] = {customer.id: [] for customer in customers}
     if not result:
         return result
-    wallets = list(Wallet.objects.filter(customer_id__in=list(result)).order_by("currency"))
+    wallets = list(Wallet.objects.filter(customer_id__in=list(result)).select_related("merchant").order_by("currency"))
     balances = wallets_balances(wallets=wallets)
     for wallet in wallets:
         result[wallet.customer_id].append(wallet_data(wallet, balances[wallet.id]))

@@ -11,6 +11,7 @@ def wallet_data(wallet, balances: WalletBalances) -> dict:
     return {
         "id": str(wallet.id),
         "object": "wallet",
+        "livemode": wallet.merchant.livemode,
         "currency": wallet.currency,
         "balance": format_amount(balances.available, wallet.currency),
         "held": format_amount(balances.held, wallet.currency),
@@ -22,6 +23,7 @@ class WalletSerializer(serializers.Serializer):
 
     id = serializers.UUIDField()
     object = serializers.CharField()
+    livemode = serializers.BooleanField()
     currency = serializers.CharField()
     balance = serializers.CharField(help_text="Available balance.")
     held = serializers.CharField(help_text="Reserved by entitlements.")

@@ -69,8 +69,11 @@ class WalletAddressListApi(ApiView):
     )
     def get(self, request, customer_id):
         customer = customer_get(merchant=request.merchant, customer_id=customer_id)
-        queryset = WalletAddress.objects.filter(merchant=request.merchant, customer=customer).order_by(
-            "created_at", "id"
+        # newest first, then id (the order of every list)
+        queryset = (
+            WalletAddress.objects.filter(merchant=request.merchant, customer=customer)
+            .select_related("merchant")
+            .order_by("-created_at", "-id")
         )
         return self.paginated_response(queryset, lambda rows: [wallet_address_data(row) for row in rows])
 

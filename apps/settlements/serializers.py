@@ -68,7 +68,9 @@ class SettlementSchema(serializers.Serializer):
 
 def wallet_address_data(row: WalletAddress) -> dict:
     return {
+        "id": str(row.id),
         "object": "walletAddress",
+        "livemode": row.livemode,
         "address": row.address,
         "customerId": str(row.customer_id),
         "createdAt": iso(row.created_at),
@@ -76,7 +78,9 @@ def wallet_address_data(row: WalletAddress) -> dict:
 
 
 class WalletAddressSchema(serializers.Serializer):
+    id = serializers.UUIDField()
     object = serializers.CharField()
+    livemode = serializers.BooleanField()
     address = serializers.CharField()
     customerId = serializers.UUIDField()
     createdAt = serializers.DateTimeField()

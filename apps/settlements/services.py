@@ -104,7 +104,9 @@ def wallet_address_remove(*, merchant, customer, address: str) -> WalletAddress:
         ).first()
     if found is None:
         raise NotFound(f"Customer {customer.id} has no wallet address {address}.", code="WALLET_ADDRESS_NOT_FOUND")
+    removed_id = found.id
     found.delete()
+    found.id = removed_id  # (the answer names the row that was removed)
     return found
 
 

@@ -19,6 +19,6 @@ def webhook_delivery_list(*, merchant, endpoint) -> QuerySet[Delivery]:
     """The endpoint's delivery log, newest first."""
     return (
         Delivery.objects.filter(merchant=merchant, endpoint=endpoint)
-        .select_related("event")
+        .select_related("event", "merchant")
         .order_by("-created_at", "-id")
     )

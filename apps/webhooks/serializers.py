@@ -29,6 +29,7 @@ class WebhookEndpointCreatedSerializer(WebhookEndpointSerializer):
 class DeliverySerializer(serializers.Serializer):
     id = serializers.UUIDField()
     object = serializers.SerializerMethodField()
+    livemode = serializers.BooleanField()
     eventId = serializers.UUIDField(source="event_id")
     eventType = serializers.CharField(source="event.type")
     attempt = serializers.IntegerField(source="attempts", help_text="Attempts made so far.")

@@ -18,7 +18,7 @@ from tests.conftest import Api
 from tests.factories import MerchantFactory, issue_key, make_customer, sandbox_of
 
 D = Decimal
-CARD_KEYS = {"id", "object", "brand", "last4", "expMonth", "expYear", "default", "createdAt"}
+CARD_KEYS = {"id", "object", "livemode", "brand", "last4", "expMonth", "expYear", "default", "createdAt"}
 
 
 @pytest.fixture
@@ -76,6 +76,7 @@ def test_post_answers_a_setup_session_whose_checkout_saves_the_card_and_charges_
     assert shown == {
         "id": card.stripe_payment_method_id,
         "object": "paymentMethod",
+        "livemode": False,
         "brand": "visa",
         "last4": "4242",
         "expMonth": 12,
@@ -93,12 +94,13 @@ def test_the_first_card_is_the_default_and_removing_it_moves_the_default_to_the_
     second, _ = add_card(test_api, customer, "5555555555554444")
     third, _ = add_card(test_api, customer)
     listed = test_api.get(f"/v0/customers/{customer.id}/paymentMethods").json()["data"]
+    # newest first, as every list (`default` marks the card charged off-session)
     assert [(c["id"], c["default"]) for c in listed] == [
-        (first.stripe_payment_method_id, True),
         (third.stripe_payment_method_id, False),
         (second.stripe_payment_method_id, False),
+        (first.stripe_payment_method_id, True),
     ]
-    assert listed[2]["last4"] == "4444"
+    assert listed[1]["last4"] == "4444"
 
     removed = test_api.delete(f"/v0/customers/{customer.id}/paymentMethods/{first.stripe_payment_method_id}")
     assert removed.status_code == 200
