@@ -27,6 +27,7 @@ from eth_account.messages import encode_defunct
 from eth_utils import is_address, to_checksum_address
 
 from apps.core.errors import Conflict, FieldError, NotFound, Unprocessable
+from apps.core.jobs import enqueue_after_commit
 from apps.core.models import violated_constraint
 from apps.invoices.models import Invoice
 from apps.invoices.services.invoices import invoice_lock, invoice_payment_session, invoice_session_for_link
@@ -240,7 +241,8 @@ def settlement_create(
             from apps.settlements.tasks import check_settlement
 
             settlement_id = settlement.id
-            transaction.on_commit(lambda: check_settlement.delay(str(settlement_id)))
+            # (checked at once by a worker; beat's re-check finds it due now if the broker is out of reach)
+            enqueue_after_commit(check_settlement, str(settlement_id), caught_up_by="recheck_pending_settlements")
             return settlement, True
     # claimed meanwhile by a concurrent request
     existing = Settlement.objects.get(chain_id=chain.chain_id, transaction_hash=tx_hash, holds_hash=True)

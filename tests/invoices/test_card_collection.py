@@ -411,3 +411,35 @@ def test_the_admins_collect_now_charges_the_default_card_when_the_wallet_cannot_
     assert (by_card.status, by_card.amount_paid, payment.amount) == ("paid", D("12.50"), D("12.50"))
     assert usd.available() == D("1")
     assert ledger_check() == []
+
+
+@pytest.mark.django_db
+def test_an_invoice_whose_card_collection_cannot_reach_the_broker_is_created_and_dunning_charges_the_card(
+    usd, monkeypatch, django_capture_on_commit_callbacks, caplog
+):
+    """The invoice is created although its card collection could not be handed to a worker (the
+    broker out of reach after the commit); dunning, once it is due, charges the card."""
+    from kombu.exceptions import OperationalError
+
+    from apps.invoices.tasks import collect_invoice_by_card
+
+    save_card(usd.customer, GOOD)
+
+    def out_of_reach(*args, **kwargs):
+        raise OperationalError("[Errno 111] Connection refused")
+
+    monkeypatch.setattr(collect_invoice_by_card, "delay", out_of_reach)
+    with django_capture_on_commit_callbacks(execute=True):
+        invoice = one_off(usd, "12.50")
+    invoice.refresh_from_db()
+    assert invoice.status == "open"
+    assert "not enqueued (the broker is out of reach); dun_invoices will do it" in caplog.text
+    monkeypatch.undo()
+
+    dun_due(now=invoice.due_at)  # due: payment failed, a retry scheduled
+    invoice.refresh_from_db()
+    dun_due(now=invoice.next_collection_at)  # the retry tries the card
+    invoice.refresh_from_db()
+    assert (invoice.status, invoice.amount_paid) == ("paid", D("12.50"))
+    assert Payment.objects.get(source=PaymentSource.CARD).amount == D("12.50")
+    assert ledger_check() == []

@@ -316,3 +316,35 @@ def test_a_pending_usdc_session_carries_the_usdc_block(chain, test_api):
     assert session["usdc"]["referenceHash"] == reference_hash(session["id"])
     usd = test_api.post(f"/v0/customers/{customer.id}/topups", {"amount": "2.5", "currency": "USD"}).json()
     assert usd["usdc"] is None
+
+
+def test_a_claim_posted_while_the_broker_is_out_of_reach_is_201_and_checked_by_beat(
+    chain, test_api, monkeypatch, django_capture_on_commit_callbacks
+):
+    """The claim is stored and answered 201 although its check could not be handed to a worker
+    (the broker out of reach after the commit): beat's re-check finds it due and confirms it."""
+    from kombu.exceptions import OperationalError
+
+    from apps.settlements.tasks import check_settlement, recheck_pending_settlements
+
+    data = open_invoice(test_api, "10")
+    payer = new_payer(chain)
+    prove(test_api, data["customerId"], payer)
+    tx_hash = send_token(chain, payer, to=chain.recipient, value=10 * USDC)
+    mine(chain)
+    mine(chain)
+
+    def out_of_reach(*args, **kwargs):
+        raise OperationalError("[Errno 111] Connection refused")
+
+    monkeypatch.setattr(check_settlement, "delay", out_of_reach)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = claim(test_api, data, tx_hash, payer.address)
+    assert response.status_code == 201, response.content
+    assert Settlement.objects.get(pk=response.json()["id"]).status == "pending"
+    monkeypatch.undo()  # the broker is back
+
+    assert recheck_pending_settlements() == 1
+    assert Settlement.objects.get(pk=response.json()["id"]).status == "confirmed"
+    assert test_api.get(f"/v0/invoices/{data['id']}").json()["status"] == "paid"
+    assert ledger_check() == []

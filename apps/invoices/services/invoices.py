@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from apps.core.bulk import Statement, array_param, run_statements, update_objects, update_rows
 from apps.core.errors import Conflict, FieldError, Unprocessable
+from apps.core.jobs import enqueue_after_commit
 from apps.core.money import currency_decimals, round_to_minor_unit
 from apps.invoices.models import Invoice, InvoiceLine, InvoiceSequence
 from apps.invoices.services.events import invoice_publish, invoices_publish
@@ -357,7 +358,8 @@ def _charge_cards_after_commit(unpaid: list[Invoice]) -> None:
     for invoice in unpaid:
         if invoice.customer_id in with_card and invoice.currency == "USD":
             invoice_id = str(invoice.id)
-            transaction.on_commit(lambda invoice_id=invoice_id: collect_invoice_by_card.delay(invoice_id))
+            # (a broker out of reach: dunning tries the card once the invoice is due)
+            enqueue_after_commit(collect_invoice_by_card, invoice_id, caught_up_by="dun_invoices")
 
 
 def _load_wallets(invoices: list[Invoice]) -> None:
