@@ -40,6 +40,7 @@ from django.utils import timezone
 from apps.cards.services.off_session import OffSessionCharge, card_charge_off_session
 from apps.cards.stripe_client import CARD_CURRENCY
 from apps.core.errors import ApiError
+from apps.core.jobs import enqueue_after_commit
 from apps.customers.models import BillingSettings
 from apps.payments.models import PaymentAttempt, PaymentSession, PaymentSource
 from apps.payments.services import payment_attempt_fail, payment_attempt_start, topup_session_create
@@ -54,19 +55,11 @@ CLAIM_GRACE = timedelta(minutes=5)
 
 def auto_recharge_enqueue(settings_ids: list) -> None:
     """The customers app's hook (inside the posting's transaction): charge each after the commit."""
-    for settings_id in settings_ids:
-        transaction.on_commit(lambda settings_id=str(settings_id): _delay(settings_id))
-
-
-def _delay(settings_id: str) -> None:
     from apps.cards.tasks import auto_recharge
 
-    try:
-        auto_recharge.delay(settings_id)
-    except Exception:
-        # the crossing stays recorded (triggered, no session): nothing charges it until the
-        # balance is back at or above the threshold and falls again; the log says why
-        logger.warning("Auto-recharge of billing settings %s not enqueued", settings_id, exc_info=True)
+    for settings_id in settings_ids:
+        # (the crossing stays recorded: beat resumes one no worker charged)
+        enqueue_after_commit(auto_recharge, str(settings_id), caught_up_by="resume_auto_recharges")
 
 
 def _left_behind():

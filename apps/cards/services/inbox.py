@@ -24,6 +24,7 @@ from django.utils import timezone
 from apps.cards.models import StripeEvent
 from apps.cards.stripe_client import stripe_settings
 from apps.core.errors import ApiError, BadRequest
+from apps.core.jobs import enqueue_after_commit
 from apps.core.models import violated_constraint
 
 logger = logging.getLogger(__name__)
@@ -108,19 +109,16 @@ def stripe_event_receive(*, payload: bytes, signature: str | None) -> Stored:
             if violated_constraint(exc) != "stripe_event_unique_per_mode":
                 raise
             return Stored(StripeEvent.objects.get(stripe_id=event["id"], livemode=livemode), created=False)
-        transaction.on_commit(lambda: _enqueue(row.id))
+        _enqueue(row.id)
     return Stored(row, created=True)
 
 
 def _enqueue(event_id) -> None:
+    """Processed by a worker after the commit; with the broker out of reach, the event is stored
+    all the same (Stripe, told 200, does not send it again) and beat's retry processes it."""
     from apps.cards.tasks import process_stripe_event
 
-    try:
-        process_stripe_event.delay(str(event_id))
-    except Exception:
-        # the event is stored: beat's retry processes it once the broker answers again, and
-        # Stripe, told 200, does not send it again
-        logger.warning("Stripe event %s stored but not enqueued; beat will process it", event_id, exc_info=True)
+    enqueue_after_commit(process_stripe_event, str(event_id), caught_up_by="retry_stuck_stripe_events")
 
 
 def stripe_event_process(*, event_id) -> str:
@@ -220,5 +218,5 @@ def stripe_events_retry(*, event_ids) -> int:
             updated_at=timezone.now(),
         )
         for event_id in ids:
-            transaction.on_commit(lambda event_id=event_id: _enqueue(event_id))
+            _enqueue(event_id)
     return len(ids)
