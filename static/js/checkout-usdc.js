@@ -118,7 +118,10 @@
     function poll(settlementId) {
       stopPolling();
       polling = setTimeout(function () {
-        fetch("/checkout/" + sessionId + "/usdc/settlements/" + settlementId, { credentials: "same-origin" })
+        fetch("/checkout/" + sessionId + "/usdc/settlements/" + settlementId, {
+          credentials: "same-origin",
+          headers: { Accept: "application/json" }
+        })
           .then(answer)
           .then(show)
           .catch(function () { poll(settlementId); }); // a lost poll: ask again
