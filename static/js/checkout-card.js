@@ -53,7 +53,12 @@
         body: JSON.stringify(body || {})
       }).then(function (response) {
         return response.json().catch(function () { return {}; }).then(function (data) {
-          if (!response.ok) throw new Error(data.message || "The payment could not be completed (" + response.status + ").");
+          if (!response.ok) {
+            var error = new Error(data.message || "The payment could not be completed (" + response.status + ").");
+            error.status = response.status;
+            error.retryAfter = parseInt(response.headers.get("Retry-After") || "0", 10) || 0;
+            throw error;
+          }
           return data;
         });
       });
@@ -87,7 +92,7 @@
           // whatever Stripe.js says, the server retrieves the PaymentIntent and decides
           return post("confirm", { paymentAttemptId: result.paymentAttemptId }).then(function (again) {
             if (again.status === "in_flight" && !(again.nextAction && again.nextAction.clientSecret)) {
-              watch(again.paymentAttemptId, WATCH_TIMES - 1);
+              watch(again.paymentAttemptId);
               return null;
             }
             if (again.status === "in_flight") {
@@ -98,16 +103,28 @@
           });
         });
       }
-      watch(result.paymentAttemptId);
+      if (result.status === "in_flight") {
+        watch(result.paymentAttemptId);
+        return null;
+      }
+      if (result.status === "succeeded") {
+        // the card was charged after this link stopped taking payments (it expired, or what
+        // was due was paid otherwise): the money is on the customer's balance
+        progress.textContent = "Your payment was received and added to your balance; this link no longer takes payments.";
+        return null;
+      }
+      fail("The payment could not be completed. Reload this page to see where it stands.");
       return null;
     }
 
     // A payment whose outcome is not known yet (Stripe has not answered, or the page was
-    // reloaded while it ran): the server is asked again every few seconds, for five minutes,
-    // and the form stays disabled meanwhile so that nothing is paid twice.
+    // reloaded while it ran): the server is asked again every few seconds (the first time at
+    // once when the page opens on it), at most WATCH_TIMES times, and the form stays disabled
+    // meanwhile so that nothing is paid twice. A refusal the server means (a 4xx) ends it; a
+    // rate limit waits as long as it says.
     var WATCH_EVERY_MS = 5000;
     var WATCH_TIMES = 60;
-    function watch(attemptId, times) {
+    function watch(attemptId, times, delayMs) {
       var left = times === undefined ? WATCH_TIMES : times;
       button.disabled = true;
       button.setAttribute("aria-busy", "true");
@@ -115,24 +132,32 @@
         progress.textContent = "The payment is still being processed. Reload this page later to see its result; do not pay again.";
         return;
       }
-      if (left < WATCH_TIMES || !progress.textContent) {
+      if (delayMs !== 0 || !progress.textContent) {
         progress.textContent = "The payment is being processed; this page will show it once it is done.";
       }
       window.setTimeout(function () {
         post("confirm", { paymentAttemptId: attemptId })
           .then(function (again) {
             if (again.status === "in_flight" && !(again.nextAction && again.nextAction.clientSecret)) {
-              watch(attemptId, left - 1);
+              watch(attemptId, left - 1, WATCH_EVERY_MS);
               return null;
             }
             return settle(again);
           })
-          .catch(function () { watch(attemptId, left - 1); });
-      }, left === WATCH_TIMES ? 0 : WATCH_EVERY_MS);
+          .catch(function (error) {
+            if (error.status === 429) {
+              watch(attemptId, left - 1, Math.max(WATCH_EVERY_MS, error.retryAfter * 1000));
+            } else if (error.status && error.status < 500) {
+              fail(error.message);
+            } else {
+              watch(attemptId, left - 1, WATCH_EVERY_MS);  // Stripe or the network: ask again
+            }
+          });
+      }, delayMs === undefined ? WATCH_EVERY_MS : delayMs);
     }
 
     var inFlight = form.getAttribute("data-in-flight");
-    if (inFlight) watch(inFlight);
+    if (inFlight) watch(inFlight, WATCH_TIMES, 0);
 
     form.addEventListener("submit", function (event) {
       event.preventDefault();
