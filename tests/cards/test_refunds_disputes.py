@@ -967,6 +967,14 @@ def test_a_disputes_later_reports_update_its_status_never_back_and_record_one_wh
     assert late.note == f"Dispute {first} was recorded before (lost)."
     assert PaymentDispute.objects.get(external_reference=first).processor_status == "lost"
 
+    # an inquiry that becomes a chargeback on the same dispute: each step recorded, never back
+    inquiry = f"dp_{uuid.uuid4().hex[:14]}"
+    for status in ("warning_needs_response", "warning_under_review", "needs_response", "under_review"):
+        send(signed_event(dispute(inquiry, status), "charge.dispute.updated"))
+        assert PaymentDispute.objects.get(external_reference=inquiry).processor_status == status
+    send(signed_event(dispute(inquiry, "warning_under_review"), "charge.dispute.updated"))  # late
+    assert PaymentDispute.objects.get(external_reference=inquiry).processor_status == "under_review"
+
     # a dispute whose creation was never heard: recorded from its closing report, published once
     second = f"dp_{uuid.uuid4().hex[:14]}"
     published = len(events("payment.disputed"))

@@ -296,17 +296,19 @@ def refund_failed(event: StripeEvent, prepared: dict) -> Outcome:
     return Outcome(True, f"Refund {recorded.external_reference} was undone before ({recorded.status}).")
 
 
-# Stripe's dispute statuses in the order a dispute goes through them (an inquiry, "warning_",
-# the same way): a later report never takes a dispute back to an earlier one.
+# Stripe's dispute statuses in the order a dispute goes through them: an inquiry ("warning_")
+# first, which may turn into a chargeback (needs_response, under_review) on the same dispute,
+# then its outcome. A later report never takes a dispute back to an earlier status.
 DISPUTE_STATUS_RANK = {
     "": 0,
     "warning_needs_response": 1,
-    "needs_response": 1,
     "warning_under_review": 2,
-    "under_review": 2,
     "warning_closed": 3,
-    "won": 3,
-    "lost": 3,
+    "needs_response": 4,
+    "under_review": 5,
+    "won": 6,
+    "lost": 6,
+    "prevented": 6,
 }
 
 
