@@ -3,6 +3,7 @@
 Every variable is listed, with its default, in README.md (Configuration).
 """
 
+import ipaddress
 import re
 from datetime import timedelta
 from decimal import Decimal
@@ -252,6 +253,18 @@ PUBLIC_RATE_LIMITS = {
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 if TRUSTED_PROXY_COUNT < 0:
     raise ImproperlyConfigured(f"TRUSTED_PROXY_COUNT is a number of proxies (0 or more), not {TRUSTED_PROXY_COUNT}.")
+# The networks those proxies connect from (comma-separated CIDRs): X-Forwarded-For is read only on
+# a connection from one of them. Default: loopback and the private ranges.
+try:
+    TRUSTED_PROXY_NETWORKS = tuple(
+        ipaddress.ip_network(text.strip())
+        for text in env.str(
+            "TRUSTED_PROXY_NETWORKS", default="127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"
+        ).split(",")
+        if text.strip()
+    )
+except ValueError as exc:
+    raise ImproperlyConfigured(f"TRUSTED_PROXY_NETWORKS must be comma-separated networks (CIDR): {exc}") from exc
 for _scope, _limit in PUBLIC_RATE_LIMITS.items():
     if not re.fullmatch(r"\d+(/[1-9]\d*)?", _limit):
         raise ImproperlyConfigured(

@@ -58,16 +58,26 @@ class Limit:
         return limit
 
 
+def _from_trusted_proxy(remote: str) -> bool:
+    try:
+        address = ipaddress.ip_address(remote)
+    except ValueError:
+        return False
+    return any(address in network for network in settings.TRUSTED_PROXY_NETWORKS)
+
+
 def client_ip(request) -> str | None:
     """The client's address: the connection's (`REMOTE_ADDR`), or, behind `TRUSTED_PROXY_COUNT`
     reverse proxies that each append the address they were reached from to X-Forwarded-For, the
     entry the outermost of them appended (entries further left are whatever the client sent, and
     are never trusted). A header with fewer entries, or one that is not an address, is not
-    trusted either: the connection's address stands. None when there is none (a request made in
+    trusted either: the connection's address stands. So is a connection that does not come from
+    `TRUSTED_PROXY_NETWORKS` (a client that reaches gunicorn, or an inner proxy, directly would
+    otherwise write the entry that is read). None when there is none (a request made in
     process). The admin's lockout counts by it (AXES_CLIENT_IP_CALLABLE)."""
     remote = request.META.get("REMOTE_ADDR") or None
     hops = settings.TRUSTED_PROXY_COUNT
-    if hops <= 0:
+    if hops <= 0 or remote is None or not _from_trusted_proxy(remote):
         return remote
     entries = [entry.strip() for entry in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if entry.strip()]
     if len(entries) < hops:

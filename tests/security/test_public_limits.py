@@ -147,6 +147,9 @@ def test_behind_trusted_proxies_each_client_is_counted_by_the_address_the_outerm
     assert client_address(request.get("/", HTTP_X_FORWARDED_FOR="1.1.1.1, 203.0.113.9")) == "203.0.113.9"
     assert client_address(request.get("/")) == "10.0.0.2"  # no header: the connection's
     assert client_address(request.get("/", HTTP_X_FORWARDED_FOR="not-an-address")) == "10.0.0.2"
+    # a client that reaches the web process directly (not from a proxy's network) names nothing
+    direct = RequestFactory(REMOTE_ADDR="198.51.100.20")
+    assert client_address(direct.get("/", HTTP_X_FORWARDED_FOR="203.0.113.9")) == "198.51.100.20"
     settings.TRUSTED_PROXY_COUNT = 2  # a load balancer, then nginx
     assert client_address(request.get("/", HTTP_X_FORWARDED_FOR="1.1.1.1, 203.0.113.9, 10.0.0.1")) == "203.0.113.9"
     assert client_address(request.get("/", HTTP_X_FORWARDED_FOR="203.0.113.9")) == "10.0.0.2"  # too few: not trusted
