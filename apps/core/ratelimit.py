@@ -135,7 +135,10 @@ def too_many(request, scope: str, wait: int) -> HttpResponse:
         # a page a person sees (the portal, the checkout): what happened and when to try again,
         # and the page reloads itself then
         response = HttpResponse(
-            render_to_string("too_many_requests.html", {"message": message, "wait": wait}),
+            # (reloading itself only where that is the same request again: a GET)
+            render_to_string(
+                "too_many_requests.html", {"message": message, "wait": wait, "reload": request.method == "GET"}
+            ),
             status=429,
             content_type="text/html; charset=utf-8",
         )

@@ -10,7 +10,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 
 from apps.catalog.selectors import billable_metric_get
-from apps.core.api import ApiView, choice_param, plain_json_post, uuid_param
+from apps.core.api import ApiView, check_merchant_id, choice_param, plain_json_post, uuid_param
 from apps.core.errors import FieldError
 from apps.core.inputs import StrictCharField, StrictInputSerializer
 from apps.core.schema import api_errors
@@ -119,6 +119,7 @@ class MeterInput(serializers.Serializer):
 class BillableMetricMeterApi(ApiView):
     InputSerializer = MeterInput
 
+    @api_errors({403: "MERCHANT_MISMATCH: the query's merchantId is not the merchant of the API key"})
     @extend_schema(
         operation_id="billable_metrics_meter",
         parameters=[
@@ -140,6 +141,8 @@ class BillableMetricMeterApi(ApiView):
     )
     def get(self, request, metric_id):
         params = {key: value for key, value in request.query_params.items() if value != ""}
+        # (the query is no body: its merchantId is checked here, as ApiView checks a body's)
+        check_merchant_id(request.merchant, params.pop("merchantId", None))
         serializer = self.InputSerializer(data=params)
         serializer.is_valid(raise_exception=True)
         query = serializer.validated_data

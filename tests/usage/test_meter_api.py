@@ -58,6 +58,15 @@ def test_meter_without_windows_or_groups(api, requests_metric):
     }
 
 
+def test_a_merchant_id_in_the_meters_query_must_be_the_keys_merchant(api, requests_metric):
+    own = api.get(url(requests_metric), {"from": FROM, "to": TO, "merchantId": str(api.merchant.public_id)})
+    assert own.status_code == 200 and own.json()["totalValue"] == "13.5"
+    other = api.get(
+        url(requests_metric), {"from": FROM, "to": TO, "merchantId": "00000000-0000-0000-0000-000000000000"}
+    )
+    assert (other.status_code, other.json()["code"]) == (403, "MERCHANT_MISMATCH")
+
+
 def test_meter_with_day_windows_and_two_group_keys(api, requests_metric):
     response = api.get(url(requests_metric), {"from": FROM, "to": TO, "windowSize": "DAY", "groupBy": "region,model"})
 
