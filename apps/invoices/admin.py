@@ -11,7 +11,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from apps.core.admin import ReadOnlyMixin
-from apps.core.errors import ApiError
+from apps.core.errors import ApiError, Conflict
 from apps.core.money import format_amount
 from apps.invoices.models import Invoice, InvoiceLine
 from apps.invoices.pdf import PdfUnavailable, invoice_pdf_render
@@ -41,18 +41,20 @@ def collect_now(invoice: Invoice) -> str:
     due = f"{format_amount(invoice.amount_due, invoice.currency)} {invoice.currency}"
     started = timezone.now()
     paid = invoice_pay_now(merchant=invoice.merchant, invoice_id=invoice.id)
-    card_payment = (
-        Payment.objects.filter(
-            session_id=paid.payment_session_id, source=PaymentSource.CARD, created_at__gte=started
-        ).first()
-        if paid.payment_session_id
-        else None
-    )
-    if card_payment is not None:
-        return f"{due} charged to the default card (Stripe payment {card_payment.external_reference})."
-    if paid.status != Invoice.Status.PAID:
-        return f"nothing collected: it is {paid.status}."
-    return f"{due} paid from the wallet."
+    made = {
+        payment.source: payment
+        for payment in Payment.objects.filter(
+            session_id=paid.payment_session_id,
+            source__in=(PaymentSource.CARD, PaymentSource.WALLET),
+            created_at__gte=started,
+        )
+    }
+    if PaymentSource.CARD in made:
+        return f"{due} charged to the default card (Stripe payment {made[PaymentSource.CARD].external_reference})."
+    if PaymentSource.WALLET in made:
+        return f"{due} paid from the wallet."
+    # (paid, or voided, by something else at the same moment)
+    raise Conflict(f"Nothing was collected: the invoice is {paid.status} now.", code="INVOICE_NOT_OPEN")
 
 
 class InvoiceLineInline(ReadOnlyMixin, TenantTabularInline):
