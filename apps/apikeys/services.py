@@ -1,10 +1,12 @@
 """Customer API keys and tier changes (the contract's "API keys for a merchant's customers, with
 tiers")."""
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_CEILING, Decimal
 
+import redis
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -25,6 +27,8 @@ from apps.payments.services import payment_session_create
 from apps.subscriptions.models import Subscription
 from apps.subscriptions.periods import fee_share
 from apps.subscriptions.services import subscription_change_plan, subscription_create
+
+logger = logging.getLogger(__name__)
 
 KEY_NOTE = "API key created. Use X-API-Key header to authenticate requests."
 
@@ -58,6 +62,15 @@ def _new_secret(merchant) -> tuple[str, str]:
     mode = "live" if merchant.livemode else "test"
     secret = f"ak_{mode}_{random_token()}"
     return secret, secret[: len(f"ak_{mode}_") + PREFIX_RANDOM_LENGTH]
+
+
+def _key_record_write_after_commit(key: CustomerApiKey) -> None:
+    """The new key's record in Redis. With Redis out of reach the key stands all the same (its
+    secret is in the answer, and only there): the first verify finds no record and loads it."""
+    try:
+        key_record_write(key, overwrite=True)
+    except redis.RedisError:
+        logger.warning("API key %s created; its record was not written to Redis (loaded at its first verify)", key.id)
 
 
 def api_key_create(
@@ -110,7 +123,7 @@ def api_key_create(
                 continue  # a prefix drawn twice: draw again
         else:
             raise RuntimeError("could not draw a unique API key prefix")
-        transaction.on_commit(lambda: key_record_write(key, overwrite=True))
+        transaction.on_commit(lambda: _key_record_write_after_commit(key))
     key.subscription = Subscription.objects.select_related("plan").get(pk=subscription.pk)
     return CreatedKey(key, secret, payment)
 

@@ -381,3 +381,22 @@ def test_a_plan_without_a_whole_rate_limit_is_not_a_tier(tiers, merchant):
         "/v0/billing/apiKeys", {"organizationName": "Acme", "contactEmail": "p@acme.example", "tier": "payg"}
     )
     assert response.status_code == 422 and response.json()["code"] == "UNKNOWN_TIER"
+
+
+def test_a_key_whose_redis_record_could_not_be_written_after_its_commit_is_created_and_valid(
+    tiers, monkeypatch, django_capture_on_commit_callbacks
+):
+    """Redis out of reach just after the key committed: the answer is still 201 with the secret
+    (shown only there), and the first verify loads the record from the database."""
+    import redis
+
+    from apps.apikeys import services
+
+    def out_of_reach(key, *, overwrite):
+        raise redis.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(services, "key_record_write", out_of_reach)
+    with django_capture_on_commit_callbacks(execute=True):
+        created = create_key(tiers)
+    monkeypatch.undo()
+    assert check(tiers, created["apiKey"])["code"] == "VALID"
