@@ -73,7 +73,14 @@ def test_bad_adjustment_is_400(api, customer, body, field):
 def test_zero_adjustment_is_400(api, customer):
     """Judged from the request alone: 400, as the contract puts a field out of range."""
     response = adjust(api, customer, amount="0", currency="USDC", reason="nothing")
-    assert (response.status_code, response.json()["code"]) == (400, "ZERO_ADJUSTMENT")
+    assert response.status_code == 400
+    assert response.json()["errors"] == [
+        {
+            "field": "amount",
+            "message": "an adjustment of 0 moves nothing; send a positive credit or a negative debit.",
+            "code": "ZERO_ADJUSTMENT",
+        }
+    ]
 
 
 def test_another_merchants_customer_is_404(other_api, customer):

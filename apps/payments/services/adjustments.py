@@ -4,7 +4,7 @@ from decimal import Decimal
 
 from django.db import transaction
 
-from apps.core.errors import BadRequest, Conflict, PaymentRequired, Unprocessable
+from apps.core.errors import Conflict, FieldError, PaymentRequired, Unprocessable
 from apps.core.money import ZERO, format_amount
 from apps.ledger.lock_objects import lock_wallet_balances
 from apps.ledger.models import LedgerTransaction
@@ -32,8 +32,10 @@ def adjustment_create(
     """
     if amount == ZERO:
         # (judged from the request alone: 400, as the contract puts a field out of range)
-        raise BadRequest(
-            "An adjustment of 0 moves nothing; send a positive credit or a negative debit.", code="ZERO_ADJUSTMENT"
+        raise FieldError(
+            "amount",
+            "an adjustment of 0 moves nothing; send a positive credit or a negative debit.",
+            code="ZERO_ADJUSTMENT",
         )
     if customer.archived_at is not None:
         raise Unprocessable(
