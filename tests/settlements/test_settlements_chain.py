@@ -251,16 +251,23 @@ def test_wallet_addresses_are_listed_removed_and_one_customer_per_address(chain,
     second = make_customer(test_api.merchant, email="two@example.com")
     payer = new_payer(chain, usdc=0)
     prove(test_api, first.id, payer)
+    newer = new_payer(chain, usdc=0)
+    prove(test_api, first.id, newer)
     listed = test_api.get(f"/v0/customers/{first.id}/walletAddresses").json()["data"]
-    assert [row["address"] for row in listed] == [payer.address]
+    # newest first, each with its id and mode
+    assert [row["address"] for row in listed] == [newer.address, payer.address]
+    assert all(row["livemode"] is False and row["id"] for row in listed)
+    first_id = listed[1]["id"]
     message = f"Pay {test_api.merchant.name} from {payer.address} as customer {second.id}"
     taken = test_api.post(
         f"/v0/customers/{second.id}/walletAddresses", {"address": payer.address, "signature": payer.sign(message)}
     )
     assert taken.status_code == 409 and taken.json()["code"] == "WALLET_ADDRESS_TAKEN"
     removed = test_api.delete(f"/v0/customers/{first.id}/walletAddresses/{payer.address}")
-    assert removed.status_code == 200 and removed.json()["address"] == payer.address
-    assert test_api.get(f"/v0/customers/{first.id}/walletAddresses").json()["data"] == []
+    assert removed.status_code == 200
+    assert (removed.json()["address"], removed.json()["id"]) == (payer.address, first_id)
+    left = test_api.get(f"/v0/customers/{first.id}/walletAddresses").json()["data"]
+    assert [row["address"] for row in left] == [newer.address]
 
 
 def test_a_reorganisation_before_the_threshold_returns_it_to_pending(chain, test_api):
