@@ -367,6 +367,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=300),
     "unacked_restore_interval": 1,
     "unacked_restore_throttle": 1,
+    # a broker host that does not answer at all fails a send within seconds (then it is logged
+    # and beat catches up, apps.core.jobs.enqueue_after_commit) instead of holding the request
+    "socket_connect_timeout": 5,
 }
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # A worker process keeps its database connection from task to task (Celery's Django fixup
