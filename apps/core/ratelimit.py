@@ -89,8 +89,19 @@ def client_ip(request) -> str | None:
 
 
 def client_address(request) -> str:
-    """`client_ip`, as the rate limits count it."""
-    return client_ip(request) or "unknown"
+    """`client_ip`, as the rate limits count it: an IPv6 address by its /64 (one site's network,
+    whose hosts can take any address in it: counting each apart would let one client walk
+    around its limit)."""
+    address = client_ip(request)
+    if address is None:
+        return "unknown"
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if parsed.version == 6 and parsed.ipv4_mapped is None:
+        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+    return address
 
 
 def _window(limit: Limit, now: float) -> tuple[int, int]:

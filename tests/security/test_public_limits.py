@@ -157,6 +157,15 @@ def test_behind_trusted_proxies_each_client_is_counted_by_the_address_the_outerm
     assert client_address(request.get("/", HTTP_X_FORWARDED_FOR="203.0.113.9")) == "10.0.0.2"  # too few: not trusted
 
 
+def test_ipv6_clients_are_counted_by_their_64_network(settings):
+    limit(settings, "api_unauthenticated", "2/60")
+    assert Client(REMOTE_ADDR="2001:db8:1:2::1").get("/v0/customers").status_code == 401
+    assert Client(REMOTE_ADDR="2001:db8:1:2:ffff::9").get("/v0/customers").status_code == 401
+    # another address of the same /64 is the same client
+    assert_429(Client(REMOTE_ADDR="2001:db8:1:2:abcd::5").get("/v0/customers"), json_body=True)
+    assert Client(REMOTE_ADDR="2001:db8:1:3::1").get("/v0/customers").status_code == 401  # another network
+
+
 def test_the_admins_lockout_counts_by_the_same_client_address(settings):
     from axes.helpers import get_client_ip_address
     from django.test import RequestFactory
