@@ -178,5 +178,12 @@ def test_customer_shows_its_wallets_with_balances(test_api, plan, customer):
     test_api.post(f"/v0/testHelpers/paymentSessions/{body['payment']['paymentSessionId']}/pay")
     wallets = test_api.get(f"/v0/customers/{customer.id}").json()["wallets"]
     assert wallets == [
-        {"id": body["walletId"], "object": "wallet", "currency": "USDC", "balance": "3.000000", "held": "0.000000"}
+        {
+            "id": body["walletId"],
+            "object": "wallet",
+            "livemode": False,
+            "currency": "USDC",
+            "balance": "3.000000",
+            "held": "0.000000",
+        }
     ]
