@@ -12,8 +12,9 @@ from django.http import Http404, JsonResponse
 from django.views.decorators.http import require_POST
 
 from apps.cards.services.charges import (
+    Resolved,
     card_attempt_authentication,
-    card_attempt_resolve,
+    card_attempt_check,
     card_charge,
     card_save,
     card_setup_start,
@@ -26,13 +27,16 @@ from apps.core.errors import ApiError, BadRequest
 from apps.payments.models import PaymentAttempt, PaymentSession, PaymentSource
 
 
-def _outcome(session: PaymentSession, attempt: PaymentAttempt) -> JsonResponse:
+def _outcome(session: PaymentSession, attempt: PaymentAttempt, checked: Resolved | None = None) -> JsonResponse:
     """The attempt as the server decided it; for a PaymentIntent waiting for the customer's
-    authentication, the client secret that Stripe.js's confirmCardPayment needs."""
+    authentication, the client secret that Stripe.js's confirmCardPayment needs (from `checked`,
+    the retrieval that just settled it, when there was one: Stripe is not asked twice)."""
     session.refresh_from_db()
     paid = session.status == PaymentSession.Status.PAID
     authenticate = None
-    if attempt.status == PaymentAttempt.Status.IN_FLIGHT:
+    if attempt.status == PaymentAttempt.Status.IN_FLIGHT and checked is not None:
+        authenticate = checked.authentication_secret
+    elif attempt.status == PaymentAttempt.Status.IN_FLIGHT:
         try:
             authenticate = card_attempt_authentication(attempt_id=attempt.id)
         except ApiError:
@@ -109,9 +113,9 @@ def checkout_card_confirm(request, session_id):
             raise BadRequest(
                 "paymentAttemptId must name a card attempt of this payment session.", code="PAYMENT_ATTEMPT_REQUIRED"
             )
-        card_attempt_resolve(attempt_id=attempt.id)
+        checked = card_attempt_check(attempt_id=attempt.id)
         attempt.refresh_from_db()
-        return _outcome(session, attempt)
+        return _outcome(session, attempt, checked)
     except ApiError as exc:
         return _error(exc)
 

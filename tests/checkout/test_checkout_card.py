@@ -138,3 +138,27 @@ def test_live_without_keys_says_card_is_unavailable_with_the_reason(client, merc
     assert "Card unavailable: Stripe is not configured for live (STRIPE_SECRET_KEY" in html
     assert 'id="card-form"' not in html and "js.stripe.com" not in html
     assert "js.stripe.com" not in response["Content-Security-Policy"]
+
+
+@pytest.mark.django_db
+def test_asking_for_a_card_payment_waiting_for_authentication_reads_stripe_once_and_gives_its_secret(
+    client, topup, caplog
+):
+    """The page's polling (`card/confirm`) of an attempt whose PaymentIntent waits for the bank's
+    authentication: one retrieval of the PaymentIntent settles what it can and gives the client
+    secret for confirmCardPayment (the checkout asks every 5 s while a page is open)."""
+    from tests.cards.test_refunds_disputes import attempt_confirmed_in_stripe_only
+    from tests.invoices.test_card_collection import NEEDS_AUTHENTICATION
+
+    attempt, intent_id = attempt_confirmed_in_stripe_only(topup, NEEDS_AUTHENTICATION)
+    caplog.clear()
+    with caplog.at_level("INFO", logger="stripe"):
+        answer = client.post(
+            f"/checkout/{topup.id}/card/confirm", {"paymentAttemptId": str(attempt.id)}, content_type="application/json"
+        )
+    assert answer.status_code == 200, answer.content
+    body = answer.json()
+    assert (body["status"], body["paymentSessionStatus"]) == ("in_flight", "pending")
+    assert body["nextAction"]["type"] == "authenticate" and body["nextAction"]["clientSecret"].startswith(intent_id)
+    requests = [r.getMessage() for r in caplog.records if "Request to Stripe api" in r.getMessage()]
+    assert len(requests) == 1 and f"/v1/payment_intents/{intent_id}" in requests[0], requests

@@ -236,21 +236,36 @@ def card_charge(*, session_id, card: SavedCard, off_session: bool = False) -> Pa
     return attempt
 
 
+@dataclass(frozen=True)
+class Resolved:
+    """What `card_attempt_check` did (`note`), and, for a PaymentIntent that waits for the
+    customer's authentication, its client secret (Stripe.js's confirmCardPayment needs it)."""
+
+    note: str
+    authentication_secret: str | None = None
+
+
 def card_attempt_resolve(*, attempt_id) -> str:
     """Settle a card attempt in flight from its PaymentIntent retrieved from Stripe; returns what
     was done. Used right after confirming, and by beat for attempts a crash left in flight."""
+    return card_attempt_check(attempt_id=attempt_id).note
+
+
+def card_attempt_check(*, attempt_id) -> Resolved:
+    """`card_attempt_resolve`, with the client secret of a PaymentIntent left waiting for the
+    customer's authentication (one retrieval serves both: the checkout's polling asks this)."""
     attempt = PaymentAttempt.objects.select_related("merchant").get(pk=attempt_id, source=PaymentSource.CARD)
     if attempt.status != PaymentAttempt.Status.IN_FLIGHT:
-        return f"already {attempt.status}"
+        return Resolved(f"already {attempt.status}")
     if not attempt.external_reference:
         # never got a PaymentIntent id, so nothing was ever confirmed: nothing can be charged
         payment_attempt_fail(attempt_id=attempt.id, reason="Interrupted before the card was charged.")
-        return "failed: no PaymentIntent"
+        return Resolved("failed: no PaymentIntent")
     client = _client(attempt.merchant.livemode)
     try:
         intent = client.v1.payment_intents.retrieve(attempt.external_reference)
     except stripe.StripeError as exc:
-        return f"{UNREACHABLE if stripe_unreachable(exc) else 'left in flight'}: {exc.__class__.__name__}"
+        return Resolved(f"{UNREACHABLE if stripe_unreachable(exc) else 'left in flight'}: {exc.__class__.__name__}")
     age = timezone.now() - attempt.created_at
     if (intent.status == "requires_confirmation" and age > IN_FLIGHT_GRACE) or (
         intent.status == "requires_action" and age > AUTHENTICATION_TIMEOUT
@@ -260,7 +275,7 @@ def card_attempt_resolve(*, attempt_id) -> str:
         try:
             intent = client.v1.payment_intents.cancel(intent.id)
         except stripe.StripeError as exc:
-            return f"left in flight: {exc.__class__.__name__}"
+            return Resolved(f"left in flight: {exc.__class__.__name__}")
     # (the payments service locks the session's target, the session, then the attempt, as the
     # webhook's handler does: whichever comes second finds the PaymentIntent credited)
     data = intent.to_dict()
@@ -270,8 +285,11 @@ def card_attempt_resolve(*, attempt_id) -> str:
     elif intent.status in ("requires_payment_method", "canceled"):
         outcome = intent_fail(attempt, data)
     else:
-        return f"left in flight: {intent.status}"
-    return outcome.note
+        return Resolved(
+            f"left in flight: {intent.status}",
+            intent.client_secret if intent.status == "requires_action" else None,
+        )
+    return Resolved(outcome.note)
 
 
 def card_attempt_authentication(*, attempt_id) -> str | None:
