@@ -1,7 +1,7 @@
 """Invoices admin: read-only invoices with their lines and their PDF; void, mark uncollectible and
 collect (the wallet, else the default card) through the same services as the API
-(apps.invoices.services), each selected invoice reported on its own. Invoices are written by the services only: nothing is
-added, edited or deleted here."""
+(apps.invoices.services), each selected invoice reported on its own. Invoices are written by the
+services only: nothing is added, edited or deleted here."""
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied

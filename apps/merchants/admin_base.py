@@ -11,7 +11,7 @@ from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
 
-from apps.core.admin import ServiceAdminMixin
+from apps.core.admin import ReadOnlyMixin, ServiceAdminMixin
 from apps.core.models import TenantModel
 from apps.merchants.models import Merchant
 
@@ -152,3 +152,16 @@ class TenantTabularInline(TenantInlineMixin, admin.TabularInline):
 
 class TenantStackedInline(TenantInlineMixin, admin.StackedInline):
     pass
+
+
+class TenantHistoryInline(ReadOnlyMixin, TenantTabularInline):
+    """A row's children written only by services (attempts, payments, refunds...), listed
+    read-only, oldest first; merchant staff may view them. A subclass names `model` and
+    `fields` (every one shown read-only)."""
+
+    staff_permissions = ("view",)
+    extra = 0
+    ordering = ("created_at",)
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields

@@ -12,29 +12,21 @@ from apps.core.admin import ReadOnlyMixin, run_per_row
 from apps.core.errors import Conflict
 from apps.core.fields import Currency
 from apps.customers.models import Customer
-from apps.merchants.admin_base import TenantAdmin, TenantTabularInline, admin_tenant
+from apps.merchants.admin_base import TenantAdmin, TenantHistoryInline, admin_tenant
 from apps.payments.models import Adjustment, Payment, PaymentAttempt, PaymentDispute, PaymentRefund, PaymentSession
 from apps.payments.serializers import checkout_url, session_status
 from apps.payments.services import adjustment_create, payment_session_pay_test
 
 
-class PaymentAttemptInline(ReadOnlyMixin, TenantTabularInline):
+class PaymentAttemptInline(TenantHistoryInline):
     model = PaymentAttempt
-    staff_permissions = ("view",)
     fields = ("created_at", "source", "status", "amount", "external_reference", "failure_reason", "finished_at")
-    readonly_fields = fields
-    extra = 0
-    ordering = ("created_at",)
 
 
-class PaymentInline(ReadOnlyMixin, TenantTabularInline):
+class PaymentInline(TenantHistoryInline):
     model = Payment
-    staff_permissions = ("view",)
     fk_name = "session"
     fields = ("created_at", "source", "external_reference", "amount", "applied_amount", "status")
-    readonly_fields = fields
-    extra = 0
-    ordering = ("created_at",)
 
 
 @admin.register(PaymentSession)
@@ -105,35 +97,19 @@ class PaymentSessionAdmin(TenantAdmin):
         )
 
 
-class PaymentRefundInline(ReadOnlyMixin, TenantTabularInline):
+class PaymentRefundInline(TenantHistoryInline):
     """The processor's refunds of the payment, as they stand: refunded (the wallet debited), or
     failed / canceled afterwards (the debit undone)."""
 
     model = PaymentRefund
-    staff_permissions = ("view",)
-    fields = (
-        "created_at",
-        "external_reference",
-        "amount",
-        "status",
-        "reversed_amount",
-        "failed_at",
-        "restored_amount",
-    )
-    readonly_fields = fields
-    extra = 0
-    ordering = ("created_at",)
+    fields = ("created_at", "external_reference", "amount", "status", "reversed_amount", "failed_at", "restored_amount")
 
 
-class PaymentDisputeInline(ReadOnlyMixin, TenantTabularInline):
+class PaymentDisputeInline(TenantHistoryInline):
     """The payer's disputes of the payment (recorded; no money moves)."""
 
     model = PaymentDispute
-    staff_permissions = ("view",)
     fields = ("created_at", "external_reference", "amount", "reason", "processor_status")
-    readonly_fields = fields
-    extra = 0
-    ordering = ("created_at",)
 
 
 @admin.register(Payment)
